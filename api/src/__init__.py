@@ -1,0 +1,1 @@
+"""The HTTP API: both seed route families on one backend."""

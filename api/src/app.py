@@ -1,0 +1,47 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from docjobs.backend import Backend, create_backend
+from docjobs.metrics import register_job_gauges
+from docjobs.settings import Settings
+
+from . import errors
+from .metrics import RequestMetricsMiddleware
+from .routes import convert, health, jobs, ocr
+from .uploads import MULTIPART_SLACK, BodyLimitMiddleware
+
+
+def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
+    backend = backend or create_backend(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await backend.start()
+        register_job_gauges(backend.phase_counts)
+        try:
+            yield
+        finally:
+            await backend.stop()
+
+    app = FastAPI(
+        title="docjobs",
+        summary="Asynchronous document processing: convert, OCR, extract.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.backend = backend
+    errors.install(app)
+    app.add_middleware(
+        BodyLimitMiddleware, max_body_bytes=settings.limits.max_upload_bytes + MULTIPART_SLACK
+    )
+    app.add_middleware(RequestMetricsMiddleware)
+    for module in (convert, ocr, jobs, health):
+        app.include_router(module.router)
+    return app

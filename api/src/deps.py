@@ -1,0 +1,53 @@
+"""Dependencies of the routes, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader
+
+from docjobs.backend import Backend
+from docjobs.keys import Principal
+from docjobs.settings import Settings
+
+from .errors import ApiError
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Your API key (`dj_...`)."
+)
+
+
+def get_backend(request: Request) -> Backend:
+    backend: Backend = request.app.state.backend
+    return backend
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+BackendDep = Annotated[Backend, Depends(get_backend)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+async def current_principal(
+    request: Request,
+    backend: BackendDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+) -> Principal:
+    if not api_key:
+        raise ApiError(401, "missing_api_key", "Send your API key in the X-API-Key header.")
+    principal = backend.keys.authenticate(api_key.strip())
+    if principal is None:
+        raise ApiError(401, "invalid_api_key", "The API key is invalid or has been revoked.")
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+AsyncFlag = Annotated[
+    bool,
+    Query(alias="async", description="Queue the work as a job and answer 202 at once."),
+]

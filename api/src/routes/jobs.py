@@ -1,0 +1,80 @@
+"""``/api/v1/jobs``: poll, list, download, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from docjobs.models import Job, Phase
+
+from ..deps import BackendDep, PrincipalDep, SettingsDep
+from ..errors import ApiError
+from ..submit import result_response
+from ..views import PHASES_OF_WORD, STATUS_WORDS, iso, job_detail, job_summary
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+StatusWord = Literal["pending", "processing", "complete", "failed", "cancelled"]
+
+
+async def _job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Job:
+    job = await backend.get(principal.tenant, job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"No job {job_id!r}.")
+    if job.expired:
+        raise ApiError(
+            404, "job_expired",
+            f"Job {job_id!r} finished at {iso(job.status.completed_at)} and was deleted with its "
+            f"result after the retention period of {job.spec.ttl_seconds_after_finished} s.",
+        )
+    return job
+
+
+@router.get("", summary="List jobs")
+async def list_jobs(
+    backend: BackendDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    status: Annotated[StatusWord | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, description="At most this many, newest first.")] = 20,
+) -> dict[str, Any]:
+    limit = min(limit, settings.limits.list_max)
+    phases = PHASES_OF_WORD[status] if status else None
+    jobs, total = await backend.list(principal.tenant, phases, limit)
+    return {"jobs": [job_summary(j) for j in jobs], "total": total, "limit": limit}
+
+
+@router.get("/{job_id}", summary="Get a job's status")
+async def get_job(
+    request: Request, backend: BackendDep, principal: PrincipalDep, job_id: str
+) -> dict[str, Any]:
+    return job_detail(await _job(backend, principal, job_id), str(request.base_url))
+
+
+@router.get(
+    "/{job_id}/result",
+    summary="Download a job's result",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}, "application/json": {}}}},
+)
+async def get_result(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Response:
+    job = await _job(backend, principal, job_id)
+    if job.status.phase is not Phase.COMPLETE or job.status.result is None:
+        word = STATUS_WORDS[job.status.phase]
+        raise ApiError(
+            409, "job_not_complete", f"Job {job_id!r} is {word}; its result is not available.",
+            status=word,
+        )
+    return result_response(backend, job, {"X-Job-Id": job_id})
+
+
+@router.delete("/{job_id}", status_code=204, summary="Cancel a job", response_class=Response)
+async def cancel_job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Response:
+    job = await _job(backend, principal, job_id)
+    if job.status.phase in (Phase.COMPLETE, Phase.FAILED):
+        word = STATUS_WORDS[job.status.phase]
+        raise ApiError(409, "job_finished", f"Job {job_id!r} is already {word}.", status=word)
+    await backend.cancel(principal.tenant, job_id)
+    return Response(status_code=204)

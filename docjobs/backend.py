@@ -1,0 +1,69 @@
+"""The backend interface the API talks to, free of HTTP types, and its factory."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from docjobs.keys import KeyStore
+from docjobs.models import ConvertToPdf, Job, OcrAdvanced, OcrSimple, OcrVision, Phase
+from docjobs.settings import Settings
+
+
+@dataclass(frozen=True)
+class Submission:
+    tenant: str
+    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision
+    source: Path
+    """A temporary file the backend copies into its object store; the caller deletes it."""
+    file_name: str
+    content_type: str
+    sha256: str
+    size: int
+    page_count: int | None
+    interactive: bool
+
+
+def new_job_id() -> str:
+    return f"job_{secrets.token_hex(12)}"
+
+
+class Backend(Protocol):
+    keys: KeyStore
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def ready(self) -> bool: ...
+
+    async def submit(self, submission: Submission) -> Job: ...
+
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        """The tenant's job, an expired one included (``job.expired``), or None."""
+        ...
+
+    async def list(
+        self, tenant: str, phases: Iterable[Phase] | None, limit: int
+    ) -> tuple[list[Job], int]: ...
+
+    async def cancel(self, tenant: str, job_id: str) -> Job | None: ...
+
+    async def wait(self, job_id: str, timeout: float) -> Job:
+        """The job once terminal, or as it stands when ``timeout`` seconds have passed."""
+        ...
+
+    def iter_result(self, job: Job) -> Iterator[bytes]: ...
+
+    def phase_counts(self) -> dict[Phase, int]: ...
+
+
+def create_backend(settings: Settings) -> Backend:
+    if settings.backend == "embedded":
+        from docjobs.embedded.backend import EmbeddedBackend
+
+        return EmbeddedBackend(settings)
+    raise NotImplementedError(f"backend {settings.backend!r} is not available yet")

@@ -1,0 +1,1 @@
+"""Embedded mode: SQLite job store, local object store, warm runner workers, one process."""

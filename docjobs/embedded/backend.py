@@ -1,0 +1,99 @@
+"""Embedded backend: everything on one machine under the data directory."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable, Iterator
+
+from docjobs.backend import Submission, new_job_id
+from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore, utcnow
+from docjobs.keys import SQLiteKeyStore
+from docjobs.models import InputRef, Job, JobSpec, Phase
+from docjobs.settings import Settings
+from docjobs.storage import LocalStore, object_keys
+
+from .pool import WorkerPool
+from .supervisor import Supervisor
+
+
+class EmbeddedBackend:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = settings.data_dir.resolve()
+        self.db = SQLiteDatabase(data_dir / "docjobs.db")
+        self.store = SQLiteJobStore(self.db)
+        self.keys = SQLiteKeyStore(self.db)
+        self.objects = LocalStore(data_dir / "objects")
+        env = {**os.environ, "DOCJOBS_DATA_DIR": str(data_dir), "DOCJOBS_BACKEND": "embedded"}
+        pool = WorkerPool(settings.runner.concurrency, settings.runner.max_jobs_per_worker, env)
+        self.supervisor = Supervisor(settings, self.store, self.objects, pool)
+
+    async def start(self) -> None:
+        await self.supervisor.start()
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        self.db.close()
+
+    def ready(self) -> bool:
+        return self.supervisor.alive
+
+    async def submit(self, submission: Submission) -> Job:
+        job_id = new_job_id()
+        prefix, input_key = object_keys(submission.tenant, job_id)
+        await asyncio.to_thread(
+            self.objects.put_file, input_key, submission.source, submission.content_type
+        )
+        jobs = self.settings.jobs
+        spec = JobSpec(
+            job_id=job_id,
+            tenant=submission.tenant,
+            operation=submission.operation,
+            input=InputRef(
+                key=input_key,
+                file_name=submission.file_name,
+                content_type=submission.content_type,
+                sha256=submission.sha256,
+                size=submission.size,
+                page_count=submission.page_count,
+            ),
+            retry_policy=jobs.retry,
+            timeout_seconds=jobs.timeout_seconds,
+            ttl_seconds_after_finished=jobs.ttl_seconds,
+            interactive=submission.interactive,
+            created_at=utcnow(),
+        )
+        try:
+            job = self.store.create(spec)
+        except BaseException:
+            self.objects.delete_prefix(prefix)
+            raise
+        self.supervisor.wake()
+        return job
+
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        return self.store.get(job_id, tenant)
+
+    async def list(
+        self, tenant: str, phases: Iterable[Phase] | None, limit: int
+    ) -> tuple[list[Job], int]:
+        return self.store.list(tenant, phases, limit)
+
+    async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        job = self.store.get(job_id, tenant)
+        if job is None or job.expired or job.status.phase.terminal:
+            return job
+        return await self.supervisor.cancel(job_id)
+
+    async def wait(self, job_id: str, timeout: float) -> Job:
+        job = await self.supervisor.wait(job_id, timeout)
+        assert job is not None
+        return job
+
+    def iter_result(self, job: Job) -> Iterator[bytes]:
+        assert job.status.result is not None
+        return self.objects.iter_chunks(job.status.result.key)
+
+    def phase_counts(self) -> dict[Phase, int]:
+        return self.store.count_by_phase()

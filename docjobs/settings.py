@@ -1,0 +1,86 @@
+"""Settings, grouped by concern, read from ``DOCJOBS_*`` environment variables.
+
+Nested sections use ``__`` (``DOCJOBS_LIMITS__MAX_UPLOAD_BYTES=...``). Read them through
+:func:`get_settings`, never at import time, so tests and commands can set the environment
+first.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from docjobs.models import RetryPolicy
+
+
+class LimitSettings(BaseModel):
+    max_upload_bytes: int = 50 * 1024 * 1024
+    """Bytes; 50 MB. Larger uploads get 413 while they stream, before any work is queued."""
+    sync_convert_bytes: int = 5 * 1024 * 1024
+    """Bytes; 5 MB. X-to-PDF inputs above this run as async jobs (seed 000's threshold)."""
+    sync_tesseract_pages: int = 20
+    """Pages; 20. Simple OCR above this runs as an async job."""
+    sync_doctr_pages: int = 10
+    """Pages; 10. Advanced OCR above this runs as an async job."""
+    sync_vision_pages: int = 3
+    """Pages; 3. Vision OCR above this runs as an async job."""
+    sync_wait_seconds: float = 60.0
+    """Seconds; 60. A sync request still running after this answers 202 and goes on as a job."""
+    list_max: int = 100
+    """Jobs; 100. Upper bound of ``limit`` when listing jobs."""
+
+
+class JobSettings(BaseModel):
+    retry: RetryPolicy = RetryPolicy()
+    """3 attempts, 5 s then 25 s: seed 004's policy."""
+    ttl_seconds: int = 24 * 3600
+    """Seconds; 24 h. Finished jobs and their files are deleted this long after they end."""
+    tombstone_seconds: int = 7 * 24 * 3600
+    """Seconds; 7 days. An expired job answers 404 'expired' (not 'unknown') this long."""
+    timeout_seconds: float = 600.0
+    """Seconds; 10 min. Deadline of one attempt: a hung engine must not hold a worker forever."""
+
+
+class RunnerSettings(BaseModel):
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    """Workers; number of CPUs. Engines are CPU-bound, more workers only queue in the kernel."""
+    memory_limit_mb: int = 4096
+    """MiB; 4 GiB address space per worker, so a memory bomb kills a worker, not the host."""
+    max_jobs_per_worker: int = 200
+    """Jobs; 200. A warm worker is replaced after this many jobs, bounding leaks in engines."""
+    poll_seconds: float = 0.5
+    """Seconds; 0.5. How often the supervisor looks for due retries and expired jobs."""
+
+
+class S3Settings(BaseModel):
+    endpoint: str = ""
+    """host:port of the S3 API; empty selects the local directory store."""
+    bucket: str = "docjobs"
+    access_key: str = ""
+    secret_key: str = ""
+    secure: bool = True
+    region: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCJOBS_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    backend: Literal["embedded", "kubernetes"] = "embedded"
+    data_dir: Path = Path("./data")
+    """Embedded mode's job database, objects and keys live here."""
+    limits: LimitSettings = LimitSettings()
+    jobs: JobSettings = JobSettings()
+    runner: RunnerSettings = RunnerSettings()
+    s3: S3Settings = S3Settings()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,5 @@
+import sys
+
+from docjobs.runner.main import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real ``docjobs serve`` process on loopback, and API keys for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One ``docjobs serve`` process; restartable on the same data directory and port."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> Server:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / "docjobs"), "serve", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)],
+            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.base}/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not become ready")
+
+    def key(self, tenant: str, plan: str = "business") -> str:
+        out = subprocess.run(
+            [str(BIN / "docjobs"), "keys", "create", "--tenant", tenant, "--plan", plan,
+             "--data-dir", str(self.data_dir)],
+            check=True, capture_output=True, text=True, env={**os.environ, **self.env},
+        ).stdout
+        return out.strip().splitlines()[-1]
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("shared") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def api_key(server: Server) -> str:
+    return server.key("acme")
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[callable]:
+    made: list[Server] = []
+
+    def make(**env: str) -> Server:
+        srv = Server(tmp_path / f"data{len(made)}", env=env)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        srv.stop()

@@ -1,0 +1,79 @@
+"""Documents made by the tests from known text, so results can be checked word by word."""
+
+from __future__ import annotations
+
+import io
+import random
+
+from PIL import Image, ImageDraw, ImageFont
+
+FONTS = {
+    "sans": "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "serif": "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
+    "mono": "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
+}
+WORDS = (
+    "invoice payment customer delivery account balance quarterly report shipment "
+    "warehouse contract signature amount received transfer schedule meeting office "
+    "summary project budget revenue supplier address number total order letter"
+).split()
+
+
+def sentence_lines(seed: int, lines: int, words_per_line: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(words_per_line)) for _ in range(lines)]
+
+
+def text_image(lines: list[str], font: str = "sans", size: int = 36, width: int = 1700,
+               margin: int = 100) -> Image.Image:
+    face = ImageFont.truetype(FONTS[font], size)
+    height = margin * 2 + int(len(lines) * size * 1.6)
+    image = Image.new("L", (width, max(height, 400)), 255)
+    draw = ImageDraw.Draw(image)
+    for i, line in enumerate(lines):
+        draw.text((margin, margin + int(i * size * 1.6)), line, font=face, fill=0)
+    return image
+
+
+def two_column_image(left: list[str], right: list[str], size: int = 30) -> Image.Image:
+    face = ImageFont.truetype(FONTS["serif"], size)
+    image = Image.new("L", (2000, 200 + int(max(len(left), len(right)) * size * 1.6)), 255)
+    draw = ImageDraw.Draw(image)
+    for column, x in ((left, 100), (right, 1080)):
+        for i, line in enumerate(column):
+            draw.text((x, 100 + int(i * size * 1.6)), line, font=face, fill=0)
+    return image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def pdf_of_images(images: list[Image.Image]) -> bytes:
+    out = io.BytesIO()
+    first, *rest = [im.convert("RGB") for im in images]
+    first.save(out, "PDF", resolution=200.0, save_all=True, append_images=rest)
+    return out.getvalue()
+
+
+def pdf_with_pages(pages: int, seed: int = 1) -> tuple[bytes, list[list[str]]]:
+    """A PDF of ``pages`` scanned-looking pages and the text on each."""
+    texts = [sentence_lines(seed + p, 4, 5) for p in range(pages)]
+    return pdf_of_images([text_image(t, size=40, width=1200) for t in texts]), texts
+
+
+def recovered(expected: list[str], text: str) -> float:
+    """Share of expected words found, in order of appearance, in ``text`` (multiset)."""
+    found = text.lower().split()
+    pool: dict[str, int] = {}
+    for w in found:
+        pool[w] = pool.get(w, 0) + 1
+    hits = 0
+    words = [w.lower() for line in expected for w in line.split()]
+    for w in words:
+        if pool.get(w, 0) > 0:
+            pool[w] -= 1
+            hits += 1
+    return hits / len(words)
