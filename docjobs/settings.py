@@ -54,7 +54,9 @@ class RunnerSettings(BaseModel):
     max_jobs_per_worker: int = 200
     """Jobs; 200. A warm worker is replaced after this many jobs, bounding leaks in engines."""
     poll_seconds: float = 0.5
-    """Seconds; 0.5. How often the supervisor looks for due retries and expired jobs."""
+    """Seconds; 0.5. How often the supervisor looks for due retries when nothing wakes it."""
+    sweep_seconds: float = 30.0
+    """Seconds; 30. How often finished jobs past their TTL are looked for and deleted."""
 
 
 class S3Settings(BaseModel):

@@ -25,7 +25,6 @@ from docjobs.storage import LocalStore, ObjectNotFound, outcome_key
 from .pool import Worker, WorkerDied, WorkerPool
 
 log = logging.getLogger(__name__)
-SWEEP_EVERY_SECONDS = 30.0
 
 
 class Supervisor:
@@ -136,7 +135,7 @@ class Supervisor:
         while True:
             try:
                 self._schedule()
-                if time.monotonic() - self._last_sweep > SWEEP_EVERY_SECONDS:
+                if time.monotonic() - self._last_sweep > self.settings.runner.sweep_seconds:
                     self._last_sweep = time.monotonic()
                     self.sweep_expired()
             except Exception:
