@@ -32,7 +32,8 @@ def new_job_id() -> str:
 
 
 class Backend(Protocol):
-    keys: KeyStore
+    @property
+    def keys(self) -> KeyStore: ...
 
     async def start(self) -> None: ...
 
@@ -46,7 +47,7 @@ class Backend(Protocol):
         """The tenant's job, an expired one included (``job.expired``), or None."""
         ...
 
-    async def list(
+    async def list_jobs(
         self, tenant: str, phases: Iterable[Phase] | None, limit: int
     ) -> tuple[list[Job], int]: ...
 

@@ -50,7 +50,7 @@ def serve(
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     backend = create_backend(settings)
-    if not backend.keys.list():
+    if not backend.keys.list_keys():
         key, record = backend.keys.create("default", "business")
         typer.echo(
             f"No API keys yet: created one for tenant '{record.tenant}' (plan {record.plan}).\n"
@@ -89,7 +89,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(data_dir: DataDir = None) -> None:
     """List keys (ids only: the keys themselves are not stored)."""
-    for record in _key_store(data_dir).list():
+    for record in _key_store(data_dir).list_keys():
         state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
         typer.echo(f"{record.key_id}  {record.tenant}  {record.plan}  {state}")
 

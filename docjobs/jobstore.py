@@ -20,7 +20,9 @@ class JobStore(Protocol):
         """The job, or None; with ``tenant`` another tenant's job is None too."""
         ...
 
-    def list(self, tenant: str, phases: Iterable[Phase] | None, limit: int) -> tuple[list[Job], int]:
+    def list_jobs(
+        self, tenant: str, phases: Iterable[Phase] | None, limit: int
+    ) -> tuple[list[Job], int]:
         """Newest first, at most ``limit``, and how many match in all."""
         ...
 
@@ -134,7 +136,9 @@ class SQLiteJobStore:
             return None
         return _job(rows[0])
 
-    def list(self, tenant: str, phases: Iterable[Phase] | None, limit: int) -> tuple[list[Job], int]:
+    def list_jobs(
+        self, tenant: str, phases: Iterable[Phase] | None, limit: int
+    ) -> tuple[list[Job], int]:
         where, args = "tenant = ? AND expired = 0", [tenant]
         if phases is not None:
             wanted = [p.value for p in phases]
@@ -180,7 +184,9 @@ class SQLiteJobStore:
         return [_job(r) for r in rows]
 
     def in_phase(self, phase: Phase) -> list[Job]:
-        return [_job(r) for r in self.db.query("SELECT * FROM jobs WHERE phase = ?", (phase.value,))]
+        return [
+            _job(r) for r in self.db.query("SELECT * FROM jobs WHERE phase = ?", (phase.value,))
+        ]
 
     def next_wake(self) -> datetime | None:
         row = self.db.query(
@@ -204,9 +210,7 @@ class SQLiteJobStore:
             cursor = conn.execute(
                 "DELETE FROM jobs WHERE expired = 1 AND expires_at < ?", (before.timestamp(),)
             )
-            conn.execute(
-                "DELETE FROM job_events WHERE job_id NOT IN (SELECT job_id FROM jobs)"
-            )
+            conn.execute("DELETE FROM job_events WHERE job_id NOT IN (SELECT job_id FROM jobs)")
             return cursor.rowcount
 
     def count_by_phase(self) -> dict[Phase, int]:

@@ -55,7 +55,7 @@ class KeyStore(Protocol):
 
     def authenticate(self, presented: str) -> Principal | None: ...
 
-    def list(self) -> list[ApiKey]: ...
+    def list_keys(self) -> list[ApiKey]: ...
 
     def revoke(self, key_id: str) -> bool: ...
 
@@ -114,7 +114,7 @@ class SQLiteKeyStore:
             return None
         return Principal(tenant=rows[0]["tenant"], plan=rows[0]["plan"], key_id=rows[0]["key_id"])
 
-    def list(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         return [
             ApiKey(
                 r["key_id"],

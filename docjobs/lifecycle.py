@@ -116,9 +116,7 @@ def decide(spec: JobSpec, status: JobStatus, observation: Observation) -> Decisi
             if not is_runnable(status, now):
                 return Decision(status)
             if status.attempts >= spec.retry_policy.max_attempts:
-                return _fail(
-                    status, _gave_up(status.attempts, "no attempts left"), now
-                )
+                return _fail(status, _gave_up(status.attempts, "no attempts left"), now)
             started = status.model_copy(
                 update={
                     "phase": Phase.PROCESSING,
@@ -195,7 +193,9 @@ def _retry_or_fail(spec: JobSpec, status: JobStatus, error: JobError, now: datet
             "phase": Phase.RETRYING,
             "next_attempt_at": now + timedelta(seconds=delay),
             "error": error,
-            "message": f"Attempt {status.attempts} failed ({error.message}); retrying in {delay:g} s",
+            "message": (
+                f"Attempt {status.attempts} failed ({error.message}); retrying in {delay:g} s"
+            ),
         }
     )
     return Decision(retrying, ())
@@ -203,6 +203,7 @@ def _retry_or_fail(spec: JobSpec, status: JobStatus, error: JobError, now: datet
 
 def _gave_up(attempts: int, why: str) -> JobError:
     return JobError(
-        reason="RetriesExhausted", message=f"gave up after {attempts} attempts: {why}",
+        reason="RetriesExhausted",
+        message=f"gave up after {attempts} attempts: {why}",
         permanent=False,
     )

@@ -83,7 +83,9 @@ class OcrVision(OcrParams):
     kind: Literal["ocr.vision"] = "ocr.vision"
 
 
-Operation = Annotated[ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision, Field(discriminator="kind")]
+Operation = Annotated[
+    ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision, Field(discriminator="kind")
+]
 
 ENGINE_OF: dict[str, Engine] = {
     "convert": Engine.CONVERT,

@@ -48,7 +48,7 @@ class LocalStore:
     def path(self, key: str) -> Path:
         return self.root / _safe_key(key)
 
-    def _write(self, key: str, fill: "_Filler") -> int:
+    def _write(self, key: str, fill: _Filler) -> int:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -113,7 +113,7 @@ def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
     return f"{tenant}/{job_id}/attempts/{attempt}.json"
 
 
-def store_from_settings(settings: "Settings") -> ObjectStore:
+def store_from_settings(settings: Settings) -> ObjectStore:
     if settings.s3.endpoint:
         raise NotImplementedError("S3 storage arrives with the Kubernetes backend")
     return LocalStore(settings.data_dir / "objects")

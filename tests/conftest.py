@@ -42,9 +42,17 @@ class Server:
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [str(BIN / "docjobs"), "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            [
+                str(BIN / "docjobs"),
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -60,9 +68,21 @@ class Server:
 
     def key(self, tenant: str, plan: str = "business") -> str:
         out = subprocess.run(
-            [str(BIN / "docjobs"), "keys", "create", "--tenant", tenant, "--plan", plan,
-             "--data-dir", str(self.data_dir)],
-            check=True, capture_output=True, text=True, env={**os.environ, **self.env},
+            [
+                str(BIN / "docjobs"),
+                "keys",
+                "create",
+                "--tenant",
+                tenant,
+                "--plan",
+                plan,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self.env},
         ).stdout
         return out.strip().splitlines()[-1]
 

@@ -12,11 +12,36 @@ FONTS = {
     "serif": "/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf",
     "mono": "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf",
 }
-WORDS = (
-    "invoice payment customer delivery account balance quarterly report shipment "
-    "warehouse contract signature amount received transfer schedule meeting office "
-    "summary project budget revenue supplier address number total order letter"
-).split()
+WORDS = [
+    "invoice",
+    "payment",
+    "customer",
+    "delivery",
+    "account",
+    "balance",
+    "quarterly",
+    "report",
+    "shipment",
+    "warehouse",
+    "contract",
+    "signature",
+    "amount",
+    "received",
+    "transfer",
+    "schedule",
+    "meeting",
+    "office",
+    "summary",
+    "project",
+    "budget",
+    "revenue",
+    "supplier",
+    "address",
+    "number",
+    "total",
+    "order",
+    "letter",
+]
 
 
 def sentence_lines(seed: int, lines: int, words_per_line: int = 7) -> list[str]:
@@ -24,8 +49,9 @@ def sentence_lines(seed: int, lines: int, words_per_line: int = 7) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(words_per_line)) for _ in range(lines)]
 
 
-def text_image(lines: list[str], font: str = "sans", size: int = 36, width: int = 1700,
-               margin: int = 100) -> Image.Image:
+def text_image(
+    lines: list[str], font: str = "sans", size: int = 36, width: int = 1700, margin: int = 100
+) -> Image.Image:
     face = ImageFont.truetype(FONTS[font], size)
     height = margin * 2 + int(len(lines) * size * 1.6)
     image = Image.new("L", (width, max(height, 400)), 255)

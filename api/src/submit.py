@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -79,16 +78,16 @@ def result_response(backend: Backend, job: Job, headers: dict[str, str]) -> Resp
     result = job.status.result
     assert result is not None
     if result.content_type == "application/json":
-        return Response(b"".join(backend.iter_result(job)), media_type="application/json",
-                        headers=headers)
+        return Response(
+            b"".join(backend.iter_result(job)), media_type="application/json", headers=headers
+        )
     stem = job.spec.input.file_name.rsplit(".", 1)[0] or "result"
     extension = result.key.rsplit(".", 1)[-1]
     disposition = f'attachment; filename="{_ascii(stem)}.{extension}"'
     return StreamingResponse(
         backend.iter_result(job),
         media_type=result.content_type,
-        headers={**headers, "Content-Disposition": disposition,
-                 "Content-Length": str(result.size)},
+        headers={**headers, "Content-Disposition": disposition, "Content-Length": str(result.size)},
     )
 
 
@@ -98,5 +97,3 @@ def snake(reason: str) -> str:
 
 def _ascii(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:100] or "result"
-
-

@@ -100,7 +100,9 @@ async def save_upload(
 ) -> SavedUpload:
     """Copy the ``file`` part, or the ``content`` field, to a scratch file."""
     if file is None and content is None:
-        raise ApiError(400, "missing_file", "Send the document as a 'file' part or 'content' field.")
+        raise ApiError(
+            400, "missing_file", "Send the document as a 'file' part or 'content' field."
+        )
     scratch_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
@@ -115,7 +117,8 @@ async def save_upload(
                     size += len(chunk)
                     if size > max_bytes:
                         raise ApiError(
-                            413, "payload_too_large",
+                            413,
+                            "payload_too_large",
                             f"The file exceeds the {max_bytes / (1024 * 1024):g} MB limit.",
                         )
                     digest.update(chunk)

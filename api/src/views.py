@@ -59,7 +59,9 @@ def job_detail(job: Job, base_url: str) -> dict[str, Any]:
     body.update(
         started_at=iso(status.started_at),
         attempts=status.attempts,
-        page_count=status.page_count if status.page_count is not None else job.spec.input.page_count,
+        page_count=status.page_count
+        if status.page_count is not None
+        else job.spec.input.page_count,
         file_name=job.spec.input.file_name,
         message=status.message,
         result_url=job_urls(base_url, job.spec.job_id)["result_url"],

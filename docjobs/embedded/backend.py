@@ -75,10 +75,10 @@ class EmbeddedBackend:
     async def get(self, tenant: str, job_id: str) -> Job | None:
         return self.store.get(job_id, tenant)
 
-    async def list(
+    async def list_jobs(
         self, tenant: str, phases: Iterable[Phase] | None, limit: int
     ) -> tuple[list[Job], int]:
-        return self.store.list(tenant, phases, limit)
+        return self.store.list_jobs(tenant, phases, limit)
 
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
         job = self.store.get(job_id, tenant)

@@ -98,7 +98,10 @@ class WorkerPool:
 
     async def _spawn(self) -> Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "docjobs.runner", "--worker",
+            sys.executable,
+            "-m",
+            "docjobs.runner",
+            "--worker",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=self.env,

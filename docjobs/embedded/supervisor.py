@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -70,8 +71,9 @@ class Supervisor:
         for job in self.store.in_phase(Phase.PROCESSING):
             outcome = self._recorded_outcome(job)
             if outcome is not None:
-                self.observe(job.spec.job_id, lifecycle.RunnerExited(
-                    outcome.exit_code, outcome.summary, now))
+                self.observe(
+                    job.spec.job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, now)
+                )
             else:
                 self.observe(job.spec.job_id, lifecycle.RunnerLost("service restarted", now))
 
@@ -160,9 +162,9 @@ class Supervisor:
                 continue
             task = asyncio.create_task(self._attempt(job_id), name=f"attempt-{job_id}")
             self.running[job_id] = task
-            task.add_done_callback(lambda _t, j=job_id: self._attempt_done(j))
+            task.add_done_callback(functools.partial(self._attempt_done, job_id))
 
-    def _attempt_done(self, job_id: str) -> None:
+    def _attempt_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
         self.wake()
 
@@ -182,10 +184,14 @@ class Supervisor:
             self.observe(job_id, lifecycle.AttemptTimedOut(utcnow()))
         except WorkerDied as died:
             self.pool.discard(worker)
-            self.observe(job_id, lifecycle.RunnerExited(died.returncode or 1, _died(died), utcnow()))
+            self.observe(
+                job_id, lifecycle.RunnerExited(died.returncode or 1, _died(died), utcnow())
+            )
         else:
             self.pool.release(worker)
-            self.observe(job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, utcnow()))
+            self.observe(
+                job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, utcnow())
+            )
         finally:
             self._workers.pop(job_id, None)
             self.runner_pids.pop(job_id, None)

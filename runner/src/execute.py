@@ -6,6 +6,8 @@ import logging
 import tempfile
 from pathlib import Path
 
+from docjobs.runner import engines
+
 from docjobs.models import (
     EXIT_OK,
     EXIT_PERMANENT,
@@ -15,7 +17,6 @@ from docjobs.models import (
     RunnerSummary,
     RunOutcome,
 )
-from docjobs.runner import engines
 from docjobs.storage import ObjectStore, outcome_key, result_key
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def _run(spec: JobSpec, store: ObjectStore) -> RunOutcome:
         return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))
     except MemoryError:
         error = JobError(
-            reason="OutOfMemory", message="the document needs more memory than allowed",
+            reason="OutOfMemory",
+            message="the document needs more memory than allowed",
             permanent=True,
         )
         return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))

@@ -18,8 +18,9 @@ import signal
 import sys
 from pathlib import Path
 
-from docjobs.models import JobSpec, RunOutcome, WorkerRequest
 from docjobs.runner.execute import execute, termination_message
+
+from docjobs.models import JobSpec, RunOutcome, WorkerRequest
 from docjobs.settings import get_settings
 from docjobs.storage import store_from_settings
 

@@ -18,8 +18,14 @@ OCR = "/api/v1/ocr/extract/simple"
 
 
 def post(server, key, path, files=None, data=None, params=None, timeout=120):
-    return requests.post(f"{server.base}{path}", headers={"X-API-Key": key}, files=files,
-                         data=data, params=params, timeout=timeout)
+    return requests.post(
+        f"{server.base}{path}",
+        headers={"X-API-Key": key},
+        files=files,
+        data=data,
+        params=params,
+        timeout=timeout,
+    )
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
@@ -33,11 +39,15 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
 
 def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
     """A valid PNG header for 3.6 gigapixels with a tiny compressed body."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
         return pack(">I", len(payload)) + kind + payload + pack(">I", zlib.crc32(kind + payload))
+
     header = pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     rows = zlib.compress(b"\x00" * 4096)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+    )
 
 
 def encrypted_pdf() -> bytes:
@@ -64,8 +74,13 @@ def no_pages_pdf() -> bytes:
         ("locked.pdf", encrypted_pdf(), "application/pdf", 400, "encrypted_pdf"),
         ("bomb.png", bomb_png(), "image/png", 400, "image_too_large"),
         ("notes.txt", b"just some text", "text/plain", 415, "unsupported_media_type"),
-        ("archive.zip", b"PK\x03\x04" + b"\x00" * 100, "application/zip", 415,
-         "unsupported_media_type"),
+        (
+            "archive.zip",
+            b"PK\x03\x04" + b"\x00" * 100,
+            "application/zip",
+            415,
+            "unsupported_media_type",
+        ),
     ],
 )
 def test_broken_documents_are_refused_before_queueing(
@@ -83,30 +98,40 @@ def test_upload_over_50_mb_is_refused_while_streaming(server, api_key) -> None:
 
     def chunked_multipart():
         """No Content-Length: the server can only notice the size while reading."""
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-               f'filename="big.pdf"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4\n').encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="big.pdf"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4\n'
+        ).encode()
         for _ in range(51):
             yield b"0" * (1 << 20)
         yield f"\r\n--{boundary}--\r\n".encode()
 
     response = requests.post(
-        f"{server.base}{OCR}", data=chunked_multipart(), timeout=60,
-        headers={"X-API-Key": api_key,
-                 "Content-Type": f"multipart/form-data; boundary={boundary}"},
+        f"{server.base}{OCR}",
+        data=chunked_multipart(),
+        timeout=60,
+        headers={"X-API-Key": api_key, "Content-Type": f"multipart/form-data; boundary={boundary}"},
     )
     assert_error(response, 413, "payload_too_large")
-    declared = post(server, api_key, OCR,
-                    files={"file": ("big.pdf", b"%PDF-1.4\n" + b"0" * (51 << 20))})
+    declared = post(
+        server, api_key, OCR, files={"file": ("big.pdf", b"%PDF-1.4\n" + b"0" * (51 << 20))}
+    )
     assert_error(declared, 413, "payload_too_large")
 
 
 def test_bad_parameters_are_422(server, api_key) -> None:
     pdf, _ = pdf_with_pages(2)
     files = {"file": ("two.pdf", pdf, "application/pdf")}
-    assert_error(post(server, api_key, OCR, files=files, data={"language": "klingon"}), 422,
-                 "unsupported_language")
-    assert_error(post(server, api_key, OCR, files=files, data={"pages": "2-5"}), 422,
-                 "page_range_out_of_bounds")
+    assert_error(
+        post(server, api_key, OCR, files=files, data={"language": "klingon"}),
+        422,
+        "unsupported_language",
+    )
+    assert_error(
+        post(server, api_key, OCR, files=files, data={"pages": "2-5"}),
+        422,
+        "page_range_out_of_bounds",
+    )
     assert_error(post(server, api_key, OCR, files=files, data={"pages": "one"}), 422)
     assert_error(post(server, api_key, OCR, files=files, data={"output": "fancy"}), 422)
     headers = {"X-API-Key": api_key}
@@ -117,26 +142,40 @@ def test_bad_parameters_are_422(server, api_key) -> None:
 def test_keys_are_required_and_checked(server, api_key) -> None:
     url = f"{server.base}/api/v1/jobs"
     assert_error(requests.get(url), 401, "missing_api_key")
-    assert_error(requests.get(url, headers={"X-API-Key": "dj_000000000000_" + "x" * 32}), 401,
-                 "invalid_api_key")
+    assert_error(
+        requests.get(url, headers={"X-API-Key": "dj_000000000000_" + "x" * 32}),
+        401,
+        "invalid_api_key",
+    )
     assert_error(requests.get(url, headers={"X-API-Key": api_key[:-1] + "?"}), 401)
-    assert_error(requests.get(f"{url}/job_does_not_exist", headers={"X-API-Key": api_key}), 404,
-                 "job_not_found")
+    assert_error(
+        requests.get(f"{url}/job_does_not_exist", headers={"X-API-Key": api_key}),
+        404,
+        "job_not_found",
+    )
 
 
 def test_invalid_json_and_binary_text_are_refused(server, api_key) -> None:
-    assert_error(post(server, api_key, "/api/v1/convert/json-to-pdf",
-                      data={"content": '{"a": 1,'}), 400)
+    assert_error(
+        post(server, api_key, "/api/v1/convert/json-to-pdf", data={"content": '{"a": 1,'}), 400
+    )
     png = bomb_png(10, 10)
-    assert_error(post(server, api_key, "/api/v1/convert/html-to-pdf",
-                      files={"file": ("page.html", png, "text/html")}), 415)
+    assert_error(
+        post(
+            server,
+            api_key,
+            "/api/v1/convert/html-to-pdf",
+            files={"file": ("page.html", png, "text/html")},
+        ),
+        415,
+    )
     assert_error(post(server, api_key, "/api/v1/convert/text-to-pdf"), 400, "missing_file")
 
 
 class _Listener(BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         _Listener.hits.append(self.path)
         self.send_response(200)
         self.send_header("Content-Type", "text/css")

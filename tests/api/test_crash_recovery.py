@@ -16,8 +16,9 @@ JOBS = 20
 
 def statuses(srv, key, ids):
     return {
-        job_id: requests.get(f"{srv.base}/api/v1/jobs/{job_id}",
-                             headers={"X-API-Key": key}).json()["status"]
+        job_id: requests.get(f"{srv.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": key}).json()[
+            "status"
+        ]
         for job_id in ids
     }
 
@@ -28,9 +29,11 @@ def test_kill_9_then_restart_completes_every_job_once(make_server) -> None:
     ids = []
     for n in range(JOBS):
         document = png_bytes(text_image(sentence_lines(100 + n, 6), size=32))
-        response = requests.post(f"{srv.base}/api/v1/ocr/extract/simple?async=true",
-                                 headers={"X-API-Key": key},
-                                 files={"file": (f"page{n}.png", document, "image/png")})
+        response = requests.post(
+            f"{srv.base}/api/v1/ocr/extract/simple?async=true",
+            headers={"X-API-Key": key},
+            files={"file": (f"page{n}.png", document, "image/png")},
+        )
         assert response.status_code == 202
         ids.append(response.json()["job_id"])
     deadline = time.monotonic() + 120
@@ -56,10 +59,13 @@ def test_kill_9_then_restart_completes_every_job_once(make_server) -> None:
             "SELECT count(*) FROM job_events WHERE job_id = ? AND phase = 'Complete'", (job_id,)
         ).fetchone()[0]
         assert completions == 1, job_id
-        outcomes = [json.loads(p.read_text()) for p in
-                    (srv.data_dir / "objects" / "crashy" / job_id / "attempts").glob("*.json")]
+        outcomes = [
+            json.loads(p.read_text())
+            for p in (srv.data_dir / "objects" / "crashy" / job_id / "attempts").glob("*.json")
+        ]
         assert [o["exit_code"] for o in outcomes].count(0) == 1, job_id
-        result = requests.get(f"{srv.base}/api/v1/jobs/{job_id}/result",
-                              headers={"X-API-Key": key}).json()
+        result = requests.get(
+            f"{srv.base}/api/v1/jobs/{job_id}/result", headers={"X-API-Key": key}
+        ).json()
         assert result["data"]["word_count"] > 30
     db.close()

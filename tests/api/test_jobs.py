@@ -36,21 +36,30 @@ def test_sync_conversions_answer_with_the_pdf(server, api_key) -> None:
         ("json", '{"customer": "Acme", "total": 12.5}', "customer"),
         ("html", "<h1>Hello docjobs</h1>", "Hello docjobs"),
     ]:
-        response = requests.post(f"{server.base}/api/v1/convert/{kind}-to-pdf",
-                                 headers=headers(api_key), data={"content": content}, timeout=60)
+        response = requests.post(
+            f"{server.base}/api/v1/convert/{kind}-to-pdf",
+            headers=headers(api_key),
+            data={"content": content},
+            timeout=60,
+        )
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/pdf"
         assert expected in PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
-        job = requests.get(f"{server.base}/api/v1/jobs/{response.headers['X-Job-Id']}",
-                           headers=headers(api_key)).json()
+        job = requests.get(
+            f"{server.base}/api/v1/jobs/{response.headers['X-Job-Id']}", headers=headers(api_key)
+        ).json()
         assert job["status"] == "complete" and job["attempts"] == 1
 
 
 def test_sync_ocr_answers_with_seed_shape(server, api_key) -> None:
     pdf, texts = pdf_with_pages(2, seed=3)
-    response = requests.post(f"{server.base}{OCR}", headers=headers(api_key),
-                             files={"file": ("scan.pdf", pdf, "application/pdf")},
-                             data={"output": "detailed", "pages": "2"}, timeout=120)
+    response = requests.post(
+        f"{server.base}{OCR}",
+        headers=headers(api_key),
+        files={"file": ("scan.pdf", pdf, "application/pdf")},
+        data={"output": "detailed", "pages": "2"},
+        timeout=120,
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["success"] is True
@@ -66,8 +75,11 @@ def test_async_flag_list_and_result(server, tmp_path) -> None:
     key = server.key("lister")
     ids = []
     for n in range(3):
-        response = requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-                                 headers=headers(key), data={"content": f"document {n}"})
+        response = requests.post(
+            f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+            headers=headers(key),
+            data={"content": f"document {n}"},
+        )
         assert response.status_code == 202
         body = response.json()
         assert body["status"] == "pending" and body["message"] == "Job queued for processing"
@@ -76,35 +88,51 @@ def test_async_flag_list_and_result(server, tmp_path) -> None:
         ids.append(body["job_id"])
     for job_id in ids:
         assert wait_for(server, key, job_id)["status"] == "complete"
-    listed = requests.get(f"{server.base}/api/v1/jobs?status=complete&limit=2",
-                          headers=headers(key)).json()
+    listed = requests.get(
+        f"{server.base}/api/v1/jobs?status=complete&limit=2", headers=headers(key)
+    ).json()
     assert listed["total"] == 3 and listed["limit"] == 2
     assert [j["job_id"] for j in listed["jobs"]] == ids[::-1][:2]
-    assert requests.get(f"{server.base}/api/v1/jobs?status=failed",
-                        headers=headers(key)).json()["total"] == 0
+    assert (
+        requests.get(f"{server.base}/api/v1/jobs?status=failed", headers=headers(key)).json()[
+            "total"
+        ]
+        == 0
+    )
     result = requests.get(f"{server.base}/api/v1/jobs/{ids[0]}/result", headers=headers(key))
     assert "document 0" in PdfReader(io.BytesIO(result.content)).pages[0].extract_text()
-    assert requests.delete(f"{server.base}/api/v1/jobs/{ids[0]}",
-                           headers=headers(key)).status_code == 409
+    assert (
+        requests.delete(f"{server.base}/api/v1/jobs/{ids[0]}", headers=headers(key)).status_code
+        == 409
+    )
 
 
 def test_large_inputs_switch_to_async_on_their_own(server, api_key) -> None:
     pdf, _ = pdf_with_pages(25, seed=11)
-    response = requests.post(f"{server.base}{OCR}", headers=headers(api_key),
-                             files={"file": ("long.pdf", pdf, "application/pdf")})
+    response = requests.post(
+        f"{server.base}{OCR}",
+        headers=headers(api_key),
+        files={"file": ("long.pdf", pdf, "application/pdf")},
+    )
     assert response.status_code == 202, response.text
     long_job = response.json()["job_id"]
     paragraph = "<p>" + "lorem ipsum dolor " * 20 + "</p>\n"
     html = "<html><body>" + paragraph * 20_000 + "</body></html>"
     assert len(html.encode()) > 6_000_000
-    response = requests.post(f"{server.base}/api/v1/convert/html-to-pdf",
-                             headers=headers(api_key),
-                             files={"file": ("big.html", html.encode(), "text/html")})
+    response = requests.post(
+        f"{server.base}/api/v1/convert/html-to-pdf",
+        headers=headers(api_key),
+        files={"file": ("big.html", html.encode(), "text/html")},
+    )
     assert response.status_code == 202, response.text
     assert response.json()["status"] == "pending"
     for job_id in (long_job, response.json()["job_id"]):
-        assert requests.delete(f"{server.base}/api/v1/jobs/{job_id}",
-                               headers=headers(api_key)).status_code == 204
+        assert (
+            requests.delete(
+                f"{server.base}/api/v1/jobs/{job_id}", headers=headers(api_key)
+            ).status_code
+            == 204
+        )
         assert wait_for(server, api_key, job_id)["status"] == "cancelled"
 
 
@@ -112,8 +140,11 @@ def test_sync_request_past_the_wait_becomes_a_job(make_server) -> None:
     srv = make_server(DOCJOBS_LIMITS__SYNC_WAIT_SECONDS="0.5").start()
     key = srv.key("patient")
     pdf, _ = pdf_with_pages(4, seed=5)
-    response = requests.post(f"{srv.base}{OCR}", headers=headers(key),
-                             files={"file": ("four.pdf", pdf, "application/pdf")})
+    response = requests.post(
+        f"{srv.base}{OCR}",
+        headers=headers(key),
+        files={"file": ("four.pdf", pdf, "application/pdf")},
+    )
     assert response.status_code == 202, response.text
     assert "sync limit" in response.json()["message"]
     assert wait_for(srv, key, response.json()["job_id"])["status"] == "complete"
@@ -137,44 +168,62 @@ def test_cancel_stops_the_running_runner(make_server) -> None:
     srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="1").start()
     key = srv.key("canceller")
     pdf, _ = pdf_with_pages(30, seed=21)
-    job_id = requests.post(f"{srv.base}{OCR}?async=true", headers=headers(key),
-                           files={"file": ("long.pdf", pdf, "application/pdf")}).json()["job_id"]
+    job_id = requests.post(
+        f"{srv.base}{OCR}?async=true",
+        headers=headers(key),
+        files={"file": ("long.pdf", pdf, "application/pdf")},
+    ).json()["job_id"]
     runner = _busy_runner(srv.process.pid)
     family = [runner, *runner.children(recursive=True)]
     assert wait_for(srv, key, job_id, ("processing",))["status"] == "processing"
 
-    assert requests.delete(f"{srv.base}/api/v1/jobs/{job_id}", headers=headers(key)).status_code == 204
+    assert (
+        requests.delete(f"{srv.base}/api/v1/jobs/{job_id}", headers=headers(key)).status_code == 204
+    )
 
-    gone, alive = psutil.wait_procs(family, timeout=10)
+    _, alive = psutil.wait_procs(family, timeout=10)
     assert alive == []
     assert wait_for(srv, key, job_id)["status"] == "cancelled"
     result = requests.get(f"{srv.base}/api/v1/jobs/{job_id}/result", headers=headers(key))
     assert result.status_code == 409 and result.json()["error"]["status"] == "cancelled"
     # The service carries on with a fresh worker.
-    done = requests.post(f"{srv.base}/api/v1/convert/text-to-pdf", headers=headers(key),
-                         data={"content": "after cancel"}, timeout=60)
+    done = requests.post(
+        f"{srv.base}/api/v1/convert/text-to-pdf",
+        headers=headers(key),
+        data={"content": "after cancel"},
+        timeout=60,
+    )
     assert done.status_code == 200
 
 
 def test_tenants_never_see_each_other(server) -> None:
     alice, bob = server.key("alice"), server.key("bob")
-    job_id = requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-                           headers=headers(alice), data={"content": "alice's secret"}).json()["job_id"]
+    job_id = requests.post(
+        f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+        headers=headers(alice),
+        data={"content": "alice's secret"},
+    ).json()["job_id"]
     wait_for(server, alice, job_id)
     for method, path in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
-        response = requests.request(method, f"{server.base}/api/v1/jobs/{job_id}{path}",
-                                    headers=headers(bob))
+        response = requests.request(
+            method, f"{server.base}/api/v1/jobs/{job_id}{path}", headers=headers(bob)
+        )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "job_not_found"
-    assert job_id not in str(requests.get(f"{server.base}/api/v1/jobs", headers=headers(bob)).json())
+    assert job_id not in str(
+        requests.get(f"{server.base}/api/v1/jobs", headers=headers(bob)).json()
+    )
     assert requests.get(f"{server.base}/api/v1/jobs/{job_id}", headers=headers(alice)).ok
 
 
 def test_finished_jobs_expire_with_their_files(make_server) -> None:
     srv = make_server(DOCJOBS_JOBS__TTL_SECONDS="1", DOCJOBS_RUNNER__SWEEP_SECONDS="0.3").start()
     key = srv.key("shortlived")
-    response = requests.post(f"{srv.base}/api/v1/convert/text-to-pdf", headers=headers(key),
-                             data={"content": "ephemeral"})
+    response = requests.post(
+        f"{srv.base}/api/v1/convert/text-to-pdf",
+        headers=headers(key),
+        data={"content": "ephemeral"},
+    )
     job_id = response.headers["X-Job-Id"]
     files = list((srv.data_dir / "objects" / "shortlived" / job_id).rglob("*"))
     assert files

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import random
 
 import pytest
@@ -20,15 +21,19 @@ from tests.docs import (
 
 
 def ocr(server, key, name, payload, content_type) -> str:
-    response = requests.post(f"{server.base}/api/v1/ocr/extract/simple",
-                             headers={"X-API-Key": key},
-                             files={"file": (name, payload, content_type)}, timeout=180)
+    response = requests.post(
+        f"{server.base}/api/v1/ocr/extract/simple",
+        headers={"X-API-Key": key},
+        files={"file": (name, payload, content_type)},
+        timeout=180,
+    )
     assert response.status_code == 200, response.text
     return response.json()["data"]["text"]
 
 
-@pytest.mark.parametrize(("font", "size"), [("sans", 28), ("serif", 36), ("mono", 24),
-                                            ("sans", 48)])
+@pytest.mark.parametrize(
+    ("font", "size"), [("sans", 28), ("serif", 36), ("mono", 24), ("sans", 48)]
+)
 def test_fonts_and_sizes(server, api_key, font, size) -> None:
     lines = sentence_lines(size, 8)
     text = ocr(server, api_key, "page.png", png_bytes(text_image(lines, font, size)), "image/png")
@@ -44,7 +49,7 @@ def test_two_column_page(server, api_key) -> None:
     # instead of each left line being glued to the right line beside it.
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for column in (left, right):
-        pairs = list(zip(column, column[1:], strict=False))
+        pairs = list(itertools.pairwise(column))
         kept = sum(
             any(a == lines[i] and b == lines[i + 1] for i in range(len(lines) - 1))
             for a, b in pairs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.docs import pdf_with_pages
 
-SEED_CLIENT = '''
+SEED_CLIENT = """
 import requests
 import time
 
@@ -64,7 +64,7 @@ result_response = requests.get(
 result = result_response.json()
 print(f"Extracted text ({{result['data']['word_count']}} words):")
 print(result["data"]["text"][:500])
-'''
+"""
 
 
 def test_seed_polling_workflow_prints_the_word_count(server, api_key, tmp_path: Path) -> None:
@@ -72,11 +72,11 @@ def test_seed_polling_workflow_prints_the_word_count(server, api_key, tmp_path: 
     document = tmp_path / "scanned-3-pages.pdf"
     document.write_bytes(pdf)
     script = tmp_path / "client.py"
-    script.write_text(SEED_CLIENT.format(key=api_key, base=server.base, path=document,
-                                         name=document.name))
+    script.write_text(
+        SEED_CLIENT.format(key=api_key, base=server.base, path=document, name=document.name)
+    )
 
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=180)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Job complete!" in run.stdout

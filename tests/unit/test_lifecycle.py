@@ -29,23 +29,33 @@ def spec(max_attempts: int = 3, ttl: int = 3600) -> JobSpec:
         job_id="job_1",
         tenant="t",
         operation=OcrSimple(),
-        input=InputRef(key="t/job_1/input", file_name="a.pdf", content_type="application/pdf",
-                       sha256="0" * 64, size=1),
+        input=InputRef(
+            key="t/job_1/input",
+            file_name="a.pdf",
+            content_type="application/pdf",
+            sha256="0" * 64,
+            size=1,
+        ),
         retry_policy=RetryPolicy(max_attempts=max_attempts),
         ttl_seconds_after_finished=ttl,
         created_at=T0,
     )
 
 
-OK = RunnerSummary(result=ResultRef(key="t/job_1/result.json", content_type="application/json",
-                                    size=2))
+OK = RunnerSummary(
+    result=ResultRef(key="t/job_1/result.json", content_type="application/json", size=2)
+)
 BAD = RunnerSummary(error=JobError(reason="UnreadableDocument", message="bad", permanent=True))
 
 offsets = st.integers(min_value=0, max_value=10_000).map(lambda s: T0 + timedelta(seconds=s))
 observations = st.one_of(
     st.builds(lifecycle.AttemptStarted, at=offsets),
-    st.builds(lifecycle.RunnerExited, exit_code=st.sampled_from([0, 1, 42, -9, 137]),
-              summary=st.sampled_from([OK, BAD, RunnerSummary()]), at=offsets),
+    st.builds(
+        lifecycle.RunnerExited,
+        exit_code=st.sampled_from([0, 1, 42, -9, 137]),
+        summary=st.sampled_from([OK, BAD, RunnerSummary()]),
+        at=offsets,
+    ),
     st.builds(lifecycle.RunnerLost, reason=st.just("lost"), at=offsets),
     st.builds(lifecycle.AttemptTimedOut, at=offsets),
     st.builds(lifecycle.CancelRequested, at=offsets),
@@ -117,7 +127,9 @@ def test_cancel_while_processing_stops_the_runner() -> None:
 def test_finished_jobs_expire_after_their_ttl() -> None:
     job = spec(ttl=60)
     done = run(job, lifecycle.AttemptStarted(T0), lifecycle.RunnerExited(0, OK, T0)).status
-    assert lifecycle.decide(job, done, lifecycle.TimePassed(T0 + timedelta(seconds=59))).actions == ()
+    assert (
+        lifecycle.decide(job, done, lifecycle.TimePassed(T0 + timedelta(seconds=59))).actions == ()
+    )
     late = lifecycle.decide(job, done, lifecycle.TimePassed(T0 + timedelta(seconds=60)))
     assert late.actions == (Action.EXPIRE,)
 

@@ -41,7 +41,10 @@ async def _convert(
 ) -> Response:
     limits = settings.limits
     upload = await save_upload(
-        file, content, settings.data_dir / "tmp", limits.max_upload_bytes,
+        file,
+        content,
+        settings.data_dir / "tmp",
+        limits.max_upload_bytes,
         f"document.{'md' if source_format == 'markdown' else source_format}",
     )
     try:
@@ -50,9 +53,14 @@ async def _convert(
         except DocumentError as exc:
             raise document_error(exc) from None
         return await submit(
-            request, backend, settings, principal,
-            ConvertToPdf(source_format=source_format), upload,
-            _CONTENT_TYPES[source_format], None,
+            request,
+            backend,
+            settings,
+            principal,
+            ConvertToPdf(source_format=source_format),
+            upload,
+            _CONTENT_TYPES[source_format],
+            None,
             run_async or upload.size > limits.sync_convert_bytes,
         )
     finally:
@@ -75,10 +83,14 @@ def _route(source_format: Literal["text", "html", "markdown", "json"]) -> None:
 
     endpoint.__name__ = f"{source_format}_to_pdf"
     router.add_api_route(
-        f"/{source_format}-to-pdf", endpoint, methods=["POST"], responses=_RESPONSES,
-        summary=f"Convert {source_format} to PDF", response_class=Response,
+        f"/{source_format}-to-pdf",
+        endpoint,
+        methods=["POST"],
+        responses=_RESPONSES,
+        summary=f"Convert {source_format} to PDF",
+        response_class=Response,
     )
 
 
 for _format in ("text", "html", "markdown", "json"):
-    _route(_format)  # type: ignore[arg-type]
+    _route(_format)

@@ -25,7 +25,8 @@ async def _job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Job
         raise ApiError(404, "job_not_found", f"No job {job_id!r}.")
     if job.expired:
         raise ApiError(
-            404, "job_expired",
+            404,
+            "job_expired",
             f"Job {job_id!r} finished at {iso(job.status.completed_at)} and was deleted with its "
             f"result after the retention period of {job.spec.ttl_seconds_after_finished} s.",
         )
@@ -42,7 +43,7 @@ async def list_jobs(
 ) -> dict[str, Any]:
     limit = min(limit, settings.limits.list_max)
     phases = PHASES_OF_WORD[status] if status else None
-    jobs, total = await backend.list(principal.tenant, phases, limit)
+    jobs, total = await backend.list_jobs(principal.tenant, phases, limit)
     return {"jobs": [job_summary(j) for j in jobs], "total": total, "limit": limit}
 
 
@@ -64,7 +65,9 @@ async def get_result(backend: BackendDep, principal: PrincipalDep, job_id: str) 
     if job.status.phase is not Phase.COMPLETE or job.status.result is None:
         word = STATUS_WORDS[job.status.phase]
         raise ApiError(
-            409, "job_not_complete", f"Job {job_id!r} is {word}; its result is not available.",
+            409,
+            "job_not_complete",
+            f"Job {job_id!r} is {word}; its result is not available.",
             status=word,
         )
     return result_response(backend, job, {"X-Job-Id": job_id})

@@ -51,13 +51,21 @@ async def extract_simple(
             found = await asyncio.to_thread(
                 inspect_for_ocr, upload.path, upload.declared_type, upload.file_name
             )
-            selected = validate_pages(pages, found.page_count)
+            page_count = found.page_count or 0
+            selected = validate_pages(pages, page_count)
         except DocumentError as exc:
             raise document_error(exc) from None
         large = len(selected) > settings.limits.sync_tesseract_pages
         return await submit(
-            request, backend, settings, principal, operation, upload,
-            found.content_type, found.page_count, run_async or large,
+            request,
+            backend,
+            settings,
+            principal,
+            operation,
+            upload,
+            found.content_type,
+            found.page_count,
+            run_async or large,
         )
     finally:
         upload.discard()
@@ -66,7 +74,9 @@ async def extract_simple(
 @router.post("/advanced", summary="OCR with docTR (not yet available)", status_code=501)
 async def extract_advanced(principal: PrincipalDep) -> Response:
     raise ApiError(
-        501, "not_implemented", "Advanced OCR (docTR) is not available in this release yet; "
+        501,
+        "not_implemented",
+        "Advanced OCR (docTR) is not available in this release yet; "
         "use /api/v1/ocr/extract/simple.",
     )
 
@@ -74,6 +84,7 @@ async def extract_advanced(principal: PrincipalDep) -> Response:
 @router.post("/vision", summary="OCR with a vision model (not yet available)", status_code=501)
 async def extract_vision(principal: PrincipalDep) -> Response:
     raise ApiError(
-        501, "not_implemented", "Vision OCR is not available in this release yet; "
-        "use /api/v1/ocr/extract/simple.",
+        501,
+        "not_implemented",
+        "Vision OCR is not available in this release yet; use /api/v1/ocr/extract/simple.",
     )
