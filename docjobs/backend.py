@@ -25,6 +25,7 @@ class Submission:
     size: int
     page_count: int | None
     interactive: bool
+    fingerprint: str
 
 
 def new_job_id() -> str:
@@ -41,7 +42,9 @@ class Backend(Protocol):
 
     def ready(self) -> bool: ...
 
-    async def submit(self, submission: Submission) -> Job: ...
+    async def submit(self, submission: Submission) -> tuple[Job, bool]:
+        """The new job and True, or the original job of a duplicate submission and False."""
+        ...
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
         """The tenant's job, an expired one included (``job.expired``), or None."""

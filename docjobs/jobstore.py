@@ -14,7 +14,9 @@ from docjobs.models import Job, JobSpec, JobStatus, Phase
 
 
 class JobStore(Protocol):
-    def create(self, spec: JobSpec) -> Job: ...
+    def create(self, spec: JobSpec) -> tuple[Job, bool]:
+        """Store a new job, or return the live job with the same fingerprint (and False)."""
+        ...
 
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         """The job, or None; with ``tenant`` another tenant's job is None too."""
@@ -110,9 +112,18 @@ class SQLiteJobStore:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
 
-    def create(self, spec: JobSpec) -> Job:
+    def create(self, spec: JobSpec) -> tuple[Job, bool]:
         job = Job(spec=spec)
         with self.db.transaction() as conn:
+            if spec.fingerprint is not None:
+                cursor = conn.execute(
+                    "SELECT * FROM jobs WHERE tenant = ? AND fingerprint = ? AND expired = 0"
+                    " AND phase NOT IN (?, ?) ORDER BY created_at DESC LIMIT 1",
+                    (spec.tenant, spec.fingerprint, Phase.FAILED.value, Phase.CANCELLED.value),
+                )
+                cursor.row_factory = sqlite3.Row
+                if existing := cursor.fetchone():
+                    return _job(existing), False
             conn.execute(
                 "INSERT INTO jobs (job_id, tenant, fingerprint, phase, interactive, created_at,"
                 " spec, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -128,7 +139,7 @@ class SQLiteJobStore:
                 ),
             )
             self._event(conn, spec.job_id, job.status)
-        return job
+        return job, True
 
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         rows = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))

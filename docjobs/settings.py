@@ -59,6 +59,18 @@ class RunnerSettings(BaseModel):
     """Seconds; 30. How often finished jobs past their TTL are looked for and deleted."""
 
 
+class RateLimitSettings(BaseModel):
+    enabled: bool = True
+    """Whether processing requests are rate limited per tenant."""
+    plans: dict[str, str] = {
+        "free": "10/minute",
+        "starter": "30/minute",
+        "pro": "60/minute",
+        "business": "60/minute",
+    }
+    """Requests per window by plan, in the ``limits`` notation; seed 004's numbers."""
+
+
 class S3Settings(BaseModel):
     endpoint: str = ""
     """host:port of the S3 API; empty selects the local directory store."""
@@ -67,6 +79,22 @@ class S3Settings(BaseModel):
     secret_key: str = ""
     secure: bool = True
     region: str | None = None
+
+
+class LlmSettings(BaseModel):
+    """Claude, for templates whose engine is ``llm``."""
+
+    base_url: str | None = None
+    """URL of the Anthropic Messages API; ``None``: the SDK's default (or ANTHROPIC_BASE_URL).
+    Set it to reach Claude through a gateway or proxy."""
+    api_key: str = ""
+    """``DOCJOBS_LLM__API_KEY``; empty: llm extraction jobs fail with ``LlmNotConfigured``."""
+    model: str = "claude-sonnet-4-5"
+    """Model name; a current Sonnet reads invoices and forms well at a moderate price."""
+    timeout_seconds: float = 60.0
+    """Seconds; 60. One request; longer waits fail the attempt, which is retried."""
+    max_tokens: int = 2048
+    """Tokens; 2048. Cap on the answer: room for ~100 fields or a long table of line items."""
 
 
 class Settings(BaseSettings):
@@ -80,7 +108,11 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
     runner: RunnerSettings = RunnerSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
     s3: S3Settings = S3Settings()
+    llm: LlmSettings = LlmSettings()
+    extract_default_engine: Literal["rules", "llm"] = "rules"
+    """Engine of templates that name none; ``rules`` needs no model and no network."""
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from docjobs.settings import Settings
 
 from . import errors
 from .metrics import RequestMetricsMiddleware
+from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .routes import convert, health, jobs, ocr
 from .uploads import MULTIPART_SLACK, BodyLimitMiddleware
 
@@ -37,10 +38,12 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.backend = backend
+    app.state.rate_limiter = RateLimiter(settings.rate_limits.plans)
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware, max_body_bytes=settings.limits.max_upload_bytes + MULTIPART_SLACK
     )
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
     for module in (convert, ocr, jobs, health):
         app.include_router(module.router)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from docjobs.backend import Backend, Submission
 from docjobs.documents import DocumentError
+from docjobs.idempotency import DUPLICATE_MESSAGE, fingerprint
 from docjobs.keys import Principal
 from docjobs.models import ConvertToPdf, Job, OcrAdvanced, OcrSimple, OcrVision, Phase
 from docjobs.settings import Settings
@@ -36,7 +37,10 @@ async def submit(
     page_count: int | None,
     run_async: bool,
 ) -> Response:
-    job = await backend.submit(
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise ApiError(422, "invalid_parameters", "Idempotency-Key must be 1-255 characters.")
+    job, created = await backend.submit(
         Submission(
             tenant=principal.tenant,
             operation=operation,
@@ -47,11 +51,13 @@ async def submit(
             size=upload.size,
             page_count=page_count,
             interactive=not run_async,
+            fingerprint=fingerprint(principal.tenant, operation, upload.sha256, idempotency_key),
         )
     )
     base_url = str(request.base_url)
     if run_async:
-        return JSONResponse(accepted(job, base_url), status_code=202)
+        message = "Job queued for processing" if created else DUPLICATE_MESSAGE
+        return JSONResponse(accepted(job, base_url, message), status_code=202)
     job = await backend.wait(job.spec.job_id, settings.limits.sync_wait_seconds)
     if not job.status.phase.terminal:
         message = "Processing is taking longer than the sync limit; it goes on as a job"

@@ -39,7 +39,7 @@ class EmbeddedBackend:
     def ready(self) -> bool:
         return self.supervisor.alive
 
-    async def submit(self, submission: Submission) -> Job:
+    async def submit(self, submission: Submission) -> tuple[Job, bool]:
         job_id = new_job_id()
         prefix, input_key = object_keys(submission.tenant, job_id)
         await asyncio.to_thread(
@@ -62,15 +62,18 @@ class EmbeddedBackend:
             timeout_seconds=jobs.timeout_seconds,
             ttl_seconds_after_finished=jobs.ttl_seconds,
             interactive=submission.interactive,
+            fingerprint=submission.fingerprint,
             created_at=utcnow(),
         )
         try:
-            job = self.store.create(spec)
+            job, created = self.store.create(spec)
         except BaseException:
             self.objects.delete_prefix(prefix)
             raise
+        if not created:
+            self.objects.delete_prefix(prefix)
         self.supervisor.wake()
-        return job
+        return job, created
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
         return self.store.get(job_id, tenant)

@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from docjobs.documents import DocumentError, inspect_for_conversion
 from docjobs.models import ConvertToPdf
 
 from ..deps import AsyncFlag, BackendDep, PrincipalDep, SettingsDep
+from ..ratelimit import rate_limited
 from ..submit import document_error, submit
 from ..uploads import save_upload
 
-router = APIRouter(prefix="/api/v1/convert", tags=["convert"])
+router = APIRouter(prefix="/api/v1/convert", tags=["convert"], dependencies=[Depends(rate_limited)])
 
 _CONTENT_TYPES = {
     "text": "text/plain",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from docjobs.documents import DocumentError, check_language, inspect_for_ocr, validate_pages
@@ -13,10 +13,11 @@ from docjobs.models import OcrSimple
 
 from ..deps import AsyncFlag, BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
+from ..ratelimit import rate_limited
 from ..submit import document_error, submit
 from ..uploads import save_upload
 
-router = APIRouter(prefix="/api/v1/ocr/extract", tags=["ocr"])
+router = APIRouter(prefix="/api/v1/ocr/extract", tags=["ocr"], dependencies=[Depends(rate_limited)])
 
 Output = Annotated[
     Literal["simple", "detailed"],

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docjobs.models import ConvertToPdf, OcrAdvanced, OcrSimple, OcrVision
+from docjobs.models import ConvertToPdf, Extract, OcrAdvanced, OcrSimple, OcrVision
 
 
 class PermanentError(Exception):
@@ -29,7 +29,7 @@ class EngineOutput:
 
 
 def run(
-    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision,
+    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract,
     source: Path,
     content_type: str,
 ) -> EngineOutput:
@@ -42,6 +42,10 @@ def run(
         from docjobs.runner.engines import tesseract
 
         return tesseract.extract(operation, source, content_type)
+    if isinstance(operation, Extract):
+        from docjobs.runner.engines import extract
+
+        return extract.extract(operation, source, content_type)
     raise PermanentError(
         "NotImplemented", f"operation {operation.kind!r} is not available in this release"
     )

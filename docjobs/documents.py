@@ -1,0 +1,361 @@
+"""Inspect an uploaded document before a job is queued.
+
+The API calls this so that a user whose document can never be processed learns it at
+once, with a 4xx answer, instead of from a failed job minutes later. Everything here
+reads headers and structure only: images are never decoded and PDF content streams are
+never interpreted, so hostile input costs little time and memory.
+
+The runner reuses the pure helpers (:func:`sniff_content_type`, :func:`validate_pages`,
+:func:`decode_text`) so that the API and the engines agree on what a document is.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image, UnidentifiedImageError
+from pypdf import PasswordType, PdfReader
+
+log = logging.getLogger(__name__)
+
+PDF = "application/pdf"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+OCR_CONTENT_TYPES = frozenset({PDF, PNG, JPEG, TIFF})
+
+MAX_IMAGE_PIXELS = 100_000_000
+"""Pixels of one image or TIFF frame; a decoded page this large is already ~300 MB in RGB."""
+MAX_TIFF_FRAMES = 2_000
+"""Frames we are willing to walk; each one is an IFD seek, and hostile files chain millions."""
+SNIFF_BYTES = 1024
+"""How much of a file :func:`sniff_content_type` needs (PDF headers may sit after junk)."""
+
+SourceFormat = Literal["text", "html", "markdown", "json"]
+
+_FORMAT_CONTENT_TYPES: dict[str, str] = {
+    "text": "text/plain",
+    "html": "text/html",
+    "markdown": "text/markdown",
+    "json": "application/json",
+}
+_EXTENSION_CONTENT_TYPES: dict[str, str] = {
+    ".pdf": PDF,
+    ".png": PNG,
+    ".jpg": JPEG,
+    ".jpeg": JPEG,
+    ".tif": TIFF,
+    ".tiff": TIFF,
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".json": "application/json",
+}
+# Formats that are certainly not text, for refusing a binary upload declared as text.
+_BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", PNG),
+    (b"\xff\xd8\xff", JPEG),
+    (b"II*\x00", TIFF),
+    (b"MM\x00*", TIFF),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"PK\x03\x04", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"),
+    (b"\x7fELF", "application/x-executable"),
+)
+_PAGE_SPAN = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+class DocumentError(Exception):
+    """The document or a parameter cannot be processed; maps to one HTTP answer."""
+
+    def __init__(self, status_code: Literal[400, 415, 422], code: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Inspection:
+    content_type: str
+    page_count: int | None
+    """Pages an OCR job would see; ``None`` for conversion input (known only once rendered)."""
+
+
+def sniff_content_type(head: bytes, declared: str | None, file_name: str | None) -> str:
+    """Content type from magic bytes, else the declared type, else the file extension.
+
+    Magic bytes win because browsers and clients routinely declare
+    ``application/octet-stream`` or guess from a wrong extension.
+    """
+    # Readers (pdfium, Acrobat) accept a PDF header anywhere in the first kilobyte.
+    if b"%PDF-" in head[:SNIFF_BYTES]:
+        return PDF
+    for magic, content_type in _BINARY_MAGIC:
+        if head.startswith(magic) and content_type in OCR_CONTENT_TYPES:
+            return content_type
+    if declared:
+        normalised = declared.split(";", 1)[0].strip().lower()
+        if normalised and normalised != "application/octet-stream":
+            return "image/jpeg" if normalised == "image/jpg" else normalised
+    if file_name:
+        return _EXTENSION_CONTENT_TYPES.get(
+            Path(file_name).suffix.lower(), "application/octet-stream"
+        )
+    return "application/octet-stream"
+
+
+def inspect_for_ocr(
+    path: Path, declared_content_type: str | None, file_name: str | None
+) -> Inspection:
+    """Check that ``path`` is a PDF or image an OCR engine can read, and count its pages.
+
+    A truncated or otherwise damaged PDF is accepted when pypdf, in its lenient mode, can
+    still rebuild the page tree (the renderer, PDFium, repairs at least as much); when it
+    cannot, the upload is refused as ``unreadable_pdf``: a failed upload is the usual
+    cause and only the user can fix it. A PDF encrypted with an empty user password opens
+    in every viewer without a prompt, so it is accepted like any other.
+    """
+    head = _read_head(path)
+    content_type = sniff_content_type(head, declared_content_type, file_name)
+    if content_type not in OCR_CONTENT_TYPES:
+        raise DocumentError(
+            415,
+            "unsupported_media_type",
+            f"OCR accepts PDF, PNG, JPEG and TIFF documents, not {content_type}.",
+        )
+    if content_type == PDF:
+        return Inspection(content_type, pdf_page_count(path))
+    return Inspection(content_type, _image_page_count(path, content_type))
+
+
+def inspect_for_conversion(path: Path, source_format: SourceFormat) -> Inspection:
+    """Check that ``path`` is text in ``source_format`` (and valid JSON when it says so)."""
+    data = path.read_bytes()
+    if not data:
+        raise _empty()
+    for magic, content_type in _BINARY_MAGIC:
+        if data.startswith(magic):
+            raise _not_text(source_format, content_type)
+    # Only a leading header counts here: prose may well mention "%PDF-1.7".
+    if data.lstrip().startswith(b"%PDF-"):
+        raise _not_text(source_format, PDF)
+    # No text encoding we accept puts NUL bytes in a document; UTF-16 text would, and
+    # latin-1 would otherwise "decode" it (and any binary) into garbage.
+    if b"\x00" in data:
+        raise _not_text(source_format, "binary data")
+    text = decode_text(data)
+    if not text.strip():
+        raise _empty()
+    if source_format == "json":
+        parse_json(text)
+    return Inspection(_FORMAT_CONTENT_TYPES[source_format], None)
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 (a byte-order mark is dropped), else latin-1, which decodes any byte string."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def parse_json(text: str) -> object:
+    """Parse ``text`` as JSON or raise ``invalid_json`` saying where it went wrong."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DocumentError(
+            400,
+            "invalid_json",
+            f"The document is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.",
+        ) from None
+    except (ValueError, RecursionError):
+        # Integers past Python's digit limit, or nesting deeper than the parser's stack.
+        raise DocumentError(
+            400,
+            "invalid_json",
+            "The JSON holds a number with too many digits or is nested too deeply to read.",
+        ) from None
+
+
+def validate_pages(pages: str | None, page_count: int) -> list[int]:
+    """1-based page numbers selected by ``pages`` ("1-3,5"), in order and without repeats.
+
+    ``None`` or a blank string selects every page.
+    """
+    if pages is None or not pages.strip():
+        return list(range(1, page_count + 1))
+    selected: dict[int, None] = {}
+    for part in pages.split(","):
+        match = _PAGE_SPAN.match(re.sub(r"\s+", "", part))
+        if match is None:
+            raise DocumentError(
+                422, "invalid_page_range", f"{part.strip()!r} is not a page number or range."
+            )
+        first = int(match[1])
+        last = int(match[2]) if match[2] else first
+        if first < 1 or last < first:
+            raise DocumentError(
+                422,
+                "invalid_page_range",
+                f"Page range {part.strip()!r} must run upwards from page 1.",
+            )
+        if last > page_count:
+            raise DocumentError(
+                422,
+                "page_range_out_of_bounds",
+                f"Page range {part.strip()!r} asks for page {last}, "
+                f"but the document has {_pages(page_count)}.",
+            )
+        selected.update(dict.fromkeys(range(first, last + 1)))
+    return list(selected)
+
+
+def pdf_page_count(path: Path) -> int:
+    """Pages of the PDF at ``path``; ``encrypted_pdf``, ``unreadable_pdf`` or ``no_pages``."""
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
+            raise DocumentError(
+                400,
+                "encrypted_pdf",
+                "The PDF is password-protected; upload a copy without a password.",
+            )
+        page_count = len(reader.pages)
+    except DocumentError:
+        raise
+    except Exception as exc:  # pypdf raises many types on damaged input; all mean the same
+        log.info("unreadable PDF %s: %s: %s", path.name, type(exc).__name__, exc)
+        raise DocumentError(
+            400,
+            "unreadable_pdf",
+            "The PDF is damaged or truncated and cannot be read; try uploading it again.",
+        ) from None
+    if page_count == 0:
+        raise DocumentError(400, "no_pages", "The PDF has no pages.")
+    return page_count
+
+
+@functools.cache
+def installed_tesseract_languages() -> frozenset[str]:
+    """Recognition languages of the local Tesseract; empty when Tesseract is not installed.
+
+    ``osd`` is left out: it detects orientation and script and recognises no text.
+    """
+    try:
+        listing = subprocess.run(
+            ["tesseract", "--list-langs"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("cannot list Tesseract languages: %s", exc)
+        return frozenset()
+    # The first line is a header ("List of available languages in ... (3):").
+    names = {line.strip() for line in listing.splitlines()[1:]}
+    return frozenset(name for name in names if name and name != "osd")
+
+
+def check_language(lang: str) -> None:
+    """Refuse a Tesseract language spec ("eng" or "eng+deu") naming an uninstalled language.
+
+    Where Tesseract is not installed (an API image without engines) nothing can be
+    checked here; the runner refuses the job instead.
+    """
+    installed = installed_tesseract_languages()
+    if not installed:
+        return
+    missing = [name for name in lang.split("+") if name not in installed]
+    if missing:
+        raise DocumentError(
+            422,
+            "unsupported_language",
+            f"Language {', '.join(missing)} is not installed; "
+            f"available: {', '.join(sorted(installed))}.",
+        )
+
+
+def _read_head(path: Path) -> bytes:
+    with path.open("rb") as stream:
+        head = stream.read(SNIFF_BYTES)
+    if not head:
+        raise _empty()
+    return head
+
+
+def _image_page_count(path: Path, content_type: str) -> int:
+    try:
+        # Image.open parses the header only; pixels are decoded on load(), never called here.
+        with Image.open(path) as image:
+            _check_pixels(image.size)
+            return _tiff_frame_count(image) if content_type == TIFF else 1
+    except Image.DecompressionBombError:
+        raise _too_large(None) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # Pillow reports corrupt headers as any of these.
+        log.info("unreadable image %s: %s: %s", path.name, type(exc).__name__, exc)
+        raise DocumentError(
+            400, "unreadable_image", "The image is damaged or not in the format it claims."
+        ) from None
+
+
+def _tiff_frame_count(image: Image.Image) -> int:
+    """Walk the TIFF frame chain, checking each frame's size, up to MAX_TIFF_FRAMES."""
+    frames = 0
+    while True:
+        _check_pixels(image.size)
+        frames += 1
+        if frames > MAX_TIFF_FRAMES:
+            raise DocumentError(
+                400,
+                "too_many_pages",
+                f"The TIFF has more than {MAX_TIFF_FRAMES} pages; split it into smaller files.",
+            )
+        try:
+            image.seek(frames)
+        except EOFError:
+            return frames
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise _too_large(size)
+
+
+def _too_large(size: tuple[int, int] | None) -> DocumentError:
+    dimensions = f" ({size[0]}x{size[1]} pixels)" if size else ""
+    return DocumentError(
+        400,
+        "image_too_large",
+        f"The image{dimensions} exceeds the limit of {MAX_IMAGE_PIXELS // 1_000_000} megapixels.",
+    )
+
+
+def _empty() -> DocumentError:
+    return DocumentError(400, "empty_file", "The uploaded file is empty.")
+
+
+def _not_text(source_format: str, found: str) -> DocumentError:
+    return DocumentError(
+        415,
+        "unsupported_media_type",
+        f"Conversion from {source_format} needs a text file, but this looks like {found}.",
+    )
+
+
+def _pages(count: int) -> str:
+    return "1 page" if count == 1 else f"{count} pages"

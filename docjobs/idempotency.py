@@ -1,0 +1,34 @@
+"""Fingerprints that make a repeated submission return the original job."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from pydantic import BaseModel
+
+ENGINE_VERSION = "1"
+"""Raised when an engine's output for the same input changes, so old results are not reused."""
+
+DUPLICATE_MESSAGE = "This document has already been submitted. Returning existing job."
+
+
+def fingerprint(
+    tenant: str, operation: BaseModel, sha256: str, idempotency_key: str | None = None
+) -> str:
+    """Same tenant, operation, parameters, engine version and bytes: same fingerprint.
+
+    With an ``Idempotency-Key`` the client names the submission itself, and the key alone
+    (within the tenant) identifies it.
+    """
+    if idempotency_key:
+        material: dict[str, object] = {"tenant": tenant, "idempotency_key": idempotency_key}
+    else:
+        material = {
+            "tenant": tenant,
+            "operation": operation.model_dump(mode="json"),
+            "engine_version": ENGINE_VERSION,
+            "sha256": sha256,
+        }
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
