@@ -11,6 +11,8 @@ from typing import Protocol
 from docjobs.keys import KeyStore
 from docjobs.models import ConvertToPdf, Job, OcrAdvanced, OcrSimple, OcrVision, Phase
 from docjobs.settings import Settings
+from docjobs.templatestore import TemplateStore
+from docjobs.webhookstore import WebhookStore
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Submission:
     page_count: int | None
     interactive: bool
     fingerprint: str
+    webhook_url: str | None = None
 
 
 def new_job_id() -> str:
@@ -35,6 +38,12 @@ def new_job_id() -> str:
 class Backend(Protocol):
     @property
     def keys(self) -> KeyStore: ...
+
+    @property
+    def templates(self) -> TemplateStore: ...
+
+    @property
+    def webhooks(self) -> WebhookStore: ...
 
     async def start(self) -> None: ...
 
@@ -61,6 +70,10 @@ class Backend(Protocol):
         ...
 
     def iter_result(self, job: Job) -> Iterator[bytes]: ...
+
+    def read_json_result(self, job: Job, limit: int) -> object:
+        """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
+        ...
 
     def phase_counts(self) -> dict[Phase, int]: ...
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from docjobs.templates import TemplateSpec
+
 DOMAIN = "docjobs.io"
 """Prefix of every label, annotation and API group docjobs owns."""
 
@@ -39,6 +41,7 @@ class Engine(StrEnum):
     TESSERACT = "tesseract"
     DOCTR = "doctr"
     VISION = "vision"
+    EXTRACT = "extract"
 
 
 class _Model(BaseModel):
@@ -83,8 +86,20 @@ class OcrVision(OcrParams):
     kind: Literal["ocr.vision"] = "ocr.vision"
 
 
+class Extract(_Model):
+    """Fill a template's fields from a document, by rules or by a language model."""
+
+    kind: Literal["extract"] = "extract"
+    template_id: str
+    template: TemplateSpec
+    """Copied into the job at submission, so runners never need the template store."""
+    engine: Literal["rules", "llm"] = "rules"
+    language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
+    """Tesseract language for pages without a text layer."""
+
+
 Operation = Annotated[
-    ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision, Field(discriminator="kind")
+    ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract, Field(discriminator="kind")
 ]
 
 ENGINE_OF: dict[str, Engine] = {
@@ -92,10 +107,11 @@ ENGINE_OF: dict[str, Engine] = {
     "ocr.simple": Engine.TESSERACT,
     "ocr.advanced": Engine.DOCTR,
     "ocr.vision": Engine.VISION,
+    "extract": Engine.EXTRACT,
 }
 
 
-def engine_of(operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision) -> Engine:
+def engine_of(operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract) -> Engine:
     return ENGINE_OF[operation.kind]
 
 
@@ -136,6 +152,8 @@ class JobSpec(_Model):
     interactive: bool = False
     """A caller is waiting on the answer: such jobs are started before queued batch work."""
     fingerprint: str | None = None
+    webhook_url: str | None = None
+    """Announce this job's end here too, besides the tenant's registered endpoints."""
     created_at: datetime
 
 

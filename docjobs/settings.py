@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docjobs.models import RetryPolicy
+from docjobs.webhooks import WebhookSettings
 
 
 class LimitSettings(BaseModel):
@@ -111,6 +112,7 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     s3: S3Settings = S3Settings()
     llm: LlmSettings = LlmSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""
 

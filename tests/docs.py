@@ -103,3 +103,48 @@ def recovered(expected: list[str], text: str) -> float:
             pool[w] -= 1
             hits += 1
     return hits / len(words)
+
+
+INVOICE = {
+    "number": "INV-2025-001",
+    "date": "26/05/2025",
+    "iso_date": "2025-05-26",
+    "total": 1250.75,
+    "vendor": "Acme Corporation",
+}
+INVOICE_TEMPLATE = {
+    "name": "invoice",
+    "engine": "rules",
+    "fields": [
+        {"name": "invoice.number", "type": "string", "description": "Invoice number",
+         "labels": ["Invoice No", "Invoice Number"]},
+        {"name": "invoice.date", "type": "date", "labels": ["Invoice Date", "Date"]},
+        {"name": "invoice.total", "type": "currency", "labels": ["Total Due", "Total"]},
+        {"name": "invoice.vendor", "type": "string", "labels": ["Vendor", "From"]},
+    ],
+}
+
+
+def invoice_pdf(number: str = INVOICE["number"], total: str = "$1,250.75") -> bytes:
+    """A one-page invoice with a text layer, rendered by WeasyPrint."""
+    from weasyprint import HTML
+
+    html = f"""<html><body style="font-family: DejaVu Sans; font-size: 12pt">
+      <h1>Acme Corporation</h1>
+      <p>Vendor: Acme Corporation<br>42 Industrial Way, Springfield</p>
+      <p>Invoice No: {number}<br>Invoice Date: 26/05/2025</p>
+      <p>Bill to: Globex Ltd</p>
+      <table><tr><th>Item</th><th>Qty</th><th>Amount</th></tr>
+        <tr><td>Widgets</td><td>10</td><td>$1,000.00</td></tr>
+        <tr><td>Shipping</td><td>1</td><td>$250.75</td></tr></table>
+      <p><b>Total Due: {total}</b></p></body></html>"""
+    return HTML(string=html).write_pdf()
+
+
+def rasterized(pdf: bytes, dpi: int = 200) -> bytes:
+    """The PDF's first page as a PNG scan: no text layer, OCR needed."""
+    import pypdfium2
+
+    page = pypdfium2.PdfDocument(pdf)[0]
+    image = page.render(scale=dpi / 72).to_pil().convert("L")
+    return png_bytes(image)

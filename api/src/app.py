@@ -14,7 +14,7 @@ from docjobs.settings import Settings
 from . import errors
 from .metrics import RequestMetricsMiddleware
 from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
-from .routes import convert, health, jobs, ocr
+from .routes import convert, health, jobs, ocr, parse, templates, webhooks
 from .uploads import MULTIPART_SLACK, BodyLimitMiddleware
 
 
@@ -45,6 +45,6 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     )
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
-    for module in (convert, ocr, jobs, health):
+    for module in (convert, ocr, jobs, parse, templates, webhooks, health):
         app.include_router(module.router)
     return app

@@ -11,7 +11,7 @@ from docjobs.backend import Backend, Submission
 from docjobs.documents import DocumentError
 from docjobs.idempotency import DUPLICATE_MESSAGE, fingerprint
 from docjobs.keys import Principal
-from docjobs.models import ConvertToPdf, Job, OcrAdvanced, OcrSimple, OcrVision, Phase
+from docjobs.models import Job, Operation, Phase
 from docjobs.settings import Settings
 
 from .errors import ApiError
@@ -26,21 +26,22 @@ def document_error(exc: DocumentError) -> ApiError:
     return ApiError(exc.status_code, exc.code, exc.message)
 
 
-async def submit(
+async def queue_job(
     request: Request,
     backend: Backend,
-    settings: Settings,
     principal: Principal,
-    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision,
+    operation: Operation,
     upload: SavedUpload,
     content_type: str,
     page_count: int | None,
-    run_async: bool,
-) -> Response:
+    interactive: bool,
+    webhook_url: str | None = None,
+) -> tuple[Job, bool]:
+    """The new job, or the original one of a duplicate submission (and False)."""
     idempotency_key = request.headers.get("Idempotency-Key")
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
         raise ApiError(422, "invalid_parameters", "Idempotency-Key must be 1-255 characters.")
-    job, created = await backend.submit(
+    return await backend.submit(
         Submission(
             tenant=principal.tenant,
             operation=operation,
@@ -50,9 +51,34 @@ async def submit(
             sha256=upload.sha256,
             size=upload.size,
             page_count=page_count,
-            interactive=not run_async,
+            interactive=interactive,
             fingerprint=fingerprint(principal.tenant, operation, upload.sha256, idempotency_key),
+            webhook_url=webhook_url,
         )
+    )
+
+
+async def submit(
+    request: Request,
+    backend: Backend,
+    settings: Settings,
+    principal: Principal,
+    operation: Operation,
+    upload: SavedUpload,
+    content_type: str,
+    page_count: int | None,
+    run_async: bool,
+) -> Response:
+    """Seed 000's answer: 202 with the job, or the result itself once done."""
+    job, created = await queue_job(
+        request,
+        backend,
+        principal,
+        operation,
+        upload,
+        content_type,
+        page_count,
+        interactive=not run_async,
     )
     base_url = str(request.base_url)
     if run_async:

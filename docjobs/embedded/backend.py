@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import threading
 from collections.abc import Iterable, Iterator
 
 from docjobs.backend import Submission, new_job_id
+from docjobs.events import EVENT_OF_PHASE, job_view
 from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore, utcnow
 from docjobs.keys import SQLiteKeyStore
 from docjobs.models import InputRef, Job, JobSpec, Phase
 from docjobs.settings import Settings
+from docjobs.notify import deliver_job_event
 from docjobs.storage import LocalStore, object_keys
+from docjobs.templatestore import SQLiteTemplateStore
+from docjobs.webhookstore import WebhookStore
 
 from .pool import WorkerPool
 from .supervisor import Supervisor
+
+WEBHOOK_RESULT_LIMIT = 256 * 1024
+"""Bytes; JSON results up to this size travel inside the webhook payload."""
 
 
 class EmbeddedBackend:
@@ -25,9 +34,18 @@ class EmbeddedBackend:
         self.store = SQLiteJobStore(self.db)
         self.keys = SQLiteKeyStore(self.db)
         self.objects = LocalStore(data_dir / "objects")
+        self.templates = SQLiteTemplateStore(self.db)
+        self.webhooks = WebhookStore(self.db)
         env = {**os.environ, "DOCJOBS_DATA_DIR": str(data_dir), "DOCJOBS_BACKEND": "embedded"}
         pool = WorkerPool(settings.runner.concurrency, settings.runner.max_jobs_per_worker, env)
-        self.supervisor = Supervisor(settings, self.store, self.objects, pool)
+        self.supervisor = Supervisor(
+            settings,
+            self.store,
+            self.objects,
+            pool,
+            on_finished=self._announce,
+            forget_before=self.webhooks.forget_deliveries,
+        )
 
     async def start(self) -> None:
         await self.supervisor.start()
@@ -63,6 +81,7 @@ class EmbeddedBackend:
             ttl_seconds_after_finished=jobs.ttl_seconds,
             interactive=submission.interactive,
             fingerprint=submission.fingerprint,
+            webhook_url=submission.webhook_url,
             created_at=utcnow(),
         )
         try:
@@ -97,6 +116,28 @@ class EmbeddedBackend:
     def iter_result(self, job: Job) -> Iterator[bytes]:
         assert job.status.result is not None
         return self.objects.iter_chunks(job.status.result.key)
+
+    def read_json_result(self, job: Job, limit: int) -> object:
+        """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
+        result = job.status.result
+        if result is None or result.content_type != "application/json" or result.size > limit:
+            return None
+        return json.loads(b"".join(self.objects.iter_chunks(result.key)))
+
+    def _announce(self, job: Job) -> None:
+        event = EVENT_OF_PHASE.get(job.status.phase)
+        if event is None:
+            return
+        data = job_view(job, self.read_json_result(job, WEBHOOK_RESULT_LIMIT))
+        # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
+        threading.Thread(
+            target=deliver_job_event,
+            args=(self.webhooks, self.settings.webhooks, job.spec.tenant, job.spec.job_id,
+                  event, data, job.spec.webhook_url),
+            kwargs={"occurred_at": job.status.completed_at},
+            name=f"webhook-{job.spec.job_id}",
+            daemon=True,
+        ).start()
 
     def phase_counts(self) -> dict[Phase, int]:
         return self.store.count_by_phase()

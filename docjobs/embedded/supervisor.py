@@ -13,7 +13,8 @@ import functools
 import logging
 import time
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from docjobs import lifecycle
 from docjobs.jobstore import SQLiteJobStore, utcnow
@@ -30,12 +31,21 @@ log = logging.getLogger(__name__)
 
 class Supervisor:
     def __init__(
-        self, settings: Settings, store: SQLiteJobStore, objects: LocalStore, pool: WorkerPool
+        self,
+        settings: Settings,
+        store: SQLiteJobStore,
+        objects: LocalStore,
+        pool: WorkerPool,
+        on_finished: Callable[[Job], None] = lambda job: None,
+        forget_before: Callable[[datetime], object] = lambda cutoff: None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.objects = objects
         self.pool = pool
+        self.on_finished = on_finished
+        self.forget_before = forget_before
+        """Drops records that outlive their jobs (webhook deliveries) older than a cutoff."""
         self.running: dict[str, asyncio.Task[None]] = {}
         self.runner_pids: dict[str, int] = {}
         self._workers: dict[str, Worker] = {}
@@ -96,6 +106,7 @@ class Supervisor:
             elif action is Action.NOTIFY:
                 record_finished(job)
                 self._notify(job_id)
+                self.on_finished(job)
             elif action is Action.EXPIRE:
                 self.objects.delete_prefix(f"{job.spec.tenant}/{job_id}")
                 self.store.mark_expired(job_id)
@@ -212,7 +223,9 @@ class Supervisor:
         now = utcnow()
         for job in self.store.due_for_expiry(now):
             self.observe(job.spec.job_id, lifecycle.TimePassed(now))
-        self.store.forget_expired(now - timedelta(seconds=self.settings.jobs.tombstone_seconds))
+        cutoff = now - timedelta(seconds=self.settings.jobs.tombstone_seconds)
+        self.store.forget_expired(cutoff)
+        self.forget_before(cutoff)
 
 
 def _died(died: WorkerDied) -> RunnerSummary:

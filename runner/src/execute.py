@@ -6,8 +6,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-from docjobs.runner import engines
-
 from docjobs.models import (
     EXIT_OK,
     EXIT_PERMANENT,
@@ -17,6 +15,7 @@ from docjobs.models import (
     RunnerSummary,
     RunOutcome,
 )
+from docjobs.runner import engines
 from docjobs.storage import ObjectStore, outcome_key, result_key
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,8 @@ import signal
 import sys
 from pathlib import Path
 
-from docjobs.runner.execute import execute, termination_message
-
 from docjobs.models import JobSpec, RunOutcome, WorkerRequest
+from docjobs.runner.execute import execute, termination_message
 from docjobs.settings import get_settings
 from docjobs.storage import store_from_settings
 

@@ -1,0 +1,154 @@
+"""Retries decided by the lifecycle, the llm engine against a Claude stand-in, and webhooks.
+
+Claude itself cannot run here: a local HTTP server that speaks the Anthropic Messages API
+stands in for it (``tests.receivers``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from standardwebhooks.webhooks import Webhook
+
+from tests.docs import INVOICE_TEMPLATE, invoice_pdf
+from tests.receivers import claude_overloaded, claude_tool_answer, serve
+
+BACKOFF = 2.0
+ANSWER = {"invoice": {"number": "INV-2025-001", "date": "2025-05-26", "total": 1250.75,
+                      "vendor": "Acme Corporation"}}
+
+
+def headers(key: str) -> dict[str, str]:
+    return {"x-api-key": key}
+
+
+@pytest.fixture
+def claude():
+    with serve([(200, {}, claude_tool_answer(ANSWER))]) as standin:
+        yield standin
+
+
+@pytest.fixture
+def llm_server(make_server, claude):
+    srv = make_server(
+        DOCJOBS_LLM__BASE_URL=claude.url,
+        DOCJOBS_LLM__API_KEY="standin-key",
+        DOCJOBS_JOBS__RETRY__INITIAL_BACKOFF_SECONDS=str(BACKOFF),
+        DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS="true",
+        DOCJOBS_WEBHOOKS__INITIAL_BACKOFF_SECONDS="0.2",
+    ).start()
+    srv.api_key = srv.key("llm-user")
+    template = {**INVOICE_TEMPLATE, "engine": "llm"}
+    srv.template_id = requests.post(f"{srv.base}/v1/templates", headers=headers(srv.api_key),
+                                    json=template).json()["templateId"]
+    return srv
+
+
+def submit(srv, pdf: bytes, **data: str) -> str:
+    response = requests.post(f"{srv.base}/v1/documents/parse/async", headers=headers(srv.api_key),
+                             files={"file": ("invoice.pdf", pdf, "application/pdf")},
+                             data={"templateId": srv.template_id, **data})
+    assert response.status_code == 202, response.text
+    return response.json()["jobId"]
+
+
+def follow(srv, job_id: str, timeout: float = 120) -> tuple[dict, list[str]]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = requests.get(f"{srv.base}/v1/jobs/{job_id}", headers=headers(srv.api_key)).json()
+        if not seen or seen[-1] != view["status"]:
+            seen.append(view["status"])
+        if view["status"] in ("completed", "failed", "cancelled"):
+            return view, seen
+        time.sleep(0.1)
+    raise AssertionError(f"job still {seen}")
+
+
+def test_llm_request_carries_schema_and_document(llm_server, claude) -> None:
+    view, _ = follow(llm_server, submit(llm_server, invoice_pdf(number="INV-LLM-1")))
+    assert view["status"] == "completed" and view["result"] == ANSWER
+    request = claude.received[-1]
+    assert request.path.endswith("/v1/messages")
+    body = request.json()
+    schema = json.dumps(body["tools"][0]["input_schema"])
+    assert "invoice" in schema and "number" in schema and "total" in schema
+    assert "INV-LLM-1" in json.dumps(body["messages"])
+    assert request.headers["x-api-key"] == "standin-key"
+
+
+def test_transient_failure_retries_after_the_backoff(llm_server, claude) -> None:
+    claude.replies[:] = [(529, {}, claude_overloaded()), (200, {}, claude_tool_answer(ANSWER))]
+    claude.received.clear()
+    view, seen = follow(llm_server, submit(llm_server, invoice_pdf(number="INV-RETRY-2")))
+    assert view["status"] == "completed" and view["attempts"] == 2
+    assert "retrying" in seen
+    first, second = claude.received[:2]
+    assert second.at - first.at >= BACKOFF
+
+
+def test_malformed_answer_fails_at_once(llm_server, claude) -> None:
+    claude.replies[:] = [(200, {}, claude_tool_answer({"invoice": {"total": "lots"}}))]
+    claude.received.clear()
+    view, _ = follow(llm_server, submit(llm_server, invoice_pdf(number="INV-BAD-3")))
+    assert view["status"] == "failed" and view["attempts"] == 1
+    assert view["error"] and view["result"] is None
+    assert len(claude.received) == 1
+
+
+def test_webhook_is_signed_and_redelivered_after_a_500(llm_server) -> None:
+    with serve([(500, {}, b"{}"), (200, {}, b"{}")]) as receiver:
+        created = requests.post(f"{llm_server.base}/v1/webhooks",
+                                headers=headers(llm_server.api_key),
+                                json={"url": receiver.url + "/hook"})
+        assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+        job_id = submit(llm_server, invoice_pdf(number="INV-HOOK-4"))
+        first, second = receiver.wait_for(2)
+        event = Webhook(secret).verify(second.body, second.headers)
+        assert event["type"] == "job.completed"
+        assert event["data"]["jobId"] == job_id
+        assert event["data"]["result"] == ANSWER
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
+        with pytest.raises(Exception):
+            Webhook("whsec_" + "A" * 43).verify(second.body, second.headers)
+    for _ in range(100):
+        view = requests.get(f"{llm_server.base}/v1/jobs/{job_id}",
+                            headers=headers(llm_server.api_key)).json()
+        if view["webhooks"]:
+            break
+        time.sleep(0.1)
+    delivery = view["webhooks"][0]
+    assert delivery["delivered"] is True
+    assert [a["statusCode"] for a in delivery["attempts"]] == [500, 200]
+
+
+def test_per_job_webhook_url(llm_server) -> None:
+    with serve([(200, {}, b"{}")]) as receiver:
+        job_id = submit(llm_server, invoice_pdf(number="INV-JOBURL-5"),
+                        webhookUrl=receiver.url + "/job")
+        (delivery,) = receiver.wait_for(1)
+    secret = requests.get(f"{llm_server.base}/v1/webhooks/secret/jobs",
+                          headers=headers(llm_server.api_key)).json()["secret"]
+    assert Webhook(secret).verify(delivery.body, delivery.headers)["data"]["jobId"] == job_id
+
+
+def test_loopback_webhooks_are_refused_by_default(server, api_key) -> None:
+    with serve([(200, {}, b"{}")]) as receiver:
+        for url in (receiver.url, f"http://localhost:{receiver.port}/", "http://[::1]/",
+                    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/"):
+            response = requests.post(f"{server.base}/v1/webhooks", headers=headers(api_key),
+                                     json={"url": url})
+            assert response.status_code == 400, url
+            assert response.json()["error"]["code"] == "unsafe_webhook_url"
+        template_id = requests.post(f"{server.base}/v1/templates", headers=headers(api_key),
+                                    json=INVOICE_TEMPLATE).json()["templateId"]
+        refused = requests.post(f"{server.base}/v1/documents/parse/async",
+                                headers=headers(api_key),
+                                files={"file": ("i.pdf", invoice_pdf(), "application/pdf")},
+                                data={"templateId": template_id, "webhookUrl": receiver.url})
+        assert refused.status_code == 400
+        assert receiver.received == []

@@ -1,0 +1,174 @@
+"""Seed 004's template parsing API: its own client, idempotency, templates, limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.docs import INVOICE, INVOICE_TEMPLATE, invoice_pdf, rasterized
+
+SEED_CLIENT = """
+import requests
+import time
+import os
+API_KEY = os.getenv('PARSELYZE_API_KEY')
+BASE_URL = '{base}'
+
+def process_async():
+    # Submit job
+    with open('{path}', 'rb') as file:
+        files = {{'file': file}}
+        data = {{'templateId': '{template_id}'}}
+        response = requests.post(
+            f"{{BASE_URL}}/v1/documents/parse/async",
+            headers={{"x-api-key": API_KEY}},
+            files=files,
+            data=data
+        )
+    job = response.json()
+    job_id = job['jobId']
+    print(f"Job submitted: {{job_id}}")
+    # Poll for completion
+    while True:
+        response = requests.get(
+            f"{{BASE_URL}}/v1/jobs/{{job_id}}",
+            headers={{"x-api-key": API_KEY}}
+        )
+        result = response.json()
+        status = result['status']
+        if status == 'completed':
+            print("Job completed:", result['result'])
+            break
+        elif status == 'failed':
+            print("Job failed:", result['error'])
+            break
+        print(f"Status: {{status}}, waiting...")
+        time.sleep(5)
+
+process_async()
+"""
+
+
+def headers(key: str) -> dict[str, str]:
+    return {"x-api-key": key}
+
+
+def create_template(server, key, body=INVOICE_TEMPLATE) -> str:
+    response = requests.post(f"{server.base}/v1/templates", headers=headers(key), json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["templateId"]
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["text-layer", "scanned"])
+def test_seed_client_prints_the_invoice_fields(server, api_key, tmp_path: Path, scanned) -> None:
+    template_id = create_template(server, api_key)
+    pdf = invoice_pdf()
+    document = tmp_path / ("invoice.png" if scanned else "invoice.pdf")
+    document.write_bytes(rasterized(pdf) if scanned else pdf)
+    script = tmp_path / "client.py"
+    script.write_text(SEED_CLIENT.format(base=server.base, path=document, template_id=template_id))
+
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=180, env={"PARSELYZE_API_KEY": api_key, "PATH": "/usr/bin"})
+
+    assert run.returncode == 0, run.stderr
+    expected = {"invoice": {"number": INVOICE["number"], "date": INVOICE["iso_date"],
+                            "total": INVOICE["total"], "vendor": INVOICE["vendor"]}}
+    assert f"Job completed: {expected}" in run.stdout, run.stdout
+
+
+def test_same_file_twice_returns_the_original_job(server, tmp_path) -> None:
+    first_key, other_key = server.key("dup-a"), server.key("dup-b")
+    template_id = create_template(server, first_key)
+    pdf = invoice_pdf(number="INV-DUP-7")
+
+    def submit(key, template):
+        return requests.post(f"{server.base}/v1/documents/parse/async", headers=headers(key),
+                             files={"file": ("a.pdf", pdf, "application/pdf")},
+                             data={"templateId": template})
+
+    first = submit(first_key, template_id).json()
+    assert first["message"] == "Job queued for processing"
+    again = submit(first_key, template_id).json()
+    assert again["jobId"] == first["jobId"] and again["createdAt"] == first["createdAt"]
+    assert again["message"] == "This document has already been submitted. Returning existing job."
+    other = submit(other_key, create_template(server, other_key)).json()
+    assert other["jobId"] != first["jobId"]
+    assert other["message"] == "Job queued for processing"
+    keyed = [
+        requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+                      headers={**headers(first_key), "Idempotency-Key": "order-42"},
+                      data={"content": text}).json()
+        for text in ("first body", "second body")
+    ]
+    assert keyed[0]["job_id"] == keyed[1]["job_id"]
+
+
+def test_jobs_from_either_family_read_in_both_shapes(server, api_key) -> None:
+    job_id = requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+                           headers=headers(api_key), data={"content": "both shapes"}).json()["job_id"]
+    for _ in range(600):
+        view = requests.get(f"{server.base}/v1/jobs/{job_id}", headers=headers(api_key)).json()
+        if view["status"] == "completed":
+            break
+        time.sleep(0.1)
+    assert view["status"] == "completed"
+    assert view["jobId"] == job_id and view["attempts"] == 1 and view["pageCount"] == 1
+    assert requests.get(f"{server.base}/api/v1/jobs/{job_id}",
+                        headers=headers(api_key)).json()["status"] == "complete"
+
+
+def test_templates_are_validated_and_tenant_scoped(server) -> None:
+    owner, stranger = server.key("tpl-owner"), server.key("tpl-stranger")
+    template_id = create_template(server, owner)
+    url = f"{server.base}/v1/templates/{template_id}"
+    assert requests.get(url, headers=headers(owner)).json()["name"] == "invoice"
+    for method in ("GET", "DELETE"):
+        assert requests.request(method, url, headers=headers(stranger)).status_code == 404
+    assert requests.get(f"{server.base}/v1/templates", headers=headers(stranger)).json()["total"] == 0
+    bad = [
+        {"name": "x", "fields": []},
+        {"name": "x", "fields": [{"name": "invoice..number"}]},
+        {"name": "x", "fields": [{"name": "a", "type": "money"}]},
+        {"name": "x", "fields": [{"name": "a"}, {"name": "a.b"}]},
+        {"name": "x", "fields": [{"name": "a", "regex": "("}]},
+        {"name": "x", "fields": [{"name": "a"}], "color": "red"},
+    ]
+    for body in bad:
+        response = requests.post(f"{server.base}/v1/templates", headers=headers(owner), json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == "invalid_parameters"
+    missing = requests.post(f"{server.base}/v1/documents/parse/async", headers=headers(owner),
+                            files={"file": ("a.pdf", invoice_pdf(), "application/pdf")},
+                            data={"templateId": "00000000-0000-0000-0000-000000000000"})
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "template_not_found"
+    no_template = requests.post(f"{server.base}/v1/documents/parse/async", headers=headers(owner),
+                                files={"file": ("a.pdf", invoice_pdf(), "application/pdf")})
+    assert no_template.status_code == 400
+    replaced = requests.put(url, headers=headers(owner), json={**INVOICE_TEMPLATE, "name": "inv2"})
+    assert replaced.json()["name"] == "inv2"
+    assert requests.delete(url, headers=headers(owner)).status_code == 204
+    assert requests.get(url, headers=headers(owner)).status_code == 404
+
+
+def test_free_plan_gets_429_on_the_11th_request(server) -> None:
+    key = server.key("freeloader", plan="free")
+    answers = [
+        requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+                      headers=headers(key), data={"content": f"request {n}"})
+        for n in range(11)
+    ]
+    assert [a.status_code for a in answers[:10]] == [202] * 10
+    assert answers[9].headers["X-RateLimit-Limit"] == "10"
+    assert answers[9].headers["X-RateLimit-Remaining"] == "0"
+    limited = answers[10]
+    assert limited.status_code == 429
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    # Reading jobs is not submission: it stays allowed.
+    assert requests.get(f"{server.base}/api/v1/jobs", headers=headers(key)).status_code == 200

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Build the rig's binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, minio) from upstream Go modules into a cache outside the
+# repo, keyed by version. Idempotent: a version whose binaries are all present
+# is not rebuilt. Prints the bin directories on stdout (KEY=dir lines); build
+# chatter goes to stderr.
+#
+#   tests/rig/build.sh            build what is missing
+#   tests/rig/build.sh --print    only print the directories (no build)
+#
+# Env: DOCJOBS_RIG_CACHE (default ~/.cache/docjobs-rig), DOCJOBS_RIG_NICE
+# (niceness for go build, default 19: the build is long and machines shared).
+set -euo pipefail
+
+RIG_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CACHE="${DOCJOBS_RIG_CACHE:-$HOME/.cache/docjobs-rig}"
+NICE="${DOCJOBS_RIG_NICE:-19}"
+
+# The versions live in the tools modules' go.mod files (single source of truth).
+mod_version() { # <go.mod> <module path>
+  awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$1"
+}
+K8S_VERSION="$(mod_version "$RIG_DIR/k8s/go.mod" k8s.io/kubernetes)"
+MINIO_VERSION="$(mod_version "$RIG_DIR/minio/go.mod" github.com/minio/minio)"
+[[ -n $K8S_VERSION && -n $MINIO_VERSION ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
+
+K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
+MINIO_BIN="$CACHE/minio-$MINIO_VERSION/bin"
+
+print_dirs() {
+  echo "K8S_VERSION=$K8S_VERSION"
+  echo "K8S_BIN=$K8S_BIN"
+  echo "MINIO_VERSION=$MINIO_VERSION"
+  echo "MINIO_BIN=$MINIO_BIN"
+}
+if [[ ${1-} == --print ]]; then print_dirs; exit 0; fi
+
+all_present() { # <dir> <binary>...
+  local d=$1; shift
+  local b
+  for b in "$@"; do [[ -x $d/$b ]] || return 1; done
+}
+
+# go build <pkgs> into a temp dir, then move into place, so an interrupted
+# build never leaves a half-populated bin dir that looks complete.
+go_build() { # <module dir> <dest bin dir> <ldflags> <pkg>...
+  local moddir=$1 dest=$2 ldflags=$3; shift 3
+  local tmp
+  mkdir -p "$(dirname "$dest")"
+  tmp="$(mktemp -d "$(dirname "$dest")/.build.XXXXXX")"
+  echo "build.sh: building $* -> $dest (this can take a long time when cold)" >&2
+  local start=$SECONDS
+  (
+    cd "$moddir"
+    # -mod=mod: the tools modules carry no vendor dir; CGO off like upstream
+    # release builds (static binaries, no C toolchain needed).
+    export GOFLAGS="-mod=mod -buildvcs=false" CGO_ENABLED=0
+    nice -n "$NICE" go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "$@"
+  ) || { rm -rf "$tmp"; echo "build.sh: go build failed" >&2; exit 1; }
+  # A main package at a module root with a /vN suffix (etcd's
+  # go.etcd.io/etcd/server/v3) is named after the element before it.
+  if [[ -e $tmp/server ]]; then mv "$tmp/server" "$tmp/etcd"; fi
+  chmod 0755 "$tmp" "$tmp"/*
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+  echo "build.sh: built $dest in $((SECONDS - start))s" >&2
+}
+
+if ! all_present "$K8S_BIN" etcd kube-apiserver kube-controller-manager kube-scheduler; then
+  # Same ldflags as upstream hack/lib/version.sh, so /version reports the
+  # release instead of v0.0.0-master.
+  ver=$K8S_VERSION
+  minor=${ver#v*.}; minor=${minor%%.*}
+  major=${ver#v}; major=${major%%.*}
+  ld=""
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    ld+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
+  go_build "$RIG_DIR/k8s" "$K8S_BIN" "$ld" \
+    go.etcd.io/etcd/server/v3 \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+fi
+
+if ! all_present "$MINIO_BIN" minio; then
+  go_build "$RIG_DIR/minio" "$MINIO_BIN" "" github.com/minio/minio
+fi
+
+print_dirs

@@ -1,0 +1,195 @@
+"""pytest fixtures for tests that need the local Kubernetes rig.
+
+This is not a conftest, so pytest never loads it by itself: only test
+directories that import it pay for the rig. In e.g. tests/operator/conftest.py:
+
+    from tests.rig.fixtures import cluster, namespace  # noqa: F401
+
+(`pytest_plugins = [...]` is only honoured in the rootdir conftest.py.)
+
+`cluster` (session): runs `scripts/local-cluster up` once (builds the binaries
+on first use, which takes several minutes) and, if it started the rig, runs
+`down` at the end unless DOCJOBS_RIG_KEEP=1. `namespace` (function): a fresh
+namespace per test, deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from .kubeapi import ApiError, Kube
+
+T = TypeVar("T")
+RIG_DIR = Path(__file__).resolve().parent
+REPO_ROOT = RIG_DIR.parent.parent
+LOCAL_CLUSTER = REPO_ROOT / "scripts" / "local-cluster"
+UP_TIMEOUT = 3600  # a cold build of the Kubernetes binaries takes a while
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("DOCJOBS_RIG_STATE", REPO_ROOT / ".local-cluster")).resolve()
+
+
+def wait_for(
+    fn: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.25, what: str = ""
+) -> T:
+    """Poll fn() until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except ApiError as e:
+            last = e
+        time.sleep(interval)
+    pytest.fail(
+        f"timed out after {timeout:.0f}s waiting for {what or fn}"
+        + (f" (last error: {last})" if last else "")
+    )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    repo_root: Path
+    state_dir: Path
+    kubeconfig: Path
+    k8s_version: str
+    s3: dict[str, str]  # endpoint (host:port), bucket, access_key, secret_key, secure ("false")
+    env: dict[str, str]  # the variables of .local-cluster/env (KUBECONFIG, DOCJOBS_S3_*)
+
+    def api(self) -> Kube:
+        return Kube(str(self.kubeconfig))
+
+    def pod_log(self, namespace: str, name: str) -> str:
+        """What the pod's process wrote to stdout/stderr so far."""
+        path = self.state_dir / "pods" / f"{namespace}_{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_job_finished(
+        self, namespace: str, name: str, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Wait for a Job's Complete or Failed condition; returns the Job."""
+        api = self.api()
+
+        def finished() -> dict[str, Any] | None:
+            job = api.get(f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+            for c in job.get("status", {}).get("conditions", []):
+                if c["type"] in ("Complete", "Failed") and c["status"] == "True":
+                    return job
+            return None
+
+        return wait_for(finished, timeout, what=f"job {namespace}/{name} to finish")
+
+    def wait_pod_finished(self, namespace: str, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait for a pod to reach phase Succeeded or Failed; returns the Pod."""
+        api = self.api()
+
+        def finished() -> dict[str, Any] | None:
+            pod = api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+            return pod if pod.get("status", {}).get("phase") in ("Succeeded", "Failed") else None
+
+        return wait_for(finished, timeout, what=f"pod {namespace}/{name} to finish")
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, value = line[len("export ") :].split("=", 1)
+            env[key] = value
+    return env
+
+
+def _can_build() -> str:
+    """Empty if the rig can start here, else why not (the test is skipped)."""
+    if os.environ.get("DOCJOBS_RIG_SKIP", "") in ("1", "true", "yes"):
+        return "DOCJOBS_RIG_SKIP is set"
+    out = subprocess.run([str(RIG_DIR / "build.sh"), "--print"], text=True, stdout=subprocess.PIPE)
+    dirs = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    built = all(Path(dirs.get(k, "/nonexistent")).is_dir() for k in ("K8S_BIN", "MINIO_BIN"))
+    if not built and shutil.which("go") is None:
+        return "rig binaries are not built and there is no Go toolchain to build them"
+    return ""
+
+
+def _local_cluster(command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    # The kubelet runs under this interpreter when it has `kubernetes`, and
+    # pods find this interpreter's bin dir (venv: docjobs, python3) first.
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+    if importlib.util.find_spec("kubernetes") is not None:
+        env.setdefault("PYTHON", sys.executable)
+    return subprocess.run(
+        [str(LOCAL_CLUSTER), command],
+        cwd=REPO_ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    was_up = _local_cluster("status", 30).returncode == 0
+    if not was_up and (why := _can_build()):
+        pytest.skip(f"local cluster rig unavailable: {why}")
+    up = _local_cluster("up", UP_TIMEOUT)
+    if up.returncode != 0:
+        pytest.fail(f"scripts/local-cluster up failed:\n{up.stdout}", pytrace=False)
+    state = _state_dir()
+    env = _read_env(state / "env")
+    yield Cluster(
+        repo_root=REPO_ROOT,
+        state_dir=state,
+        kubeconfig=Path(env["KUBECONFIG"]),
+        k8s_version=json.loads((state / "state.json").read_text())["k8s_version"],
+        s3={
+            "endpoint": env["DOCJOBS_S3_ENDPOINT"],
+            "bucket": env["DOCJOBS_S3_BUCKET"],
+            "access_key": env["DOCJOBS_S3_ACCESS_KEY"],
+            "secret_key": env["DOCJOBS_S3_SECRET_KEY"],
+            "secure": env["DOCJOBS_S3_SECURE"],
+        },
+        env=env,
+    )
+    if not was_up and os.environ.get("DOCJOBS_RIG_KEEP", "") not in ("1", "true", "yes"):
+        _local_cluster("down", 120)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    api = cluster.api()
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    api.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    # Pod admission rejects pods until the serviceaccount controller has made
+    # `default`; waiting here keeps Job controller back-off out of tests.
+    wait_for(
+        lambda: api.get(f"/api/v1/namespaces/{name}/serviceaccounts/default"),
+        30,
+        what=f"serviceaccount default in {name}",
+    )
+    yield name
+    try:
+        api.delete(f"/api/v1/namespaces/{name}", {"propagationPolicy": "Background"})
+    except ApiError as e:
+        if e.status != 404:
+            raise

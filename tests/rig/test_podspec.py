@@ -1,0 +1,139 @@
+"""Unit tests for the process kubelet's image/command/env mapping (no cluster)."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from typing import Any
+
+import pytest
+
+from . import podspec
+
+PATH_ENV = {"PATH": "/usr/bin:/bin"}
+
+
+def pod(container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "labels": {"app": "x"}},
+        "spec": {"nodeName": "cpu-0", "containers": [{"name": "c", **container}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed"),
+    [
+        ("docjobs", True),
+        ("docjobs:1.0", True),
+        ("docjobs/runner:test", True),
+        ("ghcr.io/acme/docjobs-runner-gpu:1.0", True),
+        ("localhost:5000/docjobs-runner@sha256:abc", True),
+        ("busybox:1.36", False),
+        ("python:3.11", False),
+        ("acme/mydocjobs:1", False),
+    ],
+)
+def test_image_mapping(image: str, allowed: bool) -> None:
+    assert podspec.image_allowed(image, {}) is allowed
+
+
+def test_image_pattern_override() -> None:
+    assert podspec.image_allowed("busybox:1", {"DOCJOBS_RIG_IMAGE_PATTERN": "^busybox$"})
+
+
+def test_repository_strips_tag_and_digest_not_port() -> None:
+    assert podspec.image_repository("reg:5000/a/b:tag@sha256:x") == "reg:5000/a/b"
+
+
+def test_command_on_path_with_var_expansion() -> None:
+    c = {"image": "docjobs/runner:test", "command": ["python3", "-c"], "args": ["$(A) $$(A)"]}
+    argv = podspec.command_line(pod(c), {**PATH_ENV, "A": "1"}, {})
+    assert argv[0].endswith("/python3") and argv[1:] == ["-c", "1 $(A)"]
+
+
+def test_no_command_means_docjobs_cli_and_override_replaces_it() -> None:
+    c = {"image": "docjobs-runner:1", "args": ["run", "--job", "j1"]}
+    environ = {"DOCJOBS_RIG_ENTRYPOINT": f"{sys.executable} -m docjobs.cli"}
+    assert podspec.command_line(pod(c), PATH_ENV, environ) == [
+        sys.executable,
+        "-m",
+        "docjobs.cli",
+        "run",
+        "--job",
+        "j1",
+    ]
+
+
+def test_missing_executable_and_unmapped_image_are_start_errors() -> None:
+    with pytest.raises(podspec.StartError) as e:
+        podspec.command_line(pod({"image": "docjobs", "command": ["nope-xyz"]}), PATH_ENV, {})
+    assert e.value.reason == "StartError" and "nope-xyz" in e.value.message
+    with pytest.raises(podspec.StartError) as e:
+        podspec.command_line(pod({"image": "busybox", "command": ["true"]}), PATH_ENV, {})
+    assert e.value.reason == "UnsupportedImage"
+
+
+def lookup(kind: str, ns: str, name: str) -> dict[str, Any] | None:
+    objects = {
+        ("secrets", "creds"): {"data": {"token": base64.b64encode(b"s3cr3t").decode()}},
+        ("configmaps", "cfg"): {"data": {"mode": "fast", "level": "2"}},
+    }
+    return objects.get((kind, name))
+
+
+def test_env_resolution() -> None:
+    c = {
+        "image": "docjobs",
+        "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+        "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"}],
+        "env": [
+            {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+            {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "token"}}},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "mode"}}},
+            {
+                "name": "OPT",
+                "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k", "optional": True}},
+            },
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {
+                "name": "MEM_MI",
+                "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+            },
+            {"name": "MSG", "value": "$(NAME)-$(MODE)"},
+        ],
+    }
+    env = podspec.container_env(pod(c), lookup, {"cpu": "4", "memory": "16Gi"})
+    assert env == {
+        "CFG_mode": "fast",
+        "CFG_level": "2",
+        "NAME": "p",
+        "APP": "x",
+        "IP": "127.0.0.1",
+        "TOKEN": "s3cr3t",
+        "MODE": "fast",
+        "CPU": "1",
+        "MEM_MI": "64",
+        "MSG": "p-fast",
+    }
+
+
+def test_missing_secret_is_a_retryable_config_error() -> None:
+    c = {
+        "image": "docjobs",
+        "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "late", "key": "x"}}}],
+    }
+    with pytest.raises(podspec.ConfigError, match="late"):
+        podspec.container_env(pod(c), lookup, {})
+
+
+def test_host_env_is_minimal() -> None:
+    environ = {
+        "PATH": "/bin",
+        "HOME": "/root",
+        "SECRET_TOKEN": "x",
+        "DOCJOBS_RIG_PASS_ENV": "EXTRA",
+        "EXTRA": "1",
+    }
+    assert podspec.host_env(environ) == {"PATH": "/bin", "HOME": "/root", "EXTRA": "1"}
