@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Protocol
 
 from docjobs.keys import KeyStore
-from docjobs.models import ConvertToPdf, Job, OcrAdvanced, OcrSimple, OcrVision, Phase
+from docjobs.models import Job, Operation, Phase
 from docjobs.settings import Settings
 from docjobs.templatestore import TemplateStore
 from docjobs.webhookstore import WebhookStore
@@ -18,7 +18,7 @@ from docjobs.webhookstore import WebhookStore
 @dataclass(frozen=True)
 class Submission:
     tenant: str
-    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision
+    operation: Operation
     source: Path
     """A temporary file the backend copies into its object store; the caller deletes it."""
     file_name: str

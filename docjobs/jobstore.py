@@ -15,7 +15,10 @@ from docjobs.models import Job, JobSpec, JobStatus, Phase
 
 class JobStore(Protocol):
     def create(self, spec: JobSpec) -> tuple[Job, bool]:
-        """Store a new job, or return the live job with the same fingerprint (and False)."""
+        """Store a new job, or return the unexpired job with the same fingerprint (and False).
+
+        Whatever that job's phase: a client that wants a new run sends a new Idempotency-Key.
+        """
         ...
 
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
@@ -118,8 +121,8 @@ class SQLiteJobStore:
             if spec.fingerprint is not None:
                 cursor = conn.execute(
                     "SELECT * FROM jobs WHERE tenant = ? AND fingerprint = ? AND expired = 0"
-                    " AND phase NOT IN (?, ?) ORDER BY created_at DESC LIMIT 1",
-                    (spec.tenant, spec.fingerprint, Phase.FAILED.value, Phase.CANCELLED.value),
+                    " ORDER BY created_at DESC LIMIT 1",
+                    (spec.tenant, spec.fingerprint),
                 )
                 cursor.row_factory = sqlite3.Row
                 if existing := cursor.fetchone():

@@ -90,8 +90,9 @@ class LlmSettings(BaseModel):
     Set it to reach Claude through a gateway or proxy."""
     api_key: str = ""
     """``DOCJOBS_LLM__API_KEY``; empty: llm extraction jobs fail with ``LlmNotConfigured``."""
-    model: str = "claude-sonnet-4-5"
-    """Model name; a current Sonnet reads invoices and forms well at a moderate price."""
+    model: str = "claude-sonnet-5-5"
+    """Model name; a current Sonnet reads invoices and forms well at a moderate price
+    (claude-sonnet-4-5 reaches end of life on 2026-11-30)."""
     timeout_seconds: float = 60.0
     """Seconds; 60. One request; longer waits fail the attempt, which is retried."""
     max_tokens: int = 2048

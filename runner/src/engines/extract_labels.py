@@ -49,8 +49,9 @@ def labels_for(field: TemplateField) -> tuple[str, ...]:
     if len(parts) > 1:
         parent = _words(parts[-2])
         labels.extend(f"{parent} {label}" for label in (name, *synonyms))
-    # The bare name last: "Total" also starts "Total Due", which is the better label.
-    labels.extend(label for label in (*synonyms, name) if label not in _PREFIXED_ONLY)
+    # Longer first: "Total" also starts "Total Due", "Price" ends "Unit Price".
+    standalone = sorted((name, *synonyms), key=lambda label: -len(label.split()))
+    labels.extend(label for label in standalone if label not in _PREFIXED_ONLY)
     unique: dict[str, str] = {}
     for label in labels:
         unique.setdefault(" ".join(label.lower().split()), label)

@@ -23,8 +23,10 @@ from anthropic.types import (
     ImageBlockParam,
     Message,
     MessageParam,
+    TextBlock,
     TextBlockParam,
     ToolParam,
+    ToolUseBlock,
 )
 
 from docjobs.runner.engines import PermanentError
@@ -98,7 +100,8 @@ def _ask(spec: TemplateSpec, document: DocumentText, settings: LlmSettings) -> M
         raise PermanentError(
             "LlmRequestRejected", f"Claude refused the request ({exc.status_code}): {exc.message}"
         ) from None
-    except anthropic.APIResponseValidationError as exc:
+    except (anthropic.APIResponseValidationError, ValueError) as exc:
+        # The SDK lets json's ValueError through when the body is not JSON at all.
         raise PermanentError(MALFORMED, f"Claude's answer could not be read: {exc}") from None
     finally:
         client.close()
@@ -106,7 +109,8 @@ def _ask(spec: TemplateSpec, document: DocumentText, settings: LlmSettings) -> M
 
 def _content(spec: TemplateSpec, document: DocumentText) -> list[ImageBlockParam | TextBlockParam]:
     content: list[ImageBlockParam | TextBlockParam] = []
-    for page in document.pages:
+    # A text layer says all Claude needs; images only stand in for a scan's unreliable OCR.
+    for page in document.pages if document.image_only else ():
         if page.image is not None:
             png = io.BytesIO()
             page.image.save(png, "PNG")
@@ -150,11 +154,12 @@ def _answer(spec: TemplateSpec, message: Message) -> dict[str, Any]:
             "Claude's answer was cut off by the token limit; raise DOCJOBS_LLM__MAX_TOKENS "
             "or split the template.",
         )
+    blocks = message.content or []  # None when the body is JSON but not a message
     calls = [
-        block for block in message.content if block.type == "tool_use" and block.name == TOOL_NAME
+        block for block in blocks if isinstance(block, ToolUseBlock) and block.name == TOOL_NAME
     ]
     if not calls:
-        said = " ".join(block.text for block in message.content if block.type == "text")
+        said = " ".join(block.text for block in blocks if isinstance(block, TextBlock))
         raise PermanentError(
             MALFORMED, f"Claude answered without recording the fields: {said[:300]!r}"
         )

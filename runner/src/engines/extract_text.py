@@ -6,7 +6,7 @@ becomes :class:`Line` objects, each a row of :class:`Cell` runs separated by wid
 (table columns, label and value columns), with their horizontal positions kept.
 
 A PDF page with a text layer is read as it is; a page without one (a scan) and an image
-are read by Tesseract, through the OCR engine's own page recogniser.
+are read by Tesseract, with the OCR engine's orientation fix and word parsing.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
+import pytesseract
 from PIL import Image
 
 from docjobs import documents
-from docjobs.runner.engines import raster, tesseract
+from docjobs.runner.engines import PermanentError, raster, tesseract
 
 MIN_TEXT_CHARACTERS = 16
 """Non-blank characters below which a PDF page counts as a scan: a page number or a
@@ -30,6 +31,10 @@ stamp laid over a scanned page is not its text."""
 CELL_GAP = 0.8
 """A horizontal gap wider than this many text heights starts a new cell; word spaces are
 about 0.3, gaps between table columns well above 1."""
+RECOGNITION_CONFIG = "--oem 1 --psm 4"
+"""One column of lines of varying size: a table row stays one row, and a lone short cell
+(a quantity "1") is kept, where automatic segmentation (psm 3, the OCR engine's choice
+for reading order) drops it as noise. Layout is rebuilt from the word boxes anyway."""
 IMAGE_LONG_EDGE = 1568
 """Pixels; page images for a language model are scaled down to this (Claude's own limit
 before it rescales)."""
@@ -76,7 +81,7 @@ class Line:
 
     def words(self) -> list[Box]:
         """Single words with their horizontal extent, estimated within a text run."""
-        words = []
+        words: list[Box] = []
         for cell in self.cells:
             for part in cell.parts:
                 words.extend(_split_words(part))
@@ -148,24 +153,30 @@ class _Reader:
             os.environ["OMP_THREAD_LIMIT"] = "1"
             tesseract.check_language(self._language)
             self._checked = True
-        # The OCR engine's recogniser: same orientation fix, same failure handling.
-        recognised = tesseract._recognise(page, self._language, detailed=True)
-        boxes = [
-            Box(
-                word["text"],
-                word["bbox"]["x"],
-                word["bbox"]["y"],
-                word["bbox"]["x"] + word["bbox"]["width"],
-                word["bbox"]["y"] + word["bbox"]["height"],
-            )
-            for word in recognised["words"]
-        ]
+        dpi = f" --dpi {page.dpi}" if page.dpi else ""
+        upright = tesseract._upright(page.image, dpi)
+        boxes = _recognise(upright, page.number, self._language, dpi)
         image = None
         if self._images_left > 0:
             self._images_left -= 1
-            image = page.image.copy()
+            image = upright.copy()
             image.thumbnail((IMAGE_LONG_EDGE, IMAGE_LONG_EDGE))
         return Page(page.number, lines_of(boxes, page.number), ocr=True, image=image)
+
+
+def _recognise(image: Image.Image, number: int, language: str, dpi: str) -> list[Box]:
+    try:
+        tsv = pytesseract.image_to_data(image, lang=language, config=RECOGNITION_CONFIG + dpi)
+    except pytesseract.TesseractError as exc:
+        if exc.status < 0:
+            raise  # killed by a signal (out of memory, deadline): worth another attempt
+        raise PermanentError(
+            "OcrFailed", f"Tesseract failed on page {number}: {exc.message}"
+        ) from None
+    return [
+        Box(word.text, word.left, word.top, word.left + word.width, word.top + word.height)
+        for word in tesseract._parse_tsv(tsv)
+    ]
 
 
 def _text_layer(pdf: pdfium.PdfDocument, number: int) -> list[Box] | None:
