@@ -29,8 +29,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import Server  # noqa: E402
-from tests.docs import png_bytes, sentence_lines, text_image  # noqa: E402
+from tests.conftest import Server
+from tests.docs import png_bytes, sentence_lines, text_image
 
 HTML = "<html><body><h1>Quarterly report</h1>" + "<p>Revenue grew in every region.</p>" * 20
 

@@ -73,7 +73,8 @@ class SQLiteTemplateStore:
     def replace(self, tenant: str, template_id: str, spec: TemplateSpec) -> Template | None:
         with self.db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE templates SET spec = ?, updated_at = ? WHERE template_id = ? AND tenant = ?",
+                "UPDATE templates SET spec = ?, updated_at = ?"
+                " WHERE template_id = ? AND tenant = ?",
                 (spec.model_dump_json(), datetime.now(UTC).timestamp(), template_id, tenant),
             )
         return self.get(tenant, template_id) if cursor.rowcount else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -103,9 +104,12 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Many tests share this server's first key: lift its plan's limit (free stays at 10/min).
-    plans = '{"free": "10/minute", "starter": "30/minute", "pro": "60/minute", "business": "6000/minute"}'
-    srv = Server(tmp_path_factory.mktemp("shared") / "data",
-                 env={"DOCJOBS_RATE_LIMITS__PLANS": plans}).start()
+    plans = json.dumps(
+        {"free": "10/minute", "starter": "30/minute", "pro": "60/minute", "business": "6000/minute"}
+    )
+    srv = Server(
+        tmp_path_factory.mktemp("shared") / "data", env={"DOCJOBS_RATE_LIMITS__PLANS": plans}
+    ).start()
     yield srv
     srv.stop()
 

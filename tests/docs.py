@@ -116,8 +116,12 @@ INVOICE_TEMPLATE = {
     "name": "invoice",
     "engine": "rules",
     "fields": [
-        {"name": "invoice.number", "type": "string", "description": "Invoice number",
-         "labels": ["Invoice No", "Invoice Number"]},
+        {
+            "name": "invoice.number",
+            "type": "string",
+            "description": "Invoice number",
+            "labels": ["Invoice No", "Invoice Number"],
+        },
         {"name": "invoice.date", "type": "date", "labels": ["Invoice Date", "Date"]},
         {"name": "invoice.total", "type": "currency", "labels": ["Total Due", "Total"]},
         {"name": "invoice.vendor", "type": "string", "labels": ["Vendor", "From"]},

@@ -50,9 +50,10 @@ def serve(replies: list[Reply] | Callable[[Recorded], Reply]) -> Iterator[LocalS
     state = LocalServer(replies if isinstance(replies, list) else [])
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            record = Recorded(time.time(), self.path, dict(self.headers.items()), body)
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            record = Recorded(time.time(), self.path, headers, body)
             state.received.append(record)
             if callable(replies):
                 status, headers, payload = replies(record)
@@ -83,18 +84,21 @@ def serve(replies: list[Reply] | Callable[[Recorded], Reply]) -> Iterator[LocalS
 
 def claude_tool_answer(values: dict[str, Any], tool_name: str = "record_fields") -> bytes:
     """A Messages API answer in which the model calls the extraction tool."""
-    return json.dumps({
-        "id": "msg_standin",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-standin",
-        "content": [{"type": "tool_use", "id": "toolu_1", "name": tool_name, "input": values}],
-        "stop_reason": "tool_use",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 10, "output_tokens": 10},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "msg_standin",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-standin",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": tool_name, "input": values}],
+            "stop_reason": "tool_use",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 10, "output_tokens": 10},
+        }
+    ).encode()
 
 
 def claude_overloaded() -> bytes:
-    return json.dumps({"type": "error",
-                       "error": {"type": "overloaded_error", "message": "Overloaded"}}).encode()
+    return json.dumps(
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    ).encode()

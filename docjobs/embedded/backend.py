@@ -13,8 +13,8 @@ from docjobs.events import EVENT_OF_PHASE, job_view
 from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore, utcnow
 from docjobs.keys import SQLiteKeyStore
 from docjobs.models import InputRef, Job, JobSpec, Phase
-from docjobs.settings import Settings
 from docjobs.notify import deliver_job_event
+from docjobs.settings import Settings
 from docjobs.storage import LocalStore, object_keys
 from docjobs.templatestore import SQLiteTemplateStore
 from docjobs.webhookstore import WebhookStore
@@ -132,8 +132,15 @@ class EmbeddedBackend:
         # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
         threading.Thread(
             target=deliver_job_event,
-            args=(self.webhooks, self.settings.webhooks, job.spec.tenant, job.spec.job_id,
-                  event, data, job.spec.webhook_url),
+            args=(
+                self.webhooks,
+                self.settings.webhooks,
+                job.spec.tenant,
+                job.spec.job_id,
+                event,
+                data,
+                job.spec.webhook_url,
+            ),
             kwargs={"occurred_at": job.status.completed_at},
             name=f"webhook-{job.spec.job_id}",
             daemon=True,

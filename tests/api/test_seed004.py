@@ -73,12 +73,23 @@ def test_seed_client_prints_the_invoice_fields(server, api_key, tmp_path: Path, 
     script = tmp_path / "client.py"
     script.write_text(SEED_CLIENT.format(base=server.base, path=document, template_id=template_id))
 
-    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                         timeout=180, env={"PARSELYZE_API_KEY": api_key, "PATH": "/usr/bin"})
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"PARSELYZE_API_KEY": api_key, "PATH": "/usr/bin"},
+    )
 
     assert run.returncode == 0, run.stderr
-    expected = {"invoice": {"number": INVOICE["number"], "date": INVOICE["iso_date"],
-                            "total": INVOICE["total"], "vendor": INVOICE["vendor"]}}
+    expected = {
+        "invoice": {
+            "number": INVOICE["number"],
+            "date": INVOICE["iso_date"],
+            "total": INVOICE["total"],
+            "vendor": INVOICE["vendor"],
+        }
+    }
     assert f"Job completed: {expected}" in run.stdout, run.stdout
 
 
@@ -88,9 +99,12 @@ def test_same_file_twice_returns_the_original_job(server, tmp_path) -> None:
     pdf = invoice_pdf(number="INV-DUP-7")
 
     def submit(key, template):
-        return requests.post(f"{server.base}/v1/documents/parse/async", headers=headers(key),
-                             files={"file": ("a.pdf", pdf, "application/pdf")},
-                             data={"templateId": template})
+        return requests.post(
+            f"{server.base}/v1/documents/parse/async",
+            headers=headers(key),
+            files={"file": ("a.pdf", pdf, "application/pdf")},
+            data={"templateId": template},
+        )
 
     first = submit(first_key, template_id).json()
     assert first["message"] == "Job queued for processing"
@@ -101,17 +115,22 @@ def test_same_file_twice_returns_the_original_job(server, tmp_path) -> None:
     assert other["jobId"] != first["jobId"]
     assert other["message"] == "Job queued for processing"
     keyed = [
-        requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-                      headers={**headers(first_key), "Idempotency-Key": "order-42"},
-                      data={"content": text}).json()
+        requests.post(
+            f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+            headers={**headers(first_key), "Idempotency-Key": "order-42"},
+            data={"content": text},
+        ).json()
         for text in ("first body", "second body")
     ]
     assert keyed[0]["job_id"] == keyed[1]["job_id"]
 
 
 def test_jobs_from_either_family_read_in_both_shapes(server, api_key) -> None:
-    job_id = requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-                           headers=headers(api_key), data={"content": "both shapes"}).json()["job_id"]
+    job_id = requests.post(
+        f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+        headers=headers(api_key),
+        data={"content": "both shapes"},
+    ).json()["job_id"]
     for _ in range(600):
         view = requests.get(f"{server.base}/v1/jobs/{job_id}", headers=headers(api_key)).json()
         if view["status"] == "completed":
@@ -119,8 +138,12 @@ def test_jobs_from_either_family_read_in_both_shapes(server, api_key) -> None:
         time.sleep(0.1)
     assert view["status"] == "completed"
     assert view["jobId"] == job_id and view["attempts"] == 1 and view["pageCount"] == 1
-    assert requests.get(f"{server.base}/api/v1/jobs/{job_id}",
-                        headers=headers(api_key)).json()["status"] == "complete"
+    assert (
+        requests.get(f"{server.base}/api/v1/jobs/{job_id}", headers=headers(api_key)).json()[
+            "status"
+        ]
+        == "complete"
+    )
 
 
 def test_templates_are_validated_and_tenant_scoped(server) -> None:
@@ -130,7 +153,9 @@ def test_templates_are_validated_and_tenant_scoped(server) -> None:
     assert requests.get(url, headers=headers(owner)).json()["name"] == "invoice"
     for method in ("GET", "DELETE"):
         assert requests.request(method, url, headers=headers(stranger)).status_code == 404
-    assert requests.get(f"{server.base}/v1/templates", headers=headers(stranger)).json()["total"] == 0
+    assert (
+        requests.get(f"{server.base}/v1/templates", headers=headers(stranger)).json()["total"] == 0
+    )
     bad = [
         {"name": "x", "fields": []},
         {"name": "x", "fields": [{"name": "invoice..number"}]},
@@ -143,12 +168,18 @@ def test_templates_are_validated_and_tenant_scoped(server) -> None:
         response = requests.post(f"{server.base}/v1/templates", headers=headers(owner), json=body)
         assert response.status_code == 422, body
         assert response.json()["error"]["code"] == "invalid_parameters"
-    missing = requests.post(f"{server.base}/v1/documents/parse/async", headers=headers(owner),
-                            files={"file": ("a.pdf", invoice_pdf(), "application/pdf")},
-                            data={"templateId": "00000000-0000-0000-0000-000000000000"})
+    missing = requests.post(
+        f"{server.base}/v1/documents/parse/async",
+        headers=headers(owner),
+        files={"file": ("a.pdf", invoice_pdf(), "application/pdf")},
+        data={"templateId": "00000000-0000-0000-0000-000000000000"},
+    )
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "template_not_found"
-    no_template = requests.post(f"{server.base}/v1/documents/parse/async", headers=headers(owner),
-                                files={"file": ("a.pdf", invoice_pdf(), "application/pdf")})
+    no_template = requests.post(
+        f"{server.base}/v1/documents/parse/async",
+        headers=headers(owner),
+        files={"file": ("a.pdf", invoice_pdf(), "application/pdf")},
+    )
     assert no_template.status_code == 400
     replaced = requests.put(url, headers=headers(owner), json={**INVOICE_TEMPLATE, "name": "inv2"})
     assert replaced.json()["name"] == "inv2"
@@ -159,8 +190,11 @@ def test_templates_are_validated_and_tenant_scoped(server) -> None:
 def test_free_plan_gets_429_on_the_11th_request(server) -> None:
     key = server.key("freeloader", plan="free")
     answers = [
-        requests.post(f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-                      headers=headers(key), data={"content": f"request {n}"})
+        requests.post(
+            f"{server.base}/api/v1/convert/text-to-pdf?async=true",
+            headers=headers(key),
+            data={"content": f"request {n}"},
+        )
         for n in range(11)
     ]
     assert [a.status_code for a in answers[:10]] == [202] * 10

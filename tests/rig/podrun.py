@@ -179,6 +179,13 @@ class PodRun:
                         }
                     )
             if self.kill_event.wait(2.0):
+                # Deleted before it could start: terminal, as upstream reports it.
+                self._report_terminal(
+                    137,
+                    "ContainerStatusUnknown",
+                    "The container could not be located when the pod was terminated",
+                    "Failed",
+                )
                 return None
 
     def _lifecycle(self) -> None:

@@ -15,7 +15,7 @@ from docjobs.idempotency import DUPLICATE_MESSAGE
 from docjobs.keys import Principal
 from docjobs.models import Extract, Job
 from docjobs.settings import Settings
-from docjobs.webhooks import UnsafeTarget, check_url
+from docjobs.webhooks import check_url
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
