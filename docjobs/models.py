@@ -45,15 +45,12 @@ class Engine(StrEnum):
     EXTRACT = "extract"
 
 
+# camelCase on the wire of custom resources (``by_alias=True``); snake_case elsewhere.
+_CAMEL = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
+
+
 class _Model(BaseModel):
-    # camelCase on the wire of custom resources (``by_alias=True``); snake_case elsewhere.
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, **_CAMEL)
 
 
 PAGES_PATTERN = r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$"
@@ -180,13 +177,7 @@ class JobError(_Model):
 class RunnerSummary(_Model):
     """What a runner reports when it exits; the termination message (at most 4 KB)."""
 
-    model_config = ConfigDict(
-        extra="ignore",
-        frozen=True,
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-    )
+    model_config = ConfigDict(extra="ignore", frozen=True, **_CAMEL)
 
     result: ResultRef | None = None
     page_count: int | None = None

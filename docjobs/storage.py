@@ -115,5 +115,7 @@ def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
 
 def store_from_settings(settings: Settings) -> ObjectStore:
     if settings.s3.endpoint:
-        raise NotImplementedError("S3 storage arrives with the Kubernetes backend")
+        from docjobs.s3store import S3Store
+
+        return S3Store.from_settings(settings.s3)
     return LocalStore(settings.data_dir / "objects")

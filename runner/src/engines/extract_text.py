@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pypdfium2 as pdfium
-import pytesseract
 from PIL import Image
 
 from docjobs import documents
-from docjobs.runner.engines import PermanentError, raster, tesseract
+from docjobs.runner.engines import raster, tesseract
 
 MIN_TEXT_CHARACTERS = 16
 """Non-blank characters below which a PDF page counts as a scan: a page number or a
@@ -154,7 +153,7 @@ class _Reader:
             tesseract.check_language(self._language)
             self._checked = True
         dpi = f" --dpi {page.dpi}" if page.dpi else ""
-        upright = tesseract._upright(page.image, dpi)
+        upright = tesseract.upright(page.image, dpi)
         boxes = _recognise(upright, page.number, self._language, dpi)
         image = None
         if self._images_left > 0:
@@ -165,17 +164,9 @@ class _Reader:
 
 
 def _recognise(image: Image.Image, number: int, language: str, dpi: str) -> list[Box]:
-    try:
-        tsv = pytesseract.image_to_data(image, lang=language, config=RECOGNITION_CONFIG + dpi)
-    except pytesseract.TesseractError as exc:
-        if exc.status < 0:
-            raise  # killed by a signal (out of memory, deadline): worth another attempt
-        raise PermanentError(
-            "OcrFailed", f"Tesseract failed on page {number}: {exc.message}"
-        ) from None
     return [
         Box(word.text, word.left, word.top, word.left + word.width, word.top + word.height)
-        for word in tesseract._parse_tsv(tsv)
+        for word in tesseract.read_words(image, number, language, RECOGNITION_CONFIG + dpi)
     ]
 
 

@@ -87,16 +87,8 @@ def check_language(language: str) -> None:
 
 def _recognise(page: raster.Page, language: str, detailed: bool) -> dict[str, Any]:
     dpi = f" --dpi {page.dpi}" if page.dpi else ""
-    image = _upright(page.image, dpi)
-    try:
-        tsv = pytesseract.image_to_data(image, lang=language, config=RECOGNITION_CONFIG + dpi)
-    except pytesseract.TesseractError as exc:
-        if exc.status < 0:
-            raise  # killed by a signal (out of memory, deadline): worth another attempt
-        raise PermanentError(
-            "OcrFailed", f"Tesseract failed on page {page.number}: {exc.message}"
-        ) from None
-    words = _parse_tsv(tsv)
+    image = upright(page.image, dpi)
+    words = read_words(image, page.number, language, RECOGNITION_CONFIG + dpi)
     text = _text_of(words)
     result: dict[str, Any] = {
         "page": page.number,
@@ -116,7 +108,7 @@ def _recognise(page: raster.Page, language: str, detailed: bool) -> dict[str, An
     return result
 
 
-def _upright(image: Image.Image, dpi: str) -> Image.Image:
+def upright(image: Image.Image, dpi: str) -> Image.Image:
     try:
         osd = pytesseract.image_to_osd(image, config=dpi, output_type=pytesseract.Output.DICT)
     except pytesseract.TesseractError:
@@ -126,6 +118,19 @@ def _upright(image: Image.Image, dpi: str) -> Image.Image:
     if transpose is None or float(osd.get("orientation_conf", 0.0)) < MIN_ORIENTATION_CONFIDENCE:
         return image
     return image.transpose(transpose)
+
+
+def read_words(image: Image.Image, number: int, language: str, config: str) -> list[_Word]:
+    """Tesseract's words on page ``number``; a failure of the document's is permanent."""
+    try:
+        tsv = pytesseract.image_to_data(image, lang=language, config=config)
+    except pytesseract.TesseractError as exc:
+        if exc.status < 0:
+            raise  # killed by a signal (out of memory, deadline): worth another attempt
+        raise PermanentError(
+            "OcrFailed", f"Tesseract failed on page {number}: {exc.message}"
+        ) from None
+    return _parse_tsv(tsv)
 
 
 def _parse_tsv(tsv: str) -> list[_Word]:
