@@ -22,6 +22,9 @@ from docjobs.runner.engines import EngineOutput, PermanentError, raster
 RECOGNITION_CONFIG = "--oem 1 --psm 3"
 """LSTM recogniser; fully automatic page segmentation, which finds columns and reads
 each one top to bottom instead of across the gutter."""
+WELL_READ_CONFIDENCE = 75.0
+"""Median word confidence (0-100) above which a page is taken to be upright; a turned page
+reads as short fragments around 30-50."""
 MIN_ORIENTATION_CONFIDENCE = 5.0
 """Below this, OSD guesses on little text; turning an upright page over ruins it."""
 _TRANSPOSE_FOR = {
@@ -87,8 +90,15 @@ def check_language(language: str) -> None:
 
 def _recognise(page: raster.Page, language: str, detailed: bool) -> dict[str, Any]:
     dpi = f" --dpi {page.dpi}" if page.dpi else ""
-    image = upright(page.image, dpi)
+    image = page.image
     words = read_words(image, page.number, language, RECOGNITION_CONFIG + dpi)
+    if not _reads_well(words):
+        # Orientation detection costs as much as recognition: pay it only when the page
+        # did not read well as it is, which is what a turned page looks like.
+        turned = upright(image, dpi)
+        if turned is not image:
+            image = turned
+            words = read_words(image, page.number, language, RECOGNITION_CONFIG + dpi)
     text = _text_of(words)
     result: dict[str, Any] = {
         "page": page.number,
@@ -118,6 +128,11 @@ def upright(image: Image.Image, dpi: str) -> Image.Image:
     if transpose is None or float(osd.get("orientation_conf", 0.0)) < MIN_ORIENTATION_CONFIDENCE:
         return image
     return image.transpose(transpose)
+
+
+def _reads_well(words: list[_Word]) -> bool:
+    confidences = sorted(w.confidence for w in words)
+    return len(confidences) >= 3 and confidences[len(confidences) // 2] >= WELL_READ_CONFIDENCE
 
 
 def read_words(image: Image.Image, number: int, language: str, config: str) -> list[_Word]:
