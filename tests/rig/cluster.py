@@ -37,7 +37,8 @@ SERVICE_CIDR = "10.0.0.0/24"
 S3_BUCKET = "docjobs"
 S3_ACCESS_KEY = "docjobs"
 S3_SECRET_KEY = "docjobs-secret"
-LOCK_FILE = "lock"
+LOCK_FILE = "lock"  # serializes up/down
+USERS_LOCK_FILE = "users.lock"  # shared-locked by test sessions using the rig (fixtures.py)
 NODES = ("cpu-0", "gpu-0")  # what tests/rig/kubelet.py registers
 
 # Start order; `down` stops in reverse.
@@ -56,6 +57,7 @@ class State:
     k8s_version: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    auto_down: bool = False
 
     @staticmethod
     def path() -> Path:
@@ -82,16 +84,22 @@ def log(msg: str) -> None:
 def _ours(pid: int, marker: str) -> bool:
     """True if pid is alive and its command line or environment mentions
     `marker` (the state dir), so a recycled pid is never signalled."""
+    needle = marker.encode()
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-        blob = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if marker.encode() in blob:
-            return True
-        return marker.encode() in Path(f"/proc/{pid}/environ").read_bytes()
+        for _ in range(50):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            if cmdline or environ:
+                return needle in cmdline or needle in environ
+            # Right after exec both read empty for a moment (seen with the
+            # 100 MB minio binary): look again rather than call it dead.
+            time.sleep(0.01)
     except (OSError, IndexError):
-        return False
+        pass
+    return False
 
 
 def stop_group(pid: int, marker: str, grace: float = 10.0) -> None:
@@ -128,10 +136,16 @@ def spawn(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
     return proc.pid
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open until all are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 # ---------------------------------------------------------------- waiting
@@ -228,7 +242,7 @@ def up() -> None:
     # Fresh state every `up`: tests want an empty cluster, and the previous
     # run's logs stay readable until this point.
     for old in STATE_DIR.iterdir():
-        if old.name != LOCK_FILE:
+        if old.name not in (LOCK_FILE, USERS_LOCK_FILE):
             if old.is_dir():
                 shutil.rmtree(old)
             else:
@@ -248,7 +262,12 @@ def up() -> None:
         "minio",
         "minio-console",
     )
-    st = State(k8s_version=bins["K8S_VERSION"], ports={n: free_port() for n in names})
+    st = State(
+        k8s_version=bins["K8S_VERSION"],
+        ports=dict(zip(names, free_ports(len(names)), strict=True)),
+        # Set by the pytest fixture: the last test session using the rig stops it.
+        auto_down=os.environ.get("DOCJOBS_RIG_AUTO_DOWN") == "1",
+    )
     ports = st.ports
     pki.write_kubeconfig(kubeconfig, f"https://127.0.0.1:{ports['apiserver']}", p / "ca.crt", token)
     st.save()

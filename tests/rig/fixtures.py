@@ -8,13 +8,14 @@ directories that import it pay for the rig. In e.g. tests/operator/conftest.py:
 (`pytest_plugins = [...]` is only honoured in the rootdir conftest.py.)
 
 `cluster` (session): runs `scripts/local-cluster up` once (builds the binaries
-on first use, which takes several minutes) and, if it started the rig, runs
-`down` at the end unless DOCJOBS_RIG_KEEP=1. `namespace` (function): a fresh
-namespace per test, deleted afterwards.
+on first use, ~10 minutes cold). A rig started by a fixture is stopped by the
+last test session using it, unless DOCJOBS_RIG_KEEP=1; one started by hand is
+left alone. `namespace` (function): a fresh namespace per test, deleted after.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
@@ -38,6 +39,10 @@ RIG_DIR = Path(__file__).resolve().parent
 REPO_ROOT = RIG_DIR.parent.parent
 LOCAL_CLUSTER = REPO_ROOT / "scripts" / "local-cluster"
 UP_TIMEOUT = 3600  # a cold build of the Kubernetes binaries takes a while
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
 
 
 def _state_dir() -> Path:
@@ -138,7 +143,7 @@ def _build_outside_test_timeout() -> None:
 
 def _can_build() -> str:
     """Empty if the rig can start here, else why not (the test is skipped)."""
-    if os.environ.get("DOCJOBS_RIG_SKIP", "") in ("1", "true", "yes"):
+    if _truthy("DOCJOBS_RIG_SKIP"):
         return "DOCJOBS_RIG_SKIP is set"
     out = subprocess.run([str(RIG_DIR / "build.sh"), "--print"], text=True, stdout=subprocess.PIPE)
     dirs = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
@@ -155,6 +160,7 @@ def _local_cluster(command: str, timeout: float) -> subprocess.CompletedProcess[
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
     if importlib.util.find_spec("kubernetes") is not None:
         env.setdefault("PYTHON", sys.executable)
+    env["DOCJOBS_RIG_AUTO_DOWN"] = "1"  # recorded by `up` if this call starts the rig
     return subprocess.run(
         [str(LOCAL_CLUSTER), command],
         cwd=REPO_ROOT,
@@ -168,32 +174,50 @@ def _local_cluster(command: str, timeout: float) -> subprocess.CompletedProcess[
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
-    was_up = _local_cluster("status", 30).returncode == 0
-    if not was_up and (why := _can_build()):
-        pytest.skip(f"local cluster rig unavailable: {why}")
-    if not was_up:
-        _build_outside_test_timeout()
-    up = _local_cluster("up", 300)
-    if up.returncode != 0:
-        pytest.fail(f"scripts/local-cluster up failed:\n{up.stdout}", pytrace=False)
     state = _state_dir()
-    env = _read_env(state / "env")
-    yield Cluster(
-        repo_root=REPO_ROOT,
-        state_dir=state,
-        kubeconfig=Path(env["KUBECONFIG"]),
-        k8s_version=json.loads((state / "state.json").read_text())["k8s_version"],
-        s3={
-            "endpoint": env["DOCJOBS_S3_ENDPOINT"],
-            "bucket": env["DOCJOBS_S3_BUCKET"],
-            "access_key": env["DOCJOBS_S3_ACCESS_KEY"],
-            "secret_key": env["DOCJOBS_S3_SECRET_KEY"],
-            "secure": env["DOCJOBS_S3_SECURE"],
-        },
-        env=env,
-    )
-    if not was_up and os.environ.get("DOCJOBS_RIG_KEEP", "") not in ("1", "true", "yes"):
-        _local_cluster("down", 120)
+    state.mkdir(parents=True, exist_ok=True)
+    # Every test session using the rig holds a shared lock on users.lock; at
+    # the end, the one that gets it exclusively is the last user and stops a
+    # rig that a fixture started (never one started by hand).
+    users = open(state / "users.lock", "w")  # noqa: SIM115 - held for the session
+    fcntl.flock(users, fcntl.LOCK_SH)
+    try:
+        if _local_cluster("status", 30).returncode != 0:
+            if why := _can_build():
+                pytest.skip(f"local cluster rig unavailable: {why}")
+            _build_outside_test_timeout()
+        up = _local_cluster("up", 300)
+        if up.returncode != 0:
+            pytest.fail(f"scripts/local-cluster up failed:\n{up.stdout}", pytrace=False)
+        env = _read_env(state / "env")
+        yield Cluster(
+            repo_root=REPO_ROOT,
+            state_dir=state,
+            kubeconfig=Path(env["KUBECONFIG"]),
+            k8s_version=json.loads((state / "state.json").read_text())["k8s_version"],
+            s3={
+                "endpoint": env["DOCJOBS_S3_ENDPOINT"],
+                "bucket": env["DOCJOBS_S3_BUCKET"],
+                "access_key": env["DOCJOBS_S3_ACCESS_KEY"],
+                "secret_key": env["DOCJOBS_S3_SECRET_KEY"],
+                "secure": env["DOCJOBS_S3_SECURE"],
+            },
+            env=env,
+        )
+    finally:
+        fcntl.flock(users, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another session still uses the rig; the last one stops it
+        else:
+            try:
+                auto = json.loads((state / "state.json").read_text()).get("auto_down", False)
+            except (OSError, ValueError):
+                auto = False  # never started
+            if auto and not _truthy("DOCJOBS_RIG_KEEP"):
+                _local_cluster("down", 120)
+        users.close()
 
 
 @pytest.fixture
