@@ -83,4 +83,8 @@ def create_backend(settings: Settings) -> Backend:
         from docjobs.embedded.backend import EmbeddedBackend
 
         return EmbeddedBackend(settings)
+    if settings.backend == "kubernetes":
+        from docjobs.kube.backend import KubeBackend
+
+        return KubeBackend(settings)
     raise NotImplementedError(f"backend {settings.backend!r} is not available yet")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from docjobs.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from docjobs.keys import KeyStore
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
@@ -20,10 +26,54 @@ DataDir = Annotated[
 ]
 
 
+class BackendName(StrEnum):
+    EMBEDDED = "embedded"
+    KUBERNETES = "kubernetes"
+
+
+BackendOpt = Annotated[
+    BackendName | None,
+    typer.Option("--backend", help="Where jobs and keys live [env DOCJOBS_BACKEND; embedded]."),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="Kubernetes backend's namespace [env DOCJOBS_KUBERNETES__NAMESPACE, POD_NAMESPACE;"
+        " default]. The cluster comes from KUBECONFIG or the pod's service account.",
+    ),
+]
+
+
 def _settings(**overrides: Any) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     base = get_settings()
     return base.model_copy(update=given) if given else base
+
+
+def _mode_settings(
+    data_dir: Path | None, backend: BackendName | None, namespace: str | None
+) -> Settings:
+    settings = _settings(data_dir=data_dir, backend=backend.value if backend else None)
+    if namespace is None:
+        return settings
+    kubernetes = settings.kubernetes.model_copy(update={"namespace": namespace})
+    return settings.model_copy(update={"kubernetes": kubernetes})
+
+
+@contextmanager
+def _kube_errors(settings: Settings) -> Iterator[None]:
+    """In kubernetes mode, API-server answers and kubeconfig problems as one-line errors."""
+    if settings.backend != "kubernetes":
+        yield
+        return
+    from docjobs.kube.client import CLIENT_ERRORS
+
+    try:
+        yield
+    except CLIENT_ERRORS as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -34,8 +84,11 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="Runner workers (default: number of CPUs).")
     ] = None,
+    backend_name: BackendOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
-    """Run the HTTP API (embedded mode: job store, runners and storage in this process)."""
+    """Run the HTTP API. Embedded mode: job store, runners and storage in this process.
+    Kubernetes mode: DocumentJobs in NAMESPACE, files in S3 (DOCJOBS_S3_* variables)."""
     import logging
 
     import uvicorn
@@ -43,14 +96,21 @@ def serve(
     from docjobs.api.app import create_app
     from docjobs.backend import create_backend
 
-    settings = _settings(data_dir=data_dir)
+    settings = _mode_settings(data_dir, backend_name, namespace)
     if workers is not None:
         settings = settings.model_copy(
             update={"runner": settings.runner.model_copy(update={"concurrency": workers})}
         )
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    backend = create_backend(settings)
-    if not backend.keys.list_keys():
+    with _kube_errors(settings):
+        backend = create_backend(settings)
+    if settings.backend == "kubernetes":
+        typer.echo(
+            f"Jobs: DocumentJobs in namespace {settings.kubernetes.namespace}; files: bucket"
+            f" {settings.s3.bucket} at {settings.s3.endpoint}. API keys: docjobs keys create"
+            f" --tenant NAME --backend kubernetes --namespace {settings.kubernetes.namespace}"
+        )
+    elif not backend.keys.list_keys():
         key, record = backend.keys.create("default", "business")
         typer.echo(
             f"No API keys yet: created one for tenant '{record.tenant}' (plan {record.plan}).\n"
@@ -62,11 +122,18 @@ def serve(
     uvicorn.run(create_app(settings, backend), host=host, port=port, log_level="info")
 
 
-def _key_store(data_dir: Path | None) -> Any:
+def _key_store(settings: Settings) -> KeyStore:
+    if settings.backend == "kubernetes":
+        from docjobs.kube.client import KubeClient
+        from docjobs.kube.keys import SecretKeyStore
+
+        kube = settings.kubernetes
+        client = KubeClient.from_environment(kube.request_timeout_seconds)
+        return SecretKeyStore(client, kube.namespace, kube.keys_secret)
+
     from docjobs.jobstore import SQLiteDatabase
     from docjobs.keys import SQLiteKeyStore
 
-    settings = _settings(data_dir=data_dir)
     return SQLiteKeyStore(SQLiteDatabase(settings.data_dir.resolve() / "docjobs.db"))
 
 
@@ -75,10 +142,14 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key acts for.")],
     plan: Annotated[str, typer.Option(help="free, starter, pro or business.")] = "free",
     data_dir: DataDir = None,
+    backend: BackendOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Create a key; it is printed once, alone on the last line."""
+    settings = _mode_settings(data_dir, backend, namespace)
     try:
-        key, record = _key_store(data_dir).create(tenant, plan)
+        with _kube_errors(settings):
+            key, record = _key_store(settings).create(tenant, plan)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -87,17 +158,30 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(data_dir: DataDir = None) -> None:
+def keys_list(
+    data_dir: DataDir = None, backend: BackendOpt = None, namespace: NamespaceOpt = None
+) -> None:
     """List keys (ids only: the keys themselves are not stored)."""
-    for record in _key_store(data_dir).list_keys():
+    settings = _mode_settings(data_dir, backend, namespace)
+    with _kube_errors(settings):
+        records = _key_store(settings).list_keys()
+    for record in records:
         state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
         typer.echo(f"{record.key_id}  {record.tenant}  {record.plan}  {state}")
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, data_dir: DataDir = None) -> None:
+def keys_revoke(
+    key_id: str,
+    data_dir: DataDir = None,
+    backend: BackendOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
     """Revoke a key by its id."""
-    if not _key_store(data_dir).revoke(key_id):
+    settings = _mode_settings(data_dir, backend, namespace)
+    with _kube_errors(settings):
+        revoked = _key_store(settings).revoke(key_id)
+    if not revoked:
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Revoked {key_id}")
@@ -111,3 +195,11 @@ def runner(
     from docjobs.runner.main import main
 
     sys.exit(main(["--worker"] if worker else []))
+
+
+@app.command()
+def crd() -> None:
+    """Print the DocumentJob CustomResourceDefinition (the source of crds/documentjob.yaml)."""
+    from docjobs.crd import render_crds
+
+    typer.echo(render_crds(), nl=False)

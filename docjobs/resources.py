@@ -50,6 +50,13 @@ class DocumentJobStatus(JobStatus):
     """Name of the batch/v1 Job of the current attempt."""
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    duration: str | None = None
+    """Submission to terminal phase, e.g. ``1m12s``; set by the operator when the job ends
+    (a printer column cannot compute a difference of two timestamps)."""
+
+
+OPERATOR_STATUS_FIELDS = frozenset({"current_job", "observed_generation", "conditions", "duration"})
+"""Status fields the operator keeps for itself; not part of :class:`JobStatus`."""
 
 
 def resource_name(job_id: str) -> str:
@@ -90,9 +97,7 @@ def job_of(resource: dict[str, Any]) -> Job:
     status = status_of(resource)
     return Job(
         spec=JobSpec.model_validate(spec.model_dump(exclude={"cancel"})),
-        status=JobStatus.model_validate(
-            status.model_dump(exclude={"current_job", "observed_generation", "conditions"})
-        ),
+        status=JobStatus.model_validate(status.model_dump(exclude=set(OPERATOR_STATUS_FIELDS))),
         cancel_requested=spec.cancel,
     )
 

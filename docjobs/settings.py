@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docjobs.models import RetryPolicy
@@ -82,6 +82,25 @@ class S3Settings(BaseModel):
     region: str | None = None
 
 
+class KubernetesSettings(BaseModel):
+    """The kubernetes backend: where its DocumentJobs, key Secret and template ConfigMap live."""
+
+    namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE") or "default")
+    """The API's own namespace when it runs in a pod (``POD_NAMESPACE`` from the downward API),
+    else ``default``."""
+    watch_timeout_seconds: int = 300
+    """Seconds; 5 min. The server ends each watch after this; the cache resumes from the last
+    resourceVersion, so a silently dropped connection is noticed within this time."""
+    request_timeout_seconds: float = 30.0
+    """Seconds; 30. One API-server request other than a watch."""
+    start_timeout_seconds: float = 30.0
+    """Seconds; 30. The API refuses to start if its caches cannot list within this time."""
+    keys_secret: str = "docjobs-api-keys"  # noqa: S105 - a name, not a secret
+    """Secret holding the API keys' hashes, one data entry per key id."""
+    templates_config_map: str = "docjobs-templates"
+    """ConfigMap holding the tenants' templates, one data entry per template id."""
+
+
 class LlmSettings(BaseModel):
     """Claude, for templates whose engine is ``llm``."""
 
@@ -112,10 +131,28 @@ class Settings(BaseSettings):
     runner: RunnerSettings = RunnerSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     s3: S3Settings = S3Settings()
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     llm: LlmSettings = LlmSettings()
     webhooks: WebhookSettings = WebhookSettings()
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_s3_variables(cls, data: Any) -> Any:
+        """Also read ``DOCJOBS_S3_ENDPOINT`` etc. (one underscore), the names
+        ``.local-cluster/env`` exports; ``DOCJOBS_S3__ENDPOINT`` and arguments win over them."""
+        flat = {
+            name: os.environ[variable]
+            for name in S3Settings.model_fields
+            if (variable := f"DOCJOBS_S3_{name.upper()}") in os.environ
+        }
+        if not flat or not isinstance(data, dict):
+            return data
+        given = data.get("s3") or {}
+        if isinstance(given, S3Settings):
+            given = given.model_dump(exclude_unset=True)
+        return {**data, "s3": {**flat, **given}}
 
 
 @lru_cache(maxsize=1)

@@ -31,6 +31,8 @@ class Server:
 
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    """Given to both ``serve`` and ``keys create``, e.g. ``--backend kubernetes --namespace NS``."""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -50,6 +52,7 @@ class Server:
                 str(self.port),
                 "--data-dir",
                 str(self.data_dir),
+                *self.args,
             ],
             env={**os.environ, **self.env},
             stdout=log,
@@ -79,6 +82,7 @@ class Server:
                 plan,
                 "--data-dir",
                 str(self.data_dir),
+                *self.args,
             ],
             check=True,
             capture_output=True,
