@@ -12,7 +12,7 @@ from docjobs.keys import KeyStore
 from docjobs.models import Job, Operation, Phase
 from docjobs.settings import Settings
 from docjobs.templatestore import TemplateStore
-from docjobs.webhookstore import WebhookStore
+from docjobs.webhookstore import WebhookRegistry
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Backend(Protocol):
     def templates(self) -> TemplateStore: ...
 
     @property
-    def webhooks(self) -> WebhookStore: ...
+    def webhooks(self) -> WebhookRegistry: ...
 
     async def start(self) -> None: ...
 

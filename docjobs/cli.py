@@ -198,8 +198,30 @@ def runner(
 
 
 @app.command()
-def crd() -> None:
+def crd(
+    template: Annotated[
+        bool, typer.Option("--template", help="The DocumentTemplate CRD instead.")
+    ] = False,
+) -> None:
     """Print the DocumentJob CustomResourceDefinition (the source of crds/documentjob.yaml)."""
-    from docjobs.crd import render_crds
+    from docjobs.crd import render_crds, render_template_crd
 
-    typer.echo(render_crds(), nl=False)
+    typer.echo(render_template_crd() if template else render_crds(), nl=False)
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Namespace to watch (default: all; env DOCJOBS_OPERATOR__NAMESPACE)."),
+    ] = None,
+    liveness_port: Annotated[
+        int, typer.Option(help="Port of /healthz for the liveness probe (0: off).")
+    ] = 8080,
+    metrics_port: Annotated[int, typer.Option(help="Port of Prometheus /metrics (0: off).")] = 9090,
+) -> None:
+    """Run the Kubernetes operator: DocumentJobs become runner Jobs. The cluster comes from
+    KUBECONFIG or the pod's service account; S3 from DOCJOBS_S3__* variables."""
+    from docjobs.operator.main import run
+
+    run(namespace, liveness_port or None, metrics_port or None)

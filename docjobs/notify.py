@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from docjobs.webhooks import EVENT_TYPES, DeliveryAttempt, WebhookSettings, deliver, message_id
-from docjobs.webhookstore import WebhookStore
+from docjobs.webhookstore import WebhookRegistry
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ MAX_PARALLEL = 8
 
 
 def deliver_job_event(
-    store: WebhookStore,
+    store: WebhookRegistry,
     settings: WebhookSettings,
     tenant: str,
     job_id: str,

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import Field
 
 from docjobs.models import DOMAIN, Job, JobSpec, JobStatus, _Model
+from docjobs.templates import TemplateSpec
 
 GROUP = DOMAIN
 VERSION = "v1alpha1"
@@ -105,3 +106,28 @@ def job_of(resource: dict[str, Any]) -> Job:
 def status_patch(status: JobStatus | DocumentJobStatus) -> dict[str, Any]:
     """A merge patch for the status subresource; ``None`` clears a field."""
     return {"status": status.model_dump(mode="json", by_alias=True)}
+
+
+TEMPLATE_KIND = "DocumentTemplate"
+TEMPLATE_PLURAL = "documenttemplates"
+TEMPLATE_SINGULAR = "documenttemplate"
+TEMPLATE_SHORT_NAMES = ("dt", "doctemplate")
+
+
+class DocumentTemplateSpec(TemplateSpec):
+    """A template as a resource: its fields, and the tenant it belongs to. The resource's
+    name is the template id, so a template applied from Git can be named ``invoice``."""
+
+    tenant: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def template_resource(
+    template_id: str, tenant: str, spec: TemplateSpec, namespace: str
+) -> dict[str, Any]:
+    body = DocumentTemplateSpec(tenant=tenant, **spec.model_dump())
+    return {
+        "apiVersion": API_VERSION,
+        "kind": TEMPLATE_KIND,
+        "metadata": {"name": template_id, "namespace": namespace, "labels": {LABEL_TENANT: tenant}},
+        "spec": body.model_dump(mode="json", exclude_none=True),
+    }

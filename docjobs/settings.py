@@ -83,7 +83,7 @@ class S3Settings(BaseModel):
 
 
 class KubernetesSettings(BaseModel):
-    """The kubernetes backend: where its DocumentJobs, key Secret and template ConfigMap live."""
+    """The kubernetes backend: where its DocumentJobs, templates and key Secret live."""
 
     namespace: str = Field(default_factory=lambda: os.environ.get("POD_NAMESPACE") or "default")
     """The API's own namespace when it runs in a pod (``POD_NAMESPACE`` from the downward API),
@@ -97,8 +97,6 @@ class KubernetesSettings(BaseModel):
     """Seconds; 30. The API refuses to start if its caches cannot list within this time."""
     keys_secret: str = "docjobs-api-keys"  # noqa: S105 - a name, not a secret
     """Secret holding the API keys' hashes, one data entry per key id."""
-    templates_config_map: str = "docjobs-templates"
-    """ConfigMap holding the tenants' templates, one data entry per template id."""
 
 
 class LlmSettings(BaseModel):

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pydantic import TypeAdapter
 
@@ -24,7 +25,8 @@ MAX_ENDPOINTS_PER_TENANT = 20
 """Each ending job is sent to every endpoint: this bounds the fan-out one tenant can cause."""
 MAX_DESCRIPTION = 500
 
-_ATTEMPTS = TypeAdapter(tuple[DeliveryAttempt, ...])
+ATTEMPTS = TypeAdapter(tuple[DeliveryAttempt, ...])
+"""JSON of a delivery's tries, as both stores keep it."""
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_endpoints (
     id TEXT PRIMARY KEY,
@@ -79,6 +81,51 @@ class DeliveryRecord:
     recorded_at: datetime
 
 
+class WebhookRegistry(Protocol):
+    """What the API and the delivery code need of a webhook store, in either backend."""
+
+    def create(
+        self, tenant: str, url: str, events: Sequence[str], description: str = ""
+    ) -> tuple[WebhookEndpoint, str]: ...
+
+    def list(self, tenant: str) -> builtins.list[WebhookEndpoint]: ...
+
+    def get(self, tenant: str, endpoint_id: str) -> WebhookEndpoint | None: ...
+
+    def update(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> WebhookEndpoint | None: ...
+
+    def delete(self, tenant: str, endpoint_id: str) -> bool: ...
+
+    def subscribed(
+        self, tenant: str, event_type: str
+    ) -> builtins.list[tuple[WebhookEndpoint, str]]: ...
+
+    def tenant_secret(self, tenant: str) -> str: ...
+
+    def record(
+        self,
+        job_id: str,
+        target: str,
+        event_type: str,
+        attempts: Sequence[DeliveryAttempt],
+        delivered: bool,
+    ) -> DeliveryRecord: ...
+
+    def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]: ...
+
+
+def new_endpoint_id() -> str:
+    return f"wh_{secrets.token_hex(12)}"
+
+
 def check_events(events: Iterable[str]) -> tuple[str, ...]:
     wanted = tuple(dict.fromkeys(events))
     unknown = [e for e in wanted if e not in EVENT_TYPES]
@@ -87,7 +134,7 @@ def check_events(events: Iterable[str]) -> tuple[str, ...]:
     return wanted
 
 
-def _check_description(description: str) -> str:
+def check_description(description: str) -> str:
     if len(description) > MAX_DESCRIPTION:
         raise ValueError(f"description longer than {MAX_DESCRIPTION} characters")
     return description
@@ -114,11 +161,11 @@ class WebhookStore:
         """The new endpoint and its signing secret, which the caller shows once."""
         now = datetime.now(UTC)
         endpoint = WebhookEndpoint(
-            id=f"wh_{secrets.token_hex(12)}",
+            id=new_endpoint_id(),
             tenant=check_tenant(tenant),
             url=url,
             events=check_events(events),
-            description=_check_description(description),
+            description=check_description(description),
             created_at=now,
             updated_at=now,
         )
@@ -173,7 +220,7 @@ class WebhookStore:
         if events is not None:
             changes["events"] = json.dumps(check_events(events))
         if description is not None:
-            changes["description"] = _check_description(description)
+            changes["description"] = check_description(description)
         assignments = ", ".join(f"{column} = ?" for column in changes)
         with self.db.transaction() as conn:
             cursor = conn.execute(
@@ -257,7 +304,7 @@ class WebhookStore:
                     target,
                     event_type,
                     int(delivered),
-                    _ATTEMPTS.dump_json(record.attempts).decode(),
+                    ATTEMPTS.dump_json(record.attempts).decode(),
                     record.recorded_at.timestamp(),
                 ),
             )
@@ -274,7 +321,7 @@ class WebhookStore:
                 r["target"],
                 r["event_type"],
                 bool(r["delivered"]),
-                _ATTEMPTS.validate_json(r["attempts"]),
+                ATTEMPTS.validate_json(r["attempts"]),
                 datetime.fromtimestamp(r["recorded_at"], UTC),
             )
             for r in rows

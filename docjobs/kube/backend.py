@@ -9,7 +9,6 @@ reads as unknown (404), there is no tombstone.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import json
 import logging
@@ -24,12 +23,12 @@ from docjobs.resources import job_of, resource_name, to_resource
 from docjobs.s3store import S3Store
 from docjobs.settings import Settings
 from docjobs.storage import object_keys
-from docjobs.webhookstore import DeliveryRecord, WebhookStore
 
 from .cache import WatchCache
-from .client import ConfigurationError, KubeClient, KubeError, documentjobs_path
+from .client import JSON, ConfigurationError, KubeClient, KubeError, documentjobs_path
 from .keys import SecretKeyStore
-from .templates import ConfigMapTemplateStore
+from .templates import ResourceTemplateStore
+from .webhooks import DELIVERIES_ANNOTATION, SecretWebhookStore
 
 log = logging.getLogger("docjobs.kube")
 
@@ -38,17 +37,6 @@ def job_id_of_fingerprint(fingerprint: str) -> str:
     """Same submission, same id, same resource name: the API server's AlreadyExists is our
     idempotency check, race-free across API replicas."""
     return f"job_{fingerprint[:24]}"
-
-
-class UnavailableWebhooks(WebhookStore):
-    """Webhook endpoints need a store the kubernetes backend does not have yet: the API answers
-    501 for ``/v1/webhooks`` in this mode, and jobs list no deliveries."""
-
-    def __init__(self) -> None:  # no database: every other method is unreachable
-        pass
-
-    def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
-        return []
 
 
 class KubeBackend:
@@ -71,17 +59,33 @@ class KubeBackend:
         self.jobs: WatchCache[Job] = WatchCache(
             self.client,
             documentjobs_path(self.namespace),
-            job_of,
+            self._parse,
             watch_timeout_seconds=kube.watch_timeout_seconds,
             name="documentjobs-cache",
         )
         self.keys = SecretKeyStore(
             self.client, self.namespace, kube.keys_secret, kube.watch_timeout_seconds
         )
-        self.templates = ConfigMapTemplateStore(
-            self.client, self.namespace, kube.templates_config_map
+        self.templates = ResourceTemplateStore(self.client, self.namespace)
+        self._delivery_notes: dict[str, JSON] = {}
+        """DocumentJob name -> its webhook-deliveries annotation, for jobs that have one."""
+        self.webhooks = SecretWebhookStore(
+            self.client, self.namespace, read_job=self._delivery_note
         )
-        self.webhooks: WebhookStore = UnavailableWebhooks()
+
+    def _parse(self, resource: JSON) -> Job:
+        annotations = resource["metadata"].get("annotations") or {}
+        if DELIVERIES_ANNOTATION in annotations:
+            note = {
+                "metadata": {
+                    "annotations": {DELIVERIES_ANNOTATION: annotations[DELIVERIES_ANNOTATION]}
+                }
+            }
+            self._delivery_notes[resource["metadata"]["name"]] = note
+        return job_of(resource)
+
+    def _delivery_note(self, job_id: str) -> JSON | None:
+        return self._delivery_notes.get(resource_name(job_id))
 
     async def start(self) -> None:
         """Fail rather than serve from empty caches: a pod that cannot reach the API server

@@ -1,90 +1,104 @@
-"""Templates in a ConfigMap of the namespace, one data entry per template id holding JSON
-``{tenant, spec, created_at, updated_at}``.
+"""Templates as ``DocumentTemplate`` custom resources, so teams can keep them in Git.
 
-A stopgap until templates become ``DocumentTemplate`` custom resources: a ConfigMap holds at
-most 1 MiB, a few hundred templates. Every call reads the ConfigMap (templates are read once
-per extraction request, not polled), and writes go through ``KubeClient.update_data``.
+The resource's name is the template id; ``spec.tenant`` (and a label) says whose it is. A
+template applied with ``kubectl apply`` is as usable as one created through the API.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
 
+from docjobs.resources import (
+    GROUP,
+    LABEL_TENANT,
+    TEMPLATE_PLURAL,
+    VERSION,
+    DocumentTemplateSpec,
+    template_resource,
+)
 from docjobs.templates import TemplateSpec
 from docjobs.templatestore import Template
 
-from .client import KubeClient
+from .client import JSON, KubeClient, KubeError
+
+UPDATED_ANNOTATION = "docjobs.io/updated-at"
 
 
-def _dump(template: Template) -> str:
-    return json.dumps(
-        {
-            "tenant": template.tenant,
-            "spec": template.spec.model_dump(mode="json"),
-            "created_at": template.created_at.isoformat(),
-            "updated_at": template.updated_at.isoformat(),
-        }
-    )
+def templates_path(namespace: str, name: str | None = None) -> str:
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{TEMPLATE_PLURAL}"
+    return path if name is None else f"{path}/{quote(name, safe='')}"
 
 
-def _load(template_id: str, text: str) -> Template:
-    raw = json.loads(text)
+def _template(resource: JSON) -> Template | None:
+    """The resource as a template, or None when its spec does not validate (hand-edited)."""
+    try:
+        spec = DocumentTemplateSpec.model_validate(resource["spec"])
+    except ValueError:
+        return None
+    metadata = resource["metadata"]
+    created = datetime.fromisoformat(metadata["creationTimestamp"].replace("Z", "+00:00"))
+    updated = (metadata.get("annotations") or {}).get(UPDATED_ANNOTATION)
     return Template(
-        template_id=template_id,
-        tenant=raw["tenant"],
-        spec=TemplateSpec.model_validate(raw["spec"]),
-        created_at=datetime.fromisoformat(raw["created_at"]),
-        updated_at=datetime.fromisoformat(raw["updated_at"]),
+        template_id=metadata["name"],
+        tenant=spec.tenant,
+        spec=TemplateSpec.model_validate(spec.model_dump(exclude={"tenant"})),
+        created_at=created,
+        updated_at=datetime.fromisoformat(updated) if updated else created,
     )
 
 
-class ConfigMapTemplateStore:
-    def __init__(self, client: KubeClient, namespace: str, name: str = "docjobs-templates") -> None:
+class ResourceTemplateStore:
+    def __init__(self, client: KubeClient, namespace: str) -> None:
         self.client = client
         self.namespace = namespace
-        self.name = name
 
-    def _all(self) -> dict[str, str]:
-        return self.client.read_data(self.namespace, "configmaps", self.name)
+    def _read(self, template_id: str) -> JSON | None:
+        try:
+            return self.client.get(templates_path(self.namespace, template_id))
+        except KubeError as exc:
+            if exc.not_found or exc.status == 422:  # 422: not a valid resource name
+                return None
+            raise
 
     def create(self, tenant: str, spec: TemplateSpec) -> Template:
-        now = datetime.now(UTC)
-        template = Template(str(uuid.uuid4()), tenant, spec, now, now)
-
-        def add(data: dict[str, str]) -> None:
-            data[template.template_id] = _dump(template)
-
-        self.client.update_data(self.namespace, "configmaps", self.name, add)
-        return template
+        body = template_resource(str(uuid.uuid4()), tenant, spec, self.namespace)
+        created = _template(self.client.create(templates_path(self.namespace), body))
+        assert created is not None
+        return created
 
     def get(self, tenant: str, template_id: str) -> Template | None:
-        text = self._all().get(template_id)
-        template = _load(template_id, text) if text is not None else None
-        return template if template is not None and template.tenant == tenant else None
+        resource = self._read(template_id)
+        template = _template(resource) if resource else None
+        return template if template and template.tenant == tenant else None
 
     def list_templates(self, tenant: str) -> list[Template]:
-        templates = [_load(i, text) for i, text in self._all().items()]
-        return sorted((t for t in templates if t.tenant == tenant), key=lambda t: t.created_at)
+        items = self.client.get(
+            templates_path(self.namespace), labelSelector=f"{LABEL_TENANT}={tenant}"
+        )["items"]
+        found = [t for t in map(_template, items) if t is not None and t.tenant == tenant]
+        return sorted(found, key=lambda t: t.created_at)
 
     def replace(self, tenant: str, template_id: str, spec: TemplateSpec) -> Template | None:
-        def change(data: dict[str, str]) -> Template | None:
-            old = _load(template_id, data[template_id]) if template_id in data else None
-            if old is None or old.tenant != tenant:
-                return None
-            new = Template(template_id, tenant, spec, old.created_at, datetime.now(UTC))
-            data[template_id] = _dump(new)
-            return new
-
-        return self.client.update_data(self.namespace, "configmaps", self.name, change)
+        if self.get(tenant, template_id) is None:
+            return None
+        patch: dict[str, Any] = template_resource(template_id, tenant, spec, self.namespace)
+        patch["metadata"]["annotations"] = {UPDATED_ANNOTATION: datetime.now(UTC).isoformat()}
+        # A merge patch would keep list entries and keys the new spec no longer has.
+        patch["spec"] = {**{k: None for k in ("description", "engine")}, **patch["spec"]}
+        return _template(
+            self.client.merge_patch(templates_path(self.namespace, template_id), patch)
+        )
 
     def delete(self, tenant: str, template_id: str) -> bool:
-        def remove(data: dict[str, str]) -> bool:
-            text = data.get(template_id)
-            if text is None or _load(template_id, text).tenant != tenant:
+        if self.get(tenant, template_id) is None:
+            return False
+        try:
+            self.client.delete(templates_path(self.namespace, template_id))
+        except KubeError as exc:
+            if exc.not_found:
                 return False
-            del data[template_id]
-            return True
-
-        return self.client.update_data(self.namespace, "configmaps", self.name, remove)
+            raise
+        return True

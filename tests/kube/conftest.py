@@ -4,19 +4,22 @@ per test, in a fresh namespace, against the rig's kube-apiserver and MinIO."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from minio import Minio
 
-from tests.conftest import Server
+from tests.conftest import BIN, Server
 from tests.rig.fixtures import Cluster, cluster, namespace, wait_for  # noqa: F401
 from tests.rig.kubeapi import ApiError, Kube
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_NAME = "documentjobs.docjobs.io"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 PLANS = json.dumps(
     {"free": "10/minute", "starter": "30/minute", "pro": "60/minute", "business": "6000/minute"}
@@ -25,23 +28,31 @@ PLANS = json.dumps(
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:  # noqa: F811
-    """The DocumentJob CRD, installed (or brought up to date) once per session."""
+    """The DocumentJob and DocumentTemplate CRDs, installed (or updated) once per session."""
     api = cluster.api()
-    body = yaml.safe_load((REPO / "crds" / "documentjob.yaml").read_text())
-    try:
-        current = api.get(f"{CRD_PATH}/{CRD_NAME}")
-        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        api.request("PUT", f"{CRD_PATH}/{CRD_NAME}", body)
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        api.create(CRD_PATH, body)
+    for file in ("documentjob.yaml", "documenttemplate.yaml"):
+        body = yaml.safe_load((REPO / "crds" / file).read_text())
+        name = body["metadata"]["name"]
+        try:
+            current = api.get(f"{CRD_PATH}/{name}")
+            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            api.request("PUT", f"{CRD_PATH}/{name}", body)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            api.create(CRD_PATH, body)
 
-    def established() -> bool:
-        conditions = api.get(f"{CRD_PATH}/{CRD_NAME}").get("status", {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+        def established(name: str = name) -> bool:
+            conditions = api.get(f"{CRD_PATH}/{name}").get("status", {}).get("conditions") or []
+            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
-    wait_for(established, 30, 0.1, what="the DocumentJob CRD to be established")
+        wait_for(established, 30, 0.1, what=f"the CRD {name} to be established")
+
+
+@pytest.fixture
+def api_env() -> dict[str, str]:
+    """Extra environment of the API server; tests override it."""
+    return {}
 
 
 @pytest.fixture
@@ -50,10 +61,11 @@ def kube_server(
     namespace: str,  # noqa: F811
     crd: None,
     tmp_path: Path,
+    api_env: dict[str, str],
 ) -> Iterator[Server]:
     srv = Server(
         tmp_path / "data",
-        env={**cluster.env, "DOCJOBS_RATE_LIMITS__PLANS": PLANS},
+        env={**cluster.env, "DOCJOBS_RATE_LIMITS__PLANS": PLANS, **api_env},
         args=["--backend", "kubernetes", "--namespace", namespace],
     ).start()
     yield srv
@@ -73,3 +85,71 @@ def s3(cluster: Cluster) -> Minio:  # noqa: F811
         secret_key=cluster.s3["secret_key"],
         secure=cluster.s3["secure"] == "true",
     )
+
+
+@dataclass
+class Operator:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            pytest.fail(f"the operator exited:\n{self.log_path.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def operator_env() -> dict[str, str]:
+    """Extra environment of the operator; tests override it (webhooks, runner settings)."""
+    return {}
+
+
+@pytest.fixture
+def operator(
+    cluster: Cluster,  # noqa: F811
+    namespace: str,  # noqa: F811
+    crd: None,
+    tmp_path: Path,
+    operator_env: dict[str, str],
+) -> Iterator[Operator]:
+    api = cluster.api()
+    s3 = cluster.s3
+    api.create(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "docjobs-s3"},
+            "stringData": {
+                "endpoint": s3["endpoint"],
+                "bucket": s3["bucket"],
+                "accessKey": s3["access_key"],
+                "secretKey": s3["secret_key"],
+                "secure": s3["secure"],
+            },
+        },
+    )
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                *(str(BIN / "docjobs"), "operator", "--namespace", namespace),
+                *("--liveness-port", "0", "--metrics-port", "0"),
+            ],
+            env={**os.environ, **cluster.env, **operator_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Operator(process, log_path)
+    finally:
+        # Delete the DocumentJobs while the operator runs: it removes its finalizers, so the
+        # namespace can be deleted after the test.
+        jobs = f"/apis/docjobs.io/v1alpha1/namespaces/{namespace}/documentjobs"
+        api.delete(jobs)
+        wait_for(lambda: not api.get(jobs)["items"], 60, what="DocumentJobs to be deleted")
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -223,7 +223,7 @@ def test_revoked_key_is_refused_and_keys_list_shows_it(kube_server, namespace) -
     )
 
 
-def test_templates_live_in_a_config_map_and_webhooks_answer_501(
+def test_templates_and_webhook_endpoints_live_in_the_namespace(
     kube_server, kube, namespace
 ) -> None:
     owner, stranger = kube_server.key("tpl-owner"), kube_server.key("tpl-stranger")
@@ -236,15 +236,39 @@ def test_templates_live_in_a_config_map_and_webhooks_answer_501(
     url = f"{kube_server.base}/v1/templates/{template_id}"
     assert requests.get(url, headers={"x-api-key": owner}).json()["name"] == "invoice"
     assert requests.get(url, headers={"x-api-key": stranger}).status_code == 404
-    stored = kube.get(f"/api/v1/namespaces/{namespace}/configmaps/docjobs-templates")["data"]
-    assert json.loads(stored[template_id])["tenant"] == "tpl-owner"
+    stored = kube.get(
+        f"/apis/docjobs.io/v1alpha1/namespaces/{namespace}/documenttemplates/{template_id}"
+    )
+    assert stored["spec"]["tenant"] == "tpl-owner" and stored["spec"]["name"] == "invoice"
+    renamed = requests.put(url, headers={"x-api-key": owner}, json={**body, "name": "bill"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "bill"
+    assert requests.put(url, headers={"x-api-key": stranger}, json=body).status_code == 404
     assert requests.delete(url, headers={"x-api-key": owner}).status_code == 204
     assert requests.get(url, headers={"x-api-key": owner}).status_code == 404
 
-    hooks = requests.get(f"{kube_server.base}/v1/webhooks", headers={"x-api-key": owner})
-    assert hooks.status_code == 501
-    assert hooks.json()["error"]["code"] == "not_implemented"
-    assert requests.get(f"{kube_server.base}/v1/webhooks").status_code == 401
+    hooks = f"{kube_server.base}/v1/webhooks"
+    refused = requests.post(hooks, headers={"x-api-key": owner}, json={"url": "http://127.0.0.1/"})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "unsafe_webhook_url"
+    made = requests.post(
+        hooks, headers={"x-api-key": owner}, json={"url": "https://hooks.example.com/docjobs"}
+    )
+    assert made.status_code == 201, made.text
+    endpoint = made.json()
+    secrets = kube.get(f"/api/v1/namespaces/{namespace}/secrets/docjobs-webhooks")["data"]
+    assert f"endpoint.{endpoint['id']}" in secrets
+    assert [
+        e["id"] for e in requests.get(hooks, headers={"x-api-key": owner}).json()["webhooks"]
+    ] == [endpoint["id"]]
+    assert requests.get(hooks, headers={"x-api-key": stranger}).json()["total"] == 0
+    assert (
+        requests.delete(f"{hooks}/{endpoint['id']}", headers={"x-api-key": stranger}).status_code
+        == 404
+    )
+    assert (
+        requests.delete(f"{hooks}/{endpoint['id']}", headers={"x-api-key": owner}).status_code
+        == 204
+    )
+    assert requests.get(hooks).status_code == 401
 
 
 def test_jobs_survive_an_api_restart(kube_server) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from docjobs.webhooks import EVENT_TYPES, UnsafeTarget, check_url
@@ -14,19 +14,7 @@ from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
 from ..views import iso
 
-
-async def _available(settings: SettingsDep, principal: PrincipalDep) -> None:
-    """Endpoints need a webhook store; the kubernetes backend has none yet (callers still
-    authenticate first, so a bad key stays a 401)."""
-    if settings.backend == "kubernetes":
-        raise ApiError(
-            501,
-            "not_implemented",
-            "Webhook endpoints are not available with the kubernetes backend yet.",
-        )
-
-
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], dependencies=[Depends(_available)])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 
 class EndpointIn(BaseModel):
