@@ -1,0 +1,117 @@
+"""What needs the operator's attention when no event will come: due retries, expiry,
+periodic checks, and runner pods the scheduler cannot place.
+
+Fed from the watch streams (so it is rebuilt by the initial listing after a restart) and
+read by the controller's tick. A dict scanned once a tick: 100 000 DocumentJobs cost a few
+milliseconds a second, simpler than a heap with invalidation.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from docjobs.models import JobSpec, Phase
+from docjobs.resources import API_VERSION, PLURAL
+
+from .builders import Unschedulable, parse_time
+from .settings import OperatorSettings
+
+_DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
+_TERMINAL = frozenset(p.value for p in Phase if p.terminal)
+
+
+@dataclass(frozen=True, order=True)
+class Ref:
+    namespace: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"/apis/{API_VERSION}/namespaces/{self.namespace}/{PLURAL}/{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def ref_of(resource: dict[str, Any]) -> Ref:
+    return Ref(resource["metadata"]["namespace"], resource["metadata"]["name"])
+
+
+@dataclass(frozen=True)
+class Stuck:
+    attempt: int
+    pod: Unschedulable
+
+
+class Agenda:
+    def __init__(self, settings: OperatorSettings) -> None:
+        self.settings = settings
+        self._due: dict[Ref, datetime] = {}
+        self._stuck: dict[Ref, Stuck] = {}
+        self._lock = threading.Lock()
+
+    def track(self, resource: dict[str, Any], now: datetime) -> None:
+        """Note when this DocumentJob next needs a look, from its current state."""
+        when = self.next_look(resource, now)
+        with self._lock:
+            self._due[ref_of(resource)] = when
+
+    def next_look(self, resource: dict[str, Any], now: datetime) -> datetime:
+        status = resource.get("status") or {}
+        spec = resource.get("spec") or {}
+        phase = status.get("phase") or Phase.PENDING.value
+        if phase in _TERMINAL:
+            ended = parse_time(status.get("completedAt")) or now
+            return ended + timedelta(seconds=spec.get("ttlSecondsAfterFinished", _DEFAULT_TTL))
+        if spec.get("cancel"):
+            return now
+        if phase == Phase.RETRYING:
+            return parse_time(status.get("nextAttemptAt")) or now
+        if phase == Phase.PROCESSING:
+            return now + timedelta(seconds=self.settings.resync_seconds)
+        return now + timedelta(seconds=self.settings.pending_grace_seconds)
+
+    def defer(self, ref: Ref, until: datetime) -> None:
+        with self._lock:
+            self._due[ref] = until
+
+    def forget(self, ref: Ref) -> None:
+        with self._lock:
+            self._due.pop(ref, None)
+            self._stuck.pop(ref, None)
+
+    def due(self, now: datetime) -> list[Ref]:
+        """DocumentJobs due now; they are taken off until tracked again."""
+        with self._lock:
+            refs = sorted(ref for ref, when in self._due.items() if when <= now)
+            for ref in refs:
+                del self._due[ref]
+        return refs
+
+    def pod(self, ref: Ref, attempt: int, verdict: Unschedulable | None) -> bool:
+        """Record a runner pod's scheduling verdict; True if it changed (newly stuck, a new
+        message, or placed after all)."""
+        with self._lock:
+            before = self._stuck.get(ref)
+            if verdict is None:
+                if before is not None and before.attempt == attempt:
+                    del self._stuck[ref]
+                    return True
+                return False
+            self._stuck[ref] = Stuck(attempt, verdict)
+            return before is None or before.attempt != attempt or before.pod != verdict
+
+    def stuck(self, now: datetime) -> list[tuple[Ref, Stuck]]:
+        """Runner pods unschedulable for longer than allowed; taken off the list."""
+        limit = timedelta(seconds=self.settings.unschedulable_seconds)
+        with self._lock:
+            out = [(ref, s) for ref, s in self._stuck.items() if now - s.pod.since >= limit]
+            for ref, _ in out:
+                del self._stuck[ref]
+        return out
+
+    def __len__(self) -> int:
+        return len(self._due)

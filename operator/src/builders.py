@@ -1,0 +1,340 @@
+"""Pure functions: the runner Job of an attempt, and what finished Jobs and pods say.
+
+No API calls here, so every rule about Job shape and outcome mapping is in one readable,
+testable place; the controller only fetches objects and writes results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from docjobs.lifecycle import AttemptTimedOut, Observation, RunnerExited, RunnerLost
+from docjobs.models import (
+    DOMAIN,
+    EXIT_OK,
+    EXIT_PERMANENT,
+    JobError,
+    JobSpec,
+    RunnerSummary,
+    RunOutcome,
+    engine_of,
+)
+from docjobs.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
+
+from .settings import OperatorSettings
+
+JSON = dict[str, Any]
+CONTAINER = "runner"
+LABEL_ENGINE = f"{DOMAIN}/engine"
+ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
+ANNOTATION_OWNER = f"{DOMAIN}/documentjob"
+"""On runner Jobs and pods: the DocumentJob's full name (a label value may be too short)."""
+RUNNER_UID = 10001
+EXIT_TRANSIENT = 1
+S3_SECRET_KEYS = {
+    # env var read by docjobs.settings          key in the Secret, optional?
+    "DOCJOBS_S3__ENDPOINT": ("endpoint", False),
+    "DOCJOBS_S3__BUCKET": ("bucket", True),
+    "DOCJOBS_S3__ACCESS_KEY": ("accessKey", False),
+    "DOCJOBS_S3__SECRET_KEY": ("secretKey", False),
+    "DOCJOBS_S3__SECURE": ("secure", True),
+    "DOCJOBS_S3__REGION": ("region", True),
+}
+_MAX_LABEL = 63
+
+
+def label_value(dj_name: str) -> str:
+    """The DocumentJob's name as a label value (at most 63 characters, kept unique)."""
+    if len(dj_name) <= _MAX_LABEL:
+        return dj_name
+    digest = hashlib.sha256(dj_name.encode()).hexdigest()[:10]
+    return f"{dj_name[: _MAX_LABEL - 11].rstrip('-.')}-{digest}"
+
+
+def job_name(dj_name: str, attempt: int) -> str:
+    """``<documentjob>-a<attempt>``; Job names must fit a 63-character label (job-name)."""
+    suffix = f"-a{attempt}"
+    base = dj_name
+    if len(base) + len(suffix) > _MAX_LABEL:
+        digest = hashlib.sha256(dj_name.encode()).hexdigest()[:10]
+        base = f"{dj_name[: _MAX_LABEL - len(suffix) - 11].rstrip('-.')}-{digest}"
+    return base + suffix
+
+
+def build_job(resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSettings) -> JSON:
+    """The batch/v1 Job that runs ``attempt`` of the DocumentJob ``resource``."""
+    meta = resource["metadata"]
+    engine = engine_of(spec.operation)
+    profile = settings.engines[engine]
+    pool = settings.pools[profile.pool]
+    labels = {
+        LABEL_JOB: label_value(meta["name"]),
+        LABEL_ATTEMPT: str(attempt),
+        LABEL_OPERATION: spec.operation.kind,
+        LABEL_ENGINE: engine.value,
+        "app.kubernetes.io/name": "docjobs-runner",
+        "app.kubernetes.io/managed-by": "docjobs-operator",
+    }
+    annotations = {ANNOTATION_OWNER: meta["name"], ANNOTATION_JOB_ID: spec.job_id}
+    deadline = min(math.ceil(spec.timeout_seconds), profile.active_deadline_seconds)
+    image = settings.runner_gpu_image if pool.image == "gpu" else settings.runner_image
+    container: JSON = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["docjobs", "runner"],
+        "env": runner_env(spec, attempt, settings),
+        "resources": {
+            "requests": dict(profile.requests),
+            "limits": {**profile.limits, **pool.extra_limits},
+        },
+        # The runner writes its JSON summary there; logs are no substitute (FallbackToLogs
+        # would hand us a traceback where the lifecycle expects a summary).
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a pod's own emptyDir
+    }
+    pod_spec: JSON = {
+        "restartPolicy": "Never",
+        # Runners need no Kubernetes API access; no token means nothing to steal.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "nodeSelector": dict(pool.node_selector),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUNNER_UID,
+            "runAsGroup": RUNNER_UID,
+            "fsGroup": RUNNER_UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        # Scratch space for the input and the engines under a read-only root filesystem.
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+    }
+    if pool.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in pool.tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta["name"], attempt),
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            # Retries are the lifecycle's (with backoff and a visible attempt count), so the
+            # Job itself never retries: one Job is exactly one attempt.
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [EXIT_PERMANENT],
+                        },
+                    },
+                    # Evictions, preemption, node drains: not the runner's fault; the Job
+                    # controller replaces the pod within the same attempt.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def runner_env(spec: JobSpec, attempt: int, settings: OperatorSettings) -> list[JSON]:
+    env: list[JSON] = [
+        {"name": "DOCJOBS_JOB_SPEC", "value": spec.model_dump_json()},
+        {"name": "DOCJOBS_ATTEMPT", "value": str(attempt)},
+    ]
+    for name, (key, optional) in S3_SECRET_KEYS.items():
+        ref: JSON = {"name": settings.s3_secret, "key": key}
+        if optional:
+            ref["optional"] = True
+        env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+    env.extend({"name": k, "value": v} for k, v in sorted(settings.runner_env.items()))
+    return env
+
+
+# --- reading Jobs and pods ----------------------------------------------------------------
+
+
+def owner_name(obj: JSON) -> str | None:
+    """Name of the DocumentJob that controls ``obj`` (a runner Job)."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and ref.get("apiVersion", "").startswith(f"{DOMAIN}/"):
+            return str(ref["name"])
+    return None
+
+
+def owner_uid(obj: JSON) -> str | None:
+    """uid of the controller of ``obj`` (a DocumentJob for Jobs, a Job for pods)."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref["uid"])
+    return None
+
+
+def attempt_of(obj: JSON) -> int | None:
+    value = (obj.get("metadata", {}).get("labels") or {}).get(LABEL_ATTEMPT, "")
+    return int(value) if value.isdigit() else None
+
+
+@dataclass(frozen=True)
+class JobEnd:
+    """A runner Job's terminal condition."""
+
+    succeeded: bool
+    reason: str
+    message: str
+
+
+def job_end(job: JSON) -> JobEnd | None:
+    """``Complete`` or ``Failed`` (not the interim ``FailureTarget``: its pods may still run)."""
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "Failed"):
+            return JobEnd(
+                condition["type"] == "Complete",
+                condition.get("reason", ""),
+                condition.get("message", ""),
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class RunnerExit:
+    exit_code: int
+    message: str
+    """The termination message: the runner's JSON summary, when it got to write one."""
+
+
+def runner_exit(pods: list[JSON]) -> RunnerExit | None:
+    """How the runner container ended, in the pod that finished last."""
+    ended: list[tuple[str, RunnerExit]] = []
+    for pod in pods:
+        for status in pod.get("status", {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if status.get("name") == CONTAINER and terminated:
+                ended.append(
+                    (
+                        terminated.get("finishedAt") or "",
+                        RunnerExit(int(terminated["exitCode"]), terminated.get("message") or ""),
+                    )
+                )
+    return max(ended, key=lambda pair: pair[0])[1] if ended else None
+
+
+def summary_of(message: str) -> RunnerSummary | None:
+    try:
+        return RunnerSummary.model_validate_json(message) if message.strip() else None
+    except ValidationError:
+        return None
+
+
+def observation_of(
+    end: JobEnd, exit: RunnerExit | None, recorded: RunOutcome | None, now: datetime
+) -> Observation:
+    """What a finished runner Job tells the lifecycle.
+
+    ``recorded`` is the outcome the runner stored in the object store, used when the pod (and
+    its termination message) is gone: garbage-collected while the operator was down.
+    """
+    if end.reason == "DeadlineExceeded":
+        return AttemptTimedOut(now)
+    code = exit.exit_code if exit is not None else recorded.exit_code if recorded else None
+    summary = summary_of(exit.message) if exit is not None else None
+    if summary is None and recorded is not None:
+        summary = recorded.summary
+    if code is None:
+        if end.reason == "PodFailurePolicy":  # only exit 42 fails a Job by policy
+            code = EXIT_PERMANENT
+        elif not end.succeeded:
+            return RunnerLost(f"runner Job failed ({end.reason or 'no reason'})", now)
+        else:
+            code = EXIT_OK
+    if code == EXIT_OK and summary is None:
+        # Success without a summary leaves no result to point at: run it again.
+        missing = JobError(
+            reason="SummaryMissing", message="the runner reported no result", permanent=False
+        )
+        return RunnerExited(EXIT_TRANSIENT, RunnerSummary(error=missing), now)
+    return RunnerExited(code, summary or RunnerSummary(), now)
+
+
+@dataclass(frozen=True)
+class Unschedulable:
+    since: datetime
+    message: str
+
+
+def unschedulable(pod: JSON) -> Unschedulable | None:
+    """The scheduler's verdict on a pod it cannot place, and since when."""
+    if pod.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    for condition in pod.get("status", {}).get("conditions") or []:
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            since = parse_time(condition.get("lastTransitionTime")) or datetime.now(UTC)
+            return Unschedulable(since, condition.get("message") or "pod is unschedulable")
+    return None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def format_duration(seconds: float) -> str:
+    """Like kubectl's ages: ``850ms``, ``42s``, ``3m12s``, ``2h05m``, ``3d4h``."""
+    if seconds < 1:
+        return f"{max(seconds, 0) * 1000:.0f}ms"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"

@@ -1,0 +1,424 @@
+"""Turns what the operator sees into lifecycle observations, and decisions into API calls.
+
+Every change of a DocumentJob's status goes through :meth:`Controller._observe`: read the
+resource, ask :func:`lifecycle.decide`, write the status with the read ``resourceVersion``
+(a conflict means someone wrote in between: read again and decide again), then carry out
+the actions. A per-DocumentJob lock is held across a whole step, so the status write and
+the Job create or delete that follows it never interleave with another step of that job.
+
+Attempts are crash-safe by ordering: status ``Processing`` (attempt n) is written first,
+then Job ``<name>-a<n>`` is created (AlreadyExists: adopt it), then ``currentJob`` is set.
+So after a restart a missing Job with ``currentJob`` unset was never created (create it),
+and one with ``currentJob`` set has vanished (its recorded outcome, or RunnerLost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from docjobs import lifecycle
+from docjobs.lifecycle import Action, Observation
+from docjobs.metrics import record_finished
+from docjobs.models import (
+    Job,
+    JobError,
+    JobSpec,
+    Phase,
+    RunnerSummary,
+    RunOutcome,
+    engine_of,
+)
+from docjobs.resources import DocumentJobStatus, job_of, status_of
+from docjobs.storage import ObjectNotFound, ObjectStore, outcome_key
+
+from . import builders
+from .agenda import Agenda, Ref, ref_of
+from .kube import JSON, ApiError, Kube, q
+from .metrics import ATTEMPT_SECONDS, RECONCILES, RUNNER_JOBS, TIME_TO_JOB
+from .settings import OperatorSettings
+from .status import PROCESSING, TERMINAL, WAITING, age, bookkeep, dump, is_current
+
+log = logging.getLogger(__name__)
+Choose = Callable[[JSON, Job], Observation | None]
+Amend = Callable[[DocumentJobStatus], DocumentJobStatus]
+ANNOTATION_OWNER = builders.ANNOTATION_OWNER
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Conflict(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A DocumentJob after one step: as written (or as read, when nothing changed)."""
+
+    resource: JSON
+    status: DocumentJobStatus
+    applied: bool
+    """Whether the step's observation was taken (not dismissed as stale)."""
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        store: ObjectStore | None,
+        on_terminal: Callable[[Job, str], None],
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.store = store
+        self.on_terminal = on_terminal
+        self.agenda = Agenda(settings)
+        self._locks: dict[Ref, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        self._pool = ThreadPoolExecutor(settings.workers, "docjobs-due")
+        self._inflight: set[Ref] = set()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._last_tick = time.monotonic()
+
+    # --- entry points (kopf handlers and the tick) ---------------------------------------
+
+    def reconcile(self, ref: Ref) -> None:
+        """Bring one DocumentJob forward: cancel, start an attempt, check its runner, expire."""
+        with self._lock(ref):
+            now = utcnow()
+
+            def choose(resource: JSON, job: Job) -> Observation | None:
+                phase = job.status.phase
+                if job.cancel_requested and not phase.terminal:
+                    return lifecycle.CancelRequested(now)
+                if lifecycle.is_runnable(job.status, now):
+                    return lifecycle.AttemptStarted(now)
+                return lifecycle.TimePassed(now) if phase.terminal else None
+
+            seen = self._observe(ref, choose)
+            if seen is not None and seen.status.phase is Phase.PROCESSING:
+                self._ensure_runner(ref, seen.resource, seen.status)
+
+    def job_changed(self, event_type: str | None, job: JSON) -> None:
+        """A runner Job changed or went away."""
+        name = builders.owner_name(job)
+        attempt = builders.attempt_of(job)
+        if name is None or attempt is None:
+            return
+        ref = Ref(job["metadata"]["namespace"], name)
+        end = builders.job_end(job)
+        with self._lock(ref):
+            if end is not None:
+                self._job_finished(ref, job, attempt, end)
+            elif event_type == "DELETED":
+                self._runner_vanished(ref, attempt, job["metadata"]["name"])
+
+    def pod_changed(self, event_type: str | None, pod: JSON) -> None:
+        """Runner pods matter only while the scheduler cannot place them."""
+        meta = pod["metadata"]
+        name = (meta.get("annotations") or {}).get(ANNOTATION_OWNER)
+        attempt = builders.attempt_of(pod)
+        if not name or attempt is None:
+            return
+        ref = Ref(meta["namespace"], name)
+        verdict = None if event_type == "DELETED" else builders.unschedulable(pod)
+        if self.agenda.pod(ref, attempt, verdict):
+            with self._lock(ref):
+                self._note_waiting(ref, attempt, verdict.message if verdict else None)
+
+    def track(self, event_type: str | None, resource: JSON) -> None:
+        """A DocumentJob changed: note when it next needs a look without an event."""
+        ref = ref_of(resource)
+        if event_type == "DELETED":
+            self.agenda.forget(ref)
+            with self._locks_guard:
+                self._locks.pop(ref, None)
+        else:
+            self.agenda.track(resource, utcnow())
+
+    def tick(self, now: datetime) -> None:
+        for ref in self.agenda.due(now):
+            self._submit(ref, self.reconcile, ref)
+        for ref, stuck in self.agenda.stuck(now):
+            self._submit(ref, self.unschedulable_timeout, ref, stuck.attempt, stuck.pod.message)
+
+    def unschedulable_timeout(self, ref: Ref, attempt: int, message: str) -> None:
+        """Fail an attempt whose pod no node could take, with the scheduler's words."""
+        with self._lock(ref):
+            now = utcnow()
+            waited = self.settings.unschedulable_seconds
+            error = JobError(
+                reason="Unschedulable",
+                message=f"no node could run the runner for {waited:g} s: {message}",
+                permanent=False,
+            )
+
+            def choose(resource: JSON, job: Job) -> Observation | None:
+                if not is_current(job.status, attempt):
+                    return None
+                summary = RunnerSummary(error=error)
+                return lifecycle.RunnerExited(builders.EXIT_TRANSIENT, summary, now)
+
+            seen = self._observe(ref, choose)
+            if seen is not None and seen.applied:
+                log.warning("%s: attempt %d unschedulable: %s", ref, attempt, message)
+                self._delete_job(ref.namespace, builders.job_name(ref.name, attempt))
+                self._follow_up(ref, seen.status)
+
+    # --- the tick thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._ticker = threading.Thread(target=self._loop, name="docjobs-tick", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.tick_seconds):
+            self._last_tick = time.monotonic()
+            try:
+                self.tick(utcnow())
+            except Exception:
+                log.exception("tick failed")
+
+    def tick_age(self) -> float:
+        """Seconds since the tick thread last ran (for the liveness probe)."""
+        return time.monotonic() - self._last_tick
+
+    def _submit(self, ref: Ref, fn: Callable[..., None], *args: Any) -> None:
+        with self._locks_guard:
+            if ref in self._inflight:
+                return
+            self._inflight.add(ref)
+        future = self._pool.submit(fn, *args)
+
+        def done(f: Future[None]) -> None:
+            with self._locks_guard:
+                self._inflight.discard(ref)
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("%s: %s; trying again shortly", ref, f.exception())
+                self.agenda.defer(ref, utcnow() + timedelta(seconds=10))
+
+        future.add_done_callback(done)
+
+    # --- one step: read, decide, write, act ------------------------------------------------
+
+    def _lock(self, ref: Ref) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(ref, threading.RLock())
+
+    def _observe(self, ref: Ref, choose: Choose, amend: Amend | None = None) -> Seen | None:
+        """Apply what ``choose`` observed (and ``amend``'s bookkeeping) to the status;
+        ``None`` if the DocumentJob is gone or unreadable."""
+        for _ in range(self.settings.conflict_retries):
+            resource = self.kube.find(ref.path)
+            if resource is None:
+                RECONCILES.labels("gone").inc()
+                return None
+            try:
+                job = job_of(resource)
+                before = status_of(resource)
+            except ValidationError as exc:
+                self._reject(ref, resource, exc)
+                return None
+            observation = choose(resource, job)
+            decision = (
+                lifecycle.decide(job.spec, job.status, observation)
+                if observation is not None
+                else lifecycle.Decision(job.status)
+            )
+            after = bookkeep(resource, job.spec, before, decision.status)
+            if amend is not None:
+                after = amend(after)
+            if after == before:
+                RECONCILES.labels("unchanged").inc()
+            else:
+                try:
+                    resource = self._write_status(ref, resource, after)
+                except Conflict:
+                    RECONCILES.labels("conflict").inc()
+                    continue
+                RECONCILES.labels("written").inc()
+            self.agenda.track(resource, utcnow())
+            self._act(ref, resource, job.model_copy(update={"status": decision.status}), decision)
+            return Seen(resource, after, observation is not None)
+        raise RuntimeError(f"{ref}: status changed under {self.settings.conflict_retries} tries")
+
+    def _act(self, ref: Ref, resource: JSON, job: Job, decision: lifecycle.Decision) -> None:
+        for action in decision.actions:
+            if action is Action.STOP_RUNNER:
+                current = status_of(resource).current_job
+                self._delete_job(
+                    ref.namespace, current or builders.job_name(ref.name, job.status.attempts)
+                )
+            elif action is Action.NOTIFY:
+                record_finished(job)
+                self.on_terminal(job, ref.namespace)
+            elif action is Action.EXPIRE:
+                if self.store is not None:
+                    self.store.delete_prefix(f"{job.spec.tenant}/{job.spec.job_id}")
+                log.info("%s: expired; deleting it and its objects", ref)
+                self.kube.delete(ref.path)
+
+    def _follow_up(self, ref: Ref, status: DocumentJobStatus) -> None:
+        """A lost runner requeues at once (Pending), a zero backoff retries at once."""
+        if lifecycle.is_runnable(status, utcnow()):
+            self.reconcile(ref)
+
+    # --- runners ---------------------------------------------------------------------------
+
+    def _ensure_runner(self, ref: Ref, resource: JSON, status: DocumentJobStatus) -> None:
+        attempt = status.attempts
+        name = builders.job_name(ref.name, attempt)
+        jobs = f"/apis/batch/v1/namespaces/{q(ref.namespace)}/jobs"
+        spec = job_of(resource).spec
+        engine = engine_of(spec.operation).value
+        job: JSON | None = None
+        if status.current_job == name:  # created before: it must still be there
+            job = self.kube.find(f"{jobs}/{q(name)}")
+            if job is None:
+                self._runner_vanished(ref, attempt, name)
+                return
+        else:
+            body = builders.build_job(resource, spec, attempt, self.settings)
+            try:
+                job = self.kube.create(jobs, body)
+                RUNNER_JOBS.labels(engine, "created").inc()
+                if attempt == 1:
+                    TIME_TO_JOB.labels(engine).observe(age(resource, utcnow()))
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                job = self.kube.find(f"{jobs}/{q(name)}")
+                if job is None:
+                    raise  # AlreadyExists, then gone: the next look creates it
+                RUNNER_JOBS.labels(engine, "adopted").inc()
+            if builders.owner_uid(job) != resource["metadata"]["uid"]:
+                # A namesake DocumentJob's Job, still being garbage-collected.
+                raise RuntimeError(f"{ref}: Job {name} belongs to an earlier DocumentJob")
+
+            def amend(s: DocumentJobStatus) -> DocumentJobStatus:
+                return s.model_copy(update={"current_job": name}) if s.attempts == attempt else s
+
+            self._observe(ref, lambda _r, _j: None, amend)
+        end = builders.job_end(job)
+        if end is not None:  # finished while nobody watched (operator down)
+            self._job_finished(ref, job, attempt, end)
+
+    def _job_finished(self, ref: Ref, job: JSON, attempt: int, end: builders.JobEnd) -> None:
+        now = utcnow()
+        # The Job controller labels its pods with the Job's name (Kubernetes >= 1.27).
+        pods = self.kube.items(
+            f"/api/v1/namespaces/{q(ref.namespace)}/pods",
+            {"batch.kubernetes.io/job-name": job["metadata"]["name"]},
+        )
+        uid = job["metadata"].get("uid")
+        mine = [p for p in pods if builders.owner_uid(p) in (uid, None)]
+        exit = builders.runner_exit(mine)
+
+        def choose(resource: JSON, current: Job) -> Observation | None:
+            if not is_current(current.status, attempt):
+                return None
+            recorded = None
+            if exit is None or builders.summary_of(exit.message) is None:
+                recorded = self._recorded_outcome(current.spec, attempt)
+            return builders.observation_of(end, exit, recorded, now)
+
+        seen = self._observe(ref, choose)
+        if seen is None or not seen.applied:
+            return
+        outcome = "Complete" if end.succeeded else end.reason or "Failed"
+        engine = (job["metadata"].get("labels") or {}).get(builders.LABEL_ENGINE, "")
+        started = builders.parse_time(job["metadata"].get("creationTimestamp"))
+        if started is not None:
+            ATTEMPT_SECONDS.labels(engine, outcome).observe((now - started).total_seconds())
+        self._follow_up(ref, seen.status)
+
+    def _runner_vanished(self, ref: Ref, attempt: int, name: str) -> None:
+        now = utcnow()
+
+        def choose(resource: JSON, job: Job) -> Observation | None:
+            if not is_current(job.status, attempt) or status_of(resource).current_job != name:
+                return None
+            recorded = self._recorded_outcome(job.spec, attempt)
+            if recorded is not None:
+                return lifecycle.RunnerExited(recorded.exit_code, recorded.summary, now)
+            return lifecycle.RunnerLost(f"runner Job {name} disappeared", now)
+
+        seen = self._observe(ref, choose)
+        if seen is not None and seen.applied:
+            log.warning("%s: runner Job %s vanished", ref, name)
+            self._follow_up(ref, seen.status)
+
+    def _note_waiting(self, ref: Ref, attempt: int, message: str | None) -> None:
+        """Show why a runner waits (the scheduler's message) before the attempt fails;
+        ``None``: it got a node after all."""
+        text = f"{WAITING}{message}" if message else PROCESSING
+
+        def amend(s: DocumentJobStatus) -> DocumentJobStatus:
+            ok = s.phase is Phase.PROCESSING and s.attempts == attempt
+            if not ok or (message is None and not s.message.startswith(WAITING)):
+                return s
+            return s.model_copy(update={"message": text})
+
+        self._observe(ref, lambda _r, _j: None, amend)
+
+    def _recorded_outcome(self, spec: JobSpec, attempt: int) -> RunOutcome | None:
+        if self.store is None:
+            return None
+        key = outcome_key(spec.tenant, spec.job_id, attempt)
+        try:
+            return RunOutcome.model_validate_json(b"".join(self.store.iter_chunks(key)))
+        except (ObjectNotFound, ValidationError):
+            return None
+
+    def _reject(self, ref: Ref, resource: JSON, exc: ValidationError) -> None:
+        """A spec the models refuse (the CRD cannot check everything): fail it for good."""
+        status = resource.get("status") or {}
+        if status.get("phase") in TERMINAL:
+            return
+        message = f"invalid spec: {exc.errors()[0].get('msg', exc)}"[:500]
+        failed = DocumentJobStatus(
+            phase=Phase.FAILED,
+            completed_at=utcnow(),
+            error=JobError(reason="InvalidSpec", message=message, permanent=True),
+            message=message,
+        )
+        log.warning("%s: %s", ref, message)
+        with contextlib.suppress(Conflict):  # the next event brings it back here
+            self._write_status(ref, resource, failed)
+
+    def _delete_job(self, namespace: str, name: str) -> None:
+        # The Job goes now; the garbage collector deletes its pods (the runner gets SIGTERM).
+        self.kube.delete(f"/apis/batch/v1/namespaces/{q(namespace)}/jobs/{q(name)}")
+
+    def _write_status(self, ref: Ref, resource: JSON, status: DocumentJobStatus) -> JSON:
+        """Replace the status subresource; the read ``resourceVersion`` makes it conditional.
+
+        A replace, not a merge patch: a merge patch would keep keys a new status no longer
+        has (an earlier attempt's ``details``), and a replace states the whole decision."""
+        body = {**resource, "status": dump(status)}
+        try:
+            return self.kube.replace(f"{ref.path}/status", body)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise Conflict from exc
+            raise

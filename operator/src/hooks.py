@@ -1,0 +1,50 @@
+"""The terminal-phase hook: where webhook delivery plugs into the operator.
+
+Delivery may retry for minutes, so it runs on a small thread pool, never on a handler's
+thread. Endpoints and signing secrets live per namespace (a DocumentJob's tenant is served
+from its namespace), hence a store *per namespace*: ``stores(namespace)``, the same
+``SecretWebhookStore`` the API writes endpoints to. Without one the hook only logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from docjobs.events import EVENT_OF_PHASE, job_view
+from docjobs.models import Job
+from docjobs.notify import deliver_job_event
+from docjobs.webhooks import WebhookSettings
+from docjobs.webhookstore import WebhookRegistry
+
+log = logging.getLogger(__name__)
+StoreFor = Callable[[str], WebhookRegistry]
+
+
+class TerminalHook:
+    def __init__(self, stores: StoreFor | None, settings: WebhookSettings, workers: int = 4):
+        self.stores = stores
+        self.settings = settings
+        self._pool = ThreadPoolExecutor(workers, "docjobs-webhook") if stores else None
+
+    def on_terminal(self, job: Job, namespace: str) -> None:
+        phase = job.status.phase
+        log.info("job %s ended %s: %s", job.spec.job_id, phase.value, job.status.message)
+        if self.stores is None or self._pool is None or phase not in EVENT_OF_PHASE:
+            return
+        self._pool.submit(
+            deliver_job_event,
+            self.stores(namespace),
+            self.settings,
+            job.spec.tenant,
+            job.spec.job_id,
+            EVENT_OF_PHASE[phase],
+            job_view(job),
+            job.spec.webhook_url,
+            occurred_at=job.status.completed_at,
+        )
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)

@@ -1,0 +1,128 @@
+"""Operator settings, read from ``DOCJOBS_OPERATOR__*`` environment variables.
+
+Kept in the operator package (not ``docjobs.settings``) because nothing else needs them.
+Nested values use ``__`` again (``DOCJOBS_OPERATOR__UNSCHEDULABLE_SECONDS=600``); maps are
+given as JSON (``DOCJOBS_OPERATOR__ENGINES='{"doctr": {...}}'`` replaces the whole map).
+S3 settings come from the shared ``DOCJOBS_S3__*`` section.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from docjobs.models import Engine
+
+
+def _version() -> str:
+    try:
+        return version("docjobs")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "latest"
+
+
+class Pool(BaseModel):
+    """Where runner pods of one kind of node go."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]] = []
+    extra_limits: dict[str, str] = {}
+    """Extended resources every pod of this pool asks for (a GPU each on the GPU pool)."""
+    image: Literal["cpu", "gpu"] = "cpu"
+    """Which runner image: the GPU image carries CUDA and docTR, the CPU image does not."""
+
+
+class EngineProfile(BaseModel):
+    """Resources and limits of one engine's runner pods."""
+
+    pool: str = "cpu"
+    requests: dict[str, str]
+    """Scheduler requests; the CPU request also bounds how many runners share a node."""
+    limits: dict[str, str]
+    """Memory limits only: a CPU limit throttles a burst-y engine without protecting anyone."""
+    active_deadline_seconds: int = Field(gt=0)
+    """Upper bound of one attempt (Job ``activeDeadlineSeconds``); a job's own
+    ``timeoutSeconds`` may shorten it, never extend it."""
+
+
+def _default_pools() -> dict[str, Pool]:
+    return {
+        "cpu": Pool(node_selector={"docjobs.io/pool": "cpu"}),
+        "gpu": Pool(
+            node_selector={"docjobs.io/pool": "gpu"},
+            tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            extra_limits={"nvidia.com/gpu": "1"},
+            image="gpu",
+        ),
+    }
+
+
+def _default_engines() -> dict[Engine, EngineProfile]:
+    def profile(
+        cpu: str, memory: str, limit: str, deadline: int, pool: str = "cpu"
+    ) -> EngineProfile:
+        return EngineProfile(
+            pool=pool,
+            requests={"cpu": cpu, "memory": memory},
+            limits={"memory": limit},
+            active_deadline_seconds=deadline,
+        )
+
+    return {
+        Engine.CONVERT: profile("250m", "256Mi", "1Gi", 300),
+        Engine.TESSERACT: profile("500m", "512Mi", "2Gi", 1200),
+        Engine.DOCTR: profile("1", "2Gi", "8Gi", 1800, pool="gpu"),
+        Engine.VISION: profile("100m", "256Mi", "512Mi", 900),
+        Engine.EXTRACT: profile("500m", "512Mi", "2Gi", 900),
+    }
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DOCJOBS_OPERATOR__", env_nested_delimiter="__", extra="ignore"
+    )
+
+    namespace: str | None = None
+    """Namespace to watch; ``None``: all namespaces (the CLI's ``--namespace`` wins)."""
+    runner_image: str = Field(default_factory=lambda: f"docjobs/runner:{_version()}")
+    """Image of CPU runners (convert, Tesseract, vision, extract)."""
+    runner_gpu_image: str = Field(default_factory=lambda: f"docjobs/runner-gpu:{_version()}")
+    """Image of GPU runners (docTR): CUDA and torch make it several GB, so it is separate."""
+    image_pull_policy: str = "IfNotPresent"
+    pools: dict[str, Pool] = Field(default_factory=_default_pools)
+    engines: dict[Engine, EngineProfile] = Field(default_factory=_default_engines)
+    job_ttl_seconds: int = 600
+    """Seconds; 10 min. Finished runner Jobs (and their pods, with the termination message)
+    are kept this long for ``kubectl`` inspection; the outcome is in the DocumentJob already."""
+    termination_grace_seconds: int = 10
+    """Seconds; 10. A runner is a one-shot process with nothing to flush: cancel fast."""
+    s3_secret: str = "docjobs-s3"  # noqa: S105 - a Secret's name, not a secret
+    """Secret in the job's namespace with keys endpoint, bucket, accessKey, secretKey and
+    optionally secure, region; runner pods get it as ``DOCJOBS_S3__*``."""
+    runner_env: dict[str, str] = {}
+    """Extra plain environment for runner pods (e.g. ``DOCJOBS_LLM__BASE_URL``)."""
+    unschedulable_seconds: float = 300.0
+    """Seconds; 5 min. A runner pod the scheduler cannot place for this long fails the
+    attempt with the scheduler's message (a GPU pool scaled to zero may need a few minutes)."""
+    pending_grace_seconds: float = 30.0
+    """Seconds; 30. A DocumentJob still Pending this long after it was last seen is
+    reconciled again, a safety net behind the create handler."""
+    resync_seconds: float = 60.0
+    """Seconds; 60. How often a Processing DocumentJob's Job is checked without an event:
+    watch events can be missed, and kopf does not retry event handlers."""
+    tick_seconds: float = 1.0
+    """Seconds; 1. Granularity of retries and expiry (backoffs are seconds long)."""
+    workers: int = 8
+    """Threads for handlers and due work; each mostly waits on the API server."""
+    watch_server_timeout: int = 300
+    """Seconds; 5 min. The API server ends each watch after this, so a silently broken
+    connection is noticed; kopf resumes from the last resourceVersion."""
+    watch_client_timeout: int = 330
+    """Seconds; a bit above the server's timeout, for a server that never answers."""
+    watch_connect_timeout: int = 30
+    """Seconds; 30. Connecting to the API server."""
+    conflict_retries: int = 8
+    """Status writes retried on a resourceVersion conflict before giving up to the next event."""

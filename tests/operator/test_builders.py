@@ -1,0 +1,169 @@
+"""The operator's pure parts, without the rig: Job shape, outcome mapping, the CRD schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from docjobs.crd import documentjob_crd
+from docjobs.lifecycle import AttemptTimedOut, RunnerExited, RunnerLost
+from docjobs.models import InputRef, JobSpec, RunnerSummary, RunOutcome
+from docjobs.operator.builders import (
+    JobEnd,
+    RunnerExit,
+    build_job,
+    format_duration,
+    job_name,
+    label_value,
+    observation_of,
+    runner_exit,
+    unschedulable,
+)
+from docjobs.operator.settings import OperatorSettings
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+RESOURCE = {"metadata": {"name": "job-abc", "namespace": "ns", "uid": "u-1"}}
+
+
+def _spec(operation: dict[str, Any], timeout: float = 600) -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "job_id": "job_abc",
+            "tenant": "acme",
+            "operation": operation,
+            "input": InputRef(key="k", file_name="f", content_type="image/png", sha256="0", size=1),
+            "timeout_seconds": timeout,
+            "created_at": NOW,
+        }
+    )
+
+
+def test_gpu_and_cpu_pools_come_from_settings() -> None:
+    settings = OperatorSettings()
+    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 2, settings)
+    pod = doctr["spec"]["template"]["spec"]
+    assert doctr["metadata"]["name"] == "job-abc-a2"
+    assert pod["nodeSelector"] == {"docjobs.io/pool": "gpu"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["containers"][0]["image"] == settings.runner_gpu_image
+
+    tesseract = build_job(RESOURCE, _spec({"kind": "ocr.simple"}, timeout=30.5), 1, settings)
+    pod = tesseract["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"docjobs.io/pool": "cpu"}
+    assert "tolerations" not in pod
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]
+    # The job's own timeout shortens the engine's deadline, never the other way round.
+    assert tesseract["spec"]["activeDeadlineSeconds"] == 31
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert JobSpec.model_validate_json(env["DOCJOBS_JOB_SPEC"]["value"]).job_id == "job_abc"
+    assert env["DOCJOBS_ATTEMPT"]["value"] == "1"
+    assert env["DOCJOBS_S3__REGION"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_long_names_fit_kubernetes_limits() -> None:
+    long = "job-" + "x" * 120
+    assert len(job_name(long, 20)) <= 63 and job_name(long, 20).endswith("-a20")
+    assert job_name(long, 1) != job_name(long + "y", 1)
+    assert len(label_value(long)) <= 63
+    assert job_name("job-short", 3) == "job-short-a3"
+
+
+SUMMARY = '{"result": {"key": "r", "content_type": "application/pdf", "size": 3}, "page_count": 2}'
+
+
+@pytest.mark.parametrize(
+    ("end", "exit", "recorded", "expected"),
+    [
+        (JobEnd(True, "", ""), RunnerExit(0, SUMMARY), None, (RunnerExited, 0)),
+        (JobEnd(False, "PodFailurePolicy", ""), RunnerExit(42, ""), None, (RunnerExited, 42)),
+        (JobEnd(False, "PodFailurePolicy", ""), None, None, (RunnerExited, 42)),
+        (JobEnd(False, "BackoffLimitExceeded", ""), RunnerExit(137, ""), None, (RunnerExited, 137)),
+        (JobEnd(False, "DeadlineExceeded", ""), RunnerExit(143, ""), None, (AttemptTimedOut, None)),
+        (JobEnd(False, "BackoffLimitExceeded", ""), None, None, (RunnerLost, None)),
+        # Pods gone (operator down past their TTL): the outcome the runner stored decides.
+        (JobEnd(True, "", ""), None, RunOutcome(exit_code=0), (RunnerExited, 0)),
+        # Success that reported nothing: no result to point at, so another attempt.
+        (JobEnd(True, "", ""), RunnerExit(0, "garbage"), None, (RunnerExited, 1)),
+    ],
+)
+def test_finished_jobs_become_observations(
+    end: JobEnd, exit: RunnerExit | None, recorded: RunOutcome | None, expected: tuple
+) -> None:
+    observation = observation_of(end, exit, recorded, NOW)
+    kind, code = expected
+    assert isinstance(observation, kind)
+    if code is not None:
+        assert isinstance(observation, RunnerExited) and observation.exit_code == code
+    if isinstance(observation, RunnerExited) and code == 0 and exit is not None:
+        assert observation.summary == RunnerSummary.model_validate_json(SUMMARY)
+
+
+def test_last_finished_pod_decides_and_unschedulable_is_read() -> None:
+    def pod(code: int, finished: str) -> dict[str, Any]:
+        state = {"terminated": {"exitCode": code, "finishedAt": finished, "message": str(code)}}
+        return {"status": {"containerStatuses": [{"name": "runner", "state": state}]}}
+
+    assert runner_exit([pod(1, "2026-01-01T00:00:05Z"), pod(0, "2026-01-01T00:00:09Z")]) == (
+        RunnerExit(0, "0")
+    )
+    assert runner_exit([{"status": {}}]) is None
+    pending = {
+        "metadata": {},
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/2 nodes are available",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        },
+    }
+    verdict = unschedulable(pending)
+    assert verdict is not None and verdict.since == NOW and "0/2" in verdict.message
+
+
+def test_durations_read_like_kubectl() -> None:
+    assert [format_duration(s) for s in (0.25, 42, 192, 7500, 3 * 86400 + 4 * 3600)] == [
+        "250ms",
+        "42s",
+        "3m12s",
+        "2h05m",
+        "3d4h",
+    ]
+
+
+def _nodes(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [schema]
+    for sub in (schema.get("properties") or {}).values():
+        out += _nodes(sub)
+    if isinstance(schema.get("items"), dict):
+        out += _nodes(schema["items"])
+    if isinstance(schema.get("additionalProperties"), dict):
+        out += _nodes(schema["additionalProperties"])
+    return out
+
+
+def test_crd_schema_is_structural() -> None:
+    version = documentjob_crd()["spec"]["versions"][0]
+    nodes = _nodes(version["schema"]["openAPIV3Schema"])
+    for node in nodes:
+        assert "type" in node, node
+        assert not {"$ref", "anyOf", "oneOf", "allOf", "const", "title", "default"} & set(node)
+        assert not ("properties" in node and "additionalProperties" in node), node
+    assert {c["name"] for c in version["additionalPrinterColumns"]} == {
+        "Operation",
+        "Phase",
+        "Attempts",
+        "Pages",
+        "Age",
+        "Duration",
+        "Message",
+    }

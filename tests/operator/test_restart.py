@@ -1,0 +1,48 @@
+"""The operator is killed (SIGKILL) in the middle of a burst and started again: nothing is
+lost, nothing runs twice."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from tests.rig.fixtures import wait_for
+
+from .conftest import TERMINAL, Jobs
+
+BURST = 100
+
+
+def _succeeded(job: dict) -> bool:
+    conditions = job.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Complete" and c["status"] == "True" for c in conditions)
+
+
+def test_operator_killed_and_restarted_during_a_burst(jobs: Jobs, make_operator) -> None:
+    first = make_operator()
+    names = [
+        jobs.submit({"kind": "convert", "sourceFormat": "text"}, f"doc {i}".encode(), "text/plain")
+        for i in range(BURST)
+    ]
+    # Kill it while some Jobs exist and most DocumentJobs are still being started.
+    wait_for(lambda: len(jobs.runner_jobs()) >= BURST // 4, 120, 0.05, what="a quarter started")
+    first.kill()
+    time.sleep(2)
+    make_operator()
+
+    def all_terminal() -> dict[str, str] | None:
+        items = jobs.api.get(jobs.path())["items"]
+        phases = {i["metadata"]["name"]: (i.get("status") or {}).get("phase") for i in items}
+        return phases if all(p in TERMINAL for p in phases.values()) else None
+
+    phases = wait_for(all_terminal, 300, 1.0, what=f"all {BURST} DocumentJobs to end")
+    assert set(phases) == set(names)
+    assert Counter(phases.values()) == {"Complete": BURST}
+
+    runner_jobs = jobs.runner_jobs()
+    successes = Counter(
+        j["metadata"]["labels"]["docjobs.io/job"] for j in runner_jobs if _succeeded(j)
+    )
+    assert successes == dict.fromkeys(names, 1)
+    attempts = Counter(jobs.status(n)["attempts"] for n in names)
+    assert attempts == {1: BURST}, attempts

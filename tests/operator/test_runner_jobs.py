@@ -1,0 +1,267 @@
+"""DocumentJob -> runner Job -> pod on the rig -> result in MinIO -> status, with the real
+scheduler, Job controller and garbage collector doing their parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from docjobs.models import RetryPolicy
+from docjobs.operator.builders import parse_time
+from tests.docs import pdf_with_pages, png_bytes, recovered, sentence_lines, text_image
+from tests.rig.fixtures import Cluster, wait_for
+from tests.rig.kubeapi import ApiError
+
+from .conftest import Jobs, Operator
+
+KUBECTL = "/usr/bin/kubectl"
+
+
+def _scan(seed: int = 7) -> tuple[bytes, list[str]]:
+    lines = sentence_lines(seed, 4)
+    return png_bytes(text_image(lines)), lines
+
+
+def _condition(job: dict, kind: str) -> dict | None:
+    for condition in job.get("status", {}).get("conditions") or []:
+        if condition["type"] == kind and condition["status"] == "True":
+            return condition
+    return None
+
+
+def _table(output: str) -> list[dict[str, str]]:
+    """kubectl's table as dicts, cut at the header's column starts (values may hold spaces)."""
+    header, *rows = output.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    cuts = list(zip(names, starts, [*starts[1:], None], strict=True))
+    return [{n: row[s:e].strip() for n, s, e in cuts} for row in rows]
+
+
+def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
+    cluster: Cluster, jobs: Jobs, operator: Operator, store
+) -> None:
+    data, lines = _scan()
+    name = jobs.submit({"kind": "ocr.simple"}, data, "image/png", "scan.png")
+
+    status = jobs.wait(name, timeout=120)
+    assert status["phase"] == "Complete", status
+    assert status["attempts"] == 1 and status["pageCount"] == 1
+    assert status["result"]["contentType"] == "application/json"
+    result = json.loads(b"".join(store.iter_chunks(status["result"]["key"])))
+    assert recovered(lines, result["data"]["text"]) > 0.9
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Running": "False",
+        "Finished": "True",
+    }
+
+    (job,) = jobs.runner_jobs(name)
+    assert job["metadata"]["name"] == f"{name}-a1"
+    assert _condition(job, "Complete")
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("DocumentJob", name, True)
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["activeDeadlineSeconds"] > 0
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["action"] == "FailJob" and rules[0]["onExitCodes"]["values"] == [42]
+    assert rules[1] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    (pod,) = jobs.pods(name)
+    assert pod["spec"]["nodeName"] == "cpu-0"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == ["docjobs", "runner"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DOCJOBS_S3__SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "docjobs-s3"
+
+    shown = subprocess.run(
+        [KUBECTL, "get", "documentjobs", "-n", jobs.ns],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (row,) = _table(shown)
+    assert row["NAME"] == name
+    assert row["OPERATION"] == "ocr.simple"
+    assert row["PHASE"] == "Complete"
+    assert row["ATTEMPTS"] == "1"
+    assert row["PAGES"] == "1"
+    assert re.fullmatch(r"\d+(ms|s)|\d+m\d\ds", row["DURATION"]), row
+    assert re.fullmatch(r"\d+s|\d+m\d*s?", row["AGE"]), row
+    assert row["MESSAGE"] == "Job complete"
+
+
+def test_doctr_goes_to_the_gpu_node_and_tesseract_never_does(
+    jobs: Jobs, operator: Operator
+) -> None:
+    data, _ = _scan(11)
+    doctr = jobs.submit({"kind": "ocr.advanced"}, data, "image/png")
+    tesseract = [jobs.submit({"kind": "ocr.simple"}, data, "image/png") for _ in range(2)]
+
+    failed = jobs.wait(doctr, timeout=120)
+    # No docTR engine in this release: the runner says so and exits 42, never retried.
+    assert failed["phase"] == "Failed" and failed["attempts"] == 1, failed
+    assert failed["error"]["permanent"] is True
+    assert "not available" in failed["error"]["message"]
+    (pod,) = jobs.pods(doctr)
+    assert pod["spec"]["nodeName"] == "gpu-0"
+    container = pod["spec"]["containers"][0]
+    assert "runner-gpu" in container["image"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"][
+        "tolerations"
+    ]
+
+    for name in tesseract:
+        assert jobs.wait(name, timeout=120)["phase"] == "Complete"
+        nodes = {p["spec"]["nodeName"] for p in jobs.pods(name)}
+        assert nodes == {"cpu-0"}
+
+
+def test_exit_42_fails_after_one_attempt_by_pod_failure_policy(
+    jobs: Jobs, operator: Operator
+) -> None:
+    name = jobs.submit({"kind": "ocr.simple"}, b"\x89PNG\r\n\x1a\n not an image", "image/png")
+
+    status = jobs.wait(name, timeout=90)
+    assert status["phase"] == "Failed" and status["attempts"] == 1, status
+    assert status["error"]["permanent"] is True
+    assert status["message"] == status["error"]["message"]
+    (job,) = jobs.runner_jobs(name)
+    failed = _condition(job, "Failed")
+    assert failed is not None and failed["reason"] == "PodFailurePolicy", job["status"]
+    (pod,) = jobs.pods(name)
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 42
+
+
+def _pid(cluster: Cluster, namespace: str, pod: str) -> int:
+    path = cluster.state_dir / "pods" / f"{namespace}_{pod}.pid"
+    text = wait_for(lambda: path.exists() and path.read_text().strip(), 30, 0.02, what=str(path))
+    return int(text.split()[0])
+
+
+def test_killed_runner_is_retried_after_its_backoff(
+    cluster: Cluster, jobs: Jobs, operator: Operator
+) -> None:
+    backoff = 3.0
+    name = jobs.submit(
+        {"kind": "convert", "sourceFormat": "text"},
+        b"retry me",
+        "text/plain",
+        retry=RetryPolicy(initial_backoff_seconds=backoff),
+    )
+    first = jobs.running_pod(name, 1)
+    os.killpg(_pid(cluster, jobs.ns, first["metadata"]["name"]), signal.SIGKILL)
+
+    retrying = jobs.wait(name, ("Retrying",), timeout=60)
+    seen_retrying = time.monotonic()
+    assert retrying["attempts"] == 1 and "137" in retrying["error"]["message"], retrying
+    wait_for(lambda: len(jobs.runner_jobs(name)) == 2, 30, 0.05, what="the second attempt")
+    seen_second = time.monotonic()
+
+    status = jobs.wait(name, timeout=90)
+    assert status["phase"] == "Complete" and status["attempts"] == 2, status
+    # The backoff held: no second Job before nextAttemptAt (the API's times are whole seconds).
+    assert seen_second - seen_retrying >= backoff - 0.5
+    second = next(j for j in jobs.runner_jobs(name) if j["metadata"]["name"].endswith("-a2"))
+    next_at = parse_time(retrying["nextAttemptAt"])
+    created = parse_time(second["metadata"]["creationTimestamp"])
+    assert next_at is not None and created is not None
+    assert created.timestamp() >= int(next_at.timestamp())
+    (killed,) = jobs.pods(name, 1)
+    assert killed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+
+
+def test_cancel_mid_run_deletes_the_job_and_its_pod(
+    cluster: Cluster, jobs: Jobs, operator: Operator
+) -> None:
+    pdf, _ = pdf_with_pages(8)
+    name = jobs.submit({"kind": "ocr.simple"}, pdf, "application/pdf", "long.pdf")
+    pod = jobs.running_pod(name, 1)
+    pid = _pid(cluster, jobs.ns, pod["metadata"]["name"])
+
+    jobs.api.patch(jobs.path(name), {"spec": {"cancel": True}})
+
+    status = jobs.wait(name, timeout=30)
+    assert status["phase"] == "Cancelled" and status["attempts"] == 1, status
+    assert "result" not in status
+    wait_for(lambda: not jobs.runner_jobs(name), 30, 0.1, what="the runner Job to be deleted")
+    wait_for(lambda: not jobs.pods(name), 30, 0.1, what="the runner pod to be deleted")
+    assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_unschedulable_runner_fails_the_attempt_with_the_schedulers_message(
+    jobs: Jobs, make_operator
+) -> None:
+    # A GPU pool no node belongs to, and little patience.
+    pools = {
+        "cpu": {"node_selector": {"docjobs.io/pool": "cpu"}},
+        "gpu": {"node_selector": {"docjobs.io/pool": "tpu"}, "image": "gpu"},
+    }
+    make_operator(
+        DOCJOBS_OPERATOR__UNSCHEDULABLE_SECONDS="3", DOCJOBS_OPERATOR__POOLS=json.dumps(pools)
+    )
+    data, _ = _scan(3)
+    name = jobs.submit(
+        {"kind": "ocr.advanced"}, data, "image/png", retry=RetryPolicy(max_attempts=1)
+    )
+
+    waiting = jobs.wait(name, ("Processing",), timeout=30)
+    wait_for(
+        lambda: jobs.status(name)["message"].startswith("Waiting for a node"),
+        30,
+        0.1,
+        what="the scheduler's message in the status",
+    )
+    status = jobs.wait(name, timeout=60)
+    assert waiting["attempts"] == 1
+    assert status["phase"] == "Failed" and status["attempts"] == 1, status
+    assert status["error"]["reason"] == "Unschedulable"
+    assert "didn't match Pod's node affinity/selector" in status["error"]["message"]
+    wait_for(lambda: not jobs.runner_jobs(name), 30, 0.1, what="the stuck Job to be deleted")
+
+
+def test_finished_documentjob_expires_with_its_objects(
+    jobs: Jobs, operator: Operator, store
+) -> None:
+    name = jobs.submit(
+        {"kind": "convert", "sourceFormat": "markdown"},
+        b"# Short-lived\n",
+        "text/markdown",
+        ttl_seconds_after_finished=2,
+    )
+    status = jobs.wait(name, timeout=60)
+    assert status["phase"] == "Complete"
+    job_id = jobs.get(name)["spec"]["jobId"]
+    assert store.exists(status["result"]["key"])
+
+    def gone() -> bool:
+        try:
+            jobs.get(name)
+        except ApiError as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, 30, 0.2, what="the DocumentJob to expire")
+    assert not store.exists(status["result"]["key"])
+    assert not store.exists(f"acme/{job_id}/input")
+    # Its runner Job goes with it (owned by the DocumentJob: the garbage collector).
+    wait_for(lambda: not jobs.runner_jobs(name), 30, 0.2, what="the runner Job to be collected")
