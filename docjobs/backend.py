@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from docjobs.keys import KeyStore
-from docjobs.models import Job, Operation, Phase
-from docjobs.settings import Settings
+from docjobs.models import InputRef, Job, JobSpec, Operation, Phase
+from docjobs.settings import JobSettings, Settings
 from docjobs.templatestore import TemplateStore
 from docjobs.webhookstore import WebhookRegistry
 
@@ -33,6 +34,37 @@ class Submission:
 
 def new_job_id() -> str:
     return f"job_{secrets.token_hex(12)}"
+
+
+def job_spec(
+    submission: Submission,
+    job_id: str,
+    input_key: str,
+    jobs: JobSettings,
+    bucket: str | None = None,
+) -> JobSpec:
+    """The spec of a new job: the submission, where its input now is, the job settings."""
+    return JobSpec(
+        job_id=job_id,
+        tenant=submission.tenant,
+        operation=submission.operation,
+        input=InputRef(
+            key=input_key,
+            bucket=bucket,
+            file_name=submission.file_name,
+            content_type=submission.content_type,
+            sha256=submission.sha256,
+            size=submission.size,
+            page_count=submission.page_count,
+        ),
+        retry_policy=jobs.retry,
+        timeout_seconds=jobs.timeout_seconds,
+        ttl_seconds_after_finished=jobs.ttl_seconds,
+        interactive=submission.interactive,
+        fingerprint=submission.fingerprint,
+        webhook_url=submission.webhook_url,
+        created_at=datetime.now(UTC),
+    )
 
 
 class Backend(Protocol):

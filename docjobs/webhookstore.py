@@ -122,8 +122,21 @@ class WebhookRegistry(Protocol):
     def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]: ...
 
 
-def new_endpoint_id() -> str:
-    return f"wh_{secrets.token_hex(12)}"
+def new_endpoint(
+    tenant: str, url: str, events: Sequence[str], description: str
+) -> tuple[WebhookEndpoint, str]:
+    """A checked new endpoint and its signing secret (URLs are checked by the API)."""
+    now = datetime.now(UTC)
+    endpoint = WebhookEndpoint(
+        id=f"wh_{secrets.token_hex(12)}",
+        tenant=check_tenant(tenant),
+        url=url,
+        events=check_events(events),
+        description=check_description(description),
+        created_at=now,
+        updated_at=now,
+    )
+    return endpoint, new_secret()
 
 
 def check_events(events: Iterable[str]) -> tuple[str, ...]:
@@ -159,17 +172,8 @@ class WebhookStore:
         self, tenant: str, url: str, events: Sequence[str], description: str = ""
     ) -> tuple[WebhookEndpoint, str]:
         """The new endpoint and its signing secret, which the caller shows once."""
-        now = datetime.now(UTC)
-        endpoint = WebhookEndpoint(
-            id=new_endpoint_id(),
-            tenant=check_tenant(tenant),
-            url=url,
-            events=check_events(events),
-            description=check_description(description),
-            created_at=now,
-            updated_at=now,
-        )
-        secret = new_secret()
+        endpoint, secret = new_endpoint(tenant, url, events, description)
+        now = endpoint.created_at
         with self.db.transaction() as conn:
             (count,) = conn.execute(
                 "SELECT count(*) FROM webhook_endpoints WHERE tenant = ?", (tenant,)

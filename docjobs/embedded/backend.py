@@ -8,11 +8,11 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 
-from docjobs.backend import Submission, new_job_id
+from docjobs.backend import Submission, job_spec, new_job_id
 from docjobs.events import EVENT_OF_PHASE, job_view
-from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore, utcnow
+from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore
 from docjobs.keys import SQLiteKeyStore
-from docjobs.models import InputRef, Job, JobSpec, Phase
+from docjobs.models import Job, Phase
 from docjobs.notify import deliver_job_event
 from docjobs.settings import Settings
 from docjobs.storage import LocalStore, object_keys
@@ -63,27 +63,7 @@ class EmbeddedBackend:
         await asyncio.to_thread(
             self.objects.put_file, input_key, submission.source, submission.content_type
         )
-        jobs = self.settings.jobs
-        spec = JobSpec(
-            job_id=job_id,
-            tenant=submission.tenant,
-            operation=submission.operation,
-            input=InputRef(
-                key=input_key,
-                file_name=submission.file_name,
-                content_type=submission.content_type,
-                sha256=submission.sha256,
-                size=submission.size,
-                page_count=submission.page_count,
-            ),
-            retry_policy=jobs.retry,
-            timeout_seconds=jobs.timeout_seconds,
-            ttl_seconds_after_finished=jobs.ttl_seconds,
-            interactive=submission.interactive,
-            fingerprint=submission.fingerprint,
-            webhook_url=submission.webhook_url,
-            created_at=utcnow(),
-        )
+        spec = job_spec(submission, job_id, input_key, self.settings.jobs)
         try:
             job, created = self.store.create(spec)
         except BaseException:

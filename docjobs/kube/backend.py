@@ -15,10 +15,9 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 
-from docjobs.backend import Submission
-from docjobs.models import InputRef, Job, JobSpec, Phase
+from docjobs.backend import Submission, job_spec
+from docjobs.models import Job, Phase
 from docjobs.resources import job_of, resource_name, to_resource
 from docjobs.s3store import S3Store
 from docjobs.settings import Settings
@@ -128,7 +127,10 @@ class KubeBackend:
         await asyncio.to_thread(
             self.objects.put_file, input_key, submission.source, submission.content_type
         )
-        body = to_resource(self._spec(submission, job_id, input_key), self.namespace)
+        body = to_resource(
+            job_spec(submission, job_id, input_key, self.settings.jobs, self.objects.bucket),
+            self.namespace,
+        )
         try:
             created = await asyncio.to_thread(
                 self.client.create, documentjobs_path(self.namespace), body
@@ -141,30 +143,6 @@ class KubeBackend:
         job = self.jobs.observe(created)
         assert job is not None
         return job, True
-
-    def _spec(self, submission: Submission, job_id: str, input_key: str) -> JobSpec:
-        jobs = self.settings.jobs
-        return JobSpec(
-            job_id=job_id,
-            tenant=submission.tenant,
-            operation=submission.operation,
-            input=InputRef(
-                key=input_key,
-                bucket=self.objects.bucket,
-                file_name=submission.file_name,
-                content_type=submission.content_type,
-                sha256=submission.sha256,
-                size=submission.size,
-                page_count=submission.page_count,
-            ),
-            retry_policy=jobs.retry,
-            timeout_seconds=jobs.timeout_seconds,
-            ttl_seconds_after_finished=jobs.ttl_seconds,
-            interactive=submission.interactive,
-            fingerprint=submission.fingerprint,
-            webhook_url=submission.webhook_url,
-            created_at=datetime.now(UTC),
-        )
 
     def _forget_upload(self, key: str) -> None:
         try:

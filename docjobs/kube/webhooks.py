@@ -26,7 +26,7 @@ from docjobs.webhookstore import (
     WebhookEndpoint,
     check_description,
     check_events,
-    new_endpoint_id,
+    new_endpoint,
 )
 
 from .client import JSON, KubeClient, KubeError, documentjobs_path
@@ -111,17 +111,7 @@ class SecretWebhookStore:
     def create(
         self, tenant: str, url: str, events: Sequence[str], description: str = ""
     ) -> tuple[WebhookEndpoint, str]:
-        now = datetime.now(UTC)
-        endpoint = WebhookEndpoint(
-            id=new_endpoint_id(),
-            tenant=check_tenant(tenant),
-            url=url,
-            events=check_events(events),
-            description=check_description(description),
-            created_at=now,
-            updated_at=now,
-        )
-        secret = new_secret()
+        endpoint, secret = new_endpoint(tenant, url, events, description)
 
         def add(data: dict[str, str]) -> None:
             count = sum(
