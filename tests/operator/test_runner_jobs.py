@@ -14,12 +14,10 @@ from pathlib import Path
 from docjobs.models import RetryPolicy
 from docjobs.operator.builders import parse_time
 from tests.docs import pdf_with_pages, png_bytes, recovered, sentence_lines, text_image
-from tests.rig.fixtures import Cluster, wait_for
+from tests.rig.fixtures import Cluster, kubectl, wait_for
 from tests.rig.kubeapi import ApiError
 
 from .conftest import Jobs, Operator
-
-KUBECTL = "/usr/bin/kubectl"
 
 
 def _scan(seed: int = 7) -> tuple[bytes, list[str]]:
@@ -85,7 +83,7 @@ def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
     assert env["DOCJOBS_S3__SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "docjobs-s3"
 
     shown = subprocess.run(
-        [KUBECTL, "get", "documentjobs", "-n", jobs.ns],
+        [kubectl(), "get", "documentjobs", "-n", jobs.ns],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
         capture_output=True,
         text=True,

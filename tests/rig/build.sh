@@ -25,11 +25,13 @@ MINIO_VERSION="$(mod_version "$RIG_DIR/minio/go.mod" github.com/minio/minio)"
 [[ -n $K8S_VERSION && -n $MINIO_VERSION ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
+KUBECTL_BIN="$CACHE/k8s-$K8S_VERSION/kubectl"
 MINIO_BIN="$CACHE/minio-$MINIO_VERSION/bin"
 
 print_dirs() {
   echo "K8S_VERSION=$K8S_VERSION"
   echo "K8S_BIN=$K8S_BIN"
+  echo "KUBECTL_BIN=$KUBECTL_BIN"
   echo "MINIO_VERSION=$MINIO_VERSION"
   echo "MINIO_BIN=$MINIO_BIN"
 }
@@ -66,22 +68,28 @@ go_build() { # <module dir> <dest bin dir> <ldflags> <pkg>...
   echo "build.sh: built $dest in $((SECONDS - start))s" >&2
 }
 
+# Same ldflags as upstream hack/lib/version.sh, so /version reports the
+# release instead of v0.0.0-master.
+ver=$K8S_VERSION
+minor=${ver#v*.}; minor=${minor%%.*}
+major=${ver#v}; major=${major%%.*}
+ld=""
+for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+  ld+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+done
+
 if ! all_present "$K8S_BIN" etcd kube-apiserver kube-controller-manager kube-scheduler; then
-  # Same ldflags as upstream hack/lib/version.sh, so /version reports the
-  # release instead of v0.0.0-master.
-  ver=$K8S_VERSION
-  minor=${ver#v*.}; minor=${minor%%.*}
-  major=${ver#v}; major=${major%%.*}
-  ld=""
-  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
-    ld+=" -X $pkg.gitVersion=$ver -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  done
   go_build "$RIG_DIR/k8s" "$K8S_BIN" "$ld" \
     go.etcd.io/etcd/server/v3 \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
+fi
+
+# Tests drive the real kubectl: the machine's if it has one, else one built here.
+if ! command -v kubectl >/dev/null && ! all_present "$KUBECTL_BIN" kubectl; then
+  go_build "$RIG_DIR/k8s" "$KUBECTL_BIN" "$ld" k8s.io/kubernetes/cmd/kubectl
 fi
 
 if ! all_present "$MINIO_BIN" minio; then

@@ -141,6 +141,16 @@ def _build_outside_test_timeout() -> None:
             signal.setitimer(signal.ITIMER_REAL, remaining)
 
 
+def kubectl() -> str:
+    """The real kubectl: the machine's, else the one ``tests/rig/build.sh`` built."""
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    out = subprocess.run([str(RIG_DIR / "build.sh"), "--print"], text=True, stdout=subprocess.PIPE)
+    dirs = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return str(Path(dirs["KUBECTL_BIN"]) / "kubectl")
+
+
 def _can_build() -> str:
     """Empty if the rig can start here, else why not (the test is skipped)."""
     if _truthy("DOCJOBS_RIG_SKIP"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from typing import Any
@@ -14,11 +13,10 @@ import pytest
 # kubernetes client; environments without it (the default dev venv) skip.
 pytest.importorskip("kubernetes", reason="the local cluster rig needs the `kubernetes` package")
 
-from .fixtures import RIG_DIR, Cluster, wait_for
+from .fixtures import RIG_DIR, Cluster, kubectl, wait_for
 from .kubeapi import ApiError
 from .s3 import request as s3_request
 
-KUBECTL = "/usr/bin/kubectl"
 IMAGE = "docjobs/runner:test"
 
 
@@ -65,10 +63,9 @@ def test_version_is_pinned(cluster: Cluster) -> None:
     assert f"v{version['major']}.{version['minor']}" == ".".join(pinned_version().split(".")[:2])
 
 
-@pytest.mark.skipif(not os.path.exists(KUBECTL), reason="no kubectl at /usr/bin/kubectl")
 def test_nodes_ready_with_pools_and_gpu_taint(cluster: Cluster) -> None:
     out = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "get", "nodes", "-o", "json"],
+        [kubectl(), "--kubeconfig", str(cluster.kubeconfig), "get", "nodes", "-o", "json"],
         check=True,
         text=True,
         stdout=subprocess.PIPE,
@@ -87,7 +84,7 @@ def test_nodes_ready_with_pools_and_gpu_taint(cluster: Cluster) -> None:
     assert "nvidia.com/gpu" not in nodes["cpu-0"]["status"]["allocatable"]
     # The plain table output works too (what a person would run).
     table = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "get", "nodes"],
+        [kubectl(), "--kubeconfig", str(cluster.kubeconfig), "get", "nodes"],
         check=True,
         text=True,
         stdout=subprocess.PIPE,
