@@ -71,7 +71,10 @@ class LocalStore:
         return self._write(key, fill)
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
-        return self._write(key, lambda out: out.write(data) and None)
+        def fill(out: BinaryIO) -> None:
+            out.write(data)
+
+        return self._write(key, fill)
 
     def download(self, key: str, target: Path) -> None:
         source = self.path(key)
