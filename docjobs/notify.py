@@ -47,6 +47,11 @@ def deliver_job_event(
     if job_webhook_url:
         secret = job_webhook_secret or store.tenant_secret(tenant)
         targets.append((job_webhook_url, job_webhook_url, secret))
+    # Delivered before (a delivery resumed after a restart): not again.
+    done = {
+        d.target for d in store.deliveries(job_id) if d.delivered and d.event_type == event_type
+    }
+    targets = [t for t in targets if t[0] not in done]
     if not targets:
         return
     when = occurred_at or datetime.now(UTC)

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import TypeAdapter
 
@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_job ON webhook_deliveries (job_id, recorded_at);
 CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (recorded_at);
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    job_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    data TEXT NOT NULL,
+    webhook_url TEXT,
+    occurred_at REAL NOT NULL,
+    PRIMARY KEY (job_id, event_type)
+);
 """
 
 
@@ -137,6 +146,18 @@ def new_endpoint(
         updated_at=now,
     )
     return endpoint, new_secret()
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """A job's end, to be announced to its webhooks."""
+
+    job_id: str
+    event_type: str
+    tenant: str
+    data: dict[str, Any]
+    webhook_url: str | None
+    occurred_at: datetime
 
 
 def check_events(events: Iterable[str]) -> tuple[str, ...]:
@@ -330,6 +351,42 @@ class WebhookStore:
             )
             for r in rows
         ]
+
+    # --- the outbox: events not yet delivered, kept across restarts --------------------------
+
+    def enqueue(self, event: PendingEvent) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO webhook_outbox VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.job_id,
+                    event.event_type,
+                    event.tenant,
+                    json.dumps(event.data),
+                    event.webhook_url,
+                    event.occurred_at.timestamp(),
+                ),
+            )
+
+    def pending(self) -> builtins.list[PendingEvent]:
+        return [
+            PendingEvent(
+                r["job_id"],
+                r["event_type"],
+                r["tenant"],
+                json.loads(r["data"]),
+                r["webhook_url"],
+                datetime.fromtimestamp(r["occurred_at"], UTC),
+            )
+            for r in self.db.query("SELECT * FROM webhook_outbox ORDER BY occurred_at")
+        ]
+
+    def sent(self, event: PendingEvent) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM webhook_outbox WHERE job_id = ? AND event_type = ?",
+                (event.job_id, event.event_type),
+            )
 
     def forget_deliveries(self, before: datetime) -> int:
         """Drop records older than ``before``; call it from the sweep that expires jobs."""

@@ -10,14 +10,14 @@ from collections.abc import Iterable, Iterator
 
 from docjobs.backend import Submission, job_spec, new_job_id
 from docjobs.events import EVENT_OF_PHASE, job_view
-from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore
+from docjobs.jobstore import SQLiteDatabase, SQLiteJobStore, utcnow
 from docjobs.keys import SQLiteKeyStore
 from docjobs.models import Job, Phase
 from docjobs.notify import deliver_job_event
 from docjobs.settings import Settings
 from docjobs.storage import LocalStore, object_keys
 from docjobs.templatestore import SQLiteTemplateStore
-from docjobs.webhookstore import WebhookStore
+from docjobs.webhookstore import PendingEvent, WebhookStore
 
 from .pool import WorkerPool
 from .supervisor import Supervisor
@@ -49,6 +49,8 @@ class EmbeddedBackend:
 
     async def start(self) -> None:
         await self.supervisor.start()
+        for event in self.webhooks.pending():
+            self._deliver(event)
 
     async def stop(self) -> None:
         await self.supervisor.stop()
@@ -105,26 +107,37 @@ class EmbeddedBackend:
         return json.loads(b"".join(self.objects.iter_chunks(result.key)))
 
     def _announce(self, job: Job) -> None:
-        event = EVENT_OF_PHASE.get(job.status.phase)
-        if event is None:
+        event_type = EVENT_OF_PHASE.get(job.status.phase)
+        if event_type is None:
             return
-        data = job_view(job, self.read_json_result(job, WEBHOOK_RESULT_LIMIT))
-        # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
-        threading.Thread(
-            target=deliver_job_event,
-            args=(
+        event = PendingEvent(
+            job.spec.job_id,
+            event_type,
+            job.spec.tenant,
+            job_view(job, self.read_json_result(job, WEBHOOK_RESULT_LIMIT)),
+            job.spec.webhook_url,
+            job.status.completed_at or utcnow(),
+        )
+        # In the outbox first: a delivery the process dies in is resumed on the next start.
+        self.webhooks.enqueue(event)
+        self._deliver(event)
+
+    def _deliver(self, event: PendingEvent) -> None:
+        def run() -> None:
+            deliver_job_event(
                 self.webhooks,
                 self.settings.webhooks,
-                job.spec.tenant,
-                job.spec.job_id,
-                event,
-                data,
-                job.spec.webhook_url,
-            ),
-            kwargs={"occurred_at": job.status.completed_at},
-            name=f"webhook-{job.spec.job_id}",
-            daemon=True,
-        ).start()
+                event.tenant,
+                event.job_id,
+                event.event_type,
+                event.data,
+                event.webhook_url,
+                occurred_at=event.occurred_at,
+            )
+            self.webhooks.sent(event)
+
+        # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
+        threading.Thread(target=run, name=f"webhook-{event.job_id}", daemon=True).start()
 
     def phase_counts(self) -> dict[Phase, int]:
         return self.store.count_by_phase()

@@ -177,3 +177,44 @@ def test_loopback_webhooks_are_refused_by_default(server, api_key) -> None:
         )
         assert refused.status_code == 400
         assert receiver.received == []
+
+
+def test_webhook_delivery_resumes_after_a_crash(make_server) -> None:
+    srv = make_server(
+        DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS="true",
+        DOCJOBS_WEBHOOKS__INITIAL_BACKOFF_SECONDS="0.3",
+        DOCJOBS_WEBHOOKS__MAX_BACKOFF_SECONDS="0.3",
+        DOCJOBS_WEBHOOKS__MAX_ATTEMPTS="20",
+    ).start()
+    key = srv.key("outbox")
+    receiving = {"up": False}
+
+    def reply(_):
+        return (200, {}, b"{}") if receiving["up"] else (503, {}, b"{}")
+
+    with serve(reply) as receiver:
+        secret = requests.post(
+            f"{srv.base}/v1/webhooks", headers=headers(key), json={"url": receiver.url}
+        ).json()["secret"]
+        job_id = requests.post(
+            f"{srv.base}/api/v1/convert/text-to-pdf?async=true",
+            headers=headers(key),
+            data={"content": "announce me"},
+        ).json()["job_id"]
+        receiver.wait_for(2)  # the receiver is down: delivery keeps trying
+
+        srv.kill()
+        receiving["up"] = True
+        tried_before = len(receiver.received)
+        srv.start()
+
+        deadline = time.monotonic() + 60
+        while len(receiver.received) == tried_before:
+            assert time.monotonic() < deadline, "the delivery did not resume"
+            time.sleep(0.1)
+        resumed = receiver.received[tried_before]
+        event = Webhook(secret).verify(resumed.body, resumed.headers)
+        assert event["type"] == "job.completed" and event["data"]["jobId"] == job_id
+        assert resumed.headers["webhook-id"] == receiver.received[0].headers["webhook-id"]
+        time.sleep(1)
+        assert len(receiver.received) == tried_before + 1, "delivered more than once"
