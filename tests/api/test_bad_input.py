@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import io
 import threading
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from struct import pack
 
 import pytest
 import requests
 from pypdf import PdfReader, PdfWriter
 
-from tests.docs import pdf_with_pages
+from tests.docs import pdf_with_pages, png_claiming
 
 OCR = "/api/v1/ocr/extract/simple"
 
@@ -37,19 +35,6 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body["error"]
 
 
-def bomb_png(width: int = 60_000, height: int = 60_000) -> bytes:
-    """A valid PNG header for 3.6 gigapixels with a tiny compressed body."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return pack(">I", len(payload)) + kind + payload + pack(">I", zlib.crc32(kind + payload))
-
-    header = pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    rows = zlib.compress(b"\x00" * 4096)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
-    )
-
-
 def encrypted_pdf() -> bytes:
     pdf, _ = pdf_with_pages(1)
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf)))
@@ -72,7 +57,7 @@ def no_pages_pdf() -> bytes:
         ("truncated.pdf", pdf_with_pages(2)[0][:300], "application/pdf", 400, "unreadable_pdf"),
         ("nopages.pdf", no_pages_pdf(), "application/pdf", 400, "no_pages"),
         ("locked.pdf", encrypted_pdf(), "application/pdf", 400, "encrypted_pdf"),
-        ("bomb.png", bomb_png(), "image/png", 400, "image_too_large"),
+        ("bomb.png", png_claiming(60_000, 60_000), "image/png", 400, "image_too_large"),
         ("notes.txt", b"just some text", "text/plain", 415, "unsupported_media_type"),
         (
             "archive.zip",
@@ -159,7 +144,7 @@ def test_invalid_json_and_binary_text_are_refused(server, api_key) -> None:
     assert_error(
         post(server, api_key, "/api/v1/convert/json-to-pdf", data={"content": '{"a": 1,'}), 400
     )
-    png = bomb_png(10, 10)
+    png = png_claiming(10, 10)
     assert_error(
         post(
             server,

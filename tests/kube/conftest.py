@@ -112,22 +112,7 @@ def operator(
     operator_env: dict[str, str],
 ) -> Iterator[Operator]:
     api = cluster.api()
-    s3 = cluster.s3
-    api.create(
-        f"/api/v1/namespaces/{namespace}/secrets",
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "docjobs-s3"},
-            "stringData": {
-                "endpoint": s3["endpoint"],
-                "bucket": s3["bucket"],
-                "accessKey": s3["access_key"],
-                "secretKey": s3["secret_key"],
-                "secure": s3["secure"],
-            },
-        },
-    )
+    cluster.create_s3_secret(namespace)
     log_path = tmp_path / "operator.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

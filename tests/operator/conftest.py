@@ -155,22 +155,7 @@ class Operator:
 @pytest.fixture
 def ns(cluster: Cluster, namespace: str, crd: None) -> str:  # noqa: F811
     """A fresh namespace with the S3 Secret runner pods read."""
-    s3 = cluster.s3
-    cluster.api().create(
-        f"/api/v1/namespaces/{namespace}/secrets",
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "docjobs-s3"},
-            "stringData": {
-                "endpoint": s3["endpoint"],
-                "bucket": s3["bucket"],
-                "accessKey": s3["access_key"],
-                "secretKey": s3["secret_key"],
-                "secure": s3["secure"],
-            },
-        },
-    )
+    cluster.create_s3_secret(namespace)
     return namespace
 
 

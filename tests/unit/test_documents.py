@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from pypdf import PdfWriter
 
 from docjobs import documents
 from docjobs.documents import DocumentError, Inspection
+from tests.docs import png_claiming
 
 
 def write(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -31,23 +30,6 @@ def pdf_bytes(pages: int = 2, password: str | None = None) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height``: a bomb costs nothing to write."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def image_bytes(fmt: str, frames: int = 1) -> bytes:
@@ -180,7 +162,7 @@ def test_decompression_bomb_is_refused_from_its_header(
     tmp_path: Path, size: tuple[int, int]
 ) -> None:
     # 50000x50000 trips Pillow's own bomb error; 120 MP only our 100 MP cap.
-    path = write(tmp_path, "bomb.png", png_header(*size))
+    path = write(tmp_path, "bomb.png", png_claiming(*size))
     assert path.stat().st_size < 200
     error = expect_error(400, "image_too_large", documents.inspect_for_ocr, path, None, None)
     assert "100 megapixels" in error.message

@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ from pypdf import PdfWriter
 from docjobs.models import OcrSimple
 from docjobs.runner.engines import EngineOutput, PermanentError, raster
 from docjobs.runner.engines.tesseract import extract
+from tests.docs import png_claiming
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 PARAGRAPH = (
@@ -148,21 +147,6 @@ def test_language_must_be_installed(tmp_path: Path, language: str) -> None:
     error = refusal(source, "image/png", language=language)
     assert error.reason == "UnsupportedLanguage"
     assert "eng" in error.message
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.mark.parametrize("size", [(50_000, 50_000), (12_000, 10_000)])
