@@ -33,8 +33,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from docjobs.s3store import S3Store  # noqa: E402 - after the path fix above
-from docjobs.settings import S3Settings  # noqa: E402
+from docjobs.config import S3Settings  # noqa: E402
+from docjobs.storage.s3 import S3Store  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.operator.conftest import Jobs, install_crd  # noqa: E402
 from tests.rig.fixtures import _local_cluster, _read_env, _state_dir, wait_for  # noqa: E402

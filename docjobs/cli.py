@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from docjobs.settings import Settings, get_settings
+from docjobs.config import Settings, get_settings
 
 if TYPE_CHECKING:
-    from docjobs.keys import KeyStore
+    from docjobs.auth.keys import KeyStore
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
@@ -94,7 +94,7 @@ def serve(
     import uvicorn
 
     from docjobs.api.app import create_app
-    from docjobs.backend import create_backend
+    from docjobs.bootstrap import create_backend
 
     settings = _mode_settings(data_dir, backend_name, namespace)
     if workers is not None:
@@ -124,15 +124,15 @@ def serve(
 
 def _key_store(settings: Settings) -> KeyStore:
     if settings.backend == "kubernetes":
+        from docjobs.backends.kubernetes.keys import SecretKeyStore
         from docjobs.kube.client import KubeClient
-        from docjobs.kube.keys import SecretKeyStore
 
         kube = settings.kubernetes
         client = KubeClient.from_environment(kube.request_timeout_seconds)
         return SecretKeyStore(client, kube.namespace, kube.keys_secret)
 
-    from docjobs.jobstore import SQLiteDatabase
-    from docjobs.keys import SQLiteKeyStore
+    from docjobs.backends.embedded.database import SQLiteDatabase
+    from docjobs.backends.embedded.keys import SQLiteKeyStore
 
     return SQLiteKeyStore(SQLiteDatabase(settings.data_dir.resolve() / "docjobs.db"))
 
@@ -204,7 +204,7 @@ def crd(
     ] = False,
 ) -> None:
     """Print the DocumentJob CustomResourceDefinition (the source of crds/documentjob.yaml)."""
-    from docjobs.crd import render_crds, render_template_crd
+    from docjobs.kube.crd import render_crds, render_template_crd
 
     typer.echo(render_template_crd() if template else render_crds(), nl=False)
 

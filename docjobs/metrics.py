@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from docjobs.models import Job, Phase
+from docjobs.domain.models import Job, Phase
 
 JOBS_FINISHED = Counter(
     "docjobs_jobs_finished_total", "Jobs that reached a terminal phase.", ["operation", "phase"]

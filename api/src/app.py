@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from docjobs.backend import Backend, create_backend
+from docjobs.backends.base import Backend
+from docjobs.bootstrap import create_backend
+from docjobs.config import Settings
 from docjobs.metrics import register_job_gauges
-from docjobs.settings import Settings
 
 from . import errors
 from .metrics import RequestMetricsMiddleware

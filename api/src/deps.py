@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
-from docjobs.backend import Backend
-from docjobs.keys import Principal
-from docjobs.settings import Settings
+from docjobs.auth.keys import Principal
+from docjobs.backends.base import Backend
+from docjobs.config import Settings
 
 from .errors import ApiError
 

@@ -7,12 +7,12 @@ import re
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from docjobs.backend import Backend, Submission
+from docjobs.auth.keys import Principal
+from docjobs.backends.base import Backend, Submission
+from docjobs.config import Settings
 from docjobs.documents import DocumentError
-from docjobs.idempotency import DUPLICATE_MESSAGE, fingerprint
-from docjobs.keys import Principal
-from docjobs.models import Job, Operation, Phase
-from docjobs.settings import Settings
+from docjobs.domain.idempotency import DUPLICATE_MESSAGE, fingerprint
+from docjobs.domain.models import Job, Operation, Phase
 
 from .errors import ApiError
 from .uploads import SavedUpload

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from docjobs.models import Job, Phase
+from docjobs.domain.models import Job, Phase
 
 STATUS_WORDS = {
     Phase.PENDING: "pending",

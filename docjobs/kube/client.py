@@ -22,7 +22,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.api_client import ApiClient
 from kubernetes.client.configuration import Configuration
 
-from docjobs.resources import GROUP, PLURAL, VERSION
+from docjobs.kube.resources import GROUP, PLURAL, VERSION
 
 JSON = dict[str, Any]
 T = TypeVar("T")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from docjobs.models import JobSpec, Phase
-from docjobs.resources import API_VERSION, PLURAL
+from docjobs.domain.models import JobSpec, Phase
+from docjobs.kube.resources import API_VERSION, PLURAL
 
 from .builders import Unschedulable, parse_time
 from .settings import OperatorSettings

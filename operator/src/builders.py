@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from docjobs.lifecycle import AttemptTimedOut, Observation, RunnerExited, RunnerLost
-from docjobs.models import (
+from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited, RunnerLost
+from docjobs.domain.models import (
     DOMAIN,
     EXIT_OK,
     EXIT_PERMANENT,
@@ -25,7 +25,7 @@ from docjobs.models import (
     RunOutcome,
     engine_of,
 )
-from docjobs.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
+from docjobs.kube.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
 
 from .settings import OperatorSettings
 

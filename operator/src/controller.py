@@ -26,10 +26,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from docjobs import lifecycle
-from docjobs.lifecycle import Action, Observation
-from docjobs.metrics import record_finished
-from docjobs.models import (
+from docjobs.domain import lifecycle
+from docjobs.domain.lifecycle import Action, Observation
+from docjobs.domain.models import (
     Job,
     JobError,
     JobSpec,
@@ -38,8 +37,9 @@ from docjobs.models import (
     RunOutcome,
     engine_of,
 )
-from docjobs.resources import DocumentJobStatus, job_of, status_of
-from docjobs.storage import ObjectNotFound, ObjectStore, outcome_key
+from docjobs.kube.resources import DocumentJobStatus, job_of, status_of
+from docjobs.metrics import record_finished
+from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
 from . import builders
 from .agenda import Agenda, Ref, ref_of

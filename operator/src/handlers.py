@@ -12,8 +12,8 @@ from typing import Any
 
 import kopf
 
-from docjobs.models import Phase
-from docjobs.resources import GROUP, LABEL_JOB, PLURAL, VERSION
+from docjobs.domain.models import Phase
+from docjobs.kube.resources import GROUP, LABEL_JOB, PLURAL, VERSION
 
 from .agenda import Ref
 from .controller import Controller

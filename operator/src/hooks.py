@@ -12,14 +12,14 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from docjobs.events import EVENT_OF_PHASE, job_view
-from docjobs.models import Job
-from docjobs.notify import deliver_job_event
-from docjobs.webhooks import WebhookSettings
-from docjobs.webhookstore import WebhookRegistry
+from docjobs.domain.events import EVENT_OF_PHASE, job_view
+from docjobs.domain.models import Job
+from docjobs.webhooks.fanout import deliver_job_event
+from docjobs.webhooks.policy import WebhookSettings
+from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger(__name__)
-StoreFor = Callable[[str], WebhookRegistry]
+StoreFor = Callable[[str], WebhookStore]
 
 
 class TerminalHook:

@@ -18,13 +18,13 @@ from collections.abc import Callable
 import kopf
 from prometheus_client import start_http_server
 
+from docjobs.backends.kubernetes.webhooks import SecretWebhookStore
+from docjobs.config import get_settings
+from docjobs.domain.models import DOMAIN
 from docjobs.kube.client import KubeClient
-from docjobs.kube.webhooks import SecretWebhookStore
-from docjobs.models import DOMAIN
-from docjobs.resources import LABEL_JOB
-from docjobs.settings import get_settings
-from docjobs.storage import ObjectStore
-from docjobs.webhookstore import WebhookRegistry
+from docjobs.kube.resources import LABEL_JOB
+from docjobs.storage.base import ObjectStore
+from docjobs.webhooks.records import WebhookStore
 
 from .controller import Controller
 from .handlers import register
@@ -58,12 +58,12 @@ def kopf_settings(config: OperatorSettings) -> kopf.OperatorSettings:
     return settings
 
 
-def webhook_stores() -> Callable[[str], WebhookRegistry]:
+def webhook_stores() -> Callable[[str], WebhookStore]:
     """Each namespace's webhook endpoints, as the API registered them; one client for all."""
     client = KubeClient.from_environment()
-    stores: dict[str, WebhookRegistry] = {}
+    stores: dict[str, WebhookStore] = {}
 
-    def store_for(namespace: str) -> WebhookRegistry:
+    def store_for(namespace: str) -> WebhookStore:
         if namespace not in stores:
             stores[namespace] = SecretWebhookStore(client, namespace)
         return stores[namespace]
@@ -87,7 +87,7 @@ def run(
     shared = get_settings()
     store: ObjectStore | None = None
     if shared.s3.endpoint:
-        from docjobs.s3store import S3Store
+        from docjobs.storage.s3 import S3Store
 
         store = S3Store.from_settings(shared.s3)
     else:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from docjobs.models import Engine
+from docjobs.domain.models import Engine
 
 
 def _version() -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from docjobs.models import JobSpec, JobStatus, Phase
-from docjobs.resources import Condition, DocumentJobStatus
+from docjobs.domain.models import JobSpec, JobStatus, Phase
+from docjobs.kube.resources import Condition, DocumentJobStatus
 
 from .builders import format_duration, parse_time
 

@@ -6,7 +6,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from docjobs.models import (
+from docjobs.domain.models import (
     EXIT_OK,
     EXIT_PERMANENT,
     JobError,
@@ -16,7 +16,7 @@ from docjobs.models import (
     RunOutcome,
 )
 from docjobs.runner import engines
-from docjobs.storage import ObjectStore, outcome_key, result_key
+from docjobs.storage.base import ObjectStore, outcome_key, result_key
 
 log = logging.getLogger(__name__)
 EXIT_TRANSIENT = 1

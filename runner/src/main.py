@@ -18,10 +18,10 @@ import signal
 import sys
 from pathlib import Path
 
-from docjobs.models import JobSpec, RunOutcome, WorkerRequest
+from docjobs.config import get_settings
+from docjobs.domain.models import JobSpec, RunOutcome, WorkerRequest
 from docjobs.runner.execute import execute, termination_message
-from docjobs.settings import get_settings
-from docjobs.storage import store_from_settings
+from docjobs.storage.factory import store_from_settings
 
 _PR_SET_PDEATHSIG = 1
 

@@ -17,7 +17,7 @@ import time
 
 import requests
 
-from docjobs.idempotency import DUPLICATE_MESSAGE
+from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.kube.client import KubeClient
 from tests.conftest import BIN, Server
 from tests.docs import pdf_with_pages

@@ -192,7 +192,7 @@ def test_invalid_template_resource_is_rejected_by_the_api_server(kube, namespace
 def test_template_crd_is_current() -> None:
     from pathlib import Path
 
-    from docjobs.crd import render_template_crd
+    from docjobs.kube.crd import render_template_crd
 
     crd = Path(__file__).resolve().parents[2] / "crds" / "documenttemplate.yaml"
     assert crd.read_text() == render_template_crd(), (

@@ -19,10 +19,10 @@ import pytest
 import requests
 import yaml
 
-from docjobs.models import InputRef, JobSpec, RetryPolicy
-from docjobs.resources import API_VERSION, PLURAL, to_resource
-from docjobs.s3store import S3Store
-from docjobs.settings import S3Settings
+from docjobs.config import S3Settings
+from docjobs.domain.models import InputRef, JobSpec, RetryPolicy
+from docjobs.kube.resources import API_VERSION, PLURAL, to_resource
+from docjobs.storage.s3 import S3Store
 from tests.conftest import BIN
 from tests.rig.fixtures import Cluster, cluster, namespace, wait_for  # noqa: F401
 from tests.rig.kubeapi import ApiError, Kube

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from docjobs.crd import documentjob_crd
-from docjobs.lifecycle import AttemptTimedOut, RunnerExited, RunnerLost
-from docjobs.models import InputRef, JobSpec, RunnerSummary, RunOutcome
+from docjobs.domain.lifecycle import AttemptTimedOut, RunnerExited, RunnerLost
+from docjobs.domain.models import InputRef, JobSpec, RunnerSummary, RunOutcome
+from docjobs.kube.crd import documentjob_crd
 from docjobs.operator.builders import (
     JobEnd,
     RunnerExit,

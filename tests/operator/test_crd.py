@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from docjobs.crd import render_crds
-from docjobs.models import InputRef, JobSpec, OcrSimple
-from docjobs.resources import API_VERSION, PLURAL, to_resource
+from docjobs.domain.models import InputRef, JobSpec, OcrSimple
+from docjobs.kube.crd import render_crds
+from docjobs.kube.resources import API_VERSION, PLURAL, to_resource
 from tests.conftest import BIN
 from tests.rig.fixtures import Cluster
 from tests.rig.kubeapi import ApiError

@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from docjobs.models import RetryPolicy
+from docjobs.domain.models import RetryPolicy
 from docjobs.operator.builders import parse_time
 from tests.docs import pdf_with_pages, png_bytes, recovered, sentence_lines, text_image
 from tests.rig.fixtures import Cluster, kubectl, wait_for

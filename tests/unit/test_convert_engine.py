@@ -13,7 +13,7 @@ from urllib.request import urlopen
 import pytest
 from pypdf import PdfReader
 
-from docjobs.models import ConvertToPdf
+from docjobs.domain.models import ConvertToPdf
 from docjobs.runner.engines import EngineOutput, PermanentError
 from docjobs.runner.engines.convert import to_pdf
 

@@ -23,12 +23,12 @@ import pytest
 import weasyprint
 from PIL import Image
 
-from docjobs.models import Extract
+from docjobs.config import LlmSettings, get_settings
+from docjobs.domain.models import Extract
 from docjobs.runner import engines
 from docjobs.runner.engines import PermanentError, extract_llm, extract_rules, extract_text
 from docjobs.runner.engines.extract_text import Box, DocumentText, Page
-from docjobs.settings import LlmSettings, get_settings
-from docjobs.templates import TemplateSpec
+from docjobs.templates.schema import TemplateSpec
 
 INVOICE_HTML = """<html><head><style>
 @page { size: A4; margin: 2cm; }

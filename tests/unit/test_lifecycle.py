@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from docjobs import lifecycle
-from docjobs.lifecycle import Action
-from docjobs.models import (
+from docjobs.domain import lifecycle
+from docjobs.domain.lifecycle import Action
+from docjobs.domain.models import (
     InputRef,
     JobError,
     JobSpec,

@@ -9,9 +9,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from docjobs.models import Extract, JobSpec
-from docjobs.template_values import find_amount, find_boolean, find_date
-from docjobs.templates import (
+from docjobs.domain.models import Extract, JobSpec
+from docjobs.templates.schema import (
     TemplateField,
     TemplateSpec,
     json_schema_of,
@@ -19,6 +18,7 @@ from docjobs.templates import (
     validate_result,
     value_at,
 )
+from docjobs.templates.values import find_amount, find_boolean, find_date
 
 INVOICE = {
     "name": "invoice",

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfWriter
 
-from docjobs.models import OcrSimple
+from docjobs.domain.models import OcrSimple
 from docjobs.runner.engines import EngineOutput, PermanentError, raster
 from docjobs.runner.engines.tesseract import extract
 from tests.docs import png_claiming

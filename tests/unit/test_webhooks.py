@@ -22,12 +22,11 @@ from pathlib import Path
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from docjobs.jobstore import SQLiteDatabase
-from docjobs.notify import deliver_job_event
-from docjobs.webhooks import (
+from docjobs.backends.embedded.database import SQLiteDatabase
+from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
+from docjobs.webhooks.delivery import (
     DeliveryAttempt,
     UnsafeTarget,
-    WebhookSettings,
     backoff_seconds,
     check_url,
     deliver,
@@ -37,7 +36,9 @@ from docjobs.webhooks import (
     parse_retry_after,
     resolve_target,
 )
-from docjobs.webhookstore import MAX_ENDPOINTS_PER_TENANT, WebhookStore
+from docjobs.webhooks.fanout import deliver_job_event
+from docjobs.webhooks.policy import WebhookSettings
+from docjobs.webhooks.records import MAX_ENDPOINTS_PER_TENANT
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -602,13 +603,13 @@ def test_https_connects_to_pinned_ip_with_sni_and_verifies_the_name(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[WebhookStore]:
+def store(tmp_path: Path) -> Iterator[SQLiteWebhookStore]:
     db = SQLiteDatabase(tmp_path / "jobs.db")
-    yield WebhookStore(db)
+    yield SQLiteWebhookStore(db)
     db.close()
 
 
-def test_endpoint_crud_is_scoped_to_the_tenant(store: WebhookStore) -> None:
+def test_endpoint_crud_is_scoped_to_the_tenant(store: SQLiteWebhookStore) -> None:
     endpoint, secret = store.create("acme", "https://example.com/a", ["job.completed"], "main")
     assert endpoint.id.startswith("wh_") and secret.startswith("whsec_")
     assert store.list("acme") == [endpoint] and store.list("other") == []
@@ -636,7 +637,7 @@ def test_endpoint_crud_is_scoped_to_the_tenant(store: WebhookStore) -> None:
     assert store.get("acme", endpoint.id) is None and store.delete("acme", endpoint.id) is False
 
 
-def test_endpoint_validation(store: WebhookStore) -> None:
+def test_endpoint_validation(store: SQLiteWebhookStore) -> None:
     for events in ([], ["job.exploded"]):
         with pytest.raises(ValueError, match="events"):
             store.create("acme", "https://example.com/", events)
@@ -652,7 +653,7 @@ def test_endpoint_validation(store: WebhookStore) -> None:
     store.create("other", "https://example.com/", ["job.failed"])
 
 
-def test_tenant_secret_and_delivery_records(store: WebhookStore) -> None:
+def test_tenant_secret_and_delivery_records(store: SQLiteWebhookStore) -> None:
     first = store.tenant_secret("acme")
     assert store.tenant_secret("acme") == first != store.tenant_secret("other")
     assert store.rotate_tenant_secret("acme") == store.tenant_secret("acme") != first
@@ -672,7 +673,7 @@ def test_tenant_secret_and_delivery_records(store: WebhookStore) -> None:
 
 
 def test_job_event_goes_to_subscribed_endpoints_and_the_job_url(
-    receiver: Callable[..., Receiver], store: WebhookStore
+    receiver: Callable[..., Receiver], store: SQLiteWebhookStore
 ) -> None:
     completed, failed_only, job_url, other_tenant = receiver(), receiver(), receiver(), receiver()
     a, a_secret = store.create("acme", completed.url(), ["job.completed", "job.failed"])
@@ -701,7 +702,7 @@ def test_job_event_goes_to_subscribed_endpoints_and_the_job_url(
     assert refused.attempts[0].error and "unsafe target" in refused.attempts[0].error
 
 
-def test_job_event_without_targets_does_nothing(store: WebhookStore) -> None:
+def test_job_event_without_targets_does_nothing(store: SQLiteWebhookStore) -> None:
     deliver_job_event(store, fast(), "acme", "job-1", "job.cancelled", JOB, None)
     assert store.deliveries("job-1") == []
     with pytest.raises(ValueError):

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from docjobs.documents import DocumentError, inspect_for_conversion
-from docjobs.models import ConvertToPdf
+from docjobs.domain.models import ConvertToPdf
 
 from ..deps import AsyncFlag, BackendDep, PrincipalDep, SettingsDep
 from ..ratelimit import rate_limited

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from docjobs.models import Job, Phase
+from docjobs.domain.models import Job, Phase
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError

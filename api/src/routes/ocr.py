@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from docjobs.documents import DocumentError, check_language, inspect_for_ocr, validate_pages
-from docjobs.models import OcrSimple
+from docjobs.domain.models import OcrSimple
 
 from ..deps import AsyncFlag, BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError

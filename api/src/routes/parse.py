@@ -8,14 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from docjobs.backend import Backend
+from docjobs.auth.keys import Principal
+from docjobs.backends.base import Backend
+from docjobs.config import Settings
 from docjobs.documents import DocumentError, check_language, inspect_for_ocr
-from docjobs.events import STATUS_WORDS_004, iso, job_view
-from docjobs.idempotency import DUPLICATE_MESSAGE
-from docjobs.keys import Principal
-from docjobs.models import Extract, Job
-from docjobs.settings import Settings
-from docjobs.webhooks import check_url
+from docjobs.domain.events import STATUS_WORDS_004, iso, job_view
+from docjobs.domain.idempotency import DUPLICATE_MESSAGE
+from docjobs.domain.models import Extract, Job
+from docjobs.webhooks.delivery import check_url
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
-from docjobs.templates import TemplateSpec
-from docjobs.templatestore import Template
+from docjobs.templates.schema import TemplateSpec
+from docjobs.templates.store import Template
 
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from docjobs.webhooks import EVENT_TYPES, UnsafeTarget, check_url
-from docjobs.webhookstore import WebhookEndpoint
+from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
+from docjobs.webhooks.records import WebhookEndpoint
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError

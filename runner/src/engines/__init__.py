@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docjobs.models import ConvertToPdf, Extract, OcrAdvanced, OcrSimple, OcrVision
+from docjobs.domain.models import ConvertToPdf, Extract, OcrAdvanced, OcrSimple, OcrVision
 
 
 class PermanentError(Exception):

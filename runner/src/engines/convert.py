@@ -21,7 +21,7 @@ from markdown_it import MarkdownIt
 from weasyprint.urls import URLFetcher
 
 from docjobs.documents import DocumentError, decode_text, parse_json
-from docjobs.models import ConvertToPdf
+from docjobs.domain.models import ConvertToPdf
 from docjobs.runner.engines import EngineOutput, PermanentError
 
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9.+-]*):")

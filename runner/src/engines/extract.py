@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from docjobs.models import Extract
+from docjobs.config import get_settings
+from docjobs.domain.models import Extract
 from docjobs.runner.engines import EngineOutput, extract_llm, extract_rules, extract_text
-from docjobs.settings import get_settings
-from docjobs.templates import value_at
+from docjobs.templates.schema import value_at
 
 
 def extract(operation: Extract, source: Path, content_type: str) -> EngineOutput:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from docjobs import template_values
-from docjobs.templates import FieldType, TemplateField
+from docjobs.templates import values as template_values
+from docjobs.templates.schema import FieldType, TemplateField
 
 _SYNONYMS: dict[str, tuple[str, ...]] = {
     "number": ("No", "No.", "Nr", "#", "Num"),

@@ -29,10 +29,10 @@ from anthropic.types import (
     ToolUseBlock,
 )
 
+from docjobs.config import LlmSettings
 from docjobs.runner.engines import PermanentError
 from docjobs.runner.engines.extract_text import DocumentText
-from docjobs.settings import LlmSettings
-from docjobs.templates import TemplateSpec, json_schema_of, validate_result
+from docjobs.templates.schema import TemplateSpec, json_schema_of, validate_result
 
 TOOL_NAME = "record_fields"
 MAX_IMAGE_PAGES = 3

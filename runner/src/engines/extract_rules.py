@@ -28,7 +28,7 @@ import regex as regex_engine
 from docjobs.runner.engines import PermanentError, extract_table
 from docjobs.runner.engines.extract_labels import after_label, label_pattern, labels_for, read_value
 from docjobs.runner.engines.extract_text import Cell, DocumentText, Line
-from docjobs.templates import TemplateField, TemplateSpec, shape_result
+from docjobs.templates.schema import TemplateField, TemplateSpec, shape_result
 
 REGEX_TIMEOUT_SECONDS = 2.0
 """Seconds one regex hint may run over a document; a pattern that backtracks without end

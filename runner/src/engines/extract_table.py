@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from docjobs.runner.engines.extract_labels import label_pattern, labels_for, read_value
 from docjobs.runner.engines.extract_text import Box, Line
-from docjobs.templates import TemplateField
+from docjobs.templates.schema import TemplateField
 
 MAX_ROWS = 1000
 _TOTALS = re.compile(

@@ -16,7 +16,7 @@ from typing import Any
 import pytesseract
 from PIL import Image
 
-from docjobs.models import OcrSimple
+from docjobs.domain.models import OcrSimple
 from docjobs.runner.engines import EngineOutput, PermanentError, raster
 
 RECOGNITION_CONFIG = "--oem 1 --psm 3"

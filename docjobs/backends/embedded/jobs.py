@@ -1,0 +1,194 @@
+"""Jobs in the embedded database."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from docjobs.backends.embedded.database import SQLiteDatabase
+from docjobs.domain.clock import utcnow
+from docjobs.domain.models import Job, JobSpec, JobStatus, Phase
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    fingerprint TEXT,
+    phase TEXT NOT NULL,
+    interactive INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL,
+    expires_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, created_at);
+CREATE INDEX IF NOT EXISTS jobs_phase ON jobs (phase, interactive, created_at);
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expired = 0;
+CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (tenant, fingerprint);
+CREATE TABLE IF NOT EXISTS job_events (
+    job_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    phase TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, at);
+"""
+
+
+class SQLiteJobStore:
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self.db = db
+        with db.transaction() as conn:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+
+    def create(self, spec: JobSpec) -> tuple[Job, bool]:
+        job = Job(spec=spec)
+        with self.db.transaction() as conn:
+            if spec.fingerprint is not None:
+                cursor = conn.execute(
+                    "SELECT * FROM jobs WHERE tenant = ? AND fingerprint = ? AND expired = 0"
+                    " ORDER BY created_at DESC LIMIT 1",
+                    (spec.tenant, spec.fingerprint),
+                )
+                cursor.row_factory = sqlite3.Row
+                if existing := cursor.fetchone():
+                    return _job(existing), False
+            conn.execute(
+                "INSERT INTO jobs (job_id, tenant, fingerprint, phase, interactive, created_at,"
+                " spec, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.job_id,
+                    spec.tenant,
+                    spec.fingerprint,
+                    job.status.phase.value,
+                    int(spec.interactive),
+                    spec.created_at.timestamp(),
+                    spec.model_dump_json(),
+                    job.status.model_dump_json(),
+                ),
+            )
+            self._event(conn, spec.job_id, job.status)
+        return job, True
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job | None:
+        rows = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if not rows or (tenant is not None and rows[0]["tenant"] != tenant):
+            return None
+        return _job(rows[0])
+
+    def list_jobs(
+        self, tenant: str, phases: Iterable[Phase] | None, limit: int
+    ) -> tuple[list[Job], int]:
+        where, args = "tenant = ? AND expired = 0", [tenant]
+        if phases is not None:
+            wanted = [p.value for p in phases]
+            where += f" AND phase IN ({','.join('?' * len(wanted))})"
+            args += wanted
+        total = self.db.query(f"SELECT count(*) AS n FROM jobs WHERE {where}", tuple(args))[0]["n"]
+        rows = self.db.query(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ?",
+            (*args, limit),
+        )
+        return [_job(r) for r in rows], int(total)
+
+    def save_status(self, job_id: str, status: JobStatus) -> None:
+        finished = _ts(status.completed_at) if status.phase.terminal else None
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET phase = ?, next_attempt_at = ?, status = ?,"
+                " expires_at = ? + json_extract(spec, '$.ttl_seconds_after_finished')"
+                " WHERE job_id = ?",
+                (
+                    status.phase.value,
+                    _ts(status.next_attempt_at),
+                    status.model_dump_json(),
+                    finished,
+                    job_id,
+                ),
+            )
+            self._event(conn, job_id, status)
+
+    def request_cancel(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?", (job_id,))
+
+    # --- embedded-only queries ------------------------------------------------------------
+
+    def runnable(self, now: datetime, limit: int) -> list[Job]:
+        """Jobs that may start now: interactive ones first, then oldest first."""
+        rows = self.db.query(
+            "SELECT * FROM jobs WHERE phase = ? OR (phase = ? AND next_attempt_at <= ?)"
+            " ORDER BY interactive DESC, created_at LIMIT ?",
+            (Phase.PENDING.value, Phase.RETRYING.value, now.timestamp(), limit),
+        )
+        return [_job(r) for r in rows]
+
+    def in_phase(self, phase: Phase) -> list[Job]:
+        return [
+            _job(r) for r in self.db.query("SELECT * FROM jobs WHERE phase = ?", (phase.value,))
+        ]
+
+    def next_wake(self) -> datetime | None:
+        row = self.db.query(
+            "SELECT min(next_attempt_at) AS t FROM jobs WHERE phase = ?", (Phase.RETRYING.value,)
+        )[0]
+        return None if row["t"] is None else datetime.fromtimestamp(row["t"], UTC)
+
+    def due_for_expiry(self, now: datetime, limit: int = 500) -> list[Job]:
+        rows = self.db.query(
+            "SELECT * FROM jobs WHERE expired = 0 AND expires_at <= ? LIMIT ?",
+            (now.timestamp(), limit),
+        )
+        return [_job(r) for r in rows]
+
+    def mark_expired(self, job_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE jobs SET expired = 1 WHERE job_id = ?", (job_id,))
+
+    def forget_expired(self, before: datetime) -> int:
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM jobs WHERE expired = 1 AND expires_at < ?", (before.timestamp(),)
+            )
+            conn.execute("DELETE FROM job_events WHERE job_id NOT IN (SELECT job_id FROM jobs)")
+            return cursor.rowcount
+
+    def count_by_phase(self) -> dict[Phase, int]:
+        rows = self.db.query(
+            "SELECT phase, count(*) AS n FROM jobs WHERE expired = 0 GROUP BY phase"
+        )
+        return {Phase(r["phase"]): int(r["n"]) for r in rows}
+
+    def events(self, job_id: str) -> list[tuple[str, int, str]]:
+        rows = self.db.query(
+            "SELECT phase, attempts, message FROM job_events WHERE job_id = ? ORDER BY at",
+            (job_id,),
+        )
+        return [(r["phase"], int(r["attempts"]), r["message"]) for r in rows]
+
+    @staticmethod
+    def _event(conn: sqlite3.Connection, job_id: str, status: JobStatus) -> None:
+        conn.execute(
+            "INSERT INTO job_events (job_id, at, phase, attempts, message) VALUES (?, ?, ?, ?, ?)",
+            (job_id, utcnow().timestamp(), status.phase.value, status.attempts, status.message),
+        )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        spec=JobSpec.model_validate_json(row["spec"]),
+        status=JobStatus.model_validate_json(row["status"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        expired=bool(row["expired"]),
+    )

@@ -1,0 +1,238 @@
+"""Runs embedded jobs: starts attempts on warm workers, feeds outcomes to ``lifecycle``.
+
+Every change of a job's status goes through :meth:`Supervisor.observe`, which runs on the
+event loop without awaiting between reading and writing the job, so two observations of one
+job never interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from docjobs.backends.embedded.jobs import SQLiteJobStore
+from docjobs.config import Settings
+from docjobs.domain import lifecycle
+from docjobs.domain.clock import utcnow
+from docjobs.domain.lifecycle import Action, Observation
+from docjobs.domain.models import Job, JobError, Phase, RunnerSummary, RunOutcome, WorkerRequest
+from docjobs.metrics import record_finished
+from docjobs.storage.base import ObjectNotFound, outcome_key
+from docjobs.storage.local import LocalStore
+
+from .pool import Worker, WorkerDied, WorkerPool
+
+log = logging.getLogger(__name__)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SQLiteJobStore,
+        objects: LocalStore,
+        pool: WorkerPool,
+        on_finished: Callable[[Job], None] = lambda job: None,
+        forget_before: Callable[[datetime], object] = lambda cutoff: None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.objects = objects
+        self.pool = pool
+        self.on_finished = on_finished
+        self.forget_before = forget_before
+        """Drops records that outlive their jobs (webhook deliveries) older than a cutoff."""
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.runner_pids: dict[str, int] = {}
+        self._workers: dict[str, Worker] = {}
+        self._waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._last_sweep = 0.0
+
+    # --- life of the supervisor ------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.recover()
+        await self.pool.warm_up()
+        self._loop_task = asyncio.create_task(self._loop(), name="docjobs-supervisor")
+
+    async def stop(self) -> None:
+        if self._loop_task:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self.running.values()):
+            task.cancel()
+        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await self.pool.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    def recover(self) -> None:
+        """After a restart: attempts that finished are recorded, the others start again."""
+        now = utcnow()
+        for job in self.store.in_phase(Phase.PROCESSING):
+            outcome = self._recorded_outcome(job)
+            if outcome is not None:
+                self.observe(
+                    job.spec.job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, now)
+                )
+            else:
+                self.observe(job.spec.job_id, lifecycle.RunnerLost("service restarted", now))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- status changes ----------------------------------------------------------------------
+
+    def observe(self, job_id: str, observation: Observation) -> Job | None:
+        job = self.store.get(job_id)
+        if job is None:
+            return None
+        decision = lifecycle.decide(job.spec, job.status, observation)
+        if decision.status != job.status:
+            self.store.save_status(job_id, decision.status)
+            job = job.model_copy(update={"status": decision.status})
+        for action in decision.actions:
+            if action is Action.STOP_RUNNER:
+                self._stop_runner(job_id)
+            elif action is Action.NOTIFY:
+                record_finished(job)
+                self._notify(job_id)
+                self.on_finished(job)
+            elif action is Action.EXPIRE:
+                self.objects.delete_prefix(f"{job.spec.tenant}/{job_id}")
+                self.store.mark_expired(job_id)
+        return job
+
+    async def cancel(self, job_id: str) -> Job | None:
+        self.store.request_cancel(job_id)
+        job = self.observe(job_id, lifecycle.CancelRequested(utcnow()))
+        self.wake()
+        return job
+
+    async def wait(self, job_id: str, timeout: float) -> Job | None:
+        job = self.store.get(job_id)
+        if job is None or job.status.phase.terminal:
+            return job
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters[job_id].append(future)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiters.get(job_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(job_id, None)
+        return self.store.get(job_id)
+
+    def _notify(self, job_id: str) -> None:
+        for future in self._waiters.pop(job_id, []):
+            if not future.done():
+                future.set_result(None)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        poll = self.settings.runner.poll_seconds
+        while True:
+            try:
+                self._schedule()
+                if time.monotonic() - self._last_sweep > self.settings.runner.sweep_seconds:
+                    self._last_sweep = time.monotonic()
+                    self.sweep_expired()
+            except Exception:
+                log.exception("supervisor pass failed; trying again")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+
+    def _schedule(self) -> None:
+        free = self.pool.size - len(self.running)
+        if free <= 0:
+            return
+        now = utcnow()
+        for job in self.store.runnable(now, free + len(self.running)):
+            job_id = job.spec.job_id
+            if job_id in self.running:
+                continue
+            if len(self.running) >= self.pool.size:
+                break
+            if job.cancel_requested:
+                self.observe(job_id, lifecycle.CancelRequested(now))
+                continue
+            task = asyncio.create_task(self._attempt(job_id), name=f"attempt-{job_id}")
+            self.running[job_id] = task
+            task.add_done_callback(functools.partial(self._attempt_done, job_id))
+
+    def _attempt_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self.running.pop(job_id, None)
+        self.wake()
+
+    async def _attempt(self, job_id: str) -> None:
+        job = self.observe(job_id, lifecycle.AttemptStarted(utcnow()))
+        if job is None or job.status.phase is not Phase.PROCESSING:
+            return
+        attempt = job.status.attempts
+        worker = await self.pool.acquire()
+        self._workers[job_id] = worker
+        self.runner_pids[job_id] = worker.pid
+        request = WorkerRequest(spec=job.spec, attempt=attempt)
+        try:
+            outcome = await asyncio.wait_for(worker.run(request), job.spec.timeout_seconds)
+        except TimeoutError:
+            self.pool.discard(worker)
+            self.observe(job_id, lifecycle.AttemptTimedOut(utcnow()))
+        except WorkerDied as died:
+            self.pool.discard(worker)
+            self.observe(
+                job_id, lifecycle.RunnerExited(died.returncode or 1, _died(died), utcnow())
+            )
+        else:
+            self.pool.release(worker)
+            self.observe(
+                job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, utcnow())
+            )
+        finally:
+            self._workers.pop(job_id, None)
+            self.runner_pids.pop(job_id, None)
+
+    def _stop_runner(self, job_id: str) -> None:
+        worker = self._workers.get(job_id)
+        if worker is not None:
+            worker.kill()
+
+    def _recorded_outcome(self, job: Job) -> RunOutcome | None:
+        key = outcome_key(job.spec.tenant, job.spec.job_id, job.status.attempts)
+        try:
+            return RunOutcome.model_validate_json(b"".join(self.objects.iter_chunks(key)))
+        except (ObjectNotFound, ValueError):
+            return None
+
+    def sweep_expired(self) -> None:
+        now = utcnow()
+        for job in self.store.due_for_expiry(now):
+            self.observe(job.spec.job_id, lifecycle.TimePassed(now))
+        cutoff = now - timedelta(seconds=self.settings.jobs.tombstone_seconds)
+        self.store.forget_expired(cutoff)
+        self.forget_before(cutoff)
+
+
+def _died(died: WorkerDied) -> RunnerSummary:
+    code = died.returncode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+    return RunnerSummary(
+        error=JobError(reason="RunnerCrashed", message=f"the runner process {how}", permanent=False)
+    )

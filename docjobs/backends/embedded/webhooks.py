@@ -1,0 +1,300 @@
+"""Webhook endpoints, their secrets and delivery records in the embedded database.
+
+Secrets are stored in clear, unlike API keys: they are HMAC signing keys we must use on every
+delivery, not passwords we only compare. Protect the database file like the keys it holds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from docjobs.auth.keys import check_tenant
+from docjobs.backends.embedded.database import SQLiteDatabase
+from docjobs.webhooks.delivery import DeliveryAttempt, new_secret
+from docjobs.webhooks.records import (
+    ATTEMPTS,
+    MAX_ENDPOINTS_PER_TENANT,
+    DeliveryRecord,
+    PendingEvent,
+    WebhookEndpoint,
+    check_description,
+    check_events,
+    new_endpoint,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    description TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_endpoints_tenant ON webhook_endpoints (tenant, created_at);
+CREATE TABLE IF NOT EXISTS webhook_tenant_secrets (
+    tenant TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    job_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    delivered INTEGER NOT NULL,
+    attempts TEXT NOT NULL,
+    recorded_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_job ON webhook_deliveries (job_id, recorded_at);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_age ON webhook_deliveries (recorded_at);
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    job_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    data TEXT NOT NULL,
+    webhook_url TEXT,
+    occurred_at REAL NOT NULL,
+    PRIMARY KEY (job_id, event_type)
+);
+"""
+
+
+class SQLiteWebhookStore:
+    """URLs are stored as given: the API checks them with ``webhooks.check_url`` first, and
+    every delivery checks them again.
+
+    (``builtins.list`` below: inside the class, ``list`` names the method.)
+    """
+
+    def __init__(self, db: SQLiteDatabase) -> None:
+        self.db = db
+        with db.transaction() as conn:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                conn.execute(statement)
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    def create(
+        self, tenant: str, url: str, events: Sequence[str], description: str = ""
+    ) -> tuple[WebhookEndpoint, str]:
+        """The new endpoint and its signing secret, which the caller shows once."""
+        endpoint, secret = new_endpoint(tenant, url, events, description)
+        now = endpoint.created_at
+        with self.db.transaction() as conn:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM webhook_endpoints WHERE tenant = ?", (tenant,)
+            ).fetchone()
+            if count >= MAX_ENDPOINTS_PER_TENANT:
+                raise ValueError(f"at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints per tenant")
+            conn.execute(
+                "INSERT INTO webhook_endpoints VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    endpoint.id,
+                    tenant,
+                    url,
+                    json.dumps(endpoint.events),
+                    endpoint.description,
+                    secret,
+                    now.timestamp(),
+                    now.timestamp(),
+                ),
+            )
+        return endpoint, secret
+
+    def list(self, tenant: str) -> list[WebhookEndpoint]:
+        rows = self.db.query(
+            "SELECT * FROM webhook_endpoints WHERE tenant = ? ORDER BY created_at, rowid",
+            (tenant,),
+        )
+        return [_endpoint(r) for r in rows]
+
+    def get(self, tenant: str, endpoint_id: str) -> WebhookEndpoint | None:
+        rows = self.db.query(
+            "SELECT * FROM webhook_endpoints WHERE tenant = ? AND id = ?", (tenant, endpoint_id)
+        )
+        return _endpoint(rows[0]) if rows else None
+
+    def update(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> WebhookEndpoint | None:
+        """Change the given fields; None when the tenant has no such endpoint."""
+        changes: dict[str, object] = {"updated_at": datetime.now(UTC).timestamp()}
+        if url is not None:
+            changes["url"] = url
+        if events is not None:
+            changes["events"] = json.dumps(check_events(events))
+        if description is not None:
+            changes["description"] = check_description(description)
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE webhook_endpoints SET {assignments} WHERE tenant = ? AND id = ?",
+                (*changes.values(), tenant, endpoint_id),
+            )
+        return self.get(tenant, endpoint_id) if cursor.rowcount else None
+
+    def delete(self, tenant: str, endpoint_id: str) -> bool:
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM webhook_endpoints WHERE tenant = ? AND id = ?", (tenant, endpoint_id)
+            )
+            return cursor.rowcount > 0
+
+    def rotate_secret(self, tenant: str, endpoint_id: str) -> str | None:
+        """A new secret for the endpoint (the old one stops working at once), or None."""
+        secret = new_secret()
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE webhook_endpoints SET secret = ?, updated_at = ?"
+                " WHERE tenant = ? AND id = ?",
+                (secret, datetime.now(UTC).timestamp(), tenant, endpoint_id),
+            )
+        return secret if cursor.rowcount else None
+
+    def subscribed(
+        self, tenant: str, event_type: str
+    ) -> builtins.list[tuple[WebhookEndpoint, str]]:
+        """The tenant's endpoints that want ``event_type``, each with its signing secret."""
+        return [
+            (endpoint, row["secret"])
+            for row in self.db.query(
+                "SELECT * FROM webhook_endpoints WHERE tenant = ? ORDER BY created_at, rowid",
+                (tenant,),
+            )
+            if event_type in (endpoint := _endpoint(row)).events
+        ]
+
+    # --- the secret for jobs' own webhook URLs --------------------------------------------------
+
+    def tenant_secret(self, tenant: str) -> str:
+        """The secret that signs events sent to a job's own URL; made on first use."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO webhook_tenant_secrets VALUES (?, ?, ?)",
+                (check_tenant(tenant), new_secret(), datetime.now(UTC).timestamp()),
+            )
+            row = conn.execute(
+                "SELECT secret FROM webhook_tenant_secrets WHERE tenant = ?", (tenant,)
+            ).fetchone()
+        return str(row[0])
+
+    def rotate_tenant_secret(self, tenant: str) -> str:
+        secret = new_secret()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO webhook_tenant_secrets VALUES (?, ?, ?)",
+                (check_tenant(tenant), secret, datetime.now(UTC).timestamp()),
+            )
+        return secret
+
+    # --- deliveries ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        job_id: str,
+        target: str,
+        event_type: str,
+        attempts: Sequence[DeliveryAttempt],
+        delivered: bool,
+    ) -> DeliveryRecord:
+        record = DeliveryRecord(
+            job_id, target, event_type, delivered, tuple(attempts), datetime.now(UTC)
+        )
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO webhook_deliveries VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    target,
+                    event_type,
+                    int(delivered),
+                    ATTEMPTS.dump_json(record.attempts).decode(),
+                    record.recorded_at.timestamp(),
+                ),
+            )
+        return record
+
+    def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
+        rows = self.db.query(
+            "SELECT * FROM webhook_deliveries WHERE job_id = ? ORDER BY recorded_at, rowid",
+            (job_id,),
+        )
+        return [
+            DeliveryRecord(
+                r["job_id"],
+                r["target"],
+                r["event_type"],
+                bool(r["delivered"]),
+                ATTEMPTS.validate_json(r["attempts"]),
+                datetime.fromtimestamp(r["recorded_at"], UTC),
+            )
+            for r in rows
+        ]
+
+    # --- the outbox: events not yet delivered, kept across restarts --------------------------
+
+    def enqueue(self, event: PendingEvent) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO webhook_outbox VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    event.job_id,
+                    event.event_type,
+                    event.tenant,
+                    json.dumps(event.data),
+                    event.webhook_url,
+                    event.occurred_at.timestamp(),
+                ),
+            )
+
+    def pending(self) -> builtins.list[PendingEvent]:
+        return [
+            PendingEvent(
+                r["job_id"],
+                r["event_type"],
+                r["tenant"],
+                json.loads(r["data"]),
+                r["webhook_url"],
+                datetime.fromtimestamp(r["occurred_at"], UTC),
+            )
+            for r in self.db.query("SELECT * FROM webhook_outbox ORDER BY occurred_at")
+        ]
+
+    def sent(self, event: PendingEvent) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM webhook_outbox WHERE job_id = ? AND event_type = ?",
+                (event.job_id, event.event_type),
+            )
+
+    def forget_deliveries(self, before: datetime) -> int:
+        """Drop records older than ``before``; call it from the sweep that expires jobs."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM webhook_deliveries WHERE recorded_at < ?", (before.timestamp(),)
+            )
+            return cursor.rowcount
+
+
+def _endpoint(row: sqlite3.Row) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row["id"],
+        tenant=row["tenant"],
+        url=row["url"],
+        events=tuple(json.loads(row["events"])),
+        description=row["description"],
+        created_at=datetime.fromtimestamp(row["created_at"], UTC),
+        updated_at=datetime.fromtimestamp(row["updated_at"], UTC),
+    )

@@ -1,0 +1,235 @@
+"""Kubernetes backend: each job is a DocumentJob in one namespace, its files live in S3.
+
+The operator does the work; this side creates DocumentJobs, asks for cancellation through
+``spec.cancel``, and reads everything else from a watch cache, so polling a job costs the
+API server nothing. A DocumentJob the operator deleted after its TTL is simply gone: the job
+reads as unknown (404), there is no tombstone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Iterable, Iterator
+
+from docjobs.backends.base import Submission, job_spec
+from docjobs.config import Settings
+from docjobs.domain.models import Job, Phase
+from docjobs.kube.cache import WatchCache
+from docjobs.kube.client import JSON, ConfigurationError, KubeClient, KubeError, documentjobs_path
+from docjobs.kube.resources import job_of, resource_name, to_resource
+from docjobs.storage.base import object_keys
+from docjobs.storage.s3 import S3Store
+
+from .keys import SecretKeyStore
+from .templates import ResourceTemplateStore
+from .webhooks import DELIVERIES_ANNOTATION, SecretWebhookStore
+
+log = logging.getLogger("docjobs.kube")
+
+
+def job_id_of_fingerprint(fingerprint: str) -> str:
+    """Same submission, same id, same resource name: the API server's AlreadyExists is our
+    idempotency check, race-free across API replicas."""
+    return f"job_{fingerprint[:24]}"
+
+
+class KubeBackend:
+    def __init__(
+        self,
+        settings: Settings,
+        client: KubeClient | None = None,
+        objects: S3Store | None = None,
+    ) -> None:
+        kube = settings.kubernetes
+        if objects is None and not settings.s3.endpoint:
+            raise ConfigurationError(
+                "the kubernetes backend keeps files in S3: set DOCJOBS_S3_ENDPOINT, _BUCKET,"
+                " _ACCESS_KEY, _SECRET_KEY and _SECURE (source .local-cluster/env on the rig)"
+            )
+        self.settings = settings
+        self.namespace = kube.namespace
+        self.client = client or KubeClient.from_environment(kube.request_timeout_seconds)
+        self.objects = objects or S3Store.from_settings(settings.s3)
+        self.jobs: WatchCache[Job] = WatchCache(
+            self.client,
+            documentjobs_path(self.namespace),
+            self._parse,
+            watch_timeout_seconds=kube.watch_timeout_seconds,
+            name="documentjobs-cache",
+        )
+        self.keys = SecretKeyStore(
+            self.client, self.namespace, kube.keys_secret, kube.watch_timeout_seconds
+        )
+        self.templates = ResourceTemplateStore(self.client, self.namespace)
+        self._delivery_notes: dict[str, JSON] = {}
+        """DocumentJob name -> its webhook-deliveries annotation, for jobs that have one."""
+        self.webhooks = SecretWebhookStore(
+            self.client, self.namespace, read_job=self._delivery_note
+        )
+
+    def _parse(self, resource: JSON) -> Job:
+        annotations = resource["metadata"].get("annotations") or {}
+        if DELIVERIES_ANNOTATION in annotations:
+            note = {
+                "metadata": {
+                    "annotations": {DELIVERIES_ANNOTATION: annotations[DELIVERIES_ANNOTATION]}
+                }
+            }
+            self._delivery_notes[resource["metadata"]["name"]] = note
+        return job_of(resource)
+
+    def _delivery_note(self, job_id: str) -> JSON | None:
+        return self._delivery_notes.get(resource_name(job_id))
+
+    async def start(self) -> None:
+        """Fail rather than serve from empty caches: a pod that cannot reach the API server
+        or S3 should crash-loop visibly, not answer 404 for every job."""
+        loop = asyncio.get_running_loop()
+        self.jobs.start(loop)
+        self.keys.start(loop)
+        try:
+            await asyncio.to_thread(self.objects.ensure_bucket)
+            timeout = self.settings.kubernetes.start_timeout_seconds
+            for cache in (self.jobs, self.keys.cache):
+                assert cache is not None
+                if not await asyncio.to_thread(cache.wait_ready, timeout):
+                    raise RuntimeError(
+                        f"{cache.name}: cannot list and watch in namespace {self.namespace!r}"
+                        f" within {timeout:.0f} s: {cache.last_error or 'no answer'}"
+                    )
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.jobs.stop)
+        await asyncio.to_thread(self.keys.stop)
+
+    def ready(self) -> bool:
+        return self.jobs.ready and self.keys.cache is not None and self.keys.cache.ready
+
+    # --- submission ------------------------------------------------------------------------
+
+    async def submit(self, submission: Submission) -> tuple[Job, bool]:
+        job_id = job_id_of_fingerprint(submission.fingerprint)
+        name = resource_name(job_id)
+        if (known := self._tenant_job(submission.tenant, name)) is not None:
+            return known, False  # the common duplicate: no upload, no API call
+        _, input_key = object_keys(submission.tenant, job_id)
+        # A fresh key per upload: a racing duplicate must not overwrite the input of the job
+        # that wins the create (with an Idempotency-Key the bytes may differ).
+        input_key = f"{input_key}-{secrets.token_hex(4)}"
+        await asyncio.to_thread(
+            self.objects.put_file, input_key, submission.source, submission.content_type
+        )
+        body = to_resource(
+            job_spec(submission, job_id, input_key, self.settings.jobs, self.objects.bucket),
+            self.namespace,
+        )
+        try:
+            created = await asyncio.to_thread(
+                self.client.create, documentjobs_path(self.namespace), body
+            )
+        except BaseException as exc:
+            await asyncio.to_thread(self._forget_upload, input_key)
+            if isinstance(exc, KubeError) and exc.conflict:  # AlreadyExists: a duplicate
+                return await self._existing(submission.tenant, name), False
+            raise
+        job = self.jobs.observe(created)
+        assert job is not None
+        return job, True
+
+    def _forget_upload(self, key: str) -> None:
+        try:
+            self.objects.client.remove_object(self.objects.bucket, key)
+        except Exception:  # an orphan under the job's prefix, not a failed submission
+            log.warning("cannot delete unused upload %s", key, exc_info=True)
+
+    async def _existing(self, tenant: str, name: str) -> Job:
+        """The job that won the create; one GET when the watch has not brought it yet."""
+        if (job := self._tenant_job(tenant, name)) is not None:
+            return job
+        resource = await asyncio.to_thread(self.client.get, documentjobs_path(self.namespace, name))
+        job = self.jobs.observe(resource)
+        if job is None or job.spec.tenant != tenant:
+            raise RuntimeError(f"DocumentJob {name} exists but is not this submission's")
+        return job
+
+    # --- reads: the cache only -------------------------------------------------------------
+
+    def _tenant_job(self, tenant: str, name: str) -> Job | None:
+        job = self.jobs.get(name)
+        return job if job is not None and job.spec.tenant == tenant else None
+
+    async def get(self, tenant: str, job_id: str) -> Job | None:
+        return self._tenant_job(tenant, resource_name(job_id))
+
+    async def list_jobs(
+        self, tenant: str, phases: Iterable[Phase] | None, limit: int
+    ) -> tuple[list[Job], int]:
+        wanted = set(phases) if phases is not None else None
+        jobs = [
+            j
+            for j in self.jobs.values()
+            if j.spec.tenant == tenant and (wanted is None or j.status.phase in wanted)
+        ]
+        jobs.sort(key=lambda j: j.spec.created_at, reverse=True)
+        return jobs[:limit], len(jobs)
+
+    async def wait(self, job_id: str, timeout: float) -> Job:
+        name = resource_name(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last: Job | None = None
+        with self.jobs.subscribe(name) as changed:
+            while True:
+                changed.clear()
+                last = self.jobs.get(name) or last
+                remaining = deadline - loop.time()
+                if (last is not None and last.status.phase.terminal) or remaining <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+        if last is None:
+            raise LookupError(f"no job {job_id!r}")
+        return last
+
+    def phase_counts(self) -> dict[Phase, int]:
+        return dict(Counter(j.status.phase for j in self.jobs.values()))
+
+    # --- writes ----------------------------------------------------------------------------
+
+    async def cancel(self, tenant: str, job_id: str) -> Job | None:
+        name = resource_name(job_id)
+        job = self._tenant_job(tenant, name)
+        if job is None or job.status.phase.terminal:
+            return job
+        try:
+            patched = await asyncio.to_thread(
+                self.client.merge_patch,
+                documentjobs_path(self.namespace, name),
+                {"spec": {"cancel": True}},
+            )
+        except KubeError as exc:
+            if exc.not_found:  # deleted meanwhile
+                return None
+            raise
+        return self.jobs.observe(patched)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def iter_result(self, job: Job) -> Iterator[bytes]:
+        assert job.status.result is not None
+        return self.objects.iter_chunks(job.status.result.key)
+
+    def read_json_result(self, job: Job, limit: int) -> object:
+        """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
+        result = job.status.result
+        if result is None or result.content_type != "application/json" or result.size > limit:
+            return None
+        return json.loads(b"".join(self.objects.iter_chunks(result.key)))

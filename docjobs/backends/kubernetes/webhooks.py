@@ -1,0 +1,244 @@
+"""Webhook endpoints in a Secret of the namespace; each job's deliveries on its DocumentJob.
+
+The Secret ``docjobs-webhooks`` holds one entry per endpoint (``endpoint.<id>``: JSON with
+its tenant, URL, events and signing secret) and one per tenant for the secret that signs
+events sent to jobs' own URLs (``jobs.<tenant>``). The API writes it; the operator reads it
+when a job ends. Deliveries are kept in an annotation of the DocumentJob they belong to, so
+they go when the job goes, and the API reads them from its watch cache at no cost.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from docjobs.auth.keys import check_tenant
+from docjobs.domain.models import DOMAIN
+from docjobs.kube.client import JSON, KubeClient, KubeError, documentjobs_path
+from docjobs.kube.resources import resource_name
+from docjobs.webhooks.delivery import DeliveryAttempt, new_secret
+from docjobs.webhooks.records import (
+    ATTEMPTS,
+    MAX_ENDPOINTS_PER_TENANT,
+    DeliveryRecord,
+    WebhookEndpoint,
+    check_description,
+    check_events,
+    new_endpoint,
+)
+
+DELIVERIES_ANNOTATION = f"{DOMAIN}/webhook-deliveries"
+_ENDPOINT = "endpoint."
+_JOBS_SECRET = "jobs."  # noqa: S105 - a key prefix, not a secret
+
+
+def _dump(endpoint: WebhookEndpoint, secret: str) -> str:
+    return json.dumps(
+        {
+            "tenant": endpoint.tenant,
+            "url": endpoint.url,
+            "events": list(endpoint.events),
+            "description": endpoint.description,
+            "secret": secret,
+            "created_at": endpoint.created_at.isoformat(),
+            "updated_at": endpoint.updated_at.isoformat(),
+        }
+    )
+
+
+def _load(endpoint_id: str, text: str) -> tuple[WebhookEndpoint, str]:
+    raw = json.loads(text)
+    endpoint = WebhookEndpoint(
+        id=endpoint_id,
+        tenant=raw["tenant"],
+        url=raw["url"],
+        events=tuple(raw["events"]),
+        description=raw["description"],
+        created_at=datetime.fromisoformat(raw["created_at"]),
+        updated_at=datetime.fromisoformat(raw["updated_at"]),
+    )
+    return endpoint, str(raw["secret"])
+
+
+def deliveries_of(job_id: str, resource: JSON | None) -> builtins.list[DeliveryRecord]:
+    """The delivery records kept on a DocumentJob."""
+    annotations = ((resource or {}).get("metadata") or {}).get("annotations") or {}
+    return [
+        DeliveryRecord(
+            job_id,
+            raw["target"],
+            raw["event"],
+            raw["delivered"],
+            ATTEMPTS.validate_python(raw["attempts"]),
+            datetime.fromisoformat(raw["recorded_at"]),
+        )
+        for raw in json.loads(annotations.get(DELIVERIES_ANNOTATION, "[]"))
+    ]
+
+
+class SecretWebhookStore:
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        secret: str = "docjobs-webhooks",  # noqa: S107 - the Secret's name
+        read_job: Callable[[str], JSON | None] | None = None,
+    ) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.secret = secret
+        self._read_job = read_job or self._get_job
+        """How ``deliveries`` reads a DocumentJob: the API passes its watch cache."""
+
+    def _entries(self) -> dict[str, str]:
+        return self.client.read_data(self.namespace, "secrets", self.secret)
+
+    def _endpoints(self, tenant: str) -> builtins.list[tuple[WebhookEndpoint, str]]:
+        found = [
+            _load(key.removeprefix(_ENDPOINT), value)
+            for key, value in self._entries().items()
+            if key.startswith(_ENDPOINT)
+        ]
+        mine = [(e, s) for e, s in found if e.tenant == tenant]
+        return sorted(mine, key=lambda pair: pair[0].created_at)
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    def create(
+        self, tenant: str, url: str, events: Sequence[str], description: str = ""
+    ) -> tuple[WebhookEndpoint, str]:
+        endpoint, secret = new_endpoint(tenant, url, events, description)
+
+        def add(data: dict[str, str]) -> None:
+            count = sum(
+                1
+                for key, value in data.items()
+                if key.startswith(_ENDPOINT) and json.loads(value)["tenant"] == tenant
+            )
+            if count >= MAX_ENDPOINTS_PER_TENANT:
+                raise ValueError(f"at most {MAX_ENDPOINTS_PER_TENANT} webhook endpoints per tenant")
+            data[_ENDPOINT + endpoint.id] = _dump(endpoint, secret)
+
+        self.client.update_data(self.namespace, "secrets", self.secret, add)
+        return endpoint, secret
+
+    def list(self, tenant: str) -> builtins.list[WebhookEndpoint]:
+        return [endpoint for endpoint, _ in self._endpoints(tenant)]
+
+    def get(self, tenant: str, endpoint_id: str) -> WebhookEndpoint | None:
+        return next((e for e in self.list(tenant) if e.id == endpoint_id), None)
+
+    def update(
+        self,
+        tenant: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> WebhookEndpoint | None:
+        changes: dict[str, Any] = {"updated_at": datetime.now(UTC)}
+        if url is not None:
+            changes["url"] = url
+        if events is not None:
+            changes["events"] = check_events(events)
+        if description is not None:
+            changes["description"] = check_description(description)
+
+        def change(data: dict[str, str]) -> WebhookEndpoint | None:
+            raw = data.get(_ENDPOINT + endpoint_id)
+            if raw is None:
+                return None
+            endpoint, secret = _load(endpoint_id, raw)
+            if endpoint.tenant != tenant:
+                return None
+            endpoint = WebhookEndpoint(**{**endpoint.__dict__, **changes})
+            data[_ENDPOINT + endpoint_id] = _dump(endpoint, secret)
+            return endpoint
+
+        return self.client.update_data(self.namespace, "secrets", self.secret, change)
+
+    def delete(self, tenant: str, endpoint_id: str) -> bool:
+        def remove(data: dict[str, str]) -> bool:
+            raw = data.get(_ENDPOINT + endpoint_id)
+            if raw is None or _load(endpoint_id, raw)[0].tenant != tenant:
+                return False
+            del data[_ENDPOINT + endpoint_id]
+            return True
+
+        return self.client.update_data(self.namespace, "secrets", self.secret, remove)
+
+    def subscribed(
+        self, tenant: str, event_type: str
+    ) -> builtins.list[tuple[WebhookEndpoint, str]]:
+        return [(e, s) for e, s in self._endpoints(tenant) if event_type in e.events]
+
+    def tenant_secret(self, tenant: str) -> str:
+        key = _JOBS_SECRET + check_tenant(tenant)
+        if (known := self._entries().get(key)) is not None:
+            return known
+
+        def ensure(data: dict[str, str]) -> str:
+            return data.setdefault(key, new_secret())
+
+        return self.client.update_data(self.namespace, "secrets", self.secret, ensure)
+
+    # --- deliveries -------------------------------------------------------------------------
+
+    def record(
+        self,
+        job_id: str,
+        target: str,
+        event_type: str,
+        attempts: Sequence[DeliveryAttempt],
+        delivered: bool,
+    ) -> DeliveryRecord:
+        record = DeliveryRecord(
+            job_id, target, event_type, delivered, tuple(attempts), datetime.now(UTC)
+        )
+        entry = {
+            "target": target,
+            "event": event_type,
+            "delivered": delivered,
+            "attempts": ATTEMPTS.dump_python(record.attempts, mode="json"),
+            "recorded_at": record.recorded_at.isoformat(),
+        }
+        path = documentjobs_path(self.namespace, resource_name(job_id))
+        for _ in range(8):
+            try:
+                resource = self.client.get(path)
+            except KubeError as exc:
+                if exc.not_found:
+                    return record  # the job is gone: nothing left to annotate
+                raise
+            metadata = resource["metadata"]
+            known = json.loads((metadata.get("annotations") or {}).get(DELIVERIES_ANNOTATION, "[]"))
+            patch = {
+                "metadata": {
+                    # Deliveries to several targets finish at once: the resourceVersion makes
+                    # a concurrent append fail (409) instead of overwriting another.
+                    "resourceVersion": metadata["resourceVersion"],
+                    "annotations": {DELIVERIES_ANNOTATION: json.dumps([*known, entry])},
+                }
+            }
+            try:
+                self.client.merge_patch(path, patch)
+                return record
+            except KubeError as exc:
+                if not exc.conflict:
+                    raise
+        raise KubeError(409, "Conflict", f"cannot record the delivery on {path}")
+
+    def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
+        return deliveries_of(job_id, self._read_job(job_id))
+
+    def _get_job(self, job_id: str) -> JSON | None:
+        try:
+            return self.client.get(documentjobs_path(self.namespace, resource_name(job_id)))
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise

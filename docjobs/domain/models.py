@@ -1,0 +1,224 @@
+"""Wire models shared by the API, the backends, the operator and the runner.
+
+A job is a :class:`JobSpec` (what to do, decided once at submission) and a
+:class:`JobStatus` (what has happened so far, owned by ``lifecycle``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from docjobs.templates.schema import TemplateSpec
+
+DOMAIN = "docjobs.io"
+"""Prefix of every label, annotation and API group docjobs owns."""
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PROCESSING = "Processing"
+    RETRYING = "Retrying"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset({Phase.COMPLETE, Phase.FAILED, Phase.CANCELLED})
+
+
+class Engine(StrEnum):
+    """Which runner image and resource profile an operation needs."""
+
+    CONVERT = "convert"
+    TESSERACT = "tesseract"
+    DOCTR = "doctr"
+    VISION = "vision"
+    EXTRACT = "extract"
+
+
+# camelCase on the wire of custom resources (``by_alias=True``); snake_case elsewhere.
+_CAMEL = ConfigDict(alias_generator=to_camel, validate_by_name=True, validate_by_alias=True)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, **_CAMEL)
+
+
+PAGES_PATTERN = r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$"
+
+
+class ConvertToPdf(_Model):
+    """Render text, HTML, Markdown or JSON into a PDF."""
+
+    kind: Literal["convert"] = "convert"
+    source_format: Literal["text", "html", "markdown", "json"]
+
+
+class OcrParams(_Model):
+    output: Literal["simple", "detailed"] = "simple"
+    language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
+    pages: str | None = Field(
+        default=None,
+        pattern=PAGES_PATTERN,
+        description="1-based page selection such as '1-3,5'; all pages when absent.",
+    )
+
+
+class OcrSimple(OcrParams):
+    """Tesseract OCR."""
+
+    kind: Literal["ocr.simple"] = "ocr.simple"
+
+
+class OcrAdvanced(OcrParams):
+    """docTR OCR on the GPU pool."""
+
+    kind: Literal["ocr.advanced"] = "ocr.advanced"
+
+
+class OcrVision(OcrParams):
+    """OCR by a vision language model."""
+
+    kind: Literal["ocr.vision"] = "ocr.vision"
+
+
+class Extract(_Model):
+    """Fill a template's fields from a document, by rules or by a language model."""
+
+    kind: Literal["extract"] = "extract"
+    template_id: str
+    template: TemplateSpec
+    """Copied into the job at submission, so runners never need the template store."""
+    engine: Literal["rules", "llm"] = "rules"
+    language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
+    """Tesseract language for pages without a text layer."""
+
+
+Operation = Annotated[
+    ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract, Field(discriminator="kind")
+]
+
+ENGINE_OF: dict[str, Engine] = {
+    "convert": Engine.CONVERT,
+    "ocr.simple": Engine.TESSERACT,
+    "ocr.advanced": Engine.DOCTR,
+    "ocr.vision": Engine.VISION,
+    "extract": Engine.EXTRACT,
+}
+
+
+def engine_of(operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract) -> Engine:
+    return ENGINE_OF[operation.kind]
+
+
+class InputRef(_Model):
+    """Where the submitted document lives in the object store, and what it is."""
+
+    key: str
+    file_name: str
+    content_type: str
+    sha256: str
+    size: int = Field(ge=0)
+    page_count: int | None = Field(default=None, ge=0)
+    bucket: str | None = None
+
+
+class RetryPolicy(_Model):
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts in all, the first one included."""
+    initial_backoff_seconds: float = Field(default=5.0, ge=0)
+    backoff_multiplier: float = Field(default=5.0, ge=1)
+    max_backoff_seconds: float = Field(default=600.0, ge=0)
+
+    def backoff_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        delay = self.initial_backoff_seconds * self.backoff_multiplier ** max(attempt - 1, 0)
+        return float(min(delay, self.max_backoff_seconds))
+
+
+class JobSpec(_Model):
+    job_id: str
+    tenant: str
+    operation: Operation
+    input: InputRef
+    retry_policy: RetryPolicy = RetryPolicy()
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    """Deadline of one attempt; a runner past it is stopped and the attempt counts as failed."""
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+    interactive: bool = False
+    """A caller is waiting on the answer: such jobs are started before queued batch work."""
+    fingerprint: str | None = None
+    webhook_url: str | None = None
+    """Announce this job's end here too, besides the tenant's registered endpoints."""
+    created_at: datetime
+
+
+class ResultRef(_Model):
+    key: str
+    content_type: str
+    size: int = Field(ge=0)
+
+
+class JobError(_Model):
+    reason: str
+    message: str
+    permanent: bool
+
+
+class RunnerSummary(_Model):
+    """What a runner reports when it exits; the termination message (at most 4 KB)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, **_CAMEL)
+
+    result: ResultRef | None = None
+    page_count: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    error: JobError | None = None
+
+
+class JobStatus(_Model):
+    phase: Phase = Phase.PENDING
+    attempts: int = Field(default=0, ge=0)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+    result: ResultRef | None = None
+    page_count: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    error: JobError | None = None
+    message: str = ""
+
+
+class Job(_Model):
+    spec: JobSpec
+    status: JobStatus = JobStatus()
+    cancel_requested: bool = False
+    expired: bool = False
+
+
+EXIT_OK = 0
+EXIT_PERMANENT = 42
+"""Runner exit codes: 0 done, 42 permanent failure (never retried), anything else transient."""
+
+
+class RunOutcome(_Model):
+    """One attempt's end as the runner reports it."""
+
+    exit_code: int
+    summary: RunnerSummary = RunnerSummary()
+
+
+class WorkerRequest(_Model):
+    """One line a supervisor writes to a warm runner worker: run this attempt."""
+
+    spec: JobSpec
+    attempt: int = Field(ge=1)

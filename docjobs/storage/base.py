@@ -1,0 +1,47 @@
+"""Object storage for inputs and results: the protocol and the key layout of a job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+class ObjectStore(Protocol):
+    def put_file(self, key: str, source: Path, content_type: str) -> int: ...
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> int: ...
+
+    def download(self, key: str, target: Path) -> None: ...
+
+    def iter_chunks(self, key: str, chunk_size: int = 1 << 16) -> Iterator[bytes]: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete_prefix(self, prefix: str) -> None: ...
+
+
+def safe_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid object key {key!r}")
+    return key
+
+
+def object_keys(tenant: str, job_id: str) -> tuple[str, str]:
+    """The job's folder and its input's key."""
+    prefix = f"{tenant}/{job_id}"
+    return prefix, f"{prefix}/input"
+
+
+def result_key(tenant: str, job_id: str, extension: str) -> str:
+    return f"{tenant}/{job_id}/result{extension}"
+
+
+def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
+    """Where a runner records how an attempt ended, so a restarted supervisor can tell."""
+    return f"{tenant}/{job_id}/attempts/{attempt}.json"

@@ -1,0 +1,54 @@
+"""Which webhook targets are allowed, as settings: free of HTTP clients so the settings can
+hold it."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from pydantic import BaseModel, Field, field_validator
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+HOST_NAME = re.compile(
+    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*"
+)
+
+
+class WebhookSettings(BaseModel):
+    allow_private_targets: bool = False
+    """Off. Allows loopback, private (RFC 1918, ULA), link-local (cloud metadata), CGNAT,
+    multicast, reserved and unspecified addresses, and IPv4-mapped/6to4 forms of them. Only
+    for single-tenant installs whose receivers live on the internal network."""
+    allowed_hosts: list[str] = []
+    """Empty. Exceptions to the address rules: host names (ASCII, matched exactly, whatever
+    they resolve to) or IP networks in CIDR form (``10.1.2.0/24``) a resolved address may
+    fall in."""
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds; 10. Connect, read and write timeout of one try; a slow receiver must not hold
+    a delivery thread."""
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    """Tries in all, the first one included; 6 spans about half a minute of plain backoff."""
+    initial_backoff_seconds: float = Field(default=1.0, ge=0)
+    """Seconds; 1. Wait after the first failed try, doubled after each further one."""
+    max_backoff_seconds: float = Field(default=300.0, ge=0)
+    """Seconds; 5 min. Cap of the doubling backoff."""
+    max_retry_after_seconds: float = Field(default=3600.0, ge=0)
+    """Seconds; 1 h. Cap of a receiver's ``Retry-After``, so one receiver cannot park a
+    delivery thread for days."""
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        entries = [entry.strip().lower().rstrip(".") for entry in value]
+        for entry in entries:
+            if network(entry) is None and not HOST_NAME.fullmatch(entry):
+                raise ValueError(f"{entry!r} is neither a host name nor a CIDR network")
+        return entries
+
+
+def network(entry: str) -> IPNetwork | None:
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return None
