@@ -23,7 +23,7 @@ class LimitSettings(BaseModel):
     max_upload_bytes: int = 50 * 1024 * 1024
     """Bytes; 50 MB. Larger uploads get 413 while they stream, before any work is queued."""
     sync_convert_bytes: int = 5 * 1024 * 1024
-    """Bytes; 5 MB. X-to-PDF inputs above this run as async jobs (seed 000's threshold)."""
+    """Bytes; 5 MB. X-to-PDF inputs above this run as async jobs (the jobs API's threshold)."""
     sync_tesseract_pages: int = 20
     """Pages; 20. Simple OCR above this runs as an async job."""
     sync_doctr_pages: int = 10
@@ -38,7 +38,7 @@ class LimitSettings(BaseModel):
 
 class JobSettings(BaseModel):
     retry: RetryPolicy = RetryPolicy()
-    """3 attempts, 5 s then 25 s: seed 004's policy."""
+    """3 attempts, 5 s then 25 s: the parse API's policy."""
     ttl_seconds: int = 24 * 3600
     """Seconds; 24 h. Finished jobs and their files are deleted this long after they end."""
     tombstone_seconds: int = 7 * 24 * 3600
@@ -69,7 +69,7 @@ class RateLimitSettings(BaseModel):
         "pro": "60/minute",
         "business": "60/minute",
     }
-    """Requests per window by plan, in the ``limits`` notation; seed 004's numbers."""
+    """Requests per window by plan, in the ``limits`` notation; the parse API's numbers."""
 
 
 class S3Settings(BaseModel):

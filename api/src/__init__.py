@@ -1,1 +1,1 @@
-"""The HTTP API: both seed route families on one backend."""
+"""The HTTP API: both route families (the jobs API and the parse API) on one backend."""

@@ -69,7 +69,7 @@ async def submit(
     page_count: int | None,
     run_async: bool,
 ) -> Response:
-    """Seed 000's answer: 202 with the job, or the result itself once done."""
+    """the jobs API's answer: 202 with the job, or the result itself once done."""
     job, created = await queue_job(
         request,
         backend,

@@ -1,4 +1,4 @@
-"""Seed 000's response shapes (``/api/v1``)."""
+"""the jobs API's response shapes (``/api/v1``)."""
 
 from __future__ import annotations
 

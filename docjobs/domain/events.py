@@ -1,4 +1,4 @@
-"""Seed 004's view of a job (``/v1`` and webhook payloads), shared by API and operator."""
+"""the parse API's view of a job (``/v1`` and webhook payloads), shared by API and operator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from docjobs.domain.models import Job, Phase
 
-STATUS_WORDS_004 = {
+PARSE_STATUS_WORDS = {
     Phase.PENDING: "pending",
     Phase.PROCESSING: "processing",
     Phase.RETRYING: "retrying",
@@ -31,7 +31,7 @@ def job_view(job: Job, result: object = None) -> dict[str, Any]:
     operation = spec.operation
     return {
         "jobId": spec.job_id,
-        "status": STATUS_WORDS_004[status.phase],
+        "status": PARSE_STATUS_WORDS[status.phase],
         "operation": operation.kind,
         "fileName": spec.input.file_name,
         "templateId": getattr(operation, "template_id", None),

@@ -1,4 +1,4 @@
-"""The job API of seed 000: sync and async answers, auto-async, list, cancel, expiry."""
+"""The job API of the jobs API: sync and async answers, auto-async, list, cancel, expiry."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def test_sync_conversions_answer_with_the_pdf(server, api_key) -> None:
         assert job["status"] == "complete" and job["attempts"] == 1
 
 
-def test_sync_ocr_answers_with_seed_shape(server, api_key) -> None:
+def test_sync_ocr_answers_in_the_documented_shape(server, api_key) -> None:
     pdf, texts = pdf_with_pages(2, seed=3)
     response = requests.post(
         f"{server.base}{OCR}",

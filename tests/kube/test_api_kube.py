@@ -116,7 +116,7 @@ def test_status_follows_the_resource_and_the_result_streams_from_s3(
     )
     assert response.status_code == 200
     assert response.content == result
-    # Seed 004's family reads the same job, in its own words.
+    # the parse API's family reads the same job, in its own words.
     v1 = requests.get(f"{kube_server.base}/v1/jobs/{job_id}", headers={"x-api-key": key}).json()
     assert v1["status"] == "completed"
     assert v1["webhooks"] == []

@@ -1,5 +1,5 @@
 """End to end in kubernetes mode: API -> DocumentJob -> operator -> Job -> pod on the rig's
-kubelet -> runner -> MinIO -> API, driven by seed 000's own polling client."""
+kubelet -> runner -> MinIO -> API, driven by the jobs API's own polling client."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_seed000_workflow import SEED_CLIENT
+from tests.api.test_jobs_api_client import DOCUMENTED_CLIENT
 from tests.docs import pdf_with_pages
 
 from .conftest import Operator
 
 
-def test_seed_polling_workflow_on_kubernetes(
+def test_documented_polling_workflow_on_kubernetes(
     kube_server, operator: Operator, tmp_path: Path
 ) -> None:
     pdf, texts = pdf_with_pages(3, seed=7)
@@ -26,7 +26,7 @@ def test_seed_polling_workflow_on_kubernetes(
     script = tmp_path / "client.py"
     key = kube_server.key("acme")
     script.write_text(
-        SEED_CLIENT.format(key=key, base=kube_server.base, path=document, name=document.name)
+        DOCUMENTED_CLIENT.format(key=key, base=kube_server.base, path=document, name=document.name)
     )
 
     output = tmp_path / "client.out"
@@ -36,7 +36,7 @@ def test_seed_polling_workflow_on_kubernetes(
     try:
         while client.poll() is None:
             if time.monotonic() > deadline:
-                pytest.fail(f"the seed client timed out:\n{output.read_text()[-2000:]}")
+                pytest.fail(f"the documented client timed out:\n{output.read_text()[-2000:]}")
             operator.check_alive()
             time.sleep(0.5)
     finally:

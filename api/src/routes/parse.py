@@ -1,4 +1,4 @@
-"""Seed 004: ``POST /v1/documents/parse[/async]`` and ``GET /v1/jobs/{jobId}``."""
+"""the parse API: ``POST /v1/documents/parse[/async]`` and ``GET /v1/jobs/{jobId}``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from docjobs.auth.keys import Principal
 from docjobs.backends.base import Backend
 from docjobs.config import Settings
 from docjobs.documents import DocumentError, check_language, inspect_for_ocr
-from docjobs.domain.events import STATUS_WORDS_004, iso, job_view
+from docjobs.domain.events import PARSE_STATUS_WORDS, iso, job_view
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.domain.models import Extract, Job
 from docjobs.webhooks.delivery import check_url
@@ -36,7 +36,7 @@ WebhookField = Annotated[
 ]
 
 
-def job_004(backend: Backend, job: Job, base_url: str) -> dict[str, Any]:
+def parse_job_view(backend: Backend, job: Job, base_url: str) -> dict[str, Any]:
     view = job_view(job, backend.read_json_result(job, INLINE_RESULT_LIMIT))
     view["resultUrl"] = f"{base_url.rstrip('/')}/api/v1/jobs/{job.spec.job_id}/result"
     return view
@@ -82,7 +82,7 @@ async def _queue(
                 inspect_for_ocr, upload.path, upload.declared_type, upload.file_name
             )
         except DocumentError as exc:
-            # Seed 004 answers every unusable file with 400.
+            # the parse API answers every unusable file with 400.
             status = 400 if exc.status_code == 415 else exc.status_code
             raise ApiError(status, exc.code, exc.message) from None
         return await queue_job(
@@ -103,7 +103,7 @@ async def _queue(
 def _accepted(job: Job, created: bool) -> JSONResponse:
     body = {
         "jobId": job.spec.job_id,
-        "status": STATUS_WORDS_004[job.status.phase],
+        "status": PARSE_STATUS_WORDS[job.status.phase],
         "message": "Job queued for processing" if created else DUPLICATE_MESSAGE,
         "createdAt": iso(job.spec.created_at),
     }
@@ -152,17 +152,17 @@ async def parse(
     job = await backend.wait(job.spec.job_id, settings.limits.sync_wait_seconds)
     if not job.status.phase.terminal:
         return _accepted(job, created)
-    return JSONResponse(job_004(backend, job, str(request.base_url)))
+    return JSONResponse(parse_job_view(backend, job, str(request.base_url)))
 
 
-@router.get("/v1/jobs/{job_id}", summary="Get a job (seed 004 shape)", tags=["jobs"])
-async def get_job_004(
+@router.get("/v1/jobs/{job_id}", summary="Get a job (the parse API shape)", tags=["jobs"])
+async def get_parse_job(
     request: Request, backend: BackendDep, principal: PrincipalDep, job_id: str
 ) -> dict[str, Any]:
     job = await backend.get(principal.tenant, job_id)
     if job is None or job.expired:
         raise ApiError(404, "job_not_found", f"No job {job_id!r}.")
-    view = job_004(backend, job, str(request.base_url))
+    view = parse_job_view(backend, job, str(request.base_url))
     view["webhooks"] = [
         {
             "target": d.target,

@@ -1,7 +1,7 @@
 """The ``extract`` operation: fill a template's fields from a PDF or an image.
 
 The result body is the shaped object itself (``{"invoice": {"number": ...}}``), what
-seed 004 shows as a completed job's ``result``; every template field is present, ``null``
+the parse API shows as a completed job's ``result``; every template field is present, ``null``
 when it was not found.
 """
 

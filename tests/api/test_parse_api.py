@@ -1,4 +1,4 @@
-"""Seed 004's template parsing API: its own client, idempotency, templates, limits."""
+"""The parse API (`/v1`): its own client, idempotency, templates, limits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import requests
 
 from tests.docs import INVOICE, INVOICE_TEMPLATE, invoice_pdf, rasterized
 
-SEED_CLIENT = """
+DOCUMENTED_CLIENT = """
 import requests
 import time
 import os
@@ -65,13 +65,17 @@ def create_template(server, key, body=INVOICE_TEMPLATE) -> str:
 
 
 @pytest.mark.parametrize("scanned", [False, True], ids=["text-layer", "scanned"])
-def test_seed_client_prints_the_invoice_fields(server, api_key, tmp_path: Path, scanned) -> None:
+def test_documented_client_prints_the_invoice_fields(
+    server, api_key, tmp_path: Path, scanned
+) -> None:
     template_id = create_template(server, api_key)
     pdf = invoice_pdf()
     document = tmp_path / ("invoice.png" if scanned else "invoice.pdf")
     document.write_bytes(rasterized(pdf) if scanned else pdf)
     script = tmp_path / "client.py"
-    script.write_text(SEED_CLIENT.format(base=server.base, path=document, template_id=template_id))
+    script.write_text(
+        DOCUMENTED_CLIENT.format(base=server.base, path=document, template_id=template_id)
+    )
 
     run = subprocess.run(
         [sys.executable, str(script)],

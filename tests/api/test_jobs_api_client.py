@@ -1,4 +1,4 @@
-"""Seed 000's own Python polling workflow, run unchanged but for BASE, key and file."""
+"""The jobs API document's own Python polling workflow, run unchanged but for BASE, key and file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.docs import pdf_with_pages
 
-SEED_CLIENT = """
+DOCUMENTED_CLIENT = """
 import requests
 import time
 
@@ -67,13 +67,13 @@ print(result["data"]["text"][:500])
 """
 
 
-def test_seed_polling_workflow_prints_the_word_count(server, api_key, tmp_path: Path) -> None:
+def test_documented_polling_workflow_prints_the_word_count(server, api_key, tmp_path: Path) -> None:
     pdf, texts = pdf_with_pages(3, seed=7)
     document = tmp_path / "scanned-3-pages.pdf"
     document.write_bytes(pdf)
     script = tmp_path / "client.py"
     script.write_text(
-        SEED_CLIENT.format(key=api_key, base=server.base, path=document, name=document.name)
+        DOCUMENTED_CLIENT.format(key=api_key, base=server.base, path=document, name=document.name)
     )
 
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)

@@ -1,4 +1,4 @@
-"""Seed 004's guarantees on the rig: idempotency, retries decided by the operator through the
+"""the parse API's guarantees on the rig: idempotency, retries decided by the operator through the
 lifecycle, and webhooks delivered by the operator through the same code as embedded mode.
 
 Claude cannot run here: a local HTTP server speaking the Anthropic Messages API stands in
