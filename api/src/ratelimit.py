@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
@@ -49,9 +48,6 @@ async def rate_limited(request: Request, principal: PrincipalDep, settings: Sett
         return
     limiter: RateLimiter = request.app.state.rate_limiter
     request.state.rate_limit_headers = limiter.hit(principal.plan, principal.tenant)
-
-
-RateLimited = Annotated[None, Depends(rate_limited)]
 
 
 class RateLimitHeadersMiddleware:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+from docjobs.domain.clock import iso
 from docjobs.domain.models import Job, Phase
 
 STATUS_WORDS = {
@@ -22,10 +22,6 @@ PHASES_OF_WORD: dict[str, tuple[Phase, ...]] = {
     "failed": (Phase.FAILED,),
     "cancelled": (Phase.CANCELLED,),
 }
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def job_urls(base_url: str, job_id: str) -> dict[str, str]:

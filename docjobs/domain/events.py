@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+from docjobs.domain.clock import iso
 from docjobs.domain.models import Job, Phase
 
 PARSE_STATUS_WORDS = {
@@ -20,10 +20,6 @@ EVENT_OF_PHASE = {
     Phase.FAILED: "job.failed",
     Phase.CANCELLED: "job.cancelled",
 }
-
-
-def iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
 def job_view(job: Job, result: object = None) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class Phase(StrEnum):
 
 
 TERMINAL_PHASES = frozenset({Phase.COMPLETE, Phase.FAILED, Phase.CANCELLED})
+TERMINAL_PHASE_NAMES = frozenset(p.value for p in TERMINAL_PHASES)
+"""The same, as the strings a resource's ``status.phase`` holds."""
 
 
 class Engine(StrEnum):
@@ -207,6 +209,8 @@ class Job(_Model):
 
 EXIT_OK = 0
 EXIT_PERMANENT = 42
+EXIT_TRANSIENT = 1
+"""Any other code is transient too; this is the one docjobs itself uses."""
 """Runner exit codes: 0 done, 42 permanent failure (never retried), anything else transient."""
 
 

@@ -28,7 +28,6 @@ LABEL_OPERATION = f"{DOMAIN}/operation"
 LABEL_JOB = f"{DOMAIN}/job"
 """On runner Jobs and pods: the DocumentJob they belong to."""
 LABEL_ATTEMPT = f"{DOMAIN}/attempt"
-LABEL_POOL = f"{DOMAIN}/pool"
 """On nodes: ``cpu`` or ``gpu``; runner pods select on it."""
 
 
@@ -65,10 +64,6 @@ def resource_name(job_id: str) -> str:
     return job_id.replace("_", "-")
 
 
-def job_id_of(name: str) -> str:
-    return name.replace("-", "_", 1)
-
-
 def to_resource(spec: JobSpec, namespace: str) -> dict[str, Any]:
     body = DocumentJobSpec.model_validate(spec.model_dump()).model_dump(
         mode="json", by_alias=True, exclude_none=True
@@ -101,11 +96,6 @@ def job_of(resource: dict[str, Any]) -> Job:
         status=JobStatus.model_validate(status.model_dump(exclude=set(OPERATOR_STATUS_FIELDS))),
         cancel_requested=spec.cancel,
     )
-
-
-def status_patch(status: JobStatus | DocumentJobStatus) -> dict[str, Any]:
-    """A merge patch for the status subresource; ``None`` clears a field."""
-    return {"status": status.model_dump(mode="json", by_alias=True)}
 
 
 TEMPLATE_KIND = "DocumentTemplate"

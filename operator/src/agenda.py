@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from docjobs.domain.models import JobSpec, Phase
+from docjobs.domain.models import TERMINAL_PHASE_NAMES, JobSpec, Phase
 from docjobs.kube.resources import API_VERSION, PLURAL
 
 from .builders import Unschedulable, parse_time
 from .settings import OperatorSettings
 
 _DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
-_TERMINAL = frozenset(p.value for p in Phase if p.terminal)
 
 
 @dataclass(frozen=True, order=True)
@@ -63,7 +62,7 @@ class Agenda:
         status = resource.get("status") or {}
         spec = resource.get("spec") or {}
         phase = status.get("phase") or Phase.PENDING.value
-        if phase in _TERMINAL:
+        if phase in TERMINAL_PHASE_NAMES:
             ended = parse_time(status.get("completedAt")) or now
             return ended + timedelta(seconds=spec.get("ttlSecondsAfterFinished", _DEFAULT_TTL))
         if spec.get("cancel"):

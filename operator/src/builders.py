@@ -19,6 +19,7 @@ from docjobs.domain.models import (
     DOMAIN,
     EXIT_OK,
     EXIT_PERMANENT,
+    EXIT_TRANSIENT,
     JobError,
     JobSpec,
     RunnerSummary,
@@ -36,7 +37,6 @@ ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
 ANNOTATION_OWNER = f"{DOMAIN}/documentjob"
 """On runner Jobs and pods: the DocumentJob's full name (a label value may be too short)."""
 RUNNER_UID = 10001
-EXIT_TRANSIENT = 1
 S3_SECRET_KEYS = {
     # env var read by docjobs.settings          key in the Secret, optional?
     "DOCJOBS_S3__ENDPOINT": ("endpoint", False),

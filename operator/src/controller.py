@@ -21,14 +21,17 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from docjobs.domain import lifecycle
+from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Action, Observation
 from docjobs.domain.models import (
+    EXIT_TRANSIENT,
+    TERMINAL_PHASE_NAMES,
     Job,
     JobError,
     JobSpec,
@@ -46,16 +49,12 @@ from .agenda import Agenda, Ref, ref_of
 from .kube import JSON, ApiError, Kube, q
 from .metrics import ATTEMPT_SECONDS, RECONCILES, RUNNER_JOBS, TIME_TO_JOB
 from .settings import OperatorSettings
-from .status import PROCESSING, TERMINAL, WAITING, age, bookkeep, dump, is_current
+from .status import PROCESSING, WAITING, age, bookkeep, dump, is_current
 
 log = logging.getLogger(__name__)
 Choose = Callable[[JSON, Job], Observation | None]
 Amend = Callable[[DocumentJobStatus], DocumentJobStatus]
 ANNOTATION_OWNER = builders.ANNOTATION_OWNER
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Conflict(Exception):
@@ -170,7 +169,7 @@ class Controller:
                 if not is_current(job.status, attempt):
                     return None
                 summary = RunnerSummary(error=error)
-                return lifecycle.RunnerExited(builders.EXIT_TRANSIENT, summary, now)
+                return lifecycle.RunnerExited(EXIT_TRANSIENT, summary, now)
 
             seen = self._observe(ref, choose)
             if seen is not None and seen.applied:
@@ -393,7 +392,7 @@ class Controller:
     def _reject(self, ref: Ref, resource: JSON, exc: ValidationError) -> None:
         """A spec the models refuse (the CRD cannot check everything): fail it for good."""
         status = resource.get("status") or {}
-        if status.get("phase") in TERMINAL:
+        if status.get("phase") in TERMINAL_PHASE_NAMES:
             return
         message = f"invalid spec: {exc.errors()[0].get('msg', exc)}"[:500]
         failed = DocumentJobStatus(

@@ -12,7 +12,7 @@ from typing import Any
 
 import kopf
 
-from docjobs.domain.models import Phase
+from docjobs.domain.models import TERMINAL_PHASE_NAMES
 from docjobs.kube.resources import GROUP, LABEL_JOB, PLURAL, VERSION
 
 from .agenda import Ref
@@ -23,11 +23,10 @@ RETRY_BACKOFF = 5.0
 """Seconds between kopf's retries of a failed create/resume/cancel handler."""
 STALE_TICK_SECONDS = 60.0
 """The liveness probe fails when the tick thread has not run for this long."""
-TERMINAL = frozenset(p.value for p in Phase if p.terminal)
 
 
 def _unfinished(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") not in TERMINAL
+    return status.get("phase") not in TERMINAL_PHASE_NAMES
 
 
 def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:

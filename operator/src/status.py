@@ -14,7 +14,6 @@ from .builders import format_duration, parse_time
 WAITING = "Waiting for a node: "
 PROCESSING = "Job is being processed"
 """The lifecycle's message while an attempt runs, restored once a waiting pod has a node."""
-TERMINAL = frozenset(p.value for p in Phase if p.terminal)
 
 
 def dump(status: DocumentJobStatus) -> dict[str, Any]:

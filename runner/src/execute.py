@@ -9,6 +9,7 @@ from pathlib import Path
 from docjobs.domain.models import (
     EXIT_OK,
     EXIT_PERMANENT,
+    EXIT_TRANSIENT,
     JobError,
     JobSpec,
     ResultRef,
@@ -19,7 +20,6 @@ from docjobs.runner import engines
 from docjobs.storage.base import ObjectStore, outcome_key, result_key
 
 log = logging.getLogger(__name__)
-EXIT_TRANSIENT = 1
 TERMINATION_MESSAGE_LIMIT = 4096
 
 

@@ -627,11 +627,6 @@ def test_endpoint_crud_is_scoped_to_the_tenant(store: SQLiteWebhookStore) -> Non
     assert store.subscribed("acme", "job.completed") == []
     assert store.subscribed("other", "job.failed") == []
 
-    assert store.rotate_secret("other", endpoint.id) is None
-    rotated = store.rotate_secret("acme", endpoint.id)
-    assert rotated and rotated != secret
-    assert store.subscribed("acme", "job.failed")[0][1] == rotated
-
     assert store.delete("other", endpoint.id) is False
     assert store.delete("acme", endpoint.id) is True
     assert store.get("acme", endpoint.id) is None and store.delete("acme", endpoint.id) is False
@@ -656,7 +651,6 @@ def test_endpoint_validation(store: SQLiteWebhookStore) -> None:
 def test_tenant_secret_and_delivery_records(store: SQLiteWebhookStore) -> None:
     first = store.tenant_secret("acme")
     assert store.tenant_secret("acme") == first != store.tenant_secret("other")
-    assert store.rotate_tenant_secret("acme") == store.tenant_secret("acme") != first
 
     attempts = [
         DeliveryAttempt(datetime.now(UTC), 500, None, 12),

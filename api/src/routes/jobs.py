@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from docjobs.domain.clock import iso
 from docjobs.domain.models import Job, Phase
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
 from ..submit import result_response
-from ..views import PHASES_OF_WORD, STATUS_WORDS, iso, job_detail, job_summary
+from ..views import PHASES_OF_WORD, STATUS_WORDS, job_detail, job_summary
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 

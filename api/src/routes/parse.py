@@ -12,7 +12,8 @@ from docjobs.auth.keys import Principal
 from docjobs.backends.base import Backend
 from docjobs.config import Settings
 from docjobs.documents import DocumentError, check_language, inspect_for_ocr
-from docjobs.domain.events import PARSE_STATUS_WORDS, iso, job_view
+from docjobs.domain.clock import iso
+from docjobs.domain.events import PARSE_STATUS_WORDS, job_view
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.domain.models import Extract, Job
 from docjobs.webhooks.delivery import check_url

@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
+from docjobs.domain.clock import iso
 from docjobs.templates.schema import TemplateSpec
 from docjobs.templates.store import Template
 
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
-from ..views import iso
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"])
 

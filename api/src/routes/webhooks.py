@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
+from docjobs.domain.clock import iso
 from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
 from docjobs.webhooks.records import WebhookEndpoint
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
-from ..views import iso
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.domain.clock import utcnow
@@ -138,12 +138,6 @@ class SQLiteJobStore:
         return [
             _job(r) for r in self.db.query("SELECT * FROM jobs WHERE phase = ?", (phase.value,))
         ]
-
-    def next_wake(self) -> datetime | None:
-        row = self.db.query(
-            "SELECT min(next_attempt_at) AS t FROM jobs WHERE phase = ?", (Phase.RETRYING.value,)
-        )[0]
-        return None if row["t"] is None else datetime.fromtimestamp(row["t"], UTC)
 
     def due_for_expiry(self, now: datetime, limit: int = 500) -> list[Job]:
         rows = self.db.query(

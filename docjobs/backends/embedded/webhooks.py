@@ -152,17 +152,6 @@ class SQLiteWebhookStore:
             )
             return cursor.rowcount > 0
 
-    def rotate_secret(self, tenant: str, endpoint_id: str) -> str | None:
-        """A new secret for the endpoint (the old one stops working at once), or None."""
-        secret = new_secret()
-        with self.db.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE webhook_endpoints SET secret = ?, updated_at = ?"
-                " WHERE tenant = ? AND id = ?",
-                (secret, datetime.now(UTC).timestamp(), tenant, endpoint_id),
-            )
-        return secret if cursor.rowcount else None
-
     def subscribed(
         self, tenant: str, event_type: str
     ) -> builtins.list[tuple[WebhookEndpoint, str]]:
@@ -189,15 +178,6 @@ class SQLiteWebhookStore:
                 "SELECT secret FROM webhook_tenant_secrets WHERE tenant = ?", (tenant,)
             ).fetchone()
         return str(row[0])
-
-    def rotate_tenant_secret(self, tenant: str) -> str:
-        secret = new_secret()
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO webhook_tenant_secrets VALUES (?, ?, ?)",
-                (check_tenant(tenant), secret, datetime.now(UTC).timestamp()),
-            )
-        return secret
 
     # --- deliveries ---------------------------------------------------------------------------
 
