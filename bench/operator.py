@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from docjobs.config import S3Settings  # noqa: E402
+from docjobs.kube.client import KubeClient  # noqa: E402
 from docjobs.storage.s3 import S3Store  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.operator.conftest import Jobs, install_crd  # noqa: E402
-from tests.rig.fixtures import _local_cluster, _read_env, _state_dir, wait_for  # noqa: E402
-from tests.rig.kubeapi import Kube  # noqa: E402
+from tests.rig.fixtures import _read_env, _state_dir, local_cluster, wait_for  # noqa: E402
 
 TERMINAL = ("Complete", "Failed", "Cancelled")
 OPERATIONS: dict[str, dict[str, str]] = {
@@ -60,11 +60,15 @@ class Stamps:
 
 
 def watch(
-    api: Kube, path: str, stamps: Stamps, key: Callable[[dict], str | None], stop: threading.Event
+    api: KubeClient,
+    path: str,
+    stamps: Stamps,
+    key: Callable[[dict], str | None],
+    stop: threading.Event,
 ) -> None:
     while not stop.is_set():
         try:
-            for event in api.watch(path, timeout_seconds=5):
+            for event in api.watch(path, None, 5):
                 if name := key(event.get("object") or {}):
                     stamps.mark(name)
                 if stop.is_set():
@@ -125,7 +129,7 @@ def s3_of(env: dict[str, str]) -> dict[str, str]:
     return {k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)}
 
 
-def namespace_with_secret(api: Kube, s3: dict[str, str]) -> str:
+def namespace_with_secret(api: KubeClient, s3: dict[str, str]) -> str:
     ns = f"bench-{uuid.uuid4().hex[:8]}"
     api.create(
         "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
@@ -190,7 +194,7 @@ def burst(jobs: Jobs, resources: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def run(n: int, operation: str, env: dict[str, str], pending: bool) -> dict[str, Any]:
-    api = Kube(env["KUBECONFIG"])
+    api = KubeClient.from_environment(kubeconfig=env["KUBECONFIG"])
     install_crd(api)
     s3 = s3_of(env)
     ns = namespace_with_secret(api, s3)
@@ -207,11 +211,17 @@ def run(n: int, operation: str, env: dict[str, str], pending: bool) -> dict[str,
     finally:
         operator.terminate()
         operator.wait(30)
-        api.delete(f"/api/v1/namespaces/{ns}", {"propagationPolicy": "Background"})
+        api.delete(f"/api/v1/namespaces/{ns}")
 
 
 def measure(
-    api: Kube, store: S3Store, ns: str, n: int, operation: str, metrics_url: str, pending: bool
+    api: KubeClient,
+    store: S3Store,
+    ns: str,
+    n: int,
+    operation: str,
+    metrics_url: str,
+    pending: bool,
 ) -> dict[str, Any]:
     wait_for(lambda: serving(metrics_url), 30, 0.2, what="operator metrics")
     jobs = Jobs(api, store, ns)
@@ -271,14 +281,14 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    started_rig = _local_cluster("status", 30).returncode != 0
-    if started_rig and _local_cluster("up", 3600).returncode != 0:
+    started_rig = local_cluster("status", 30).returncode != 0
+    if started_rig and local_cluster("up", 3600).returncode != 0:
         sys.exit("scripts/local-cluster up failed")
     try:
         result = run(args.jobs, args.operation, _read_env(_state_dir() / "env"), args.pending)
     finally:
         if started_rig and os.environ.get("DOCJOBS_RIG_KEEP") != "1":
-            _local_cluster("down", 120)
+            local_cluster("down", 120)
     out = REPO / "bench" / "results" / f"operator-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -7,18 +7,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from docjobs.config import Settings, get_settings
 
-if TYPE_CHECKING:
-    from docjobs.auth.keys import KeyStore
-
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
+models_app = typer.Typer(no_args_is_help=True, help="Manage model weight files (docTR).")
+app.add_typer(models_app, name="models")
 
 DataDir = Annotated[
     Path | None,
@@ -111,7 +110,7 @@ def serve(
             f" --tenant NAME --backend kubernetes --namespace {settings.kubernetes.namespace}"
         )
     elif not backend.keys.list_keys():
-        key, record = backend.keys.create("default", "business")
+        key, record = backend.keys.create("default", _first_key_plan(settings.rate_limits.plans))
         typer.echo(
             f"No API keys yet: created one for tenant '{record.tenant}' (plan {record.plan}).\n"
             f"Use it as the X-API-Key header; it is shown only now. More keys: docjobs keys create"
@@ -122,34 +121,32 @@ def serve(
     uvicorn.run(create_app(settings, backend), host=host, port=port, log_level="info")
 
 
-def _key_store(settings: Settings) -> KeyStore:
-    if settings.backend == "kubernetes":
-        from docjobs.backends.kubernetes.keys import SecretKeyStore
-        from docjobs.kube.client import KubeClient
-
-        kube = settings.kubernetes
-        client = KubeClient.from_environment(kube.request_timeout_seconds)
-        return SecretKeyStore(client, kube.namespace, kube.keys_secret)
-
-    from docjobs.backends.embedded.database import SQLiteDatabase
-    from docjobs.backends.embedded.keys import SQLiteKeyStore
-
-    return SQLiteKeyStore(SQLiteDatabase(settings.data_dir.resolve() / "docjobs.db"))
+def _first_key_plan(plans: dict[str, str]) -> str:
+    """The plan of the key a first start creates: ``business`` unless the settings lack it."""
+    return "business" if "business" in plans else next(iter(plans))
 
 
 @keys_app.command("create")
 def keys_create(
     tenant: Annotated[str, typer.Option(help="Tenant the key acts for.")],
-    plan: Annotated[str, typer.Option(help="free, starter, pro or business.")] = "free",
+    plan: Annotated[
+        str,
+        typer.Option(
+            help="One of the plans DOCJOBS_RATE_LIMITS__PLANS defines"
+            " (by default free, starter, pro, business)."
+        ),
+    ] = "free",
     data_dir: DataDir = None,
     backend: BackendOpt = None,
     namespace: NamespaceOpt = None,
 ) -> None:
     """Create a key; it is printed once, alone on the last line."""
+    from docjobs.bootstrap import create_key_store
+
     settings = _mode_settings(data_dir, backend, namespace)
     try:
         with _kube_errors(settings):
-            key, record = _key_store(settings).create(tenant, plan)
+            key, record = create_key_store(settings).create(tenant, plan)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -162,9 +159,11 @@ def keys_list(
     data_dir: DataDir = None, backend: BackendOpt = None, namespace: NamespaceOpt = None
 ) -> None:
     """List keys (ids only: the keys themselves are not stored)."""
+    from docjobs.bootstrap import create_key_store
+
     settings = _mode_settings(data_dir, backend, namespace)
     with _kube_errors(settings):
-        records = _key_store(settings).list_keys()
+        records = create_key_store(settings).list_keys()
     for record in records:
         state = f"revoked {record.revoked_at:%Y-%m-%d}" if record.revoked_at else "active"
         typer.echo(f"{record.key_id}  {record.tenant}  {record.plan}  {state}")
@@ -178,13 +177,46 @@ def keys_revoke(
     namespace: NamespaceOpt = None,
 ) -> None:
     """Revoke a key by its id."""
+    from docjobs.bootstrap import create_key_store
+
     settings = _mode_settings(data_dir, backend, namespace)
     with _kube_errors(settings):
-        revoked = _key_store(settings).revoke(key_id)
+        revoked = create_key_store(settings).revoke(key_id)
     if not revoked:
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Revoked {key_id}")
+
+
+@models_app.command("fetch")
+def models_fetch(
+    url: Annotated[str, typer.Option(help="Where the weights file is (http or https).")],
+    sha256: Annotated[str, typer.Option(help="The file's SHA-256; nothing is kept without it.")],
+    name: Annotated[
+        str | None,
+        typer.Option(help="File name in the directory, e.g. db_resnet50.pt [the URL's last part]."),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            help="Weights directory [env DOCJOBS_DOCTR__WEIGHTS_DIR; <data dir>/models].",
+        ),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Download a weights file into the weights directory, checking its SHA-256; for image
+    builds and air-gapped mirrors (runners never download weights themselves)."""
+    from docjobs.runner.weights import WeightsError, fetch
+
+    settings = _settings(data_dir=data_dir)
+    target_dir = directory or settings.doctr.weights_directory(settings.data_dir)
+    try:
+        path = fetch(url, sha256, target_dir, name)
+    except (WeightsError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docjobs.domain.models import RetryPolicy
@@ -51,7 +51,8 @@ class RunnerSettings(BaseModel):
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
     """Workers; number of CPUs. Engines are CPU-bound, more workers only queue in the kernel."""
     memory_limit_mb: int = 4096
-    """MiB; 4 GiB address space per worker, so a memory bomb kills a worker, not the host."""
+    """MiB; 4 GiB of data (heap and anonymous memory) per worker, so a memory bomb kills a
+    worker, not the host."""
     max_jobs_per_worker: int = 200
     """Jobs; 200. A warm worker is replaced after this many jobs, bounding leaks in engines."""
     poll_seconds: float = 0.5
@@ -69,7 +70,15 @@ class RateLimitSettings(BaseModel):
         "pro": "60/minute",
         "business": "60/minute",
     }
-    """Requests per window by plan, in the ``limits`` notation; the parse API's numbers."""
+    """Requests per window by plan, in the ``limits`` notation; the parse API's numbers.
+    Every API key has one of these plans."""
+
+    @field_validator("plans")
+    @classmethod
+    def _some_plan(cls, plans: dict[str, str]) -> dict[str, str]:
+        if not plans:
+            raise ValueError("at least one plan is needed: every API key has one")
+        return plans
 
 
 class S3Settings(BaseModel):
@@ -97,10 +106,22 @@ class KubernetesSettings(BaseModel):
     """Seconds; 30. The API refuses to start if its caches cannot list within this time."""
     keys_secret: str = "docjobs-api-keys"  # noqa: S105 - a name, not a secret
     """Secret holding the API keys' hashes, one data entry per key id."""
+    webhooks_secret: str = "docjobs-webhooks"  # noqa: S105 - a name, not a secret
+    """Secret holding webhook endpoints and their signing secrets; the operator reads the one
+    of each job's namespace."""
+    sync_workers: int = Field(default=2, ge=0)
+    """Workers; 2. Warm runner processes in the API process for sync requests, as embedded
+    mode has: a sync request under the sync limits runs on one (its DocumentJob claimed by
+    this process) instead of waiting for a runner pod. 0: every job is a runner Job. A request
+    that finds them all busy becomes a runner Job."""
+    claim_seconds: float = Field(default=30.0, gt=0)
+    """Seconds; 30. How long a claim on a DocumentJob holds without renewal (it is renewed
+    every third of this while the work runs): the operator takes over the job of an API
+    process that died this long after its last renewal."""
 
 
 class LlmSettings(BaseModel):
-    """Claude, for templates whose engine is ``llm``."""
+    """Claude, for templates whose engine is ``llm`` and for vision OCR."""
 
     base_url: str | None = None
     """URL of the Anthropic Messages API; ``None``: the SDK's default (or ANTHROPIC_BASE_URL).
@@ -114,6 +135,51 @@ class LlmSettings(BaseModel):
     """Seconds; 60. One request; longer waits fail the attempt, which is retried."""
     max_tokens: int = 2048
     """Tokens; 2048. Cap on the answer: room for ~100 fields or a long table of line items."""
+    vision_max_tokens: int = 8192
+    """Tokens; 8192. Cap on a vision OCR answer: the transcript of ``vision_pages_per_request``
+    dense pages (~1,500 tokens each) with room to spare."""
+    vision_pages_per_request: int = 4
+    """Pages; 4. Pages one vision OCR request carries: fewer requests, while every page's
+    transcript still fits in ``vision_max_tokens``."""
+    vision_page_format: Literal["pdf", "image"] = "pdf"
+    """``pdf``: PDF inputs go as document blocks (Claude sees both the page image and any
+    text layer); ``image``: every page is rendered to a PNG first (for gateways or models
+    without PDF support). Image inputs always go as images."""
+    vision_max_retries: int = 2
+    """Retries; 2. The SDK retries 408/409/429/5xx/overloaded answers and dropped connections
+    this often, with its own backoff, before the attempt fails as transient and the job's
+    retry policy takes over."""
+
+
+class DoctrSettings(BaseModel):
+    """docTR, the advanced OCR engine. Weights never come from a hub at run time: fill
+    ``weights_dir`` (or ``weights_prefix``) with ``docjobs models fetch``."""
+
+    detection_arch: str = "db_resnet50"
+    """docTR text detection architecture; ``db_resnet50``: docTR's most accurate on straight
+    document pages. ``db_mobilenet_v3_large`` is ~4x cheaper on CPU."""
+    recognition_arch: str = "crnn_vgg16_bn"
+    """docTR text recognition architecture; ``crnn_vgg16_bn``: docTR's default, a good
+    accuracy/speed balance. ``crnn_mobilenet_v3_small`` is ~5x cheaper on CPU."""
+    weights_dir: Path | None = None
+    """Directory with one PyTorch state dict per architecture, ``<arch>.pt`` (or docTR's
+    release names, ``<arch>-<hash>.pt``); ``None``: ``<data_dir>/models``."""
+    weights_prefix: str = ""
+    """Object-store key prefix holding the same files; when set, the files are downloaded
+    into ``weights_dir`` once per runner process. Empty: only ``weights_dir`` is read."""
+    device: Literal["auto", "cuda", "cpu"] = "auto"
+    """``auto``: CUDA when ``torch.cuda.is_available()``, else CPU."""
+    page_batch_size: int = Field(default=4, ge=1)
+    """Pages; 4. Pages the detection model sees at once: larger batches use the GPU better
+    and need ~150 MB of device memory per page at docTR's 1024 px input."""
+    word_batch_size: int = Field(default=128, ge=1)
+    """Word crops; 128 (docTR's default). Crops the recognition model reads at once."""
+    cpu_threads: int = Field(default=1, ge=0)
+    """Threads; 1. PyTorch's CPU threads per runner process: embedded mode already runs one
+    worker per CPU, more threads only contend. 0: PyTorch's default (all CPUs)."""
+
+    def weights_directory(self, data_dir: Path) -> Path:
+        return self.weights_dir if self.weights_dir is not None else data_dir / "models"
 
 
 class Settings(BaseSettings):
@@ -131,6 +197,7 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     llm: LlmSettings = LlmSettings()
+    doctr: DoctrSettings = DoctrSettings()
     webhooks: WebhookSettings = WebhookSettings()
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""

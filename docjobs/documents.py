@@ -11,17 +11,21 @@ The runner reuses the pure helpers (:func:`sniff_content_type`, :func:`validate_
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
 from pypdf import PasswordType, PdfReader
+
+from docjobs.languages import (
+    UnsupportedLanguage,
+    installed_tesseract_languages,
+    tesseract_languages,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,28 +202,37 @@ def validate_pages(pages: str | None, page_count: int) -> list[int]:
         return list(range(1, page_count + 1))
     selected: dict[int, None] = {}
     for part in pages.split(","):
-        match = _PAGE_SPAN.match(re.sub(r"\s+", "", part))
+        span = re.sub(r"\s+", "", part)
+        shown = span if len(span) <= 40 else f"{span[:37]}..."
+        match = _PAGE_SPAN.match(span)
         if match is None:
             raise DocumentError(
-                422, "invalid_page_range", f"{part.strip()!r} is not a page number or range."
+                422, "invalid_page_range", f"{shown!r} is not a page number or range."
             )
-        first = int(match[1])
-        last = int(match[2]) if match[2] else first
+        first = _page_number(match[1], page_count)
+        last = _page_number(match[2], page_count) if match[2] else first
         if first < 1 or last < first:
             raise DocumentError(
-                422,
-                "invalid_page_range",
-                f"Page range {part.strip()!r} must run upwards from page 1.",
+                422, "invalid_page_range", f"Page range {shown!r} must run upwards from page 1."
             )
         if last > page_count:
             raise DocumentError(
                 422,
                 "page_range_out_of_bounds",
-                f"Page range {part.strip()!r} asks for page {last}, "
-                f"but the document has {_pages(page_count)}.",
+                f"Page range {shown!r} goes past the end: the document has {_pages(page_count)}.",
             )
         selected.update(dict.fromkeys(range(first, last + 1)))
     return list(selected)
+
+
+def _page_number(digits: str, page_count: int) -> int:
+    """``digits`` as a number; any number past the last page reads as the page after it.
+
+    A number with more digits than the page count is past the end whatever it is, and
+    one of thousands of digits would pass int()'s limit (4,300) and fail as a 500.
+    """
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(page_count)) else page_count + 1
 
 
 def pdf_page_count(path: Path) -> int:
@@ -247,45 +260,17 @@ def pdf_page_count(path: Path) -> int:
     return page_count
 
 
-@functools.cache
-def installed_tesseract_languages() -> frozenset[str]:
-    """Recognition languages of the local Tesseract; empty when Tesseract is not installed.
+def check_language(hint: str) -> str:
+    """Tesseract's codes for a language hint ("en", "english", "fr-FR", "eng+deu").
 
-    ``osd`` is left out: it detects orientation and script and recognises no text.
+    Refused as ``unsupported_language`` only when some part maps to no installed
+    language. Where Tesseract is not installed (an API image without engines) the hint is
+    only translated; the runner refuses the job if its Tesseract lacks the language.
     """
     try:
-        listing = subprocess.run(
-            ["tesseract", "--list-langs"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("cannot list Tesseract languages: %s", exc)
-        return frozenset()
-    # The first line is a header ("List of available languages in ... (3):").
-    names = {line.strip() for line in listing.splitlines()[1:]}
-    return frozenset(name for name in names if name and name != "osd")
-
-
-def check_language(lang: str) -> None:
-    """Refuse a Tesseract language spec ("eng" or "eng+deu") naming an uninstalled language.
-
-    Where Tesseract is not installed (an API image without engines) nothing can be
-    checked here; the runner refuses the job instead.
-    """
-    installed = installed_tesseract_languages()
-    if not installed:
-        return
-    missing = [name for name in lang.split("+") if name not in installed]
-    if missing:
-        raise DocumentError(
-            422,
-            "unsupported_language",
-            f"Language {', '.join(missing)} is not installed; "
-            f"available: {', '.join(sorted(installed))}.",
-        )
+        return tesseract_languages(hint, installed_tesseract_languages())
+    except UnsupportedLanguage as exc:
+        raise DocumentError(422, "unsupported_language", str(exc)) from None
 
 
 def _read_head(path: Path) -> bytes:

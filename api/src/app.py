@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from docjobs.backends.base import Backend
 from docjobs.bootstrap import create_backend
@@ -31,7 +32,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         finally:
             await backend.stop()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts and styles served from the package, not a CDN: the
+    # reference must render in clusters without internet access.
+    app = FastAPIOffline(
         title="docjobs",
         summary="Asynchronous document processing: convert, OCR, extract.",
         version="0.1.0",

@@ -39,7 +39,7 @@ async def current_principal(
 ) -> Principal:
     if not api_key:
         raise ApiError(401, "missing_api_key", "Send your API key in the X-API-Key header.")
-    principal = backend.keys.authenticate(api_key.strip())
+    principal = await backend.offload(backend.keys.authenticate, api_key.strip())
     if principal is None:
         raise ApiError(401, "invalid_api_key", "The API key is invalid or has been revoked.")
     request.state.principal = principal

@@ -19,11 +19,13 @@ from .errors import ApiError
 class RateLimiter:
     def __init__(self, plans: dict[str, str]) -> None:
         self.items: dict[str, RateLimitItem] = {plan: parse(rate) for plan, rate in plans.items()}
+        # A key whose plan has since left the settings gets the strictest plan's rate.
+        self.fallback = min(self.items.values(), key=lambda item: item.amount / item.get_expiry())
         # One process keeps its own counts; replicas each allow the plan's rate.
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def hit(self, plan: str, tenant: str) -> dict[str, str]:
-        item = self.items.get(plan) or self.items["free"]
+        item = self.items.get(plan) or self.fallback
         allowed = self.limiter.hit(item, tenant)
         stats = self.limiter.get_window_stats(item, tenant)
         reset_in = max(0, math.ceil(stats.reset_time - time.time()))

@@ -1,22 +1,20 @@
-"""The common path of every processing endpoint: queue a job, then wait or answer 202."""
+"""the jobs API's answer to a submission: 202 with the job, or the result once done."""
 
 from __future__ import annotations
 
 import re
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from docjobs.auth.keys import Principal
-from docjobs.backends.base import Backend, Submission
-from docjobs.config import Settings
+from docjobs.backends.base import Backend
 from docjobs.documents import DocumentError
-from docjobs.domain.idempotency import DUPLICATE_MESSAGE, fingerprint
-from docjobs.domain.models import Job, Operation, Phase
+from docjobs.domain.idempotency import DUPLICATE_MESSAGE
+from docjobs.domain.models import Job, Phase
 
 from .errors import ApiError
-from .uploads import SavedUpload
-from .views import accepted
+from .submission import SubmissionRequest, SubmissionService
+from .views import accepted, json_response
 
 # Permanent failures the caller can fix by changing a parameter, not the document.
 _PARAMETER_REASONS = {"UnsupportedLanguage", "PageRangeOutOfBounds"}
@@ -26,76 +24,31 @@ def document_error(exc: DocumentError) -> ApiError:
     return ApiError(exc.status_code, exc.code, exc.message)
 
 
-async def queue_job(
-    request: Request,
-    backend: Backend,
-    principal: Principal,
-    operation: Operation,
-    upload: SavedUpload,
-    content_type: str,
-    page_count: int | None,
-    interactive: bool,
-    webhook_url: str | None = None,
-) -> tuple[Job, bool]:
-    """The new job, or the original one of a duplicate submission (and False)."""
-    idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise ApiError(422, "invalid_parameters", "Idempotency-Key must be 1-255 characters.")
-    return await backend.submit(
-        Submission(
-            tenant=principal.tenant,
-            operation=operation,
-            source=upload.path,
-            file_name=upload.file_name,
-            content_type=content_type,
-            sha256=upload.sha256,
-            size=upload.size,
-            page_count=page_count,
-            interactive=interactive,
-            fingerprint=fingerprint(principal.tenant, operation, upload.sha256, idempotency_key),
-            webhook_url=webhook_url,
-        )
-    )
-
-
-async def submit(
-    request: Request,
-    backend: Backend,
-    settings: Settings,
-    principal: Principal,
-    operation: Operation,
-    upload: SavedUpload,
-    content_type: str,
-    page_count: int | None,
-    run_async: bool,
+async def answer(
+    request: Request, submissions: SubmissionService, submission: SubmissionRequest
 ) -> Response:
     """the jobs API's answer: 202 with the job, or the result itself once done."""
-    job, created = await queue_job(
-        request,
-        backend,
-        principal,
-        operation,
-        upload,
-        content_type,
-        page_count,
-        interactive=not run_async,
-    )
-    base_url = str(request.base_url)
-    if run_async:
-        message = "Job queued for processing" if created else DUPLICATE_MESSAGE
-        return JSONResponse(accepted(job, base_url, message), status_code=202)
-    job = await backend.wait(job.spec.job_id, settings.limits.sync_wait_seconds)
+    try:
+        submitted = await submissions.submit(submission)
+    except DocumentError as exc:
+        raise document_error(exc) from None
+    job, base_url = submitted.job, str(request.base_url)
+    if not submitted.interactive:
+        message = "Job queued for processing" if submitted.created else DUPLICATE_MESSAGE
+        return json_response(accepted(job, base_url, message), 202)
+    backend = submissions.backend
+    job = await backend.wait(job.spec.job_id, submissions.settings.limits.sync_wait_seconds)
     if not job.status.phase.terminal:
         message = "Processing is taking longer than the sync limit; it goes on as a job"
-        return JSONResponse(accepted(job, base_url, message), status_code=202)
-    return sync_answer(backend, job)
+        return json_response(accepted(job, base_url, message), 202)
+    return await sync_answer(backend, job)
 
 
-def sync_answer(backend: Backend, job: Job) -> Response:
+async def sync_answer(backend: Backend, job: Job) -> Response:
     status = job.status
     headers = {"X-Job-Id": job.spec.job_id}
     if status.phase is Phase.COMPLETE and status.result is not None:
-        return result_response(backend, job, headers)
+        return await result_response(backend, job, headers)
     if status.phase is Phase.CANCELLED:
         raise ApiError(409, "job_cancelled", "The job was cancelled.", headers=headers)
     error = status.error
@@ -106,21 +59,17 @@ def sync_answer(backend: Backend, job: Job) -> Response:
     raise ApiError(503, "processing_failed", f"Processing failed: {message}", headers=headers)
 
 
-def result_response(backend: Backend, job: Job, headers: dict[str, str]) -> Response:
+async def result_response(backend: Backend, job: Job, headers: dict[str, str]) -> Response:
     result = job.status.result
     assert result is not None
-    if result.content_type == "application/json":
-        return Response(
-            b"".join(backend.iter_result(job)), media_type="application/json", headers=headers
-        )
-    stem = job.spec.input.file_name.rsplit(".", 1)[0] or "result"
-    extension = result.key.rsplit(".", 1)[-1]
-    disposition = f'attachment; filename="{_ascii(stem)}.{extension}"'
-    return StreamingResponse(
-        backend.iter_result(job),
-        media_type=result.content_type,
-        headers={**headers, "Content-Disposition": disposition, "Content-Length": str(result.size)},
-    )
+    chunks = await backend.open_result(job)
+    headers = {**headers, "Content-Length": str(result.size)}
+    if result.content_type != "application/json":  # JSON shows inline, files download
+        stem = job.spec.input.file_name.rsplit(".", 1)[0] or "result"
+        extension = result.key.rsplit(".", 1)[-1]
+        headers["Content-Disposition"] = f'attachment; filename="{_ascii(stem)}.{extension}"'
+    # A sync iterator: Starlette reads it in a worker thread, off the event loop.
+    return StreamingResponse(chunks, media_type=result.content_type, headers=headers)
 
 
 def snake(reason: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import tempfile
@@ -78,6 +79,16 @@ class BodyLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
+@dataclass(frozen=True)
+class Upload:
+    """The document as a request carries it: a ``file`` part, or text in a ``content`` field."""
+
+    file: UploadFile | None
+    content: str | None = None
+    default_name: str = "document"
+    """The file name when the part has none, or for ``content``."""
+
+
 @dataclass
 class SavedUpload:
     path: Path
@@ -91,14 +102,9 @@ class SavedUpload:
             self.path.unlink()
 
 
-async def save_upload(
-    file: UploadFile | None,
-    content: str | None,
-    scratch_dir: Path,
-    max_bytes: int,
-    default_name: str,
-) -> SavedUpload:
+async def save_upload(upload: Upload, scratch_dir: Path, max_bytes: int) -> SavedUpload:
     """Copy the ``file`` part, or the ``content`` field, to a scratch file."""
+    file, content, default_name = upload.file, upload.content, upload.default_name
     if file is None and content is None:
         raise ApiError(
             400, "missing_file", "Send the document as a 'file' part or 'content' field."
@@ -122,14 +128,14 @@ async def save_upload(
                             f"The file exceeds the {max_bytes / (1024 * 1024):g} MB limit.",
                         )
                     digest.update(chunk)
-                    handle.write(chunk)
+                    await asyncio.to_thread(handle.write, chunk)
             else:
                 data = (content or "").encode()
                 if len(data) > max_bytes:
                     raise ApiError(413, "payload_too_large", "The content exceeds the size limit.")
                 size = len(data)
                 digest.update(data)
-                handle.write(data)
+                await asyncio.to_thread(handle.write, data)
     except BaseException:
         saved.discard()
         raise

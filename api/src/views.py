@@ -1,11 +1,27 @@
-"""the jobs API's response shapes (``/api/v1``)."""
+"""Response bodies (``schemas``) built from jobs, templates and webhook endpoints."""
 
 from __future__ import annotations
 
-from typing import Any
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from docjobs.domain.clock import iso
+from docjobs.domain.events import job_view
 from docjobs.domain.models import Job, Phase
+from docjobs.templates.store import Template
+from docjobs.webhooks.records import DeliveryRecord, WebhookEndpoint
+
+from .schemas import (
+    DeliveryAttemptView,
+    DeliveryView,
+    JobAccepted,
+    JobDetail,
+    JobFailure,
+    JobSummary,
+    ParseJob,
+    TemplateView,
+    WebhookEndpointView,
+)
 
 STATUS_WORDS = {
     Phase.PENDING: "pending",
@@ -24,46 +40,98 @@ PHASES_OF_WORD: dict[str, tuple[Phase, ...]] = {
 }
 
 
-def job_urls(base_url: str, job_id: str) -> dict[str, str]:
-    status_url = f"{base_url.rstrip('/')}/api/v1/jobs/{job_id}"
-    return {"status_url": status_url, "result_url": f"{status_url}/result"}
+def json_response(body: BaseModel, status_code: int = 200) -> JSONResponse:
+    """For routes that choose their status code: the body as its route documents it."""
+    return JSONResponse(body.model_dump(mode="json"), status_code=status_code)
 
 
-def accepted(job: Job, base_url: str, message: str = "Job queued for processing") -> dict[str, Any]:
-    return {
-        "job_id": job.spec.job_id,
-        "status": STATUS_WORDS[job.status.phase],
-        "message": message,
-        **job_urls(base_url, job.spec.job_id),
-    }
+# --- the jobs API --------------------------------------------------------------------------
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    status = job.status
-    return {
-        "job_id": job.spec.job_id,
-        "status": STATUS_WORDS[status.phase],
-        "operation": job.spec.operation.kind,
-        "created_at": iso(job.spec.created_at),
-        "completed_at": iso(status.completed_at),
-    }
+def status_url(base_url: str, job_id: str) -> str:
+    return f"{base_url.rstrip('/')}/api/v1/jobs/{job_id}"
 
 
-def job_detail(job: Job, base_url: str) -> dict[str, Any]:
-    status = job.status
-    body = job_summary(job)
-    body.update(
+def result_url(base_url: str, job_id: str) -> str:
+    return f"{status_url(base_url, job_id)}/result"
+
+
+def accepted(job: Job, base_url: str, message: str = "Job queued for processing") -> JobAccepted:
+    job_id = job.spec.job_id
+    return JobAccepted(
+        job_id=job_id,
+        status=STATUS_WORDS[job.status.phase],
+        message=message,
+        status_url=status_url(base_url, job_id),
+        result_url=result_url(base_url, job_id),
+    )
+
+
+def job_summary(job: Job) -> JobSummary:
+    return JobSummary(
+        job_id=job.spec.job_id,
+        status=STATUS_WORDS[job.status.phase],
+        operation=job.spec.operation.kind,
+        created_at=iso(job.spec.created_at),
+        completed_at=iso(job.status.completed_at),
+    )
+
+
+def job_detail(job: Job, base_url: str) -> JobDetail:
+    """Unset optional keys stay off the wire: routes answer it with ``exclude_unset``."""
+    spec, status = job.spec, job.status
+    detail = JobDetail(
+        **job_summary(job).model_dump(),
         started_at=iso(status.started_at),
         attempts=status.attempts,
-        page_count=status.page_count
-        if status.page_count is not None
-        else job.spec.input.page_count,
-        file_name=job.spec.input.file_name,
+        page_count=status.page_count if status.page_count is not None else spec.input.page_count,
+        file_name=spec.input.file_name,
         message=status.message,
-        result_url=job_urls(base_url, job.spec.job_id)["result_url"],
+        result_url=result_url(base_url, spec.job_id),
     )
     if status.phase is Phase.RETRYING:
-        body["next_attempt_at"] = iso(status.next_attempt_at)
+        detail.next_attempt_at = iso(status.next_attempt_at)
     if status.error is not None:
-        body["error"] = {"code": status.error.reason, "message": status.error.message}
-    return body
+        detail.error = JobFailure(code=status.error.reason, message=status.error.message)
+    return detail
+
+
+# --- the parse API -------------------------------------------------------------------------
+
+
+def parse_job(job: Job, result: object, base_url: str) -> ParseJob:
+    """``result``: the job's JSON result when it is small enough to be part of the job."""
+    return ParseJob(**job_view(job, result), result_url=result_url(base_url, job.spec.job_id))
+
+
+def delivery_view(record: DeliveryRecord) -> DeliveryView:
+    return DeliveryView(
+        target=record.target,
+        event=record.event_type,
+        delivered=record.delivered,
+        attempts=[
+            DeliveryAttemptView(at=iso(a.at), status_code=a.status_code, error=a.error)
+            for a in record.attempts
+        ],
+    )
+
+
+def template_view(template: Template) -> TemplateView:
+    """Null keys stay off the wire: routes answer it with ``exclude_none``."""
+    return TemplateView(
+        template_id=template.template_id,
+        **dict(template.spec),
+        created_at=iso(template.created_at),
+        updated_at=iso(template.updated_at),
+    )
+
+
+def endpoint_view(endpoint: WebhookEndpoint) -> WebhookEndpointView:
+    return WebhookEndpointView(
+        id=endpoint.id,
+        url=endpoint.url,
+        events=list(endpoint.events),
+        description=endpoint.description,
+        created_at=iso(endpoint.created_at),
+        updated_at=iso(endpoint.updated_at),
+    )

@@ -3,6 +3,9 @@
 A key reads ``dj_<id>_<secret>``. The id finds the row; the secret is never stored, only the
 SHA-256 of the whole key, compared in constant time. Keys carry 192 random bits, so a fast
 hash is enough: there is nothing to brute-force that a slow hash would protect.
+
+A key's plan is one of the plans the settings give rates for (``DOCJOBS_RATE_LIMITS__PLANS``);
+key stores are given those names and refuse others.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-PLANS = ("free", "starter", "pro", "business")
+from docjobs.domain.models import TENANT_PATTERN
+
 KEY_FORMAT = re.compile(r"^dj_([0-9a-f]{12})_([A-Za-z0-9_-]{32})$")
 _DUMMY_HASH = hashlib.sha256(b"docjobs-no-such-key").hexdigest()
 
@@ -59,14 +64,18 @@ class KeyStore(Protocol):
 
 
 def check_tenant(tenant: str) -> str:
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", tenant):
+    if not re.fullmatch(TENANT_PATTERN, tenant):
         raise ValueError("tenant must be 1-63 lowercase letters, digits or '-'")
     return tenant
 
 
-def check_plan(plan: str) -> str:
-    if plan not in PLANS:
-        raise ValueError(f"plan must be one of {', '.join(PLANS)}")
+def check_plan(plan: str, plans: Collection[str]) -> str:
+    """``plan`` if it is one of ``plans``, the configured ones."""
+    if plan not in plans:
+        raise ValueError(
+            f"unknown plan {plan!r}: the plans DOCJOBS_RATE_LIMITS__PLANS defines are"
+            f" {', '.join(plans)}"
+        )
     return plan
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 from docjobs.auth.keys import KeyStore
 from docjobs.config import JobSettings
 from docjobs.domain.models import InputRef, Job, JobSpec, Operation, Phase
+from docjobs.storage.base import ObjectStore
 from docjobs.templates.store import TemplateStore
 from docjobs.webhooks.records import WebhookStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,27 @@ def job_spec(
     )
 
 
+def store_input(objects: ObjectStore, key: str, submission: Submission) -> int:
+    """Copies the submission's file to ``key`` (blocking); its size."""
+    return objects.put_file(key, submission.source, submission.content_type)
+
+
+def json_result(objects: ObjectStore, job: Job, limit: int) -> object:
+    """A finished job's JSON result, if it has one of at most ``limit`` bytes (blocking)."""
+    result = job.status.result
+    if result is None or result.content_type != "application/json" or result.size > limit:
+        return None
+    return json.loads(b"".join(objects.iter_chunks(result.key)))
+
+
+def opened_result(objects: ObjectStore, job: Job) -> Iterator[bytes]:
+    """``open_result``'s blocking part: the first chunk read, then the rest as they come."""
+    assert job.status.result is not None
+    chunks = objects.iter_chunks(job.status.result.key)
+    first = next(chunks, None)
+    return chunks if first is None else itertools.chain((first,), chunks)
+
+
 class Backend(Protocol):
     @property
     def keys(self) -> KeyStore: ...
@@ -81,7 +108,15 @@ class Backend(Protocol):
 
     async def stop(self) -> None: ...
 
-    def ready(self) -> bool: ...
+    def dependencies(self) -> dict[str, str]:
+        """Each service the backend relies on, with ``ok`` or why it is down."""
+        ...
+
+    async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``call`` (a method of ``keys``, ``templates`` or ``webhooks``: they block) in a
+        worker thread, so the event loop keeps serving. Raises ``DependencyUnavailable``
+        when what the store lives in is down, at once rather than after client timeouts."""
+        ...
 
     async def submit(self, submission: Submission) -> tuple[Job, bool]:
         """The new job and True, or the original job of a duplicate submission and False."""
@@ -101,9 +136,13 @@ class Backend(Protocol):
         """The job once terminal, or as it stands when ``timeout`` seconds have passed."""
         ...
 
-    def iter_result(self, job: Job) -> Iterator[bytes]: ...
+    async def open_result(self, job: Job) -> Iterator[bytes]:
+        """A finished job's result bytes, the object already opened: a store that cannot
+        serve it raises here (``DependencyUnavailable`` for an outage), before any answer
+        has begun; the rest is read as the iterator is (a blocking read)."""
+        ...
 
-    def read_json_result(self, job: Job, limit: int) -> object:
+    async def read_json_result(self, job: Job, limit: int) -> object:
         """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
         ...
 

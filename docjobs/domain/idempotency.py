@@ -7,10 +7,21 @@ import json
 
 from pydantic import BaseModel
 
+from docjobs.domain.models import Job, Phase
+
 ENGINE_VERSION = "1"
 """Raised when an engine's output for the same input changes, so old results are not reused."""
 
 DUPLICATE_MESSAGE = "This document has already been submitted. Returning existing job."
+
+REUSABLE_PHASES = frozenset({Phase.PENDING, Phase.PROCESSING, Phase.RETRYING, Phase.COMPLETE})
+"""Phases in which a job is returned for a repeat of its submission. A failed or cancelled
+twin is not: the user is retrying, and the document runs again as a new job."""
+
+
+def reusable(job: Job) -> bool:
+    """Whether ``job`` answers a repeat of its submission (a cancel on its way counts as done)."""
+    return job.status.phase in REUSABLE_PHASES and not job.cancel_requested
 
 
 def fingerprint(

@@ -148,11 +148,10 @@ def decide(spec: JobSpec, status: JobStatus, observation: Observation) -> Decisi
         case RunnerLost(reason=reason, at=now):
             if status.attempts >= spec.retry_policy.max_attempts:
                 return _fail(status, _gave_up(status.attempts, reason), now)
-            # Not the document's fault: start again at once, the lost attempt still counts.
-            requeued = status.model_copy(
-                update={"phase": Phase.PENDING, "message": f"Requeued: {reason}"}
-            )
-            return Decision(requeued, ())
+            # Not the document's fault, but the attempt counts, so it waits out the backoff
+            # like any failed one: a runner lost to a sick node is not restarted in a loop.
+            lost = JobError(reason="RunnerLost", message=reason, permanent=False)
+            return _retry_or_fail(spec, status, lost, now)
     return Decision(status)
 
 

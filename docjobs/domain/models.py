@@ -18,6 +18,11 @@ from docjobs.templates.schema import TemplateSpec
 DOMAIN = "docjobs.io"
 """Prefix of every label, annotation and API group docjobs owns."""
 
+TENANT_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+"""A tenant: a DNS label, so it can be a label value and the first folder of its objects."""
+JOB_ID_PATTERN = r"^job_[0-9a-f]{24}(-[1-9][0-9]{0,5})?$"
+"""``job_<24 hex>``, or a resubmission's successor ``job_<24 hex>-2``, ``-3``..."""
+
 
 class Phase(StrEnum):
     PENDING = "Pending"
@@ -66,7 +71,9 @@ class ConvertToPdf(_Model):
 
 
 class OcrParams(_Model):
-    output: Literal["simple", "detailed"] = "simple"
+    output: Literal["simple", "detailed", "searchable_pdf"] = "simple"
+    """``searchable_pdf``: the input as a PDF with the recognised words as an invisible text
+    layer, instead of JSON."""
     language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
     pages: str | None = Field(
         default=None,

@@ -1,11 +1,29 @@
-"""The Kubernetes API as plain JSON: configuration, requests, watches, data maps.
+"""The Kubernetes API as plain JSON: the one client of the API, the operator and the test rig.
 
 Why not the generated ``CustomObjectsApi``/``CoreV1Api``: kubernetes-client 37 validates
 every call with pydantic and picks PATCH content types by itself, and its models change
-between major versions. We need a handful of paths on three resources with an exact wire
-format (merge patches, raw JSON, streamed watches), so we send and receive dicts. The
-package's ``ApiClient`` still does what must stay right: kubeconfig and in-cluster loading,
-TLS, and token refresh (in-cluster service-account tokens rotate).
+between major versions. We need a handful of paths with an exact wire format (merge and
+strategic-merge patches, raw JSON, streamed watches), so we send and receive dicts. The
+package still does what must stay right and is stable across versions: kubeconfig and
+in-cluster loading into a ``Configuration``, the connection pool it builds from one (TLS,
+proxy), and the bearer token, refreshed on every request (service-account tokens rotate).
+
+Retries and timeouts are ours, because which request may be sent twice is a question of
+what the caller does with the answer:
+
+- A request goes out again only when the API server cannot have acted on it: the connection
+  could not be opened (refused, connect timeout). A GET also goes out once more when its
+  answer was lost, since reading twice changes nothing.
+- A write whose answer was lost (read timeout, reset connection, TLS error) is never sent
+  again here. The server may have applied it, and then the copy is refused because of the
+  first: a conditional replace answers 409 (the resourceVersion moved: by our own write),
+  a create AlreadyExists, a delete 404. The caller would take its own success for someone
+  else's change. So the error goes up, and the caller reads again and decides on what is
+  there (the operator's steps are written for exactly that).
+- No retries on 429/5xx answers: the caller gets the ``KubeError`` and its own backoff
+  decides (kopf's handlers, the operator's tick, the watch cache's loop).
+- Connect timeout 5 s; the read timeout (``request_timeout``) bounds each wait for data,
+  and a watch's read timeout is its server-side timeout plus 30 s.
 """
 
 from __future__ import annotations
@@ -14,31 +32,61 @@ import base64
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
-from urllib.parse import quote
+from urllib.parse import urlencode
 
+import urllib3
 from kubernetes import config as kube_config
-from kubernetes.client.api_client import ApiClient
 from kubernetes.client.configuration import Configuration
+from kubernetes.client.rest import RESTClientObject
+from urllib3.util.retry import Retry
 
-from docjobs.kube.resources import GROUP, PLURAL, VERSION
+from .paths import core_path
 
 JSON = dict[str, Any]
 T = TypeVar("T")
 
+APPLICATION_JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 DataKind = Literal["secrets", "configmaps"]
+Propagation = Literal["Background", "Foreground", "Orphan"]
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection; a reachable API server accepts in milliseconds."""
+WATCH_GRACE = 30.0
+"""Seconds a watch may stay silent beyond its server-side timeout before we give up on it."""
+
+RETRIES = Retry(
+    total=2,
+    connect=2,  # never reached the server: safe for every verb
+    read=1,  # the answer was lost: only for the verbs below
+    allowed_methods=frozenset({"GET"}),
+    other=0,  # TLS errors can happen after a write was sent: treated as lost answers
+    status=0,
+    status_forcelist=(),
+    respect_retry_after_header=False,
+    redirect=False,
+    raise_on_status=False,
+    backoff_factor=0.2,
+)
+"""Which requests the transport sends again; see the module docstring for why."""
 
 
 class KubeError(Exception):
-    """A non-2xx answer of the API server, with its ``Status`` reason and message."""
+    """A non-2xx answer of the API server, with its ``Status`` reason and message.
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"HTTP {status} {reason}: {message}")
+    A request that got no answer (refused, timed out, reset) raises urllib3's exception
+    instead: nothing was said, and whether a write was applied is unknown."""
+
+    def __init__(self, status: int, reason: str, message: str, request: str = "") -> None:
+        where = f"{request}: " if request else ""
+        super().__init__(f"{where}HTTP {status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.request = request
 
     @property
     def not_found(self) -> bool:
@@ -76,74 +124,119 @@ def load_configuration(kubeconfig: str | None = None) -> Configuration:
     return configuration
 
 
-def documentjobs_path(namespace: str, name: str | None = None) -> str:
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{PLURAL}"
-    return f"{path}/{quote(name, safe='')}" if name else path
-
-
-def core_path(namespace: str, plural: str, name: str | None = None) -> str:
-    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/{plural}"
-    return f"{path}/{quote(name, safe='')}" if name else path
-
-
 class WatchStream:
-    """The events of one watch request, as they arrive; ``close`` from any thread ends it."""
+    """The events of one watch request, as they arrive; ``close`` from any thread ends it.
+    Iterating to the end, or leaving a ``with`` block, gives the connection back."""
 
-    def __init__(self, response: Any) -> None:
+    def __init__(self, response: urllib3.BaseHTTPResponse) -> None:
         self._response = response
 
     def __iter__(self) -> Iterator[JSON]:
         pending = b""
-        for chunk in self._response.stream(1 << 16, decode_content=True):
-            pending += chunk
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                if line.strip():
-                    event: JSON = json.loads(line)
-                    yield event
+        try:
+            for chunk in self._response.stream(1 << 16, decode_content=True):
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    if line.strip():
+                        event: JSON = json.loads(line)
+                        yield event
+        finally:
+            self.close()
+
+    def __enter__(self) -> WatchStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def close(self) -> None:
         # shutdown() unblocks a read in progress in another thread; close() alone does not.
-        # A stream that ended by itself has given its connection back already: nothing to do.
-        with contextlib.suppress(RuntimeError):
+        # A stream that ended by itself has given its connection back already: nothing to do;
+        # one cut short is closed, since its connection cannot carry another request.
+        with contextlib.suppress(RuntimeError, ValueError, OSError):
             self._response.shutdown()
+        self._response.close()
         self._response.release_conn()
 
 
+ResponseHook = Callable[[str, int], None]
+"""Called with the verb and status code of every answer (metrics)."""
+
+
 class KubeClient:
-    def __init__(self, configuration: Configuration, request_timeout: float = 30.0) -> None:
-        self.api = ApiClient(configuration)
+    """Thread-safe: one client (one connection pool) serves all threads of a process."""
+
+    def __init__(
+        self,
+        configuration: Configuration,
+        request_timeout: float = 30.0,
+        pool_size: int = 10,
+        on_response: ResponseHook | None = None,
+    ) -> None:
+        self.configuration = configuration
+        # Read once: the kubeconfig loader's token hook copies its host back on every request.
+        self.host = str(configuration.host).rstrip("/")
         self.request_timeout = request_timeout
+        self.on_response = on_response
+        configuration.connection_pool_maxsize = pool_size
+        # The package's pool: TLS files, verification, proxy and socket options as the
+        # kubeconfig says; more threads than connections open extra ones (block=False).
+        self._pool: urllib3.PoolManager = RESTClientObject(configuration).pool_manager
 
     @classmethod
     def from_environment(
-        cls, request_timeout: float = 30.0, kubeconfig: str | None = None
+        cls,
+        request_timeout: float = 30.0,
+        kubeconfig: str | None = None,
+        pool_size: int = 10,
+        on_response: ResponseHook | None = None,
     ) -> KubeClient:
-        return cls(load_configuration(kubeconfig), request_timeout)
+        return cls(load_configuration(kubeconfig), request_timeout, pool_size, on_response)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": APPLICATION_JSON}
+        # auth_settings() runs the token refresh hook (rotated service-account tokens); its
+        # TypedDict differs between package versions, the header entries do not.
+        settings: dict[str, Any] = dict(self.configuration.auth_settings())
+        for setting in settings.values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
 
     def _send(
         self,
         method: str,
         path: str,
-        query: dict[str, Any] | None,
+        query: Mapping[str, Any] | None,
         body: Any,
         content_type: str,
-        timeout: float | tuple[float, float],
-    ) -> Any:
-        """The urllib3 response, body not read yet; a non-2xx answer raises KubeError."""
-        params = [(k, v) for k, v in (query or {}).items() if v is not None]
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        request = self.api.param_serialize(
+        read_timeout: float,
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        """The response (body not read yet when ``stream``); a non-2xx answer raises."""
+        params = {k: _query_value(v) for k, v in (query or {}).items() if v is not None}
+        url = self.host + path + (f"?{urlencode(params)}" if params else "")
+        headers = self._headers()
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body).encode()
+        response = self._pool.request(
             method,
-            path,
-            query_params=params,
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+            url,
+            body=data,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout),
+            retries=RETRIES,
+            preload_content=not stream,
         )
-        response = self.api.call_api(*request, _request_timeout=timeout).response
+        if self.on_response is not None:
+            self.on_response(method, response.status)
         if not 200 <= response.status <= 299:
-            raise _error(response.status, response.data)
+            error = _error(response.status, response.data, f"{method} {path}")
+            response.release_conn()
+            raise error
         return response
 
     def request(
@@ -151,9 +244,9 @@ class KubeClient:
         method: str,
         path: str,
         *,
-        query: dict[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
         body: Any = None,
-        content_type: str = "application/json",
+        content_type: str = APPLICATION_JSON,
     ) -> JSON:
         response = self._send(method, path, query, body, content_type, self.request_timeout)
         data = response.data
@@ -163,28 +256,70 @@ class KubeClient:
     def get(self, path: str, **query: Any) -> JSON:
         return self.request("GET", path, query=query)
 
-    def get_text(self, path: str) -> str:
-        """A non-JSON endpoint such as the API server's ``/metrics``."""
-        response = self._send("GET", path, None, None, "text/plain", self.request_timeout)
-        return str(response.data.decode("utf-8", "replace"))
+    def find(self, path: str) -> JSON | None:
+        """The object, or ``None`` if there is none."""
+        try:
+            return self.get(path)
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
 
-    def create(self, path: str, body: JSON) -> JSON:
-        return self.request("POST", path, body=body)
+    def items(self, path: str, labels: Mapping[str, str] | None = None, **query: Any) -> list[JSON]:
+        """A collection's objects, selected by ``labels`` (all of them equal)."""
+        if labels:
+            query["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        found: list[JSON] = self.get(path, **query).get("items") or []
+        return found
+
+    def get_text(self, path: str) -> str:
+        """A non-JSON endpoint such as the API server's ``/metrics`` or ``/readyz``."""
+        response = self._send("GET", path, None, None, "text/plain", self.request_timeout)
+        return response.data.decode("utf-8", "replace")
+
+    def create(self, path: str, body: JSON, **query: Any) -> JSON:
+        """POST; ``query`` e.g. ``fieldValidation="Strict"``."""
+        return self.request("POST", path, query=query, body=body)
 
     def replace(self, path: str, body: JSON) -> JSON:
+        """PUT; conditional when ``body`` carries ``metadata.resourceVersion``."""
         return self.request("PUT", path, body=body)
 
-    def merge_patch(self, path: str, body: JSON) -> JSON:
-        return self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+    def patch(self, path: str, body: JSON, content_type: str = MERGE_PATCH) -> JSON:
+        return self.request("PATCH", path, body=body, content_type=content_type)
 
-    def delete(self, path: str) -> JSON:
-        return self.request("DELETE", path)
+    def merge_patch(self, path: str, body: JSON) -> JSON:
+        return self.patch(path, body, MERGE_PATCH)
+
+    def delete(
+        self,
+        path: str,
+        *,
+        propagation: Propagation | None = "Background",
+        options: JSON | None = None,
+        missing_ok: bool = False,
+    ) -> JSON:
+        """Delete an object (or a collection). ``Background``: the object goes now and the
+        garbage collector takes its dependents; batch/v1 Jobs would otherwise orphan their
+        pods. ``options``: more ``DeleteOptions`` (grace period, preconditions).
+        ``missing_ok``: an object already gone answers ``{}`` instead of raising."""
+        body: JSON = dict(options or {})
+        if propagation is not None:
+            body["propagationPolicy"] = propagation
+        try:
+            return self.request("DELETE", path, body=body or None)
+        except KubeError as exc:
+            if missing_ok and exc.not_found:
+                return {}
+            raise
 
     def watch(
-        self, path: str, resource_version: str, timeout_seconds: int, **query: Any
+        self, path: str, resource_version: str | None, timeout_seconds: int, **query: Any
     ) -> WatchStream:
-        """Changes after ``resource_version``, bookmarks included, until the server ends the
-        watch after ``timeout_seconds``; the client gives up 30 s after that."""
+        """Changes after ``resource_version`` (``None``: the current objects first, as
+        ADDED), bookmarks included, until the server ends the watch after
+        ``timeout_seconds``; the client gives up ``WATCH_GRACE`` seconds after that. A
+        410 Gone arrives as an ``ERROR`` event."""
         query = {
             **query,
             "watch": "true",
@@ -192,23 +327,19 @@ class KubeClient:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": timeout_seconds,
         }
-        timeout = (min(self.request_timeout, 10.0), timeout_seconds + 30.0)
-        return WatchStream(self._send("GET", path, query, None, "application/json", timeout))
+        read_timeout = timeout_seconds + WATCH_GRACE
+        response = self._send("GET", path, query, None, APPLICATION_JSON, read_timeout, True)
+        return WatchStream(response)
 
     def close(self) -> None:
-        close: Callable[[], None] = self.api.close
-        close()
+        self._pool.clear()
 
     # --- Secrets and ConfigMaps as small key-value stores --------------------------------------
 
     def read_data(self, namespace: str, kind: DataKind, name: str) -> dict[str, str]:
         """The object's data entries, decoded; empty when it does not exist."""
-        try:
-            return data_of(kind, self.get(core_path(namespace, kind, name)))
-        except KubeError as exc:
-            if exc.not_found:
-                return {}
-            raise
+        resource = self.find(core_path(namespace, kind, name))
+        return data_of(kind, resource) if resource is not None else {}
 
     def update_data(
         self,
@@ -225,12 +356,7 @@ class KubeClient:
         applies its change again to the fresh object.
         """
         for _ in range(attempts):
-            try:
-                current: JSON | None = self.get(core_path(namespace, kind, name))
-            except KubeError as exc:
-                if not exc.not_found:
-                    raise
-                current = None
+            current = self.find(core_path(namespace, kind, name))
             data = data_of(kind, current) if current else {}
             before = dict(data)
             result = change(data)
@@ -275,9 +401,16 @@ def _encode(kind: DataKind, data: dict[str, str]) -> dict[str, str]:
     return dict(data)
 
 
-def _error(status: int, body: bytes) -> KubeError:
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _error(status: int, body: bytes, request: str) -> KubeError:
     try:
         payload = json.loads(body)
-        return KubeError(status, str(payload.get("reason", "")), str(payload.get("message", "")))
+        reason, message = str(payload.get("reason", "")), str(payload.get("message", ""))
     except (ValueError, AttributeError):
-        return KubeError(status, "", body.decode("utf-8", "replace")[:500])
+        reason, message = "", body.decode("utf-8", "replace")[:500]
+    return KubeError(status, reason, message, request)

@@ -53,6 +53,13 @@ def documentjob_crd() -> dict[str, Any]:
     for name in IMMUTABLE_SPEC_FIELDS:
         _add_rule(spec["properties"][name], "self == oldSelf", f"{name} is immutable")
     _add_rule(spec["properties"]["cancel"], "self || !oldSelf", "cancel cannot be withdrawn")
+    # The same checks as DocumentJobSpec's validator, at admission: a hand-written job never
+    # reaches the operator with another folder's input or a name that is not its id's.
+    _add_rule(
+        spec,
+        "self.input.key.startsWith(self.tenant + '/' + self.jobId + '/')",
+        "input.key must lie in the job's own folder <tenant>/<jobId>/",
+    )
     status = structural(DocumentJobStatus, "serialization")
     schema: Schema = {
         "type": "object",
@@ -61,6 +68,11 @@ def documentjob_crd() -> dict[str, Any]:
         "properties": {"spec": spec, "status": status},
         "required": ["spec"],
     }
+    _add_rule(
+        schema,
+        "self.metadata.name == self.spec.jobId.replace('_', '-')",
+        "metadata.name must be spec.jobId with '-' for '_' (job_<hex> is named job-<hex>)",
+    )
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -8,11 +8,19 @@ resources through these functions only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, model_validator
 
-from docjobs.domain.models import DOMAIN, Job, JobSpec, JobStatus, _Model
+from docjobs.domain.models import (
+    DOMAIN,
+    JOB_ID_PATTERN,
+    TENANT_PATTERN,
+    Job,
+    JobSpec,
+    JobStatus,
+    _Model,
+)
 from docjobs.templates.schema import TemplateSpec
 
 GROUP = DOMAIN
@@ -32,8 +40,26 @@ LABEL_ATTEMPT = f"{DOMAIN}/attempt"
 
 
 class DocumentJobSpec(JobSpec):
+    # A DocumentJob may be written by hand: its tenant and id name the object-store folder
+    # the operator reads and, on expiry, deletes, so both must be what the API would write.
+    job_id: str = Field(pattern=JOB_ID_PATTERN, max_length=40)
+    """``job_<24 hex>`` (``-2``, ``-3``... for a resubmission); the resource's name is the
+    same with ``-`` for ``_``."""
+    tenant: str = Field(pattern=TENANT_PATTERN, max_length=63)
+    """The tenant that owns the job and its objects (``<tenant>/<jobId>/`` in the store)."""
     cancel: bool = False
     """Set to true to cancel: the running Job is deleted and the phase becomes Cancelled."""
+
+    @model_validator(mode="after")
+    def _own_objects_only(self, info: ValidationInfo) -> Self:
+        """The input lies in the job's own folder; read from a resource, its name is the
+        job id's (``info.context["name"]``), as the CRD's rules also check."""
+        if not self.input.key.startswith(f"{self.tenant}/{self.job_id}/"):
+            raise ValueError(f"input.key must lie under {self.tenant}/{self.job_id}/")
+        name = (info.context or {}).get("name")
+        if name is not None and name != resource_name(self.job_id):
+            raise ValueError(f"name {name} does not match jobId {self.job_id}")
+        return self
 
 
 class Condition(_Model):
@@ -81,7 +107,8 @@ def to_resource(spec: JobSpec, namespace: str) -> dict[str, Any]:
 
 
 def spec_of(resource: dict[str, Any]) -> DocumentJobSpec:
-    return DocumentJobSpec.model_validate(resource["spec"])
+    name = resource.get("metadata", {}).get("name")
+    return DocumentJobSpec.model_validate(resource["spec"], context={"name": name})
 
 
 def status_of(resource: dict[str, Any]) -> DocumentJobStatus:
@@ -108,7 +135,7 @@ class DocumentTemplateSpec(TemplateSpec):
     """A template as a resource: its fields, and the tenant it belongs to. The resource's
     name is the template id, so a template applied from Git can be named ``invoice``."""
 
-    tenant: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    tenant: str = Field(pattern=TENANT_PATTERN)
 
 
 def template_resource(

@@ -12,6 +12,10 @@ class ObjectNotFound(KeyError):
 
 
 class ObjectStore(Protocol):
+    def prepare(self) -> None:
+        """Creates the directory or bucket objects go into, if missing."""
+        ...
+
     def put_file(self, key: str, source: Path, content_type: str) -> int: ...
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> int: ...

@@ -1,6 +1,13 @@
-"""The object store the settings choose: S3 when an endpoint is set, else a local directory."""
+"""The object store the settings choose: S3 when an endpoint is set, else a local directory.
+
+Embedded mode's warm workers are child processes that build their store from their own
+environment; :func:`store_environment` hands them the API process's choice, so both always
+read and write the same store.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from docjobs.config import Settings
 from docjobs.storage.base import ObjectStore
@@ -12,4 +19,24 @@ def store_from_settings(settings: Settings) -> ObjectStore:
         from docjobs.storage.s3 import S3Store  # minio only where S3 is used
 
         return S3Store.from_settings(settings.s3)
-    return LocalStore(settings.data_dir / "objects")
+    return LocalStore(settings.data_dir.resolve() / "objects")
+
+
+def store_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with every store variable replaced by ones naming the store ``settings`` chose.
+
+    Settings given as arguments (``--data-dir``, a test's ``Settings(...)``) are not in the
+    environment, and ``DOCJOBS_S3_*`` variables left in it could point elsewhere: a child
+    reading only this environment picks the same store as ``store_from_settings(settings)``.
+    """
+    env = {name: value for name, value in base.items() if not _names_store(name)}
+    env["DOCJOBS_DATA_DIR"] = str(settings.data_dir.resolve())
+    for field, value in settings.s3.model_dump(exclude_none=True).items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        env[f"DOCJOBS_S3__{field.upper()}"] = text
+    return env
+
+
+def _names_store(variable: str) -> bool:
+    name = variable.upper()  # settings read variable names case-insensitively
+    return name in ("DOCJOBS_DATA_DIR", "DOCJOBS_S3") or name.startswith("DOCJOBS_S3_")

@@ -17,7 +17,10 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         return self.root / safe_key(key)

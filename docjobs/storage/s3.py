@@ -32,7 +32,7 @@ class S3Store:
         )
         return cls(client, settings.bucket)
 
-    def ensure_bucket(self) -> None:
+    def prepare(self) -> None:
         if not self.client.bucket_exists(self.bucket):
             self.client.make_bucket(self.bucket)
 

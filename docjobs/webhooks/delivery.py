@@ -27,6 +27,7 @@ import httpx
 from pydantic_core import to_jsonable_python
 from standardwebhooks.webhooks import Webhook
 
+from docjobs.domain.clock import iso
 from docjobs.webhooks.policy import HOST_NAME, WebhookSettings, network
 
 EVENT_TYPES = ("job.completed", "job.failed", "job.cancelled")
@@ -69,6 +70,21 @@ class PinnedTarget:
 
 
 @dataclass(frozen=True)
+class WebhookMessage:
+    """One event for one target: what :func:`deliver` signs and sends until it lands."""
+
+    url: str
+    secret: str
+    """The target's signing secret (``whsec_...``)."""
+    event_type: str
+    data: Mapping[str, Any]
+    msg_id: str | None = None
+    """The ``webhook-id``, from :func:`message_id`; a random one when absent."""
+    occurred_at: datetime | None = None
+    """When the event happened (the job ended); now when absent."""
+
+
+@dataclass(frozen=True)
 class DeliveryAttempt:
     at: datetime
     status_code: int | None
@@ -99,8 +115,7 @@ def message_id(job_id: str, target: str, event_type: str) -> str:
 def event_body(event_type: str, data: Mapping[str, Any], occurred_at: datetime) -> str:
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
-    timestamp = occurred_at.astimezone(UTC).isoformat(timespec="milliseconds")
-    payload = {"type": event_type, "timestamp": timestamp.replace("+00:00", "Z"), "data": data}
+    payload = {"type": event_type, "timestamp": iso(occurred_at), "data": data}
     return json.dumps(payload, separators=(",", ":"), default=to_jsonable_python)
 
 
@@ -261,30 +276,24 @@ def is_retryable(status_code: int) -> bool:
 
 
 def deliver(
-    target_url: str,
-    secret: str,
-    event_type: str,
-    data: Mapping[str, Any],
+    message: WebhookMessage,
     settings: WebhookSettings,
+    *,
     sleep: Sleep = time.sleep,
     resolver: Resolver = system_resolver,
-    *,
-    msg_id: str | None = None,
-    occurred_at: datetime | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> list[DeliveryAttempt]:
     """POST one event until a 2xx, a final answer, or ``max_attempts``; every try recorded.
 
     Blocking (run it in a thread). An unsafe target gives one failed attempt and no request.
-    ``msg_id`` should come from :func:`message_id`; ``ssl_context`` replaces the system's
-    trust store (tests, private CAs).
+    ``ssl_context`` replaces the system's trust store (tests, private CAs).
     """
-    body = event_body(event_type, data, occurred_at or datetime.now(UTC))
-    msg_id = msg_id or f"msg_{secrets.token_hex(16)}"
-    signer = Webhook(secret)
+    body = event_body(message.event_type, message.data, message.occurred_at or datetime.now(UTC))
+    msg_id = message.msg_id or f"msg_{secrets.token_hex(16)}"
+    signer = Webhook(message.secret)
     # Cached on success only: a DNS failure is retried at the next try, an answer is kept, so
     # all tries of this delivery go to the one checked address.
-    pinned = functools.cache(lambda: resolve_target(target_url, settings, resolver))
+    pinned = functools.cache(lambda: resolve_target(message.url, settings, resolver))
     attempts: list[DeliveryAttempt] = []
     # One client per delivery: its pool is keyed by address, and a TLS connection verified for
     # one host name must never carry a request for another name on the same address.

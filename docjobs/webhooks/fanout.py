@@ -14,7 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from docjobs.webhooks.delivery import EVENT_TYPES, DeliveryAttempt, deliver, message_id
+from docjobs.webhooks.delivery import (
+    EVENT_TYPES,
+    DeliveryAttempt,
+    WebhookMessage,
+    deliver,
+    message_id,
+)
 from docjobs.webhooks.policy import WebhookSettings
 from docjobs.webhooks.records import WebhookStore
 
@@ -60,15 +66,15 @@ def deliver_job_event(
     def one(target: tuple[str, str, str]) -> None:
         name, url, secret = target
         try:
-            attempts = deliver(
+            message = WebhookMessage(
                 url,
                 secret,
                 event_type,
                 data,
-                settings,
                 msg_id=message_id(job_id, name, event_type),
                 occurred_at=when,
             )
+            attempts = deliver(message, settings)
         except Exception as exc:  # a bug here must not lose the record of the others
             log.exception("webhook delivery to %s for job %s failed", name, job_id)
             attempts = [DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)]

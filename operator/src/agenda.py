@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from docjobs.domain.models import TERMINAL_PHASE_NAMES, JobSpec, Phase
-from docjobs.kube.resources import API_VERSION, PLURAL
+from docjobs.kube.claims import claim_of
+from docjobs.kube.paths import documentjobs_path
+from docjobs.kube.status import parse_time
 
-from .builders import Unschedulable, parse_time
+from .builders import Unschedulable
 from .settings import OperatorSettings
 
 _DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
@@ -29,7 +31,7 @@ class Ref:
 
     @property
     def path(self) -> str:
-        return f"/apis/{API_VERSION}/namespaces/{self.namespace}/{PLURAL}/{self.name}"
+        return documentjobs_path(self.namespace, self.name)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -49,6 +51,8 @@ class Agenda:
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = settings
         self._due: dict[Ref, datetime] = {}
+        self._retry: dict[Ref, datetime] = {}
+        """Looks after a failed step; kept apart so that tracking cannot postpone them."""
         self._stuck: dict[Ref, Stuck] = {}
         self._lock = threading.Lock()
 
@@ -67,6 +71,8 @@ class Agenda:
             return ended + timedelta(seconds=spec.get("ttlSecondsAfterFinished", _DEFAULT_TTL))
         if spec.get("cancel"):
             return now
+        if (claim := claim_of(resource)) is not None:  # a renewal moves this look on
+            return max(claim.expires_at, now)
         if phase == Phase.RETRYING:
             return parse_time(status.get("nextAttemptAt")) or now
         if phase == Phase.PROCESSING:
@@ -77,18 +83,26 @@ class Agenda:
         with self._lock:
             self._due[ref] = until
 
+    def retry(self, ref: Ref, at: datetime) -> None:
+        """Look at this DocumentJob again at ``at`` (or earlier, when it is due before)."""
+        with self._lock:
+            self._retry[ref] = min(at, self._retry.get(ref, at))
+
     def forget(self, ref: Ref) -> None:
         with self._lock:
             self._due.pop(ref, None)
+            self._retry.pop(ref, None)
             self._stuck.pop(ref, None)
 
     def due(self, now: datetime) -> list[Ref]:
         """DocumentJobs due now; they are taken off until tracked again."""
         with self._lock:
-            refs = sorted(ref for ref, when in self._due.items() if when <= now)
-            for ref in refs:
-                del self._due[ref]
-        return refs
+            due = {ref for ref, when in self._due.items() if when <= now}
+            due |= {ref for ref, when in self._retry.items() if when <= now}
+            for ref in due:
+                self._due.pop(ref, None)
+                self._retry.pop(ref, None)
+        return sorted(due)
 
     def pod(self, ref: Ref, attempt: int, verdict: Unschedulable | None) -> bool:
         """Record a runner pod's scheduling verdict; True if it changed (newly stuck, a new

@@ -10,7 +10,6 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -26,11 +25,12 @@ from docjobs.domain.models import (
     RunOutcome,
     engine_of,
 )
+from docjobs.kube.client import JSON
 from docjobs.kube.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
+from docjobs.kube.status import parse_time
 
 from .settings import OperatorSettings
 
-JSON = dict[str, Any]
 CONTAINER = "runner"
 LABEL_ENGINE = f"{DOMAIN}/engine"
 ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
@@ -46,6 +46,7 @@ S3_SECRET_KEYS = {
     "DOCJOBS_S3__SECURE": ("secure", True),
     "DOCJOBS_S3__REGION": ("region", True),
 }
+LLM_SECRET_KEY = "apiKey"  # noqa: S105 - a key's name in the Secret
 _MAX_LABEL = 63
 
 
@@ -129,6 +130,12 @@ def build_job(resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSet
     }
     if pool.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in pool.tolerations]
+    if pool.runtime_class_name:
+        pod_spec["runtimeClassName"] = pool.runtime_class_name
+    if pool.priority_class_name:
+        pod_spec["priorityClassName"] = pool.priority_class_name
+    if settings.runner_service_account:
+        pod_spec["serviceAccountName"] = settings.runner_service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -187,6 +194,11 @@ def runner_env(spec: JobSpec, attempt: int, settings: OperatorSettings) -> list[
         if optional:
             ref["optional"] = True
         env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
+    if settings.llm_secret:
+        # Optional: a missing Claude key fails llm jobs readably (LlmNotConfigured) instead
+        # of holding every runner pod in CreateContainerConfigError.
+        ref = {"name": settings.llm_secret, "key": LLM_SECRET_KEY, "optional": True}
+        env.append({"name": "DOCJOBS_LLM__API_KEY", "valueFrom": {"secretKeyRef": ref}})
     env.extend({"name": k, "value": v} for k, v in sorted(settings.runner_env.items()))
     return env
 
@@ -266,20 +278,12 @@ def summary_of(message: str) -> RunnerSummary | None:
         return None
 
 
-def observation_of(
-    end: JobEnd, exit: RunnerExit | None, recorded: RunOutcome | None, now: datetime
-) -> Observation:
-    """What a finished runner Job tells the lifecycle.
-
-    ``recorded`` is the outcome the runner stored in the object store, used when the pod (and
-    its termination message) is gone: garbage-collected while the operator was down.
-    """
+def observation_of(end: JobEnd, exit: RunnerExit | None, now: datetime) -> Observation:
+    """What a finished runner Job says, from Kubernetes alone (see :func:`settle`)."""
     if end.reason == "DeadlineExceeded":
         return AttemptTimedOut(now)
-    code = exit.exit_code if exit is not None else recorded.exit_code if recorded else None
+    code = exit.exit_code if exit is not None else None
     summary = summary_of(exit.message) if exit is not None else None
-    if summary is None and recorded is not None:
-        summary = recorded.summary
     if code is None:
         if end.reason == "PodFailurePolicy":  # only exit 42 fails a Job by policy
             code = EXIT_PERMANENT
@@ -294,6 +298,27 @@ def observation_of(
         )
         return RunnerExited(EXIT_TRANSIENT, RunnerSummary(error=missing), now)
     return RunnerExited(code, summary or RunnerSummary(), now)
+
+
+def reported(end: JobEnd, exit: RunnerExit | None) -> bool:
+    """Whether the runner itself told how the attempt ended: an exit code with its summary
+    as the termination message, on a Job that ended by itself. The runner writes that
+    message after it stores the outcome, so both say the same and the store need not be read.
+    """
+    if end.reason == "DeadlineExceeded" or exit is None:
+        return False
+    return summary_of(exit.message) is not None
+
+
+def settle(signal: Observation, recorded: RunOutcome | None) -> Observation:
+    """How an attempt ended: the outcome its runner stored wins over every other signal about
+    it (a deadline hit, a pod lost or a Job failed after the work was done), so finished
+    work is never run again."""
+    return signal if recorded is None else stored_end(recorded, signal.at)
+
+
+def stored_end(recorded: RunOutcome, at: datetime) -> RunnerExited:
+    return RunnerExited(recorded.exit_code, recorded.summary, at)
 
 
 @dataclass(frozen=True)
@@ -315,26 +340,3 @@ def unschedulable(pod: JSON) -> Unschedulable | None:
             since = parse_time(condition.get("lastTransitionTime")) or datetime.now(UTC)
             return Unschedulable(since, condition.get("message") or "pod is unschedulable")
     return None
-
-
-def parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def format_duration(seconds: float) -> str:
-    """Like kubectl's ages: ``850ms``, ``42s``, ``3m12s``, ``2h05m``, ``3d4h``."""
-    if seconds < 1:
-        return f"{max(seconds, 0) * 1000:.0f}ms"
-    whole = int(seconds)
-    days, rest = divmod(whole, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"

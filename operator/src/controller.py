@@ -10,6 +10,11 @@ Attempts are crash-safe by ordering: status ``Processing`` (attempt n) is writte
 then Job ``<name>-a<n>`` is created (AlreadyExists: adopt it), then ``currentJob`` is set.
 So after a restart a missing Job with ``currentJob`` unset was never created (create it),
 and one with ``currentJob`` set has vanished (its recorded outcome, or RunnerLost).
+
+Finished work never runs again: the outcome a runner stored wins over every other signal
+about its attempt (a deadline, a lost pod, a failed Job), in :meth:`Controller._attempt_end`,
+and the periodic check of a running attempt looks for it too. A step that fails (object
+store or API server unreachable) is looked at again after a backoff, never dropped.
 """
 
 from __future__ import annotations
@@ -40,16 +45,19 @@ from docjobs.domain.models import (
     RunOutcome,
     engine_of,
 )
+from docjobs.kube.claims import claim_of
+from docjobs.kube.client import JSON, KubeClient, KubeError
+from docjobs.kube.paths import core_path, documentjobs_path, jobs_path
 from docjobs.kube.resources import DocumentJobStatus, job_of, status_of
+from docjobs.kube.status import bookkeep, dump, parse_time
 from docjobs.metrics import record_finished
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
 from . import builders
 from .agenda import Agenda, Ref, ref_of
-from .kube import JSON, ApiError, Kube, q
 from .metrics import ATTEMPT_SECONDS, RECONCILES, RUNNER_JOBS, TIME_TO_JOB
 from .settings import OperatorSettings
-from .status import PROCESSING, WAITING, age, bookkeep, dump, is_current
+from .status import PROCESSING, WAITING, age, is_current
 
 log = logging.getLogger(__name__)
 Choose = Callable[[JSON, Job], Observation | None]
@@ -59,6 +67,10 @@ ANNOTATION_OWNER = builders.ANNOTATION_OWNER
 
 class Conflict(Exception):
     pass
+
+
+class StoreUnreachable(Exception):
+    """The object store did not answer: the step is tried again shortly, never dropped."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,7 @@ class Seen:
 class Controller:
     def __init__(
         self,
-        kube: Kube,
+        kube: KubeClient,
         settings: OperatorSettings,
         store: ObjectStore | None,
         on_terminal: Callable[[Job, str], None],
@@ -88,6 +100,8 @@ class Controller:
         self._locks_guard = threading.Lock()
         self._pool = ThreadPoolExecutor(settings.workers, "docjobs-due")
         self._inflight: set[Ref] = set()
+        self._failures: dict[Ref, int] = {}
+        """Steps failed in a row, per DocumentJob: the backoff of the next look."""
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._last_tick = time.monotonic()
@@ -98,18 +112,39 @@ class Controller:
         """Bring one DocumentJob forward: cancel, start an attempt, check its runner, expire."""
         with self._lock(ref):
             now = utcnow()
+            claimed = False
 
             def choose(resource: JSON, job: Job) -> Observation | None:
+                nonlocal claimed
                 phase = job.status.phase
                 if job.cancel_requested and not phase.terminal:
                     return lifecycle.CancelRequested(now)
+                claim = claim_of(resource)
+                claimed = claim is not None and claim.held(now)
+                if claimed:  # an API pod runs it on its own workers
+                    return None
+                if claim is not None and phase is Phase.PROCESSING:
+                    return self._take_over(ref, job, claim.holder, now)
                 if lifecycle.is_runnable(job.status, now):
                     return lifecycle.AttemptStarted(now)
                 return lifecycle.TimePassed(now) if phase.terminal else None
 
             seen = self._observe(ref, choose)
-            if seen is not None and seen.status.phase is Phase.PROCESSING:
+            if seen is not None and not claimed and seen.status.phase is Phase.PROCESSING:
                 self._ensure_runner(ref, seen.resource, seen.status)
+
+    def _take_over(self, ref: Ref, job: Job, holder: str, now: datetime) -> Observation | None:
+        """The attempt of a lapsed claim: what its holder stored wins (no second run); else
+        it runs again, as this attempt's runner Job (``_ensure_runner``)."""
+        recorded = self._recorded_outcome(job.spec, job.status.attempts)
+        log.warning(
+            "%s: the claim of %s lapsed during attempt %d; %s",
+            ref,
+            holder,
+            job.status.attempts,
+            "taking its stored outcome" if recorded else "running it as a Job",
+        )
+        return None if recorded is None else builders.stored_end(recorded, now)
 
     def job_changed(self, event_type: str | None, job: JSON) -> None:
         """A runner Job changed or went away."""
@@ -119,11 +154,16 @@ class Controller:
             return
         ref = Ref(job["metadata"]["namespace"], name)
         end = builders.job_end(job)
-        with self._lock(ref):
-            if end is not None:
-                self._job_finished(ref, job, attempt, end)
-            elif event_type == "DELETED":
-                self._runner_vanished(ref, attempt, job["metadata"]["name"])
+        try:
+            with self._lock(ref):
+                if end is not None:
+                    self._job_finished(ref, job, attempt, end)
+                elif event_type == "DELETED":
+                    self._runner_vanished(ref, attempt, job["metadata"]["name"])
+        except Exception as exc:  # kopf never retries event handlers: the agenda does
+            self._look_again(ref, exc)
+        else:
+            self._succeeded(ref)
 
     def pod_changed(self, event_type: str | None, pod: JSON) -> None:
         """Runner pods matter only while the scheduler cannot place them."""
@@ -145,6 +185,7 @@ class Controller:
             self.agenda.forget(ref)
             with self._locks_guard:
                 self._locks.pop(ref, None)
+                self._failures.pop(ref, None)
         else:
             self.agenda.track(resource, utcnow())
 
@@ -169,7 +210,8 @@ class Controller:
                 if not is_current(job.status, attempt):
                     return None
                 summary = RunnerSummary(error=error)
-                return lifecycle.RunnerExited(EXIT_TRANSIENT, summary, now)
+                signal = lifecycle.RunnerExited(EXIT_TRANSIENT, summary, now)
+                return self._attempt_end(job.spec, attempt, signal)
 
             seen = self._observe(ref, choose)
             if seen is not None and seen.applied:
@@ -212,11 +254,26 @@ class Controller:
         def done(f: Future[None]) -> None:
             with self._locks_guard:
                 self._inflight.discard(ref)
-            if not f.cancelled() and f.exception() is not None:
-                log.warning("%s: %s; trying again shortly", ref, f.exception())
-                self.agenda.defer(ref, utcnow() + timedelta(seconds=10))
+            error = None if f.cancelled() else f.exception()
+            if error is not None:
+                self._look_again(ref, error)
+            elif not f.cancelled():
+                self._succeeded(ref)
 
         future.add_done_callback(done)
+
+    def _look_again(self, ref: Ref, error: BaseException) -> None:
+        """A step failed (a dependency unreachable): look again after a doubling backoff."""
+        with self._locks_guard:
+            failures = self._failures.get(ref, 0)
+            self._failures[ref] = failures + 1
+        delay = min(2.0**failures, self.settings.recheck_max_seconds)
+        log.warning("%s: %s; looking again in %g s", ref, error, delay)
+        self.agenda.retry(ref, utcnow() + timedelta(seconds=delay))
+
+    def _succeeded(self, ref: Ref) -> None:
+        with self._locks_guard:
+            self._failures.pop(ref, None)
 
     # --- one step: read, decide, write, act ------------------------------------------------
 
@@ -275,7 +332,7 @@ class Controller:
                 if self.store is not None:
                     self.store.delete_prefix(f"{job.spec.tenant}/{job.spec.job_id}")
                 log.info("%s: expired; deleting it and its objects", ref)
-                self.kube.delete(ref.path)
+                self.kube.delete(ref.path, missing_ok=True)
 
     def _follow_up(self, ref: Ref, status: DocumentJobStatus) -> None:
         """A lost runner requeues at once (Pending), a zero backoff retries at once."""
@@ -287,12 +344,12 @@ class Controller:
     def _ensure_runner(self, ref: Ref, resource: JSON, status: DocumentJobStatus) -> None:
         attempt = status.attempts
         name = builders.job_name(ref.name, attempt)
-        jobs = f"/apis/batch/v1/namespaces/{q(ref.namespace)}/jobs"
+        jobs = jobs_path(ref.namespace)
         spec = job_of(resource).spec
         engine = engine_of(spec.operation).value
         job: JSON | None = None
         if status.current_job == name:  # created before: it must still be there
-            job = self.kube.find(f"{jobs}/{q(name)}")
+            job = self.kube.find(jobs_path(ref.namespace, name))
             if job is None:
                 self._runner_vanished(ref, attempt, name)
                 return
@@ -303,10 +360,10 @@ class Controller:
                 RUNNER_JOBS.labels(engine, "created").inc()
                 if attempt == 1:
                     TIME_TO_JOB.labels(engine).observe(age(resource, utcnow()))
-            except ApiError as exc:
+            except KubeError as exc:
                 if exc.status != 409:
                     raise
-                job = self.kube.find(f"{jobs}/{q(name)}")
+                job = self.kube.find(jobs_path(ref.namespace, name))
                 if job is None:
                     raise  # AlreadyExists, then gone: the next look creates it
                 RUNNER_JOBS.labels(engine, "adopted").inc()
@@ -321,12 +378,14 @@ class Controller:
         end = builders.job_end(job)
         if end is not None:  # finished while nobody watched (operator down)
             self._job_finished(ref, job, attempt, end)
+        elif status.current_job == name:
+            self._check_stored(ref, attempt, name)
 
     def _job_finished(self, ref: Ref, job: JSON, attempt: int, end: builders.JobEnd) -> None:
         now = utcnow()
         # The Job controller labels its pods with the Job's name (Kubernetes >= 1.27).
         pods = self.kube.items(
-            f"/api/v1/namespaces/{q(ref.namespace)}/pods",
+            core_path(ref.namespace, "pods"),
             {"batch.kubernetes.io/job-name": job["metadata"]["name"]},
         )
         uid = job["metadata"].get("uid")
@@ -336,17 +395,17 @@ class Controller:
         def choose(resource: JSON, current: Job) -> Observation | None:
             if not is_current(current.status, attempt):
                 return None
-            recorded = None
-            if exit is None or builders.summary_of(exit.message) is None:
-                recorded = self._recorded_outcome(current.spec, attempt)
-            return builders.observation_of(end, exit, recorded, now)
+            signal = builders.observation_of(end, exit, now)
+            if builders.reported(end, exit):
+                return signal
+            return self._attempt_end(current.spec, attempt, signal)
 
         seen = self._observe(ref, choose)
         if seen is None or not seen.applied:
             return
         outcome = "Complete" if end.succeeded else end.reason or "Failed"
         engine = (job["metadata"].get("labels") or {}).get(builders.LABEL_ENGINE, "")
-        started = builders.parse_time(job["metadata"].get("creationTimestamp"))
+        started = parse_time(job["metadata"].get("creationTimestamp"))
         if started is not None:
             ATTEMPT_SECONDS.labels(engine, outcome).observe((now - started).total_seconds())
         self._follow_up(ref, seen.status)
@@ -357,10 +416,8 @@ class Controller:
         def choose(resource: JSON, job: Job) -> Observation | None:
             if not is_current(job.status, attempt) or status_of(resource).current_job != name:
                 return None
-            recorded = self._recorded_outcome(job.spec, attempt)
-            if recorded is not None:
-                return lifecycle.RunnerExited(recorded.exit_code, recorded.summary, now)
-            return lifecycle.RunnerLost(f"runner Job {name} disappeared", now)
+            lost = lifecycle.RunnerLost(f"runner Job {name} disappeared", now)
+            return self._attempt_end(job.spec, attempt, lost)
 
         seen = self._observe(ref, choose)
         if seen is not None and seen.applied:
@@ -380,6 +437,38 @@ class Controller:
 
         self._observe(ref, lambda _r, _j: None, amend)
 
+    def _attempt_end(self, spec: JobSpec, attempt: int, signal: Observation) -> Observation:
+        """How an attempt ended, when its runner did not say so itself: the one place that
+        weighs a deadline, a lost pod, a failed Job or an unschedulable pod against the
+        outcome the runner stored, which wins (see :func:`builders.settle`)."""
+        return builders.settle(signal, self._recorded_outcome(spec, attempt))
+
+    def _check_stored(self, ref: Ref, attempt: int, name: str) -> None:
+        """The periodic look at a running attempt: a stored outcome ends it even while its Job
+        runs on (a pod whose end was never reported runs until the Job's deadline)."""
+        now = utcnow()
+
+        def choose(resource: JSON, job: Job) -> Observation | None:
+            if not is_current(job.status, attempt) or status_of(resource).current_job != name:
+                return None
+            try:
+                recorded = self._recorded_outcome(job.spec, attempt)
+            except StoreUnreachable as exc:  # the Job still runs: the next look will do
+                log.info("%s: stored outcome unreadable: %s", ref, exc)
+                return None
+            return None if recorded is None else builders.stored_end(recorded, now)
+
+        seen = self._observe(ref, choose)
+        if seen is not None and seen.applied:
+            log.info(
+                "%s: attempt %d stored its outcome; its Job %s is no longer needed",
+                ref,
+                attempt,
+                name,
+            )
+            self._delete_job(ref.namespace, name)
+            self._follow_up(ref, seen.status)
+
     def _recorded_outcome(self, spec: JobSpec, attempt: int) -> RunOutcome | None:
         if self.store is None:
             return None
@@ -388,6 +477,8 @@ class Controller:
             return RunOutcome.model_validate_json(b"".join(self.store.iter_chunks(key)))
         except (ObjectNotFound, ValidationError):
             return None
+        except Exception as exc:  # connection refused, timeouts, 5xx: nothing to conclude
+            raise StoreUnreachable(f"object store unreachable reading {key}: {exc}") from exc
 
     def _reject(self, ref: Ref, resource: JSON, exc: ValidationError) -> None:
         """A spec the models refuse (the CRD cannot check everything): fail it for good."""
@@ -407,7 +498,7 @@ class Controller:
 
     def _delete_job(self, namespace: str, name: str) -> None:
         # The Job goes now; the garbage collector deletes its pods (the runner gets SIGTERM).
-        self.kube.delete(f"/apis/batch/v1/namespaces/{q(namespace)}/jobs/{q(name)}")
+        self.kube.delete(jobs_path(namespace, name), missing_ok=True)
 
     def _write_status(self, ref: Ref, resource: JSON, status: DocumentJobStatus) -> JSON:
         """Replace the status subresource; the read ``resourceVersion`` makes it conditional.
@@ -416,8 +507,8 @@ class Controller:
         has (an earlier attempt's ``details``), and a replace states the whole decision."""
         body = {**resource, "status": dump(status)}
         try:
-            return self.kube.replace(f"{ref.path}/status", body)
-        except ApiError as exc:
+            return self.kube.replace(documentjobs_path(ref.namespace, ref.name, "status"), body)
+        except KubeError as exc:
             if exc.status == 409:
                 raise Conflict from exc
             raise

@@ -38,6 +38,13 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
+    def serve_what_exists(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # No watching for new namespaces and CRDs: that needs cluster-wide list/watch of both,
+        # which the chart's namespaced Roles do not grant (kopf would retry for about a minute
+        # before serving anything). The namespaces are given and the CRDs installed first.
+        settings.scanning.disabled = True
+
+    @kopf.on.startup(registry=registry)
     def start_ticking(**_: Any) -> None:
         controller.start()
 

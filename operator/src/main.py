@@ -29,7 +29,7 @@ from docjobs.webhooks.records import WebhookStore
 from .controller import Controller
 from .handlers import register
 from .hooks import TerminalHook
-from .kube import Kube
+from .metrics import API_REQUESTS
 from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -58,17 +58,21 @@ def kopf_settings(config: OperatorSettings) -> kopf.OperatorSettings:
     return settings
 
 
-def webhook_stores() -> Callable[[str], WebhookStore]:
+def webhook_stores(client: KubeClient) -> Callable[[str], WebhookStore]:
     """Each namespace's webhook endpoints, as the API registered them; one client for all."""
-    client = KubeClient.from_environment()
+    secret = get_settings().kubernetes.webhooks_secret
     stores: dict[str, WebhookStore] = {}
 
     def store_for(namespace: str) -> WebhookStore:
         if namespace not in stores:
-            stores[namespace] = SecretWebhookStore(client, namespace)
+            stores[namespace] = SecretWebhookStore(client, namespace, secret)
         return stores[namespace]
 
     return store_for
+
+
+def count_request(verb: str, code: int) -> None:
+    API_REQUESTS.labels(verb, str(code)).inc()
 
 
 def run(
@@ -92,8 +96,8 @@ def run(
         store = S3Store.from_settings(shared.s3)
     else:
         log.warning("no DOCJOBS_S3__ENDPOINT: expired jobs' objects will not be deleted")
-    hook = TerminalHook(webhook_stores(), shared.webhooks)
-    kube = Kube.from_environment(pool_size=config.workers + 4)
+    kube = KubeClient.from_environment(pool_size=config.workers + 4, on_response=count_request)
+    hook = TerminalHook(webhook_stores(kube), shared.webhooks)
     controller = Controller(kube, config, store, hook.on_terminal)
     registry = kopf.OperatorRegistry()
     register(registry, controller)

@@ -33,6 +33,11 @@ class Pool(BaseModel):
     """Extended resources every pod of this pool asks for (a GPU each on the GPU pool)."""
     image: Literal["cpu", "gpu"] = "cpu"
     """Which runner image: the GPU image carries CUDA and docTR, the CPU image does not."""
+    runtime_class_name: str | None = None
+    """RuntimeClass of this pool's pods (``nvidia`` on many GPU clusters, ``gvisor`` for a
+    sandbox); ``None``: the cluster's default runtime."""
+    priority_class_name: str | None = None
+    """PriorityClass of this pool's pods; ``None``: the cluster's default priority."""
 
 
 class EngineProfile(BaseModel):
@@ -102,6 +107,12 @@ class OperatorSettings(BaseSettings):
     s3_secret: str = "docjobs-s3"  # noqa: S105 - a Secret's name, not a secret
     """Secret in the job's namespace with keys endpoint, bucket, accessKey, secretKey and
     optionally secure, region; runner pods get it as ``DOCJOBS_S3__*``."""
+    llm_secret: str = ""
+    """Secret in the job's namespace whose ``apiKey`` runner pods get as
+    ``DOCJOBS_LLM__API_KEY`` (by reference, never copied into the Job); empty: none."""
+    runner_service_account: str = ""
+    """ServiceAccount of runner pods (they get no token either way); empty: the namespace's
+    ``default``."""
     runner_env: dict[str, str] = {}
     """Extra plain environment for runner pods (e.g. ``DOCJOBS_LLM__BASE_URL``)."""
     unschedulable_seconds: float = 300.0
@@ -111,8 +122,11 @@ class OperatorSettings(BaseSettings):
     """Seconds; 30. A DocumentJob still Pending this long after it was last seen is
     reconciled again, a safety net behind the create handler."""
     resync_seconds: float = 60.0
-    """Seconds; 60. How often a Processing DocumentJob's Job is checked without an event:
-    watch events can be missed, and kopf does not retry event handlers."""
+    """Seconds; 60. How often a Processing DocumentJob's Job (and the outcome its runner
+    may have stored) is checked without an event: watch events can be missed."""
+    recheck_max_seconds: float = 8.0
+    """Seconds; 8. A step that failed (object store or API server unreachable) is tried
+    again after 1, 2, 4 ... seconds up to this, so it resolves soon after the outage."""
     tick_seconds: float = 1.0
     """Seconds; 1. Granularity of retries and expiry (backoffs are seconds long)."""
     workers: int = 8

@@ -64,8 +64,10 @@ def _die_with_parent() -> None:
 
 
 def _limit_memory(megabytes: int) -> None:
+    # The data limit counts what a worker allocates (heap, anonymous mappings), not the
+    # address space its libraries map: PyTorch's alone maps ~4 GiB it never touches.
     limit = megabytes * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def main(argv: list[str] | None = None) -> int:

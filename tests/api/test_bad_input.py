@@ -1,4 +1,8 @@
-"""Hostile and broken input gets a clear 4xx with the one error shape, never a 500."""
+"""Hostile and broken input gets a clear 4xx with the one error shape, never a 500.
+
+Most cases run against the app in process (``api``); a body streamed over a real socket and
+the HTML sandbox use the server process.
+"""
 
 from __future__ import annotations
 
@@ -68,13 +72,15 @@ def no_pages_pdf() -> bytes:
         ),
     ],
 )
-def test_broken_documents_are_refused_before_queueing(
-    server, api_key, name, payload, content_type, status, code
+@pytest.mark.anyio
+async def test_broken_documents_are_refused_before_queueing(
+    api, name, payload, content_type, status, code
 ) -> None:
-    before = requests.get(f"{server.base}/api/v1/jobs", headers={"X-API-Key": api_key}).json()
-    response = post(server, api_key, OCR, files={"file": (name, payload, content_type)})
+    key = api.key("broken-documents")
+    before = (await api.get(key, "/api/v1/jobs")).json()
+    response = await api.post(key, OCR, files={"file": (name, payload, content_type)})
     assert_error(response, status, code)
-    after = requests.get(f"{server.base}/api/v1/jobs", headers={"X-API-Key": api_key}).json()
+    after = (await api.get(key, "/api/v1/jobs")).json()
     assert after["total"] == before["total"]
 
 
@@ -104,57 +110,51 @@ def test_upload_over_50_mb_is_refused_while_streaming(server, api_key) -> None:
     assert_error(declared, 413, "payload_too_large")
 
 
-def test_bad_parameters_are_422(server, api_key) -> None:
+@pytest.mark.anyio
+async def test_bad_parameters_are_422(api) -> None:
+    key = api.key("bad-parameters")
     pdf, _ = pdf_with_pages(2)
     files = {"file": ("two.pdf", pdf, "application/pdf")}
     assert_error(
-        post(server, api_key, OCR, files=files, data={"language": "klingon"}),
+        await api.post(key, OCR, files=files, data={"language": "klingon"}),
         422,
         "unsupported_language",
     )
     assert_error(
-        post(server, api_key, OCR, files=files, data={"pages": "2-5"}),
+        await api.post(key, OCR, files=files, data={"pages": "2-5"}),
         422,
         "page_range_out_of_bounds",
     )
-    assert_error(post(server, api_key, OCR, files=files, data={"pages": "one"}), 422)
-    assert_error(post(server, api_key, OCR, files=files, data={"output": "fancy"}), 422)
-    headers = {"X-API-Key": api_key}
-    assert_error(requests.get(f"{server.base}/api/v1/jobs?limit=0", headers=headers), 422)
-    assert_error(requests.get(f"{server.base}/api/v1/jobs?status=done", headers=headers), 422)
+    assert_error(await api.post(key, OCR, files=files, data={"pages": "one"}), 422)
+    assert_error(await api.post(key, OCR, files=files, data={"output": "fancy"}), 422)
+    assert_error(await api.get(key, "/api/v1/jobs?limit=0"), 422)
+    assert_error(await api.get(key, "/api/v1/jobs?status=done"), 422)
 
 
-def test_keys_are_required_and_checked(server, api_key) -> None:
-    url = f"{server.base}/api/v1/jobs"
-    assert_error(requests.get(url), 401, "missing_api_key")
+@pytest.mark.anyio
+async def test_keys_are_required_and_checked(api) -> None:
+    key = api.key("key-checks")
+    url = "/api/v1/jobs"
+    assert_error(await api.client.get(url), 401, "missing_api_key")
+    assert_error(await api.get("dj_000000000000_" + "x" * 32, url), 401, "invalid_api_key")
+    assert_error(await api.get(key[:-1] + "?", url), 401)
+    assert_error(await api.get(key, f"{url}/job_does_not_exist"), 404, "job_not_found")
+
+
+@pytest.mark.anyio
+async def test_invalid_json_and_binary_text_are_refused(api) -> None:
+    key = api.key("bad-text")
     assert_error(
-        requests.get(url, headers={"X-API-Key": "dj_000000000000_" + "x" * 32}),
-        401,
-        "invalid_api_key",
-    )
-    assert_error(requests.get(url, headers={"X-API-Key": api_key[:-1] + "?"}), 401)
-    assert_error(
-        requests.get(f"{url}/job_does_not_exist", headers={"X-API-Key": api_key}),
-        404,
-        "job_not_found",
-    )
-
-
-def test_invalid_json_and_binary_text_are_refused(server, api_key) -> None:
-    assert_error(
-        post(server, api_key, "/api/v1/convert/json-to-pdf", data={"content": '{"a": 1,'}), 400
+        await api.post(key, "/api/v1/convert/json-to-pdf", data={"content": '{"a": 1,'}), 400
     )
     png = png_claiming(10, 10)
     assert_error(
-        post(
-            server,
-            api_key,
-            "/api/v1/convert/html-to-pdf",
-            files={"file": ("page.html", png, "text/html")},
+        await api.post(
+            key, "/api/v1/convert/html-to-pdf", files={"file": ("page.html", png, "text/html")}
         ),
         415,
     )
-    assert_error(post(server, api_key, "/api/v1/convert/text-to-pdf"), 400, "missing_file")
+    assert_error(await api.post(key, "/api/v1/convert/text-to-pdf"), 400, "missing_file")
 
 
 class _Listener(BaseHTTPRequestHandler):

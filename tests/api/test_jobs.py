@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 import psutil
+import pytest
 import requests
 from pypdf import PdfReader
 
@@ -29,36 +30,31 @@ def wait_for(server, key, job_id, statuses=("complete", "failed", "cancelled"), 
     raise AssertionError(f"{job_id} still {body['status']}")
 
 
-def test_sync_conversions_answer_with_the_pdf(server, api_key) -> None:
+@pytest.mark.anyio
+async def test_sync_conversions_answer_with_the_pdf(api) -> None:
+    key = api.key("converter")
     for kind, content, expected in [
         ("text", "plain words here", "plain words here"),
         ("markdown", "# Quarterly report\n\n| a | b |\n|---|---|\n| 1 | 2 |", "Quarterly report"),
         ("json", '{"customer": "Acme", "total": 12.5}', "customer"),
         ("html", "<h1>Hello docjobs</h1>", "Hello docjobs"),
     ]:
-        response = requests.post(
-            f"{server.base}/api/v1/convert/{kind}-to-pdf",
-            headers=headers(api_key),
-            data={"content": content},
-            timeout=60,
-        )
+        response = await api.post(key, f"/api/v1/convert/{kind}-to-pdf", data={"content": content})
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "application/pdf"
         assert expected in PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
-        job = requests.get(
-            f"{server.base}/api/v1/jobs/{response.headers['X-Job-Id']}", headers=headers(api_key)
-        ).json()
+        job = (await api.get(key, f"/api/v1/jobs/{response.headers['X-Job-Id']}")).json()
         assert job["status"] == "complete" and job["attempts"] == 1
 
 
-def test_sync_ocr_answers_in_the_documented_shape(server, api_key) -> None:
+@pytest.mark.anyio
+async def test_sync_ocr_answers_in_the_documented_shape(api) -> None:
     pdf, texts = pdf_with_pages(2, seed=3)
-    response = requests.post(
-        f"{server.base}{OCR}",
-        headers=headers(api_key),
+    response = await api.post(
+        api.key("reader"),
+        OCR,
         files={"file": ("scan.pdf", pdf, "application/pdf")},
         data={"output": "detailed", "pages": "2"},
-        timeout=120,
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -71,40 +67,29 @@ def test_sync_ocr_answers_in_the_documented_shape(server, api_key) -> None:
     assert {"text", "confidence", "bbox"} <= set(word)
 
 
-def test_async_flag_list_and_result(server, tmp_path) -> None:
-    key = server.key("lister")
+@pytest.mark.anyio
+async def test_async_flag_list_and_result(api) -> None:
+    key = api.key("lister")
     ids = []
     for n in range(3):
-        response = requests.post(
-            f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-            headers=headers(key),
-            data={"content": f"document {n}"},
+        response = await api.post(
+            key, "/api/v1/convert/text-to-pdf?async=true", data={"content": f"document {n}"}
         )
         assert response.status_code == 202
         body = response.json()
         assert body["status"] == "pending" and body["message"] == "Job queued for processing"
-        assert body["status_url"] == f"{server.base}/api/v1/jobs/{body['job_id']}"
+        assert body["status_url"] == f"http://testserver/api/v1/jobs/{body['job_id']}"
         assert body["result_url"] == body["status_url"] + "/result"
         ids.append(body["job_id"])
     for job_id in ids:
-        assert wait_for(server, key, job_id)["status"] == "complete"
-    listed = requests.get(
-        f"{server.base}/api/v1/jobs?status=complete&limit=2", headers=headers(key)
-    ).json()
+        assert (await api.wait_for(key, job_id))["status"] == "complete"
+    listed = (await api.get(key, "/api/v1/jobs?status=complete&limit=2")).json()
     assert listed["total"] == 3 and listed["limit"] == 2
     assert [j["job_id"] for j in listed["jobs"]] == ids[::-1][:2]
-    assert (
-        requests.get(f"{server.base}/api/v1/jobs?status=failed", headers=headers(key)).json()[
-            "total"
-        ]
-        == 0
-    )
-    result = requests.get(f"{server.base}/api/v1/jobs/{ids[0]}/result", headers=headers(key))
+    assert (await api.get(key, "/api/v1/jobs?status=failed")).json()["total"] == 0
+    result = await api.get(key, f"/api/v1/jobs/{ids[0]}/result")
     assert "document 0" in PdfReader(io.BytesIO(result.content)).pages[0].extract_text()
-    assert (
-        requests.delete(f"{server.base}/api/v1/jobs/{ids[0]}", headers=headers(key)).status_code
-        == 409
-    )
+    assert (await api.request("DELETE", key, f"/api/v1/jobs/{ids[0]}")).status_code == 409
 
 
 def test_large_inputs_switch_to_async_on_their_own(server, api_key) -> None:
@@ -196,24 +181,21 @@ def test_cancel_stops_the_running_runner(make_server) -> None:
     assert done.status_code == 200
 
 
-def test_tenants_never_see_each_other(server) -> None:
-    alice, bob = server.key("alice"), server.key("bob")
-    job_id = requests.post(
-        f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-        headers=headers(alice),
-        data={"content": "alice's secret"},
-    ).json()["job_id"]
-    wait_for(server, alice, job_id)
-    for method, path in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
-        response = requests.request(
-            method, f"{server.base}/api/v1/jobs/{job_id}{path}", headers=headers(bob)
+@pytest.mark.anyio
+async def test_tenants_never_see_each_other(api) -> None:
+    alice, bob = api.key("alice"), api.key("bob")
+    job_id = (
+        await api.post(
+            alice, "/api/v1/convert/text-to-pdf?async=true", data={"content": "alice's secret"}
         )
+    ).json()["job_id"]
+    await api.wait_for(alice, job_id)
+    for method, path in [("GET", ""), ("GET", "/result"), ("DELETE", "")]:
+        response = await api.request(method, bob, f"/api/v1/jobs/{job_id}{path}")
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "job_not_found"
-    assert job_id not in str(
-        requests.get(f"{server.base}/api/v1/jobs", headers=headers(bob)).json()
-    )
-    assert requests.get(f"{server.base}/api/v1/jobs/{job_id}", headers=headers(alice)).ok
+    assert job_id not in str((await api.get(bob, "/api/v1/jobs")).json())
+    assert (await api.get(alice, f"/api/v1/jobs/{job_id}")).is_success
 
 
 def test_finished_jobs_expire_with_their_files(make_server) -> None:
@@ -247,6 +229,14 @@ def test_keys_are_stored_hashed(server) -> None:
 
 
 def test_probes_metrics_and_docs(server, api_key) -> None:
+    # A finished job, then a poll of it: what the metrics below count.
+    done = requests.post(
+        f"{server.base}/api/v1/convert/text-to-pdf",
+        headers=headers(api_key),
+        data={"content": "measured"},
+        timeout=60,
+    )
+    requests.get(f"{server.base}/api/v1/jobs/{done.headers['X-Job-Id']}", headers=headers(api_key))
     assert requests.get(f"{server.base}/healthz").json() == {"status": "ok"}
     assert requests.get(f"{server.base}/readyz").status_code == 200
     metrics = requests.get(f"{server.base}/metrics").text

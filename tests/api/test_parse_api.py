@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import anyio
 import pytest
 import requests
 
@@ -129,37 +129,33 @@ def test_same_file_twice_returns_the_original_job(server, tmp_path) -> None:
     assert keyed[0]["job_id"] == keyed[1]["job_id"]
 
 
-def test_jobs_from_either_family_read_in_both_shapes(server, api_key) -> None:
-    job_id = requests.post(
-        f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-        headers=headers(api_key),
-        data={"content": "both shapes"},
-    ).json()["job_id"]
+@pytest.mark.anyio
+async def test_jobs_from_either_family_read_in_both_shapes(api) -> None:
+    key = api.key("both-shapes")
+    submitted = await api.post(
+        key, "/api/v1/convert/text-to-pdf?async=true", data={"content": "both shapes"}
+    )
+    job_id = submitted.json()["job_id"]
     for _ in range(600):
-        view = requests.get(f"{server.base}/v1/jobs/{job_id}", headers=headers(api_key)).json()
+        view = (await api.get(key, f"/v1/jobs/{job_id}")).json()
         if view["status"] == "completed":
             break
-        time.sleep(0.1)
+        await anyio.sleep(0.1)
     assert view["status"] == "completed"
     assert view["jobId"] == job_id and view["attempts"] == 1 and view["pageCount"] == 1
-    assert (
-        requests.get(f"{server.base}/api/v1/jobs/{job_id}", headers=headers(api_key)).json()[
-            "status"
-        ]
-        == "complete"
-    )
+    assert (await api.get(key, f"/api/v1/jobs/{job_id}")).json()["status"] == "complete"
 
 
-def test_templates_are_validated_and_tenant_scoped(server) -> None:
-    owner, stranger = server.key("tpl-owner"), server.key("tpl-stranger")
-    template_id = create_template(server, owner)
-    url = f"{server.base}/v1/templates/{template_id}"
-    assert requests.get(url, headers=headers(owner)).json()["name"] == "invoice"
+@pytest.mark.anyio
+async def test_templates_are_validated_and_tenant_scoped(api) -> None:
+    owner, stranger = api.key("tpl-owner"), api.key("tpl-stranger")
+    created = await api.post(owner, "/v1/templates", json=INVOICE_TEMPLATE)
+    assert created.status_code == 201, created.text
+    url = f"/v1/templates/{created.json()['templateId']}"
+    assert (await api.get(owner, url)).json()["name"] == "invoice"
     for method in ("GET", "DELETE"):
-        assert requests.request(method, url, headers=headers(stranger)).status_code == 404
-    assert (
-        requests.get(f"{server.base}/v1/templates", headers=headers(stranger)).json()["total"] == 0
-    )
+        assert (await api.request(method, stranger, url)).status_code == 404
+    assert (await api.get(stranger, "/v1/templates")).json()["total"] == 0
     bad = [
         {"name": "x", "fields": []},
         {"name": "x", "fields": [{"name": "invoice..number"}]},
@@ -169,35 +165,34 @@ def test_templates_are_validated_and_tenant_scoped(server) -> None:
         {"name": "x", "fields": [{"name": "a"}], "color": "red"},
     ]
     for body in bad:
-        response = requests.post(f"{server.base}/v1/templates", headers=headers(owner), json=body)
+        response = await api.post(owner, "/v1/templates", json=body)
         assert response.status_code == 422, body
         assert response.json()["error"]["code"] == "invalid_parameters"
-    missing = requests.post(
-        f"{server.base}/v1/documents/parse/async",
-        headers=headers(owner),
+    missing = await api.post(
+        owner,
+        "/v1/documents/parse/async",
         files={"file": ("a.pdf", invoice_pdf(), "application/pdf")},
         data={"templateId": "00000000-0000-0000-0000-000000000000"},
     )
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "template_not_found"
-    no_template = requests.post(
-        f"{server.base}/v1/documents/parse/async",
-        headers=headers(owner),
+    no_template = await api.post(
+        owner,
+        "/v1/documents/parse/async",
         files={"file": ("a.pdf", invoice_pdf(), "application/pdf")},
     )
     assert no_template.status_code == 400
-    replaced = requests.put(url, headers=headers(owner), json={**INVOICE_TEMPLATE, "name": "inv2"})
+    replaced = await api.request("PUT", owner, url, json={**INVOICE_TEMPLATE, "name": "inv2"})
     assert replaced.json()["name"] == "inv2"
-    assert requests.delete(url, headers=headers(owner)).status_code == 204
-    assert requests.get(url, headers=headers(owner)).status_code == 404
+    assert (await api.request("DELETE", owner, url)).status_code == 204
+    assert (await api.get(owner, url)).status_code == 404
 
 
-def test_free_plan_gets_429_on_the_11th_request(server) -> None:
-    key = server.key("freeloader", plan="free")
+@pytest.mark.anyio
+async def test_free_plan_gets_429_on_the_11th_request(api) -> None:
+    key = api.key("freeloader", plan="free")
     answers = [
-        requests.post(
-            f"{server.base}/api/v1/convert/text-to-pdf?async=true",
-            headers=headers(key),
-            data={"content": f"request {n}"},
+        await api.post(
+            key, "/api/v1/convert/text-to-pdf?async=true", data={"content": f"request {n}"}
         )
         for n in range(11)
     ]
@@ -209,4 +204,4 @@ def test_free_plan_gets_429_on_the_11th_request(server) -> None:
     assert limited.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
     # Reading jobs is not submission: it stays allowed.
-    assert requests.get(f"{server.base}/api/v1/jobs", headers=headers(key)).status_code == 200
+    assert (await api.get(key, "/api/v1/jobs")).status_code == 200

@@ -152,7 +152,9 @@ def test_per_job_webhook_url(llm_server) -> None:
     assert Webhook(secret).verify(delivery.body, delivery.headers)["data"]["jobId"] == job_id
 
 
-def test_loopback_webhooks_are_refused_by_default(server, api_key) -> None:
+@pytest.mark.anyio
+async def test_loopback_webhooks_are_refused_by_default(api) -> None:
+    key = api.key("loopback")
     with serve([(200, {}, b"{}")]) as receiver:
         for url in (
             receiver.url,
@@ -161,22 +163,48 @@ def test_loopback_webhooks_are_refused_by_default(server, api_key) -> None:
             "http://169.254.169.254/latest/meta-data/",
             "http://10.0.0.1/",
         ):
-            response = requests.post(
-                f"{server.base}/v1/webhooks", headers=headers(api_key), json={"url": url}
-            )
+            response = await api.post(key, "/v1/webhooks", json={"url": url})
             assert response.status_code == 400, url
             assert response.json()["error"]["code"] == "unsafe_webhook_url"
-        template_id = requests.post(
-            f"{server.base}/v1/templates", headers=headers(api_key), json=INVOICE_TEMPLATE
-        ).json()["templateId"]
-        refused = requests.post(
-            f"{server.base}/v1/documents/parse/async",
-            headers=headers(api_key),
+        template_id = (await api.post(key, "/v1/templates", json=INVOICE_TEMPLATE)).json()[
+            "templateId"
+        ]
+        refused = await api.post(
+            key,
+            "/v1/documents/parse/async",
             files={"file": ("i.pdf", invoice_pdf(), "application/pdf")},
             data={"templateId": template_id, "webhookUrl": receiver.url},
         )
         assert refused.status_code == 400
         assert receiver.received == []
+
+
+@pytest.mark.anyio
+async def test_webhook_endpoints_are_managed_per_tenant(api) -> None:
+    owner, stranger = api.key("hooks-owner"), api.key("hooks-stranger")
+    url = "https://hooks.example.com/docjobs"
+    created = await api.post(owner, "/v1/webhooks", json={"url": url, "description": "ops"})
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    assert endpoint["secret"].startswith("whsec_")
+    assert endpoint["events"] == ["job.completed", "job.failed", "job.cancelled"]
+    path = f"/v1/webhooks/{endpoint['id']}"
+    shown = (await api.get(owner, path)).json()
+    assert "secret" not in shown and shown["url"] == url and shown["description"] == "ops"
+    listed = (await api.get(owner, "/v1/webhooks")).json()
+    assert listed["total"] == 1 and listed["webhooks"] == [shown]
+
+    changed = await api.request("PATCH", owner, path, json={"events": ["job.failed"]})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["events"] == ["job.failed"] and changed.json()["url"] == url
+    unknown = await api.request("PATCH", owner, path, json={"events": ["job.exploded"]})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "invalid_webhook"
+
+    for method in ("GET", "PATCH", "DELETE"):
+        assert (await api.request(method, stranger, path, json={})).status_code == 404
+    assert (await api.get(stranger, "/v1/webhooks")).json()["total"] == 0
+    assert (await api.request("DELETE", owner, path)).status_code == 204
+    assert (await api.get(owner, path)).json()["error"]["code"] == "webhook_not_found"
 
 
 def test_webhook_delivery_resumes_after_a_crash(make_server) -> None:

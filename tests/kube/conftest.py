@@ -15,9 +15,9 @@ import pytest
 import yaml
 from minio import Minio
 
+from docjobs.kube.client import KubeClient, KubeError
 from tests.conftest import BIN, Server
 from tests.rig.fixtures import Cluster, cluster, namespace, wait_for  # noqa: F401
-from tests.rig.kubeapi import ApiError, Kube
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -36,8 +36,8 @@ def crd(cluster: Cluster) -> None:  # noqa: F811
         try:
             current = api.get(f"{CRD_PATH}/{name}")
             body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            api.request("PUT", f"{CRD_PATH}/{name}", body)
-        except ApiError as exc:
+            api.replace(f"{CRD_PATH}/{name}", body)
+        except KubeError as exc:
             if exc.status != 404:
                 raise
             api.create(CRD_PATH, body)
@@ -73,7 +73,7 @@ def kube_server(
 
 
 @pytest.fixture
-def kube(cluster: Cluster) -> Kube:  # noqa: F811
+def kube(cluster: Cluster) -> KubeClient:  # noqa: F811
     return cluster.api()
 
 

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import requests
 
+from docjobs.kube.client import KubeClient
+from docjobs.kube.paths import documentjobs_path
+from docjobs.kube.resources import resource_name
 from tests.conftest import Server
-from tests.rig.fixtures import wait_for
-from tests.rig.kubeapi import Kube
+from tests.rig import control
+from tests.rig.fixtures import Cluster, wait_for
 
 
-def documentjob(kube: Kube, ns: str, job_id: str) -> dict[str, Any]:
-    name = job_id.replace("_", "-")
-    return kube.get(f"/apis/docjobs.io/v1alpha1/namespaces/{ns}/documentjobs/{name}")
+def documentjob(kube: KubeClient, ns: str, job_id: str) -> dict[str, Any]:
+    return kube.get(documentjobs_path(ns, resource_name(job_id)))
 
 
-def patch_status(kube: Kube, ns: str, job_id: str, status: dict[str, Any]) -> None:
+def patch_status(kube: KubeClient, ns: str, job_id: str, status: dict[str, Any]) -> None:
     """What the operator would do: a merge patch of the status subresource."""
-    name = job_id.replace("_", "-")
-    path = f"/apis/docjobs.io/v1alpha1/namespaces/{ns}/documentjobs/{name}/status"
-    kube.patch(path, {"status": status})
+    kube.merge_patch(documentjobs_path(ns, resource_name(job_id), "status"), {"status": status})
 
 
 def api_status(server: Server, key: str, job_id: str, want: str, timeout: float = 20) -> dict:
@@ -43,3 +48,17 @@ def sha256(data: bytes) -> str:
 
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@contextmanager
+def paused(cluster: Cluster, component: str) -> Iterator[None]:
+    """The rig's ``component`` stopped with SIGSTOP: it keeps its port and its connections,
+    and answers nothing, as a hung or cut-off service does. Resumed whatever happens: other
+    test sessions share the rig."""
+    pid = control.pids(cluster.state_dir)[component]
+    assert component in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)

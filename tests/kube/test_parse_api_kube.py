@@ -14,6 +14,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
+from docjobs.kube.client import KubeError
 from tests.docs import INVOICE_TEMPLATE, invoice_pdf
 from tests.receivers import claude_overloaded, claude_tool_answer, serve
 
@@ -170,9 +171,7 @@ def test_template_applied_like_gitops_is_usable(kube_server, operator, kube, nam
 
 
 def test_invalid_template_resource_is_rejected_by_the_api_server(kube, namespace, crd) -> None:
-    from tests.rig.kubeapi import ApiError
-
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(KubeError) as refused:
         kube.create(
             f"/apis/docjobs.io/v1alpha1/namespaces/{namespace}/documenttemplates",
             {

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,13 +18,15 @@ import pytest
 import requests
 import yaml
 
+from docjobs.backends.base import new_job_id
 from docjobs.config import S3Settings
 from docjobs.domain.models import InputRef, JobSpec, RetryPolicy
-from docjobs.kube.resources import API_VERSION, PLURAL, to_resource
+from docjobs.kube.client import KubeClient, KubeError
+from docjobs.kube.paths import core_path, documentjobs_path, jobs_path
+from docjobs.kube.resources import to_resource
 from docjobs.storage.s3 import S3Store
 from tests.conftest import BIN
 from tests.rig.fixtures import Cluster, cluster, namespace, wait_for  # noqa: F401
-from tests.rig.kubeapi import ApiError, Kube
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "documentjob.yaml"
@@ -40,14 +41,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def install_crd(api: Kube) -> None:
+def install_crd(api: KubeClient) -> None:
     """crds/documentjob.yaml, created or brought up to date, then Established."""
     body: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
     try:
         current = api.get(f"{CRDS}/{CRD_NAME}")
         body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        api.request("PUT", f"{CRDS}/{CRD_NAME}", body)
-    except ApiError as exc:
+        api.replace(f"{CRDS}/{CRD_NAME}", body)
+    except KubeError as exc:
         if exc.status != 404:
             raise
         api.create(CRDS, body)
@@ -188,7 +189,7 @@ def operator(make_operator: Callable[..., Operator]) -> Operator:
 class Jobs:
     """Submit DocumentJobs as the API would (input in S3, then the resource) and watch them."""
 
-    def __init__(self, api: Kube, store: S3Store, ns: str) -> None:
+    def __init__(self, api: KubeClient, store: S3Store, ns: str) -> None:
         self.api = api
         self.store = store
         self.ns = ns
@@ -219,7 +220,7 @@ class Jobs:
         **fields: Any,
     ) -> dict[str, Any]:
         """Upload the input; the DocumentJob to create for it."""
-        job_id = f"job_{uuid.uuid4().hex}"
+        job_id = new_job_id()
         key = f"{tenant}/{job_id}/input"
         self.store.put_bytes(key, data, content_type)
         spec = JobSpec.model_validate(
@@ -242,8 +243,7 @@ class Jobs:
         return to_resource(spec, self.ns)
 
     def path(self, name: str = "") -> str:
-        base = f"/apis/{API_VERSION}/namespaces/{self.ns}/{PLURAL}"
-        return f"{base}/{name}" if name else base
+        return documentjobs_path(self.ns, name or None)
 
     def get(self, name: str) -> dict[str, Any]:
         return self.api.get(self.path(name))
@@ -260,17 +260,13 @@ class Jobs:
 
     def runner_jobs(self, name: str | None = None) -> list[dict[str, Any]]:
         labels = f"docjobs.io/job={name}" if name else "docjobs.io/job"
-        path = f"/apis/batch/v1/namespaces/{self.ns}/jobs"
-        items: list[dict[str, Any]] = self.api.get(path, labelSelector=labels)["items"]
-        return items
+        return self.api.items(jobs_path(self.ns), labelSelector=labels)
 
     def pods(self, name: str, attempt: int | None = None) -> list[dict[str, Any]]:
         labels = f"docjobs.io/job={name}"
         if attempt is not None:
             labels += f",docjobs.io/attempt={attempt}"
-        path = f"/api/v1/namespaces/{self.ns}/pods"
-        items: list[dict[str, Any]] = self.api.get(path, labelSelector=labels)["items"]
-        return items
+        return self.api.items(core_path(self.ns, "pods"), labelSelector=labels)
 
     def running_pod(self, name: str, attempt: int, timeout: float = 60) -> dict[str, Any]:
         def running() -> dict[str, Any] | None:

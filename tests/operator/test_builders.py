@@ -10,15 +10,17 @@ import pytest
 from docjobs.domain.lifecycle import AttemptTimedOut, RunnerExited, RunnerLost
 from docjobs.domain.models import InputRef, JobSpec, RunnerSummary, RunOutcome
 from docjobs.kube.crd import documentjob_crd
+from docjobs.kube.status import format_duration
 from docjobs.operator.builders import (
     JobEnd,
     RunnerExit,
     build_job,
-    format_duration,
     job_name,
     label_value,
     observation_of,
+    reported,
     runner_exit,
+    settle,
     unschedulable,
 )
 from docjobs.operator.settings import OperatorSettings
@@ -65,6 +67,49 @@ def test_gpu_and_cpu_pools_come_from_settings() -> None:
     assert env["DOCJOBS_S3__REGION"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
+def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
+    settings = OperatorSettings.model_validate(
+        {
+            "pools": {
+                "cpu": {"node_selector": {"pool": "cpu"}, "priority_class_name": "batch-low"},
+                "gpu": {"node_selector": {"pool": "gpu"}, "runtime_class_name": "nvidia"},
+            },
+            "llm_secret": "release-claude",
+            "runner_service_account": "release-runner",
+        }
+    )
+    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 1, settings)
+    pod = doctr["spec"]["template"]["spec"]
+    assert (pod["runtimeClassName"], pod.get("priorityClassName")) == ("nvidia", None)
+    assert pod["serviceAccountName"] == "release-runner"
+    assert pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    # By reference only: the key itself is never written into the Job.
+    assert env["DOCJOBS_LLM__API_KEY"] == {
+        "name": "DOCJOBS_LLM__API_KEY",
+        "valueFrom": {
+            "secretKeyRef": {"name": "release-claude", "key": "apiKey", "optional": True}
+        },
+    }
+    vision = build_job(RESOURCE, _spec({"kind": "ocr.vision"}), 1, settings)
+    (key_env,) = [
+        e
+        for e in vision["spec"]["template"]["spec"]["containers"][0]["env"]
+        if e["name"] == "DOCJOBS_LLM__API_KEY"
+    ]
+    assert "value" not in key_env
+    assert key_env["valueFrom"]["secretKeyRef"]["name"] == "release-claude"
+    convert = build_job(RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, settings)
+    pod = convert["spec"]["template"]["spec"]
+    assert (pod.get("runtimeClassName"), pod["priorityClassName"]) == (None, "batch-low")
+    default = build_job(
+        RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, OperatorSettings()
+    )
+    pod = default["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in pod
+    assert "DOCJOBS_LLM__API_KEY" not in {e["name"] for e in pod["containers"][0]["env"]}
+
+
 def test_long_names_fit_kubernetes_limits() -> None:
     long = "job-" + "x" * 120
     assert len(job_name(long, 20)) <= 63 and job_name(long, 20).endswith("-a20")
@@ -89,12 +134,33 @@ SUMMARY = '{"result": {"key": "r", "content_type": "application/pdf", "size": 3}
         (JobEnd(True, "", ""), None, RunOutcome(exit_code=0), (RunnerExited, 0)),
         # Success that reported nothing: no result to point at, so another attempt.
         (JobEnd(True, "", ""), RunnerExit(0, "garbage"), None, (RunnerExited, 1)),
+        # Work done, then the deadline, a lost pod or a failed Job: the stored outcome wins.
+        (JobEnd(False, "DeadlineExceeded", ""), None, RunOutcome(exit_code=0), (RunnerExited, 0)),
+        (
+            JobEnd(False, "DeadlineExceeded", ""),
+            RunnerExit(0, SUMMARY),
+            RunOutcome(exit_code=0, summary=RunnerSummary.model_validate_json(SUMMARY)),
+            (RunnerExited, 0),
+        ),
+        (
+            JobEnd(False, "BackoffLimitExceeded", ""),
+            None,
+            RunOutcome(exit_code=0),
+            (RunnerExited, 0),
+        ),
+        (
+            JobEnd(False, "BackoffLimitExceeded", ""),
+            RunnerExit(143, ""),
+            RunOutcome(exit_code=42),
+            (RunnerExited, 42),
+        ),
     ],
 )
 def test_finished_jobs_become_observations(
     end: JobEnd, exit: RunnerExit | None, recorded: RunOutcome | None, expected: tuple
 ) -> None:
-    observation = observation_of(end, exit, recorded, NOW)
+    signal = observation_of(end, exit, NOW)
+    observation = signal if reported(end, exit) else settle(signal, recorded)
     kind, code = expected
     assert isinstance(observation, kind)
     if code is not None:

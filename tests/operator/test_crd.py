@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import copy
 import subprocess
-from datetime import UTC, datetime
 
 import pytest
 
-from docjobs.domain.models import InputRef, JobSpec, OcrSimple
+from docjobs.backends.base import new_job_id
+from docjobs.kube.client import KubeError
 from docjobs.kube.crd import render_crds
-from docjobs.kube.resources import API_VERSION, PLURAL, to_resource
+from docjobs.kube.paths import documentjobs_path
 from tests.conftest import BIN
 from tests.rig.fixtures import Cluster
-from tests.rig.kubeapi import ApiError
+from tests.unit.test_documentjob_spec import documentjob_resource
 
 from .conftest import CRD_FILE
 
@@ -26,24 +26,16 @@ def test_crds_folder_is_current() -> None:
     assert printed.stdout == render_crds()
 
 
-def _resource(namespace: str, name: str) -> dict:
-    spec = JobSpec(
-        job_id=name.replace("-", "_", 1),
-        tenant="acme",
-        operation=OcrSimple(),
-        input=InputRef(
-            key="acme/x/input", file_name="a.png", content_type="image/png", sha256="0", size=1
-        ),
-        created_at=datetime.now(UTC),
-    )
-    return to_resource(spec, namespace)
+def _resource(namespace: str) -> dict:
+    return documentjob_resource(new_job_id(), namespace=namespace)
 
 
 def test_api_server_validates_documentjobs(cluster: Cluster, namespace: str, crd: None) -> None:
     api = cluster.api()
-    path = f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+    path = documentjobs_path(namespace)
 
-    good = api.create(path, _resource(namespace, "job-good"))
+    good = api.create(path, _resource(namespace))
+    good_path = f"{path}/{good['metadata']['name']}"
     assert good["spec"]["operation"] == {
         "kind": "ocr.simple",
         "language": "eng",
@@ -51,40 +43,40 @@ def test_api_server_validates_documentjobs(cluster: Cluster, namespace: str, crd
     }
 
     # An unknown spec field: rejected under strict field validation, pruned otherwise.
-    extra = _resource(namespace, "job-extra")
+    extra = _resource(namespace)
     extra["spec"]["priority"] = "high"
-    with pytest.raises(ApiError) as strict:
-        api.request("POST", path, extra, params={"fieldValidation": "Strict"})
-    assert strict.value.status in (400, 422) and "priority" in strict.value.body
-    stored = api.request("POST", path, extra, params={"fieldValidation": "Ignore"})
+    with pytest.raises(KubeError) as strict:
+        api.create(path, extra, fieldValidation="Strict")
+    assert strict.value.status in (400, 422) and "priority" in strict.value.message
+    stored = api.create(path, extra, fieldValidation="Ignore")
     assert "priority" not in stored["spec"]
 
     # An operation kind that does not exist.
-    bad_kind = _resource(namespace, "job-badkind")
+    bad_kind = _resource(namespace)
     bad_kind["spec"]["operation"]["kind"] = "ocr.magic"
-    with pytest.raises(ApiError) as rejected:
+    with pytest.raises(KubeError) as rejected:
         api.create(path, bad_kind)
-    assert rejected.value.status == 422 and "ocr.magic" in rejected.value.body
+    assert rejected.value.status == 422 and "ocr.magic" in rejected.value.message
 
     # A field of another operation (the merged union keeps kinds apart with CEL rules).
-    mixed = _resource(namespace, "job-mixed")
+    mixed = _resource(namespace)
     mixed["spec"]["operation"]["sourceFormat"] = "html"
-    with pytest.raises(ApiError) as mixed_up:
+    with pytest.raises(KubeError) as mixed_up:
         api.create(path, mixed)
-    assert mixed_up.value.status == 422 and "ocr.simple" in mixed_up.value.body
+    assert mixed_up.value.status == 422 and "ocr.simple" in mixed_up.value.message
 
     # Required fields.
-    missing = copy.deepcopy(_resource(namespace, "job-missing"))
+    missing = copy.deepcopy(_resource(namespace))
     del missing["spec"]["input"]["sha256"]
-    with pytest.raises(ApiError) as required:
+    with pytest.raises(KubeError) as required:
         api.create(path, missing)
-    assert required.value.status == 422 and "sha256" in required.value.body
+    assert required.value.status == 422 and "sha256" in required.value.message
 
     # The definition of a job is immutable; a cancel request cannot be withdrawn.
-    with pytest.raises(ApiError) as immutable:
-        api.patch(f"{path}/job-good", {"spec": {"tenant": "someone-else"}})
-    assert immutable.value.status == 422 and "immutable" in immutable.value.body
-    api.patch(f"{path}/job-good", {"spec": {"cancel": True}})
-    with pytest.raises(ApiError) as withdrawn:
-        api.patch(f"{path}/job-good", {"spec": {"cancel": False}})
+    with pytest.raises(KubeError) as immutable:
+        api.patch(good_path, {"spec": {"tenant": "someone-else"}})
+    assert immutable.value.status == 422 and "immutable" in immutable.value.message
+    api.patch(good_path, {"spec": {"cancel": True}})
+    with pytest.raises(KubeError) as withdrawn:
+        api.patch(good_path, {"spec": {"cancel": False}})
     assert withdrawn.value.status == 422

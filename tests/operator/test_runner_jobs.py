@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from docjobs.domain.models import RetryPolicy
-from docjobs.operator.builders import parse_time
+from docjobs.kube.client import KubeError
+from docjobs.kube.status import parse_time
 from tests.docs import pdf_with_pages, png_bytes, recovered, sentence_lines, text_image
+from tests.doctr_weights import doctr_env, save_stand_in_weights
 from tests.rig.fixtures import Cluster, kubectl, wait_for
-from tests.rig.kubeapi import ApiError
 
 from .conftest import Jobs, Operator
 
@@ -101,17 +102,30 @@ def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
 
 
 def test_doctr_goes_to_the_gpu_node_and_tesseract_never_does(
-    jobs: Jobs, operator: Operator
+    jobs: Jobs, make_operator, store, tmp_path: Path
 ) -> None:
+    # Stand-in weights (randomly initialised) under an object-store prefix: the runner
+    # copies them into its weights directory once, as on a cluster without a weights volume.
+    for weights in save_stand_in_weights(tmp_path / "weights").iterdir():
+        store.put_file(f"models/doctr/{weights.name}", weights, "application/octet-stream")
+    runner_env = {
+        **doctr_env(tmp_path / "pod-weights"),
+        "DOCJOBS_DOCTR__WEIGHTS_PREFIX": "models/doctr",
+    }
+    make_operator(DOCJOBS_OPERATOR__RUNNER_ENV=json.dumps(runner_env))
     data, _ = _scan(11)
     doctr = jobs.submit({"kind": "ocr.advanced"}, data, "image/png")
     tesseract = [jobs.submit({"kind": "ocr.simple"}, data, "image/png") for _ in range(2)]
 
-    failed = jobs.wait(doctr, timeout=120)
-    # No docTR engine in this release: the runner says so and exits 42, never retried.
-    assert failed["phase"] == "Failed" and failed["attempts"] == 1, failed
-    assert failed["error"]["permanent"] is True
-    assert "not available" in failed["error"]["message"]
+    done = jobs.wait(doctr, timeout=240)
+    # The process kubelet has no GPU: docTR falls back to the CPU inside the pod.
+    assert done["phase"] == "Complete" and done["attempts"] == 1, done
+    assert done["pageCount"] == 1
+    result = json.loads(b"".join(store.iter_chunks(done["result"]["key"])))
+    assert result["data"]["page_count"] == 1
+    assert sorted(p.name for p in (tmp_path / "pod-weights").iterdir()) == sorted(
+        p.name for p in (tmp_path / "weights").iterdir()
+    )
     (pod,) = jobs.pods(doctr)
     assert pod["spec"]["nodeName"] == "gpu-0"
     container = pod["spec"]["containers"][0]
@@ -254,7 +268,7 @@ def test_finished_documentjob_expires_with_its_objects(
     def gone() -> bool:
         try:
             jobs.get(name)
-        except ApiError as exc:
+        except KubeError as exc:
             return exc.status == 404
         return False
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the rig's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, minio) from upstream Go modules into a cache outside the
+# kube-scheduler, minio, helm) from upstream Go modules into a cache outside the
 # repo, keyed by version. Idempotent: a version whose binaries are all present
 # is not rebuilt. Prints the bin directories on stdout (KEY=dir lines); build
 # chatter goes to stderr.
@@ -22,11 +22,13 @@ mod_version() { # <go.mod> <module path>
 }
 K8S_VERSION="$(mod_version "$RIG_DIR/k8s/go.mod" k8s.io/kubernetes)"
 MINIO_VERSION="$(mod_version "$RIG_DIR/minio/go.mod" github.com/minio/minio)"
-[[ -n $K8S_VERSION && -n $MINIO_VERSION ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
+HELM_VERSION="$(mod_version "$RIG_DIR/helm/go.mod" helm.sh/helm/v3)"
+[[ -n $K8S_VERSION && -n $MINIO_VERSION && -n $HELM_VERSION ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 KUBECTL_BIN="$CACHE/k8s-$K8S_VERSION/kubectl"
 MINIO_BIN="$CACHE/minio-$MINIO_VERSION/bin"
+HELM_BIN="$CACHE/helm-$HELM_VERSION/bin"
 
 print_dirs() {
   echo "K8S_VERSION=$K8S_VERSION"
@@ -34,6 +36,8 @@ print_dirs() {
   echo "KUBECTL_BIN=$KUBECTL_BIN"
   echo "MINIO_VERSION=$MINIO_VERSION"
   echo "MINIO_BIN=$MINIO_BIN"
+  echo "HELM_VERSION=$HELM_VERSION"
+  echo "HELM_BIN=$HELM_BIN"
 }
 if [[ ${1-} == --print ]]; then print_dirs; exit 0; fi
 
@@ -94,6 +98,20 @@ fi
 
 if ! all_present "$MINIO_BIN" minio; then
   go_build "$RIG_DIR/minio" "$MINIO_BIN" "" github.com/minio/minio
+fi
+
+# The chart tests drive helm; always the pinned one (a machine's own helm may
+# be any version). Ldflags as upstream's Makefile: release version, and the
+# Kubernetes version lint and template assume (that of its k8s.io modules).
+if ! all_present "$HELM_BIN" helm; then
+  helm_k8s="$(mod_version "$RIG_DIR/helm/go.mod" k8s.io/client-go)" # v0.<minor>.<patch>
+  helm_k8s_minor=${helm_k8s#v0.}; helm_k8s_minor=${helm_k8s_minor%%.*}
+  hl="-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  hl+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    hl+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_k8s_minor"
+  done
+  go_build "$RIG_DIR/helm" "$HELM_BIN" "$hl" helm.sh/helm/v3/cmd/helm
 fi
 
 print_dirs

@@ -23,6 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,190 @@ def running() -> State | None:
     return None
 
 
+@dataclass
+class Launch:
+    """How to start one component, and how to tell it is ready."""
+
+    argv: list[str]
+    ready: Callable[[], bool]
+    timeout: float
+    env: dict[str, str] | None = None
+    then: Callable[[], None] | None = None
+
+
+# Started stage by stage; the components of one stage start together.
+STAGES = (
+    ("etcd",),
+    ("kube-apiserver",),
+    ("kube-controller-manager", "kube-scheduler"),
+    ("minio",),
+    ("kubelet",),
+)
+
+
+def launches(st: State, kbin: Path, mbin: Path) -> dict[str, Launch]:
+    """Every component's command line, from the ports and files of `st`."""
+    ports = st.ports
+    p = STATE_DIR / "pki"
+    kubeconfig = STATE_DIR / "kubeconfig"
+    token = pki.admin_token(p)
+    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+    peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+    common = [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+    ]
+    # Their serving certs are self-signed, made at start.
+    insecure = ssl._create_unverified_context()
+    s3_endpoint = f"127.0.0.1:{ports['minio']}"
+    return {
+        "etcd": Launch(
+            [
+                str(kbin / "etcd"),
+                "--name=rig",
+                f"--data-dir={STATE_DIR / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=rig={peer_url}",
+                "--log-level=warn",
+                # Test data: skip fsync so the shared machine's disk is not the bottleneck.
+                "--unsafe-no-fsync",
+            ],
+            lambda: http_ok(f"{etcd_url}/health"),
+            60,
+        ),
+        "kube-apiserver": Launch(
+            [
+                str(kbin / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports['apiserver']}",
+                f"--tls-cert-file={p / 'apiserver.crt'}",
+                f"--tls-private-key-file={p / 'apiserver.key'}",
+                f"--client-ca-file={p / 'ca.crt'}",
+                # Published for KCM/scheduler delegated authn; without it they log
+                # "missing content for CA bundle" forever.
+                f"--requestheader-client-ca-file={p / 'ca.crt'}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--token-auth-file={p / 'tokens.csv'}",
+                f"--service-account-key-file={p / 'sa.pub'}",
+                f"--service-account-signing-key-file={p / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                # The default admission chain (NamespaceLifecycle, ServiceAccount,
+                # LimitRanger, ResourceQuota, PodSecurity, ...) is what a real
+                # cluster runs; nothing in it blocks Jobs.
+                # A loopback address may not be written into the kubernetes
+                # Endpoints object, so do not reconcile it (nothing in-cluster dials it).
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+            ],
+            lambda: http_ok(
+                f"https://127.0.0.1:{ports['apiserver']}/readyz",
+                token,
+                ssl.create_default_context(cafile=str(p / "ca.crt")),
+            ),
+            120,
+        ),
+        "kube-controller-manager": Launch(
+            [
+                str(kbin / "kube-controller-manager"),
+                *common,
+                f"--secure-port={ports['controller-manager']}",
+                # '*' = every controller that is on by default: job, ttl-after-finished,
+                # garbage-collector, namespace, serviceaccount, nodelifecycle, podgc, ...
+                "--controllers=*",
+                f"--service-account-private-key-file={p / 'sa.key'}",
+                f"--root-ca-file={p / 'ca.crt'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # Controllers act with the admin identity (system:masters). Per-controller
+                # service-account credentials would only add startup latency here.
+                "--use-service-account-credentials=false",
+            ],
+            lambda: http_ok(
+                f"https://127.0.0.1:{ports['controller-manager']}/healthz", ctx=insecure
+            ),
+            90,
+        ),
+        "kube-scheduler": Launch(
+            [str(kbin / "kube-scheduler"), *common, f"--secure-port={ports['scheduler']}"],
+            lambda: http_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", ctx=insecure),
+            90,
+        ),
+        "minio": Launch(
+            [
+                str(mbin / "minio"),
+                "server",
+                "--quiet",
+                f"--address={s3_endpoint}",
+                f"--console-address=127.0.0.1:{ports['minio-console']}",
+                str(STATE_DIR / "minio"),
+            ],
+            lambda: http_ok(f"http://{s3_endpoint}/minio/health/ready"),
+            60,
+            env={
+                **_base_env(),
+                "MINIO_ROOT_USER": S3_ACCESS_KEY,
+                "MINIO_ROOT_PASSWORD": S3_SECRET_KEY,
+                "MINIO_BROWSER": "off",
+                "MINIO_UPDATE": "off",
+            },
+            then=lambda: s3.ensure_bucket(s3_endpoint, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET),
+        ),
+        # The kubelet inherits the caller's environment: PATH decides which
+        # `docjobs`/`python3` pods run, DOCJOBS_RIG_ENTRYPOINT is read there.
+        "kubelet": Launch(
+            [
+                sys.executable,
+                str(RIG_DIR / "kubelet.py"),
+                f"--kubeconfig={kubeconfig}",
+                f"--state-dir={STATE_DIR}",
+            ],
+            lambda: nodes_ready(ports["apiserver"], token),
+            60,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ),
+    }
+
+
+def start_components(st: State, wanted: set[str], kbin: Path, mbin: Path) -> None:
+    """Start the `wanted` components stage by stage, each ready before the next stage."""
+    plans = launches(st, kbin, mbin)
+    for stage in STAGES:
+        names = [n for n in stage if n in wanted]
+        for name in names:
+            st.pids[name] = spawn(name, plans[name].argv, plans[name].env)
+            st.save()
+        for name in names:
+            plan = plans[name]
+            wait_for(name, st.pids[name], plan.ready, plan.timeout)
+            if plan.then is not None:
+                plan.then()
+
+
+def dead_components(st: State) -> set[str]:
+    return {c for c in COMPONENTS if not _ours(st.pids.get(c, 0), str(STATE_DIR))}
+
+
+def healable(st: State | None, k8s_version: str) -> bool:
+    """Whether a partly running rig can be completed in place: same binaries, its files
+    (CA, kubeconfig, etcd and MinIO data) still there, every port known."""
+    if st is None or st.k8s_version != k8s_version or not st.pids:
+        return False
+    files = ("pki/ca.crt", "pki/tokens.csv", "kubeconfig", "etcd", "minio", "logs", "pods")
+    ports = {"etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler", "minio"}
+    return all((STATE_DIR / f).exists() for f in files) and ports <= set(st.ports)
+
+
 def up() -> None:
     t0 = time.monotonic()
     st = running()
@@ -233,14 +418,35 @@ def up() -> None:
         raise RuntimeError(  # the kubelet runs under this same interpreter
             f"kubelet needs the `kubernetes` package in {sys.executable}: pip install kubernetes"
         )
-    if State.load():
-        log("found a partly running or stale rig; stopping it first")
-        down()
     bins = build()
     kbin, mbin = Path(bins["K8S_BIN"]), Path(bins["MINIO_BIN"])
+    st = State.load()
+    if st is not None and healable(st, bins["K8S_VERSION"]):
+        dead = dead_components(st)
+        # Same ports, CA and data: clients pointed at the rig keep working.
+        log(f"partly running; restarting {', '.join(c for c in COMPONENTS if c in dead)}")
+        try:
+            start_components(st, dead, kbin, mbin)
+        except RuntimeError as e:
+            log(f"restarting in place failed ({e}); starting afresh")
+        else:
+            write_env(st)
+            log(f"up in {time.monotonic() - t0:.1f}s")
+            print_summary(st)
+            return
+    if st is not None:
+        log("found a stale rig; stopping it first")
+        down()
+    fresh(bins, kbin, mbin)
+    st = State.load()
+    assert st is not None
+    log(f"up in {time.monotonic() - t0:.1f}s")
+    print_summary(st)
 
-    # Fresh state every `up`: tests want an empty cluster, and the previous
-    # run's logs stay readable until this point.
+
+def fresh(bins: dict[str, str], kbin: Path, mbin: Path) -> None:
+    """An empty cluster: new state, CA, ports and data."""
+    # The previous run's logs stay readable until this point.
     for old in STATE_DIR.iterdir():
         if old.name not in (LOCK_FILE, USERS_LOCK_FILE):
             if old.is_dir():
@@ -251,8 +457,6 @@ def up() -> None:
         (STATE_DIR / sub).mkdir(parents=True)
     p = STATE_DIR / "pki"
     token = pki.generate(p)
-    kubeconfig = STATE_DIR / "kubeconfig"
-
     names = (
         "etcd",
         "etcd-peer",
@@ -268,165 +472,12 @@ def up() -> None:
         # Set by the pytest fixture: the last test session using the rig stops it.
         auto_down=os.environ.get("DOCJOBS_RIG_AUTO_DOWN") == "1",
     )
-    ports = st.ports
-    pki.write_kubeconfig(kubeconfig, f"https://127.0.0.1:{ports['apiserver']}", p / "ca.crt", token)
+    pki.write_kubeconfig(
+        STATE_DIR / "kubeconfig", f"https://127.0.0.1:{st.ports['apiserver']}", p / "ca.crt", token
+    )
     st.save()
-
-    def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> int:
-        st.pids[name] = spawn(name, argv, env)
-        st.save()
-        return st.pids[name]
-
-    etcd_url = f"http://127.0.0.1:{ports['etcd']}"
-    peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-    pid = start(
-        "etcd",
-        [
-            str(kbin / "etcd"),
-            "--name=rig",
-            f"--data-dir={STATE_DIR / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}",
-            f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=rig={peer_url}",
-            "--log-level=warn",
-            # Throwaway data: skip fsync so the shared machine's disk is not the bottleneck.
-            "--unsafe-no-fsync",
-        ],
-    )
-    wait_for("etcd", pid, lambda: http_ok(f"{etcd_url}/health"), 60)
-
-    pid = start(
-        "kube-apiserver",
-        [
-            str(kbin / "kube-apiserver"),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ports['apiserver']}",
-            f"--tls-cert-file={p / 'apiserver.crt'}",
-            f"--tls-private-key-file={p / 'apiserver.key'}",
-            f"--client-ca-file={p / 'ca.crt'}",
-            # Published for KCM/scheduler delegated authn; without it they log
-            # "missing content for CA bundle" forever.
-            f"--requestheader-client-ca-file={p / 'ca.crt'}",
-            "--requestheader-username-headers=X-Remote-User",
-            "--requestheader-group-headers=X-Remote-Group",
-            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-            f"--token-auth-file={p / 'tokens.csv'}",
-            f"--service-account-key-file={p / 'sa.pub'}",
-            f"--service-account-signing-key-file={p / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=Node,RBAC",
-            # The default admission chain (NamespaceLifecycle, ServiceAccount,
-            # LimitRanger, ResourceQuota, PodSecurity, ...) is what a real
-            # cluster runs; nothing in it blocks Jobs.
-            # A loopback address may not be written into the kubernetes
-            # Endpoints object, so do not reconcile it (nothing in-cluster dials it).
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-        ],
-    )
-    wait_for(
-        "kube-apiserver",
-        pid,
-        lambda: http_ok(
-            f"https://127.0.0.1:{ports['apiserver']}/readyz",
-            token,
-            ssl.create_default_context(cafile=str(p / "ca.crt")),
-        ),
-        120,
-    )
-
-    common = [
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--leader-elect=false",
-    ]
-    kcm = start(
-        "kube-controller-manager",
-        [
-            str(kbin / "kube-controller-manager"),
-            *common,
-            f"--secure-port={ports['controller-manager']}",
-            # '*' = every controller that is on by default: job, ttl-after-finished,
-            # garbage-collector, namespace, serviceaccount, nodelifecycle, podgc, ...
-            "--controllers=*",
-            f"--service-account-private-key-file={p / 'sa.key'}",
-            f"--root-ca-file={p / 'ca.crt'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # Controllers act with the admin identity (system:masters). Per-controller
-            # service-account credentials would only add startup latency here.
-            "--use-service-account-credentials=false",
-        ],
-    )
-    sched = start(
-        "kube-scheduler",
-        [
-            str(kbin / "kube-scheduler"),
-            *common,
-            f"--secure-port={ports['scheduler']}",
-        ],
-    )
-    insecure = (
-        ssl._create_unverified_context()
-    )  # their serving certs are self-signed, made at start
-    wait_for(
-        "kube-controller-manager",
-        kcm,
-        lambda: http_ok(f"https://127.0.0.1:{ports['controller-manager']}/healthz", ctx=insecure),
-        90,
-    )
-    wait_for(
-        "kube-scheduler",
-        sched,
-        lambda: http_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", ctx=insecure),
-        90,
-    )
-
-    s3_endpoint = f"127.0.0.1:{ports['minio']}"
-    pid = start(
-        "minio",
-        [
-            str(mbin / "minio"),
-            "server",
-            "--quiet",
-            f"--address={s3_endpoint}",
-            f"--console-address=127.0.0.1:{ports['minio-console']}",
-            str(STATE_DIR / "minio"),
-        ],
-        env={
-            **_base_env(),
-            "MINIO_ROOT_USER": S3_ACCESS_KEY,
-            "MINIO_ROOT_PASSWORD": S3_SECRET_KEY,
-            "MINIO_BROWSER": "off",
-            "MINIO_UPDATE": "off",
-        },
-    )
-    wait_for("minio", pid, lambda: http_ok(f"http://{s3_endpoint}/minio/health/ready"), 60)
-    s3.ensure_bucket(s3_endpoint, S3_ACCESS_KEY, S3_SECRET_KEY, S3_BUCKET)
-
-    # The kubelet inherits the caller's environment: PATH decides which
-    # `docjobs`/`python3` pods run, DOCJOBS_RIG_ENTRYPOINT is read there.
-    pid = start(
-        "kubelet",
-        [
-            sys.executable,
-            str(RIG_DIR / "kubelet.py"),
-            f"--kubeconfig={kubeconfig}",
-            f"--state-dir={STATE_DIR}",
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    wait_for("kubelet", pid, lambda: nodes_ready(ports["apiserver"], token), 60)
-
+    start_components(st, set(COMPONENTS), kbin, mbin)
     write_env(st)
-    log(f"up in {time.monotonic() - t0:.1f}s")
-    print_summary(st)
 
 
 def _base_env() -> dict[str, str]:

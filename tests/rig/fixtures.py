@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .kubeapi import ApiError, Kube
+from docjobs.kube.client import KubeClient, KubeError
 
 T = TypeVar("T")
 RIG_DIR = Path(__file__).resolve().parent
@@ -60,7 +60,7 @@ def wait_for(
             value = fn()
             if value:
                 return value
-        except ApiError as e:
+        except KubeError as e:
             last = e
         time.sleep(interval)
     pytest.fail(
@@ -78,8 +78,8 @@ class Cluster:
     s3: dict[str, str]  # endpoint (host:port), bucket, access_key, secret_key, secure ("false")
     env: dict[str, str]  # the variables of .local-cluster/env (KUBECONFIG, DOCJOBS_S3_*)
 
-    def api(self) -> Kube:
-        return Kube(str(self.kubeconfig))
+    def api(self) -> KubeClient:
+        return KubeClient.from_environment(kubeconfig=str(self.kubeconfig))
 
     def create_s3_secret(self, namespace: str, name: str = "docjobs-s3") -> None:
         """The Secret runner pods read their S3 settings from, pointing at the rig's MinIO."""
@@ -182,10 +182,15 @@ def _can_build() -> str:
     return ""
 
 
-def _local_cluster(command: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def local_cluster(
+    command: str, timeout: float = 300, state_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``scripts/local-cluster COMMAND`` for the rig in ``state_dir`` (default: the shared one)."""
     # The kubelet runs under this interpreter when it has `kubernetes`, and
     # pods find this interpreter's bin dir (venv: docjobs, python3) first.
     env = dict(os.environ)
+    if state_dir is not None:
+        env["DOCJOBS_RIG_STATE"] = str(state_dir)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
     if importlib.util.find_spec("kubernetes") is not None:
         env.setdefault("PYTHON", sys.executable)
@@ -201,6 +206,25 @@ def _local_cluster(command: str, timeout: float) -> subprocess.CompletedProcess[
     )
 
 
+def cluster_at(state: Path) -> Cluster:
+    """The running rig whose state directory is ``state``."""
+    env = _read_env(state / "env")
+    return Cluster(
+        repo_root=REPO_ROOT,
+        state_dir=state,
+        kubeconfig=Path(env["KUBECONFIG"]),
+        k8s_version=json.loads((state / "state.json").read_text())["k8s_version"],
+        s3={
+            "endpoint": env["DOCJOBS_S3_ENDPOINT"],
+            "bucket": env["DOCJOBS_S3_BUCKET"],
+            "access_key": env["DOCJOBS_S3_ACCESS_KEY"],
+            "secret_key": env["DOCJOBS_S3_SECRET_KEY"],
+            "secure": env["DOCJOBS_S3_SECURE"],
+        },
+        env=env,
+    )
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
     state = _state_dir()
@@ -211,28 +235,14 @@ def cluster() -> Iterator[Cluster]:
     users = open(state / "users.lock", "w")  # noqa: SIM115 - held for the session
     fcntl.flock(users, fcntl.LOCK_SH)
     try:
-        if _local_cluster("status", 30).returncode != 0:
+        if local_cluster("status", 30).returncode != 0:
             if why := _can_build():
                 pytest.skip(f"local cluster rig unavailable: {why}")
             _build_outside_test_timeout()
-        up = _local_cluster("up", 300)
+        up = local_cluster("up", 300)
         if up.returncode != 0:
             pytest.fail(f"scripts/local-cluster up failed:\n{up.stdout}", pytrace=False)
-        env = _read_env(state / "env")
-        yield Cluster(
-            repo_root=REPO_ROOT,
-            state_dir=state,
-            kubeconfig=Path(env["KUBECONFIG"]),
-            k8s_version=json.loads((state / "state.json").read_text())["k8s_version"],
-            s3={
-                "endpoint": env["DOCJOBS_S3_ENDPOINT"],
-                "bucket": env["DOCJOBS_S3_BUCKET"],
-                "access_key": env["DOCJOBS_S3_ACCESS_KEY"],
-                "secret_key": env["DOCJOBS_S3_SECRET_KEY"],
-                "secure": env["DOCJOBS_S3_SECURE"],
-            },
-            env=env,
-        )
+        yield cluster_at(state)
     finally:
         fcntl.flock(users, fcntl.LOCK_UN)
         try:
@@ -245,7 +255,7 @@ def cluster() -> Iterator[Cluster]:
             except (OSError, ValueError):
                 auto = False  # never started
             if auto and not _truthy("DOCJOBS_RIG_KEEP"):
-                _local_cluster("down", 120)
+                local_cluster("down", 120)
         users.close()
 
 
@@ -265,7 +275,7 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     )
     yield name
     try:
-        api.delete(f"/api/v1/namespaces/{name}", {"propagationPolicy": "Background"})
-    except ApiError as e:
+        api.delete(f"/api/v1/namespaces/{name}")
+    except KubeError as e:
         if e.status != 404:
             raise

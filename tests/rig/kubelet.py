@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kubeapi import STRATEGIC_MERGE_PATCH, ApiError, Kube
 from podrun import PodRun, kill_group, now, pod_key
 
-JSON = dict[str, Any]
+from docjobs.kube.client import JSON, STRATEGIC_MERGE_PATCH, KubeClient, KubeError
+
 log = logging.getLogger("kubelet")
 
 LEASE_NS = "kube-node-lease"
@@ -65,7 +65,7 @@ def micro_now() -> str:
 
 
 class Kubelet:
-    def __init__(self, kube: Kube, state_dir: Path) -> None:
+    def __init__(self, kube: KubeClient, state_dir: Path) -> None:
         self.kube = kube
         self.pods_dir = state_dir / "pods"
         self.pods_dir.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ class Kubelet:
                 t for t in node.get("spec", {}).get("taints", []) if t["key"] not in ours
             ] + spec.taints
             self.kube.patch(path, {"metadata": {"labels": labels}, "spec": {"taints": taints}})
-        except ApiError as e:
+        except KubeError as e:
             if e.status != 404:
                 raise
             self.kube.create(
@@ -153,7 +153,7 @@ class Kubelet:
         path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NS}/leases/{node}"
         try:
             self.kube.patch(path, {"spec": {"renewTime": micro_now(), "holderIdentity": node}})
-        except ApiError as e:
+        except KubeError as e:
             if e.status != 404:
                 raise
             owner = self.kube.get(f"/api/v1/nodes/{node}")["metadata"]
@@ -196,7 +196,7 @@ class Kubelet:
                             {"status": {"conditions": conds}},
                             STRATEGIC_MERGE_PATCH,
                         )
-                except ApiError as e:
+                except KubeError as e:
                     if e.status == 404:  # node deleted under us: come back
                         self._try(lambda: self.register(spec))
                     else:
@@ -312,13 +312,7 @@ class Kubelet:
                     self.gone(uid)
                 rv = lst["metadata"]["resourceVersion"]
                 while not self.stop.is_set():
-                    for ev in self.kube.watch(
-                        "/api/v1/pods",
-                        timeout_seconds=120,
-                        fieldSelector=selector,
-                        resourceVersion=rv,
-                        allowWatchBookmarks="true",
-                    ):
+                    for ev in self.kube.watch("/api/v1/pods", rv, 120, fieldSelector=selector):
                         obj = ev.get("object", {})
                         if ev.get("type") == "ERROR":
                             raise RuntimeError(f"watch error: {obj.get('message')}")
@@ -383,7 +377,7 @@ def main() -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(threadName)s %(message)s",
     )
-    kubelet = Kubelet(Kube(args.kubeconfig), args.state_dir)
+    kubelet = Kubelet(KubeClient.from_environment(kubeconfig=args.kubeconfig), args.state_dir)
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("signal %d: stopping pods and exiting", signum)

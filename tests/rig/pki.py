@@ -99,6 +99,11 @@ def generate(pki: Path) -> str:
     return token
 
 
+def admin_token(pki: Path) -> str:
+    """The admin's static token, as :func:`generate` wrote it."""
+    return (pki / "tokens.csv").read_text().split(",", 1)[0]
+
+
 def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> None:
     path.write_text(
         f"""apiVersion: v1

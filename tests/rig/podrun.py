@@ -16,12 +16,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
+import podidentity
 import podspec
-from kubeapi import STRATEGIC_MERGE_PATCH, ApiError, Kube
 
-JSON = dict[str, Any]
+from docjobs.kube.client import JSON, STRATEGIC_MERGE_PATCH, KubeClient, KubeError
+
 log = logging.getLogger("kubelet")
 
 MAX_MESSAGE = 4096  # upstream's cap on a termination message
@@ -57,7 +57,9 @@ def conditions(ready: bool, reason: str = "") -> list[JSON]:
 
 
 class PodRun:
-    def __init__(self, kube: Kube, pod: JSON, pods_dir: Path, node_alloc: dict[str, str]) -> None:
+    def __init__(
+        self, kube: KubeClient, pod: JSON, pods_dir: Path, node_alloc: dict[str, str]
+    ) -> None:
         self.kube = kube
         self.pod = pod
         self.uid: str = pod["metadata"]["uid"]
@@ -85,36 +87,43 @@ class PodRun:
 
     def patch_status(self, status: JSON) -> bool:
         """Strategic-merge the pod status (conditions merge by type).
-        metadata.uid guards against a same-named replacement pod."""
+        metadata.uid guards against a same-named replacement pod.
+
+        Like a real kubelet, it keeps trying until the API server takes the status (an
+        outage of any length): a pod whose end is never reported would run on forever in
+        the API, until its Job's deadline. False only when the pod is gone or replaced."""
         body = {"metadata": {"uid": self.uid}, "status": status}
-        for attempt in range(6):
+        attempt = 0
+        while True:
             try:
                 self.kube.patch(self.status_path, body, STRATEGIC_MERGE_PATCH)
                 return True
-            except ApiError as e:
+            except KubeError as e:
                 if e.status in (404, 409, 422):
                     log.info("pod %s/%s: status not written (%s)", self.ns, self.name, e.status)
                     return False
                 log.warning("pod %s/%s: status patch failed: %s", self.ns, self.name, e)
-            except Exception as e:  # network blips: retry
+            except Exception as e:  # API server down or restarting: keep trying
                 log.warning("pod %s/%s: status patch failed: %s", self.ns, self.name, e)
-            time.sleep(min(0.2 * 2**attempt, 3))
-        return False
+            time.sleep(min(0.2 * 2**attempt, 3.0))
+            attempt = min(attempt + 1, 8)
 
     def finish_delete(self) -> None:
         """The pod's processes are gone: remove the object, as the kubelet
         does once a gracefully deleted pod has terminated."""
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}}
         try:
-            self.kube.delete(f"/api/v1/namespaces/{self.ns}/pods/{self.name}", body)
-        except ApiError as e:
+            self.kube.delete(
+                f"/api/v1/namespaces/{self.ns}/pods/{self.name}", propagation=None, options=body
+            )
+        except KubeError as e:
             if e.status not in (404, 409):
                 log.warning("pod %s/%s: final delete failed: %s", self.ns, self.name, e)
 
     def lookup(self, kind: str, ns: str, name: str) -> JSON | None:
         try:
             return self.kube.get(f"/api/v1/namespaces/{ns}/{kind}/{name}")
-        except ApiError as e:
+        except KubeError as e:
             if e.status == 404:
                 return None
             raise
@@ -153,9 +162,17 @@ class PodRun:
         while True:
             try:
                 own = podspec.container_env(self.pod, self.lookup, self.node_alloc)
-                env = {**podspec.host_env(dict(os.environ)), "HOSTNAME": self.name, **own}
+                identity = podidentity.service_account_env(self.kube, self.pod, self.work_dir)
+                env = {
+                    **podspec.host_env(dict(os.environ)),
+                    "HOSTNAME": self.name,
+                    **identity,
+                    **own,
+                }
                 env["DOCJOBS_TERMINATION_LOG"] = str(self.msg_path)
-                return podspec.command_line(self.pod, env, dict(os.environ)), env
+                argv = podspec.command_line(self.pod, env, dict(os.environ))
+                ports = podidentity.host_ports(self.kube, self.pod)
+                return podspec.remap_ports(argv, ports), env
             except podspec.StartError as e:
                 self._report_terminal(128, e.reason, e.message, "Failed", pod_reason=e.reason)
                 return None

@@ -26,9 +26,9 @@ import shlex
 import shutil
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
-JSON = dict[str, Any]
+from docjobs.kube.client import JSON
+
 # lookup("secrets" | "configmaps", namespace, name) -> object, or None if absent
 Lookup = Callable[[str, str, str], "JSON | None"]
 
@@ -230,3 +230,24 @@ def command_line(pod: JSON, env: dict[str, str], environ: dict[str, str]) -> lis
         )
         raise StartError("StartError", f'exec: "{exe}": executable file not found in $PATH{hint}')
     return [found, *argv[1:]]
+
+
+def container_ports(pod: JSON) -> list[int]:
+    """The TCP ports containers[0] declares, in order."""
+    ports = pod["spec"]["containers"][0].get("ports", [])
+    return [int(p["containerPort"]) for p in ports if p.get("protocol", "TCP") == "TCP"]
+
+
+def remap_ports(argv: list[str], host_ports: dict[int, int]) -> list[str]:
+    """Every pod shares the host's network here, so a declared port is moved to a free one:
+    an argument that is the port's number (``--port 8000``) or ends in ``=<number>``
+    (``--metrics-port=9090``) gets the host port instead."""
+
+    def moved(arg: str) -> str:
+        head, eq, tail = arg.rpartition("=")
+        number = tail if eq else arg
+        if number.isdigit() and int(number) in host_ports:
+            return f"{head}{eq}{host_ports[int(number)]}"
+        return arg
+
+    return [argv[0], *(moved(a) for a in argv[1:])]

@@ -137,3 +137,28 @@ def test_host_env_is_minimal() -> None:
         "EXTRA": "1",
     }
     assert podspec.host_env(environ) == {"PATH": "/bin", "HOME": "/root", "EXTRA": "1"}
+
+
+def test_declared_ports_move_to_the_host_ports_chosen_for_the_pod() -> None:
+    spec = pod(
+        {
+            "image": "docjobs",
+            "ports": [
+                {"name": "http", "containerPort": 8000},
+                {"containerPort": 9090, "protocol": "TCP"},
+                {"containerPort": 53, "protocol": "UDP"},
+            ],
+        }
+    )
+    ports = podspec.container_ports(spec)
+    assert ports == [8000, 9090]
+    argv = ["docjobs", "serve", "--port", "8000", "--metrics-port=9090", "--workers=2", "8001"]
+    assert podspec.remap_ports(argv, {8000: 41000, 9090: 41001}) == [
+        "docjobs",
+        "serve",
+        "--port",
+        "41000",
+        "--metrics-port=41001",
+        "--workers=2",
+        "8001",
+    ]

@@ -13,8 +13,9 @@ import pytest
 # kubernetes client; environments without it (the default dev venv) skip.
 pytest.importorskip("kubernetes", reason="the local cluster rig needs the `kubernetes` package")
 
+from docjobs.kube.client import KubeError
+
 from .fixtures import RIG_DIR, Cluster, kubectl, wait_for
-from .kubeapi import ApiError
 from .s3 import request as s3_request
 
 IMAGE = "docjobs/runner:test"
@@ -262,7 +263,7 @@ def test_delete_sends_sigterm_then_removes_pod(cluster: Cluster, namespace: str)
         try:
             api.get(path)
             return False
-        except ApiError as e:
+        except KubeError as e:
             return e.status == 404
 
     wait_for(gone, 30, what="sleeper to be deleted")

@@ -190,6 +190,10 @@ def test_page_selection() -> None:
         ("0", "invalid_page_range"),
         ("3-1", "invalid_page_range"),
         ("a", "invalid_page_range"),
+        # Past int()'s digit limit (4,300): still a 422.
+        pytest.param("9" * 5000, "page_range_out_of_bounds", id="5000-digits"),
+        pytest.param("1-" + "9" * 5000, "page_range_out_of_bounds", id="range-to-5000-digits"),
+        pytest.param("0" * 5000 + "6", "page_range_out_of_bounds", id="5000-leading-zeros"),
     ],
 )
 def test_bad_page_selection(pages: str, code: str) -> None:

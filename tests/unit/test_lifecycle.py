@@ -134,8 +134,24 @@ def test_finished_jobs_expire_after_their_ttl() -> None:
     assert late.actions == (Action.EXPIRE,)
 
 
-def test_lost_runner_requeues_without_backoff_but_counts_the_attempt() -> None:
-    decision = run(spec(), lifecycle.AttemptStarted(T0), lifecycle.RunnerLost("restart", T0))
-    assert decision.status.phase is Phase.PENDING
-    assert decision.status.attempts == 1
-    assert lifecycle.is_runnable(decision.status, T0)
+def test_lost_runner_counts_the_attempt_and_waits_out_the_backoff() -> None:
+    job = spec()
+    first = run(job, lifecycle.AttemptStarted(T0), lifecycle.RunnerLost("pod deleted", T0))
+    assert first.status.phase is Phase.RETRYING and first.status.attempts == 1
+    assert first.status.error is not None and first.status.error.reason == "RunnerLost"
+    assert first.status.next_attempt_at == T0 + timedelta(seconds=5)
+    assert not lifecycle.is_runnable(first.status, T0 + timedelta(seconds=4))
+    t1 = T0 + timedelta(seconds=5)
+    second = lifecycle.decide(job, first.status, lifecycle.AttemptStarted(t1))
+    second = lifecycle.decide(job, second.status, lifecycle.RunnerLost("pod deleted", t1))
+    # The second loss waits 25 s, as the retry policy says, not a moment less.
+    assert second.status.next_attempt_at == t1 + timedelta(seconds=25)
+    early = lifecycle.decide(
+        job, second.status, lifecycle.AttemptStarted(t1 + timedelta(seconds=24))
+    )
+    assert early.status.attempts == 2 and early.status.phase is Phase.RETRYING
+    t2 = t1 + timedelta(seconds=25)
+    third = lifecycle.decide(job, second.status, lifecycle.AttemptStarted(t2))
+    third = lifecycle.decide(job, third.status, lifecycle.RunnerLost("pod deleted", t2))
+    assert third.status.phase is Phase.FAILED and third.status.attempts == 3
+    assert third.status.error is not None and third.status.error.reason == "RetriesExhausted"

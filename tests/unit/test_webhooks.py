@@ -27,6 +27,7 @@ from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
 from docjobs.webhooks.delivery import (
     DeliveryAttempt,
     UnsafeTarget,
+    WebhookMessage,
     backoff_seconds,
     check_url,
     deliver,
@@ -171,10 +172,12 @@ def test_receiver_verifies_signature_and_gets_payload(receiver: Callable[..., Re
     r = receiver()
     secret = new_secret()
     assert secret.startswith("whsec_") and len(base64.b64decode(secret[6:])) == 32
-    ended = datetime(2026, 1, 27, 10, 30, 45, tzinfo=UTC)
+    ended = datetime(2026, 1, 27, 10, 30, 45, 758871, tzinfo=UTC)
 
     attempts = deliver(
-        r.url(), secret, "job.completed", JOB, LOCAL, resolver=no_dns, occurred_at=ended
+        WebhookMessage(r.url(), secret, "job.completed", JOB, occurred_at=ended),
+        LOCAL,
+        resolver=no_dns,
     )
 
     assert statuses(attempts) == [204] and attempts[0].ok and attempts[0].error is None
@@ -182,7 +185,7 @@ def test_receiver_verifies_signature_and_gets_payload(receiver: Callable[..., Re
     payload = Webhook(secret).verify(hit.body, hit.headers)
     assert payload == {
         "type": "job.completed",
-        "timestamp": "2026-01-27T10:30:45.000Z",
+        "timestamp": "2026-01-27T10:30:45Z",
         "data": JOB,
     }
     assert hit.headers["content-type"] == "application/json"
@@ -207,7 +210,7 @@ def test_webhook_id_is_stable_per_job_target_and_event() -> None:
 
 def test_unknown_event_type_is_refused() -> None:
     with pytest.raises(ValueError, match="event type"):
-        deliver("http://127.0.0.1:9/", new_secret(), "job.exploded", {}, LOCAL)
+        deliver(WebhookMessage("http://127.0.0.1:9/", new_secret(), "job.exploded", {}), LOCAL)
 
 
 # --- retries --------------------------------------------------------------------------------
@@ -220,10 +223,7 @@ def test_500_then_success_retries_with_doubling_capped_backoff(
     secret, sleeps = new_secret(), list[float]()
 
     attempts = deliver(
-        r.url(),
-        secret,
-        "job.failed",
-        JOB,
+        WebhookMessage(r.url(), secret, "job.failed", JOB),
         fast(allow_private_targets=True, max_backoff_seconds=0.03),
         sleep=sleeps.append,
     )
@@ -238,7 +238,8 @@ def test_500_then_success_retries_with_doubling_capped_backoff(
 def test_429_retry_after_is_honoured(receiver: Callable[..., Receiver]) -> None:
     r = receiver((429, {"Retry-After": "1"}), (200, {}))
 
-    attempts = deliver(r.url(), new_secret(), "job.completed", JOB, LOCAL)  # real sleep
+    # real sleep
+    attempts = deliver(WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL)
 
     assert statuses(attempts) == [429, 200]
     gap = r.hits[1].at - r.hits[0].at
@@ -251,7 +252,9 @@ def test_retry_after_on_503_as_http_date(receiver: Callable[..., Receiver]) -> N
     r = receiver((503, {"Retry-After": later.strftime("%a, %d %b %Y %H:%M:%S GMT")}), (200, {}))
     sleeps: list[float] = []
 
-    attempts = deliver(r.url(), new_secret(), "job.completed", JOB, LOCAL, sleep=sleeps.append)
+    attempts = deliver(
+        WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL, sleep=sleeps.append
+    )
 
     assert statuses(attempts) == [503, 200]
     assert 25 <= sleeps[0] <= 30
@@ -296,10 +299,7 @@ def test_which_answers_are_retried(
     sleeps: list[float] = []
 
     attempts = deliver(
-        r.url(),
-        new_secret(),
-        "job.failed",
-        JOB,
+        WebhookMessage(r.url(), new_secret(), "job.failed", JOB),
         fast(allow_private_targets=True, max_attempts=3),
         sleep=sleeps.append,
     )
@@ -312,7 +312,9 @@ def test_redirect_is_not_followed(receiver: Callable[..., Receiver]) -> None:
     elsewhere = receiver()
     r = receiver((307, {"Location": elsewhere.url()}))
 
-    attempts = deliver(r.url(), new_secret(), "job.completed", JOB, LOCAL, sleep=no_retry)
+    attempts = deliver(
+        WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL, sleep=no_retry
+    )
 
     assert statuses(attempts) == [307] and elsewhere.hits == []
 
@@ -323,10 +325,7 @@ def test_connection_errors_are_retried_and_recorded() -> None:
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"  # bound, never listening
         sleeps: list[float] = []
         attempts = deliver(
-            closed,
-            new_secret(),
-            "job.completed",
-            JOB,
+            WebhookMessage(closed, new_secret(), "job.completed", JOB),
             fast(allow_private_targets=True, max_attempts=3),
             sleep=sleeps.append,
         )
@@ -365,7 +364,10 @@ def test_private_targets_are_refused_by_default(receiver: Callable[..., Receiver
 
     def refused(url: str, resolver: Callable[[str, int], list[str]]) -> bool:
         attempts = deliver(
-            url, new_secret(), "job.completed", JOB, fast(), sleep=no_retry, resolver=resolver
+            WebhookMessage(url, new_secret(), "job.completed", JOB),
+            fast(),
+            sleep=no_retry,
+            resolver=resolver,
         )
         error = attempts[0].error or ""
         return len(attempts) == 1 and attempts[0].status_code is None and "unsafe" in error
@@ -392,7 +394,9 @@ def test_private_targets_are_allowed_when_configured(receiver: Callable[..., Rec
         v6 = receiver(host="::1")
         urls.append((v6.url(), no_dns))
     for url, resolver in urls:
-        attempts = deliver(url, new_secret(), "job.completed", JOB, LOCAL, resolver=resolver)
+        attempts = deliver(
+            WebhookMessage(url, new_secret(), "job.completed", JOB), LOCAL, resolver=resolver
+        )
         assert statuses(attempts) == [204], url
     assert len(v4.hits) == 3
     # Not requested (no traffic off loopback in tests): they pass the checks.
@@ -407,19 +411,21 @@ def test_allowed_hosts_are_exceptions(receiver: Callable[..., Receiver]) -> None
     by_name = fast(allowed_hosts=["Receiver.Test."])
     assert by_name.allowed_hosts == ["receiver.test"]
 
-    assert statuses(deliver(r.url(), new_secret(), "job.completed", JOB, by_network)) == [204]
+    assert statuses(
+        deliver(WebhookMessage(r.url(), new_secret(), "job.completed", JOB), by_network)
+    ) == [204]
     assert statuses(
         deliver(
-            r.url("receiver.test"),
-            new_secret(),
-            "job.completed",
-            JOB,
+            WebhookMessage(r.url("receiver.test"), new_secret(), "job.completed", JOB),
             by_name,
             resolver=Resolver("127.0.0.1"),
         )
     ) == [204]
     # Only the name is excepted, not its address.
-    assert deliver(r.url(), new_secret(), "job.completed", JOB, by_name)[0].status_code is None
+    assert (
+        deliver(WebhookMessage(r.url(), new_secret(), "job.completed", JOB), by_name)[0].status_code
+        is None
+    )
     # Every answer is checked; the first allowed one is pinned and 10.0.0.1 is never tried.
     assert resolve_target(r.url("mixed.test"), by_network, Resolver("10.0.0.1,127.0.0.1")).ip == (
         "127.0.0.1"
@@ -491,10 +497,7 @@ def test_name_is_resolved_once_and_connection_goes_to_pinned_ip(
     dns = Resolver("127.0.0.1", "169.254.169.254")
 
     attempts = deliver(
-        r.url("receiver.test"),
-        new_secret(),
-        "job.completed",
-        JOB,
+        WebhookMessage(r.url("receiver.test"), new_secret(), "job.completed", JOB),
         LOCAL,
         sleep=lambda s: None,
         resolver=dns,
@@ -511,10 +514,7 @@ def test_failed_resolution_is_retried_then_pinned(receiver: Callable[..., Receiv
     dns = Resolver(socket.gaierror("temporary failure"), "127.0.0.1", "169.254.169.254")
 
     attempts = deliver(
-        r.url("receiver.test"),
-        new_secret(),
-        "job.completed",
-        JOB,
+        WebhookMessage(r.url("receiver.test"), new_secret(), "job.completed", JOB),
         LOCAL,
         sleep=lambda s: None,
         resolver=dns,
@@ -571,10 +571,7 @@ def test_https_connects_to_pinned_ip_with_sni_and_verifies_the_name(
     secret = new_secret()
 
     attempts = deliver(
-        r.url("receiver.test"),
-        secret,
-        "job.completed",
-        JOB,
+        WebhookMessage(r.url("receiver.test"), secret, "job.completed", JOB),
         LOCAL,
         resolver=Resolver("127.0.0.1"),
         ssl_context=trust,
@@ -587,10 +584,7 @@ def test_https_connects_to_pinned_ip_with_sni_and_verifies_the_name(
 
     # Same address, another name: the certificate does not match and nothing is sent.
     wrong = deliver(
-        r.url("other.test"),
-        secret,
-        "job.completed",
-        JOB,
+        WebhookMessage(r.url("other.test"), secret, "job.completed", JOB),
         fast(allow_private_targets=True, max_attempts=1),
         resolver=Resolver("127.0.0.1"),
         ssl_context=trust,

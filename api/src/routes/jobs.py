@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -12,10 +12,18 @@ from docjobs.domain.models import Job, Phase
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
+from ..schemas import (
+    JOB_ID_HEADER,
+    PDF_CONTENT,
+    JobDetail,
+    JobList,
+    JobResult,
+    error_responses,
+)
 from ..submit import result_response
 from ..views import PHASES_OF_WORD, STATUS_WORDS, job_detail, job_summary
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 
 StatusWord = Literal["pending", "processing", "complete", "failed", "cancelled"]
 
@@ -34,24 +42,29 @@ async def _job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Job
     return job
 
 
-@router.get("", summary="List jobs")
+@router.get("", summary="List jobs", response_model=JobList)
 async def list_jobs(
     backend: BackendDep,
     settings: SettingsDep,
     principal: PrincipalDep,
     status: Annotated[StatusWord | None, Query(description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, description="At most this many, newest first.")] = 20,
-) -> dict[str, Any]:
+) -> JobList:
     limit = min(limit, settings.limits.list_max)
     phases = PHASES_OF_WORD[status] if status else None
     jobs, total = await backend.list_jobs(principal.tenant, phases, limit)
-    return {"jobs": [job_summary(j) for j in jobs], "total": total, "limit": limit}
+    return JobList(jobs=[job_summary(j) for j in jobs], total=total, limit=limit)
 
 
-@router.get("/{job_id}", summary="Get a job's status")
+@router.get(
+    "/{job_id}",
+    summary="Get a job's status",
+    response_model_exclude_unset=True,
+    responses=error_responses(404),
+)
 async def get_job(
     request: Request, backend: BackendDep, principal: PrincipalDep, job_id: str
-) -> dict[str, Any]:
+) -> JobDetail:
     return job_detail(await _job(backend, principal, job_id), str(request.base_url))
 
 
@@ -59,7 +72,15 @@ async def get_job(
     "/{job_id}/result",
     summary="Download a job's result",
     response_class=Response,
-    responses={200: {"content": {"application/pdf": {}, "application/json": {}}}},
+    responses={
+        200: {
+            "description": "The PDF of a conversion, or the JSON of an OCR or extraction.",
+            "model": JobResult,
+            "content": PDF_CONTENT,
+            "headers": JOB_ID_HEADER,
+        },
+        **error_responses(404, 409),
+    },
 )
 async def get_result(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Response:
     job = await _job(backend, principal, job_id)
@@ -71,10 +92,16 @@ async def get_result(backend: BackendDep, principal: PrincipalDep, job_id: str) 
             f"Job {job_id!r} is {word}; its result is not available.",
             status=word,
         )
-    return result_response(backend, job, {"X-Job-Id": job_id})
+    return await result_response(backend, job, {"X-Job-Id": job_id})
 
 
-@router.delete("/{job_id}", status_code=204, summary="Cancel a job", response_class=Response)
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Cancel a job",
+    response_class=Response,
+    responses={204: {"description": "Cancelled."}, **error_responses(404, 409)},
+)
 async def cancel_job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Response:
     job = await _job(backend, principal, job_id)
     if job.status.phase in (Phase.COMPLETE, Phase.FAILED):

@@ -2,90 +2,142 @@
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import ValidationError
 
-from docjobs.documents import DocumentError, check_language, inspect_for_ocr, validate_pages
-from docjobs.domain.models import OcrSimple
+from docjobs.domain.models import OcrAdvanced, OcrSimple, OcrVision
 
-from ..deps import AsyncFlag, BackendDep, PrincipalDep, SettingsDep
-from ..errors import ApiError
+from ..deps import AsyncFlag, PrincipalDep
 from ..ratelimit import rate_limited
-from ..submit import document_error, submit
-from ..uploads import save_upload
+from ..schemas import PDF_CONTENT, OcrResult, processing_responses
+from ..submission import (
+    IdempotencyKey,
+    SubmissionRequest,
+    Submissions,
+    invalid_parameters,
+    tesseract_language,
+)
+from ..submit import answer
+from ..uploads import Upload
 
 router = APIRouter(prefix="/api/v1/ocr/extract", tags=["ocr"], dependencies=[Depends(rate_limited)])
 
 Output = Annotated[
-    Literal["simple", "detailed"],
-    Form(description="'simple': text; 'detailed': words with boxes and confidence per page."),
+    Literal["simple", "detailed", "searchable_pdf"],
+    Form(
+        description="'simple': text; 'detailed': words with boxes and confidence per page, "
+        "also by block and line; 'searchable_pdf': the document as a PDF with an invisible "
+        "text layer."
+    ),
 ]
-Language = Annotated[str, Form(description="Tesseract language(s), e.g. 'eng' or 'eng+deu'.")]
+Language = Annotated[
+    str,
+    Form(
+        description="Language(s) of the text: an ISO 639 code, a BCP 47 tag or an English name "
+        "('en', 'fr-FR', 'english'), or Tesseract's codes ('eng+deu'); '+' joins several."
+    ),
+]
 Pages = Annotated[str | None, Form(description="1-based pages such as '1-3,5'; all if absent.")]
 
 
-@router.post("/simple", summary="OCR with Tesseract", response_class=Response)
-async def extract_simple(
-    request: Request,
-    backend: BackendDep,
-    settings: SettingsDep,
-    principal: PrincipalDep,
+_RESPONSES = processing_responses(
+    {
+        "description": "The text (JSON), or with `output=searchable_pdf` the PDF.",
+        "model": OcrResult,
+        "content": PDF_CONTENT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class OcrForm:
+    """What every OCR tier's request carries besides the language."""
+
+    file: UploadFile
+    idempotency_key: str | None
+    output: str
+    pages: str | None
+    run_async: bool
+
+
+async def ocr_form(
     file: Annotated[UploadFile, File(description="PDF, PNG, JPEG or TIFF.")],
+    idempotency_key: IdempotencyKey = None,
     output: Output = "simple",
-    language: Language = "eng",
     pages: Pages = None,
     run_async: AsyncFlag = False,
+) -> OcrForm:
+    return OcrForm(file, idempotency_key, output, pages or None, run_async)
+
+
+Form_ = Annotated[OcrForm, Depends(ocr_form)]
+
+
+@router.post("/simple", summary="OCR with Tesseract", response_class=Response, responses=_RESPONSES)
+async def extract_simple(
+    request: Request,
+    principal: PrincipalDep,
+    submissions: Submissions,
+    form: Form_,
+    language: Language = "eng",
+) -> Response:
+    codes = await tesseract_language(language)
+    return await _answer(request, principal.tenant, submissions, OcrSimple, form, codes)
+
+
+@router.post(
+    "/advanced",
+    summary="OCR with docTR (deep learning; the GPU pool in Kubernetes)",
+    response_class=Response,
+    responses=_RESPONSES,
+)
+async def extract_advanced(
+    request: Request, principal: PrincipalDep, submissions: Submissions, form: Form_
+) -> Response:
+    # docTR's recognisers read Latin scripts whatever the language: it takes no language.
+    return await _answer(request, principal.tenant, submissions, OcrAdvanced, form, "eng")
+
+
+@router.post(
+    "/vision",
+    summary="OCR with a vision model (Claude)",
+    response_class=Response,
+    responses=_RESPONSES,
+)
+async def extract_vision(
+    request: Request,
+    principal: PrincipalDep,
+    submissions: Submissions,
+    form: Form_,
+    language: Language = "eng",
+) -> Response:
+    codes = await tesseract_language(language)  # a hint in the prompt
+    return await _answer(request, principal.tenant, submissions, OcrVision, form, codes)
+
+
+async def _answer(
+    request: Request,
+    tenant: str,
+    submissions: Submissions,
+    kind: type[OcrSimple | OcrAdvanced | OcrVision],
+    form: OcrForm,
+    language: str,
 ) -> Response:
     try:
-        operation = OcrSimple(output=output, language=language, pages=pages or None)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_parameters", str(exc).splitlines()[-1].strip()) from None
-    upload = await save_upload(
-        file, None, settings.data_dir / "tmp", settings.limits.max_upload_bytes, "document"
-    )
-    try:
-        try:
-            check_language(language)
-            found = await asyncio.to_thread(
-                inspect_for_ocr, upload.path, upload.declared_type, upload.file_name
-            )
-            page_count = found.page_count or 0
-            selected = validate_pages(pages, page_count)
-        except DocumentError as exc:
-            raise document_error(exc) from None
-        large = len(selected) > settings.limits.sync_tesseract_pages
-        return await submit(
-            request,
-            backend,
-            settings,
-            principal,
-            operation,
-            upload,
-            found.content_type,
-            found.page_count,
-            run_async or large,
+        operation = kind.model_validate(
+            {"output": form.output, "language": language, "pages": form.pages}
         )
-    finally:
-        upload.discard()
-
-
-@router.post("/advanced", summary="OCR with docTR (not yet available)", status_code=501)
-async def extract_advanced(principal: PrincipalDep) -> Response:
-    raise ApiError(
-        501,
-        "not_implemented",
-        "Advanced OCR (docTR) is not available in this release yet; "
-        "use /api/v1/ocr/extract/simple.",
+    except ValidationError as exc:
+        raise invalid_parameters(exc) from None
+    submission = SubmissionRequest(
+        operation=operation,
+        upload=Upload(form.file),
+        tenant=tenant,
+        interactive=not form.run_async,
+        idempotency_key=form.idempotency_key,
     )
-
-
-@router.post("/vision", summary="OCR with a vision model (not yet available)", status_code=501)
-async def extract_vision(principal: PrincipalDep) -> Response:
-    raise ApiError(
-        501,
-        "not_implemented",
-        "Vision OCR is not available in this release yet; use /api/v1/ocr/extract/simple.",
-    )
+    return await answer(request, submissions, submission)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
 
-from docjobs.domain.clock import iso
 from docjobs.templates.schema import TemplateSpec
-from docjobs.templates.store import Template
 
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
+from ..schemas import TemplateList, TemplateView, error_responses
+from ..views import template_view
 
-router = APIRouter(prefix="/v1/templates", tags=["templates"])
+router = APIRouter(
+    prefix="/v1/templates", tags=["templates"], responses=error_responses(401, 422, 503)
+)
 
 TemplateBody = Annotated[
     TemplateSpec,
@@ -32,56 +34,69 @@ TemplateBody = Annotated[
 ]
 
 
-def template_view(template: Template) -> dict[str, Any]:
-    return {
-        "templateId": template.template_id,
-        **template.spec.model_dump(mode="json", exclude_none=True),
-        "createdAt": iso(template.created_at),
-        "updatedAt": iso(template.updated_at),
-    }
-
-
 def not_found(template_id: str) -> ApiError:
     return ApiError(404, "template_not_found", f"No template {template_id!r}.")
 
 
-@router.post("", status_code=201, summary="Create a template")
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a template",
+    response_model_exclude_none=True,
+    responses=error_responses(400, 413),
+)
 async def create_template(
     backend: BackendDep, principal: PrincipalDep, spec: TemplateBody
-) -> dict[str, Any]:
-    return template_view(backend.templates.create(principal.tenant, spec))
+) -> TemplateView:
+    return template_view(await backend.offload(backend.templates.create, principal.tenant, spec))
 
 
-@router.get("", summary="List templates")
-async def list_templates(backend: BackendDep, principal: PrincipalDep) -> dict[str, Any]:
-    templates = backend.templates.list_templates(principal.tenant)
-    return {"templates": [template_view(t) for t in templates], "total": len(templates)}
+@router.get("", summary="List templates", response_model_exclude_none=True)
+async def list_templates(backend: BackendDep, principal: PrincipalDep) -> TemplateList:
+    templates = await backend.offload(backend.templates.list_templates, principal.tenant)
+    return TemplateList(templates=[template_view(t) for t in templates], total=len(templates))
 
 
-@router.get("/{template_id}", summary="Get a template")
+@router.get(
+    "/{template_id}",
+    summary="Get a template",
+    response_model_exclude_none=True,
+    responses=error_responses(404),
+)
 async def get_template(
     backend: BackendDep, principal: PrincipalDep, template_id: str
-) -> dict[str, Any]:
-    template = backend.templates.get(principal.tenant, template_id)
+) -> TemplateView:
+    template = await backend.offload(backend.templates.get, principal.tenant, template_id)
     if template is None:
         raise not_found(template_id)
     return template_view(template)
 
 
-@router.put("/{template_id}", summary="Replace a template")
+@router.put(
+    "/{template_id}",
+    summary="Replace a template",
+    response_model_exclude_none=True,
+    responses=error_responses(400, 404, 413),
+)
 async def replace_template(
     backend: BackendDep, principal: PrincipalDep, template_id: str, spec: TemplateBody
-) -> dict[str, Any]:
-    template = backend.templates.replace(principal.tenant, template_id, spec)
+) -> TemplateView:
+    template = await backend.offload(backend.templates.replace, principal.tenant, template_id, spec)
     if template is None:
         raise not_found(template_id)
     return template_view(template)
 
 
-@router.delete("/{template_id}", status_code=204, summary="Delete a template")
+@router.delete(
+    "/{template_id}",
+    status_code=204,
+    summary="Delete a template",
+    response_class=Response,
+    responses={204: {"description": "Deleted."}, **error_responses(404)},
+)
 async def delete_template(
     backend: BackendDep, principal: PrincipalDep, template_id: str
 ) -> Response:
-    if not backend.templates.delete(principal.tenant, template_id):
+    if not await backend.offload(backend.templates.delete, principal.tenant, template_id):
         raise not_found(template_id)
     return Response(status_code=204)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from docjobs.domain.clock import iso
 from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
-from docjobs.webhooks.records import WebhookEndpoint
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
+from ..schemas import (
+    SigningSecret,
+    WebhookEndpointCreated,
+    WebhookEndpointList,
+    WebhookEndpointView,
+    error_responses,
+)
+from ..views import endpoint_view
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(401, 422, 503)
+)
 
 
 class EndpointIn(BaseModel):
@@ -27,17 +33,6 @@ class EndpointPatch(BaseModel):
     url: str | None = Field(default=None, max_length=2000)
     events: list[str] | None = None
     description: str | None = None
-
-
-def endpoint_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "url": endpoint.url,
-        "events": list(endpoint.events),
-        "description": endpoint.description,
-        "createdAt": iso(endpoint.created_at),
-        "updatedAt": iso(endpoint.updated_at),
-    }
 
 
 def checked(url: str, settings: SettingsDep) -> str:
@@ -54,46 +49,58 @@ def _not_found(endpoint_id: str) -> ApiError:
     return ApiError(404, "webhook_not_found", f"No webhook endpoint {endpoint_id!r}.")
 
 
-@router.post("", status_code=201, summary="Register an endpoint (the secret is shown once)")
+@router.post(
+    "",
+    status_code=201,
+    summary="Register an endpoint (the secret is shown once)",
+    responses=error_responses(400, 413),
+)
 async def create_endpoint(
     backend: BackendDep, settings: SettingsDep, principal: PrincipalDep, body: EndpointIn
-) -> dict[str, Any]:
+) -> WebhookEndpointCreated:
     try:
-        endpoint, secret = backend.webhooks.create(
-            principal.tenant, checked(body.url, settings), body.events, body.description
+        endpoint, secret = await backend.offload(
+            backend.webhooks.create,
+            principal.tenant,
+            checked(body.url, settings),
+            body.events,
+            body.description,
         )
     except ValueError as exc:
         raise ApiError(400, "invalid_webhook", str(exc)) from None
-    return {**endpoint_view(endpoint), "secret": secret}
+    return WebhookEndpointCreated(**dict(endpoint_view(endpoint)), secret=secret)
 
 
 @router.get("", summary="List endpoints")
-async def list_endpoints(backend: BackendDep, principal: PrincipalDep) -> dict[str, Any]:
-    endpoints = backend.webhooks.list(principal.tenant)
-    return {"webhooks": [endpoint_view(e) for e in endpoints], "total": len(endpoints)}
+async def list_endpoints(backend: BackendDep, principal: PrincipalDep) -> WebhookEndpointList:
+    endpoints = await backend.offload(backend.webhooks.list, principal.tenant)
+    return WebhookEndpointList(webhooks=[endpoint_view(e) for e in endpoints], total=len(endpoints))
 
 
-@router.get("/{endpoint_id}", summary="Get an endpoint")
+@router.get("/{endpoint_id}", summary="Get an endpoint", responses=error_responses(404))
 async def get_endpoint(
     backend: BackendDep, principal: PrincipalDep, endpoint_id: str
-) -> dict[str, Any]:
-    endpoint = backend.webhooks.get(principal.tenant, endpoint_id)
+) -> WebhookEndpointView:
+    endpoint = await backend.offload(backend.webhooks.get, principal.tenant, endpoint_id)
     if endpoint is None:
         raise _not_found(endpoint_id)
     return endpoint_view(endpoint)
 
 
-@router.patch("/{endpoint_id}", summary="Change an endpoint")
+@router.patch(
+    "/{endpoint_id}", summary="Change an endpoint", responses=error_responses(400, 404, 413)
+)
 async def update_endpoint(
     backend: BackendDep,
     settings: SettingsDep,
     principal: PrincipalDep,
     endpoint_id: str,
     body: EndpointPatch,
-) -> dict[str, Any]:
+) -> WebhookEndpointView:
     url = checked(body.url, settings) if body.url is not None else None
     try:
-        endpoint = backend.webhooks.update(
+        endpoint = await backend.offload(
+            backend.webhooks.update,
             principal.tenant,
             endpoint_id,
             url=url,
@@ -107,15 +114,22 @@ async def update_endpoint(
     return endpoint_view(endpoint)
 
 
-@router.delete("/{endpoint_id}", status_code=204, summary="Remove an endpoint")
+@router.delete(
+    "/{endpoint_id}",
+    status_code=204,
+    summary="Remove an endpoint",
+    response_class=Response,
+    responses={204: {"description": "Removed."}, **error_responses(404)},
+)
 async def delete_endpoint(
     backend: BackendDep, principal: PrincipalDep, endpoint_id: str
 ) -> Response:
-    if not backend.webhooks.delete(principal.tenant, endpoint_id):
+    if not await backend.offload(backend.webhooks.delete, principal.tenant, endpoint_id):
         raise _not_found(endpoint_id)
     return Response(status_code=204)
 
 
 @router.get("/secret/jobs", summary="The secret that signs events sent to per-job URLs")
-async def job_url_secret(backend: BackendDep, principal: PrincipalDep) -> dict[str, str]:
-    return {"secret": backend.webhooks.tenant_secret(principal.tenant)}
+async def job_url_secret(backend: BackendDep, principal: PrincipalDep) -> SigningSecret:
+    secret = await backend.offload(backend.webhooks.tenant_secret, principal.tenant)
+    return SigningSecret(secret=secret)

@@ -1,14 +1,32 @@
-"""Embedded backend: everything on one machine under the data directory."""
+"""Embedded backend: everything on one machine under the data directory.
+
+Files (inputs, results, attempt outcomes) go to the object store the settings choose: the
+data directory's ``objects`` folder, or an S3 bucket when ``DOCJOBS_S3__ENDPOINT`` is set.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import ParamSpec, TypeVar
 
-from docjobs.backends.base import Submission, job_spec, new_job_id
+from docjobs.backends.base import (
+    Submission,
+    job_spec,
+    json_result,
+    new_job_id,
+    opened_result,
+    store_input,
+)
+from docjobs.backends.dependencies import (
+    DATABASE,
+    OBJECT_STORE,
+    WORKERS,
+    DependencyMonitor,
+    DependencyUnavailable,
+)
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.backends.embedded.jobs import SQLiteJobStore
 from docjobs.backends.embedded.keys import SQLiteKeyStore
@@ -19,7 +37,7 @@ from docjobs.domain.clock import utcnow
 from docjobs.domain.events import EVENT_OF_PHASE, job_view
 from docjobs.domain.models import Job, Phase
 from docjobs.storage.base import object_keys
-from docjobs.storage.local import LocalStore
+from docjobs.storage.factory import store_environment, store_from_settings
 from docjobs.webhooks.fanout import deliver_job_event
 from docjobs.webhooks.records import PendingEvent
 
@@ -29,6 +47,9 @@ from .supervisor import Supervisor
 WEBHOOK_RESULT_LIMIT = 256 * 1024
 """Bytes; JSON results up to this size travel inside the webhook payload."""
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class EmbeddedBackend:
     def __init__(self, settings: Settings) -> None:
@@ -36,11 +57,14 @@ class EmbeddedBackend:
         data_dir = settings.data_dir.resolve()
         self.db = SQLiteDatabase(data_dir / "docjobs.db")
         self.store = SQLiteJobStore(self.db)
-        self.keys = SQLiteKeyStore(self.db)
-        self.objects = LocalStore(data_dir / "objects")
+        self.keys = SQLiteKeyStore(self.db, settings.rate_limits.plans)
+        self.objects = store_from_settings(settings)
         self.templates = SQLiteTemplateStore(self.db)
         self.webhooks = SQLiteWebhookStore(self.db)
-        env = {**os.environ, "DOCJOBS_DATA_DIR": str(data_dir), "DOCJOBS_BACKEND": "embedded"}
+        self.monitor = DependencyMonitor(
+            {DATABASE: self._check_database, OBJECT_STORE: self.objects.prepare}
+        )
+        env = store_environment(settings, {**os.environ, "DOCJOBS_BACKEND": "embedded"})
         pool = WorkerPool(settings.runner.concurrency, settings.runner.max_jobs_per_worker, env)
         self.supervisor = Supervisor(
             settings,
@@ -52,44 +76,54 @@ class EmbeddedBackend:
         )
 
     async def start(self) -> None:
+        await asyncio.to_thread(self.objects.prepare)
+        self.monitor.start()
         await self.supervisor.start()
         for event in self.webhooks.pending():
             self._deliver(event)
 
     async def stop(self) -> None:
+        self.monitor.stop()
         await self.supervisor.stop()
         self.db.close()
 
-    def ready(self) -> bool:
-        return self.supervisor.alive
+    def _check_database(self) -> None:
+        self.db.query("SELECT count(*) FROM sqlite_master")
+
+    def dependencies(self) -> dict[str, str]:
+        return {**self.monitor.report(), WORKERS: "ok" if self.supervisor.alive else "stopped"}
+
+    async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self.monitor.call(DATABASE, call, *args, **kwargs)
 
     async def submit(self, submission: Submission) -> tuple[Job, bool]:
         job_id = new_job_id()
         prefix, input_key = object_keys(submission.tenant, job_id)
-        await asyncio.to_thread(
-            self.objects.put_file, input_key, submission.source, submission.content_type
-        )
+        self.monitor.require(DATABASE, OBJECT_STORE)
+        await self.monitor.call(OBJECT_STORE, store_input, self.objects, input_key, submission)
         spec = job_spec(submission, job_id, input_key, self.settings.jobs)
         try:
-            job, created = self.store.create(spec)
+            job, created = await self.offload(self.store.create, spec)
+        except DependencyUnavailable:
+            raise  # a create given up on may still land: its input stays
         except BaseException:
-            self.objects.delete_prefix(prefix)
+            await asyncio.to_thread(self.objects.delete_prefix, prefix)
             raise
         if not created:
-            self.objects.delete_prefix(prefix)
+            await asyncio.to_thread(self.objects.delete_prefix, prefix)
         self.supervisor.wake()
         return job, created
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
-        return self.store.get(job_id, tenant)
+        return await self.offload(self.store.get, job_id, tenant)
 
     async def list_jobs(
         self, tenant: str, phases: Iterable[Phase] | None, limit: int
     ) -> tuple[list[Job], int]:
-        return self.store.list_jobs(tenant, phases, limit)
+        return await self.offload(self.store.list_jobs, tenant, phases, limit)
 
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
-        job = self.store.get(job_id, tenant)
+        job = await self.offload(self.store.get, job_id, tenant)
         if job is None or job.expired or job.status.phase.terminal:
             return job
         return await self.supervisor.cancel(job_id)
@@ -99,49 +133,53 @@ class EmbeddedBackend:
         assert job is not None
         return job
 
-    def iter_result(self, job: Job) -> Iterator[bytes]:
-        assert job.status.result is not None
-        return self.objects.iter_chunks(job.status.result.key)
+    async def open_result(self, job: Job) -> Iterator[bytes]:
+        return await self.monitor.call(OBJECT_STORE, opened_result, self.objects, job)
 
-    def read_json_result(self, job: Job, limit: int) -> object:
-        """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
-        result = job.status.result
-        if result is None or result.content_type != "application/json" or result.size > limit:
-            return None
-        return json.loads(b"".join(self.objects.iter_chunks(result.key)))
+    async def read_json_result(self, job: Job, limit: int) -> object:
+        return await self.monitor.call(OBJECT_STORE, json_result, self.objects, job, limit)
 
     def _announce(self, job: Job) -> None:
         event_type = EVENT_OF_PHASE.get(job.status.phase)
         if event_type is None:
             return
-        event = PendingEvent(
-            job.spec.job_id,
-            event_type,
-            job.spec.tenant,
-            job_view(job, self.read_json_result(job, WEBHOOK_RESULT_LIMIT)),
-            job.spec.webhook_url,
-            job.status.completed_at or utcnow(),
-        )
-        # In the outbox first: a delivery the process dies in is resumed on the next start.
-        self.webhooks.enqueue(event)
-        self._deliver(event)
+
+        def run() -> None:
+            # Reading the result may be an S3 request: here, not on the event loop.
+            event = PendingEvent(
+                job.spec.job_id,
+                event_type,
+                job.spec.tenant,
+                job_view(job, json_result(self.objects, job, WEBHOOK_RESULT_LIMIT)),
+                job.spec.webhook_url,
+                job.status.completed_at or utcnow(),
+            )
+            # In the outbox first: a delivery the process dies in is resumed on the next start.
+            self.webhooks.enqueue(event)
+            self._send(event)
+
+        _in_thread(run, job.spec.job_id)
 
     def _deliver(self, event: PendingEvent) -> None:
-        def run() -> None:
-            deliver_job_event(
-                self.webhooks,
-                self.settings.webhooks,
-                event.tenant,
-                event.job_id,
-                event.event_type,
-                event.data,
-                event.webhook_url,
-                occurred_at=event.occurred_at,
-            )
-            self.webhooks.sent(event)
+        _in_thread(lambda: self._send(event), event.job_id)
 
-        # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
-        threading.Thread(target=run, name=f"webhook-{event.job_id}", daemon=True).start()
+    def _send(self, event: PendingEvent) -> None:
+        deliver_job_event(
+            self.webhooks,
+            self.settings.webhooks,
+            event.tenant,
+            event.job_id,
+            event.event_type,
+            event.data,
+            event.webhook_url,
+            occurred_at=event.occurred_at,
+        )
+        self.webhooks.sent(event)
 
     def phase_counts(self) -> dict[Phase, int]:
         return self.store.count_by_phase()
+
+
+def _in_thread(run: Callable[[], None], job_id: str) -> None:
+    # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
+    threading.Thread(target=run, name=f"webhook-{job_id}", daemon=True).start()

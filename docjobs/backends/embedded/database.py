@@ -4,40 +4,69 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (the base class cannot)."""
+
+
 class SQLiteDatabase:
-    """One connection shared by the API and the supervisor; SQLite serialises writers anyway."""
+    """One connection per thread, all to one file in WAL mode.
+
+    Readers never wait for each other or for a writer, so a long read in one thread (a large
+    job list) or a write waiting for another process's lock holds up nobody else; writers
+    take turns through SQLite's own lock, waiting up to ``busy_timeout`` for it.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._local = threading.local()
+        # Every thread's connection, so close() reaches them all; a connection whose thread
+        # ended goes with the thread.
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
+        self._registry_lock = threading.Lock()
+        self._closed = False
+        self._connection().execute("PRAGMA journal_mode=WAL")
+
+    def _connection(self) -> sqlite3.Connection:
+        conn: _Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            with self._registry_lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the database is closed")
+                conn = sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None, factory=_Connection
+                )
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=5000")
+                self._connections.add(conn)
+            self._local.conn = conn
+        return conn
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            cursor = self._conn.execute(sql, args)
-            cursor.row_factory = sqlite3.Row
-            return list(cursor.fetchall())
+        cursor = self._connection().execute(sql, args)
+        cursor.row_factory = sqlite3.Row
+        return list(cursor.fetchall())
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        with self._registry_lock:
+            self._closed = True
+            connections = list(self._connections)
+        for conn in connections:
+            conn.close()

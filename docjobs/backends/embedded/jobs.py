@@ -8,6 +8,7 @@ from datetime import datetime
 
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.domain.clock import utcnow
+from docjobs.domain.idempotency import REUSABLE_PHASES
 from docjobs.domain.models import Job, JobSpec, JobStatus, Phase
 
 
@@ -56,10 +57,12 @@ class SQLiteJobStore:
         job = Job(spec=spec)
         with self.db.transaction() as conn:
             if spec.fingerprint is not None:
+                reusable = [phase.value for phase in REUSABLE_PHASES]
                 cursor = conn.execute(
                     "SELECT * FROM jobs WHERE tenant = ? AND fingerprint = ? AND expired = 0"
+                    f" AND cancel_requested = 0 AND phase IN ({','.join('?' * len(reusable))})"
                     " ORDER BY created_at DESC LIMIT 1",
-                    (spec.tenant, spec.fingerprint),
+                    (spec.tenant, spec.fingerprint, *reusable),
                 )
                 cursor.row_factory = sqlite3.Row
                 if existing := cursor.fetchone():

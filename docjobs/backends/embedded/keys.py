@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 
 from docjobs.auth.keys import (
@@ -18,8 +19,10 @@ from docjobs.backends.embedded.database import SQLiteDatabase
 
 
 class SQLiteKeyStore:
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: SQLiteDatabase, plans: Collection[str]) -> None:
         self.db = db
+        self.plans = plans
+        """The plans a new key may have: those the settings give rates for."""
         with db.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS api_keys (key_id TEXT PRIMARY KEY, key_hash TEXT"
@@ -29,7 +32,9 @@ class SQLiteKeyStore:
 
     def create(self, tenant: str, plan: str = "free") -> tuple[str, ApiKey]:
         key, key_id = new_key()
-        record = ApiKey(key_id, check_tenant(tenant), check_plan(plan), datetime.now(UTC))
+        record = ApiKey(
+            key_id, check_tenant(tenant), check_plan(plan, self.plans), datetime.now(UTC)
+        )
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",

@@ -13,7 +13,9 @@ import os
 import signal
 import sys
 
-from docjobs.domain.models import RunOutcome, WorkerRequest
+from docjobs.domain.clock import utcnow
+from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited
+from docjobs.domain.models import JobError, RunnerSummary, RunOutcome, WorkerRequest
 
 
 class WorkerDied(Exception):
@@ -111,3 +113,28 @@ class WorkerPool:
         worker = Worker(process)
         self._all.add(worker)
         return worker
+
+
+async def run_attempt(
+    pool: WorkerPool, worker: Worker, request: WorkerRequest, timeout: float
+) -> Observation:
+    """How ``request``'s attempt ended on ``worker``, which goes back to ``pool`` (or is
+    killed, when it hung or died)."""
+    try:
+        outcome = await asyncio.wait_for(worker.run(request), timeout)
+    except TimeoutError:
+        pool.discard(worker)
+        return AttemptTimedOut(utcnow())
+    except WorkerDied as died:
+        pool.discard(worker)
+        return RunnerExited(died.returncode or 1, _died(died), utcnow())
+    pool.release(worker)
+    return RunnerExited(outcome.exit_code, outcome.summary, utcnow())
+
+
+def _died(died: WorkerDied) -> RunnerSummary:
+    code = died.returncode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
+    return RunnerSummary(
+        error=JobError(reason="RunnerCrashed", message=f"the runner process {how}", permanent=False)
+    )

@@ -21,12 +21,11 @@ from docjobs.config import Settings
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Action, Observation
-from docjobs.domain.models import Job, JobError, Phase, RunnerSummary, RunOutcome, WorkerRequest
+from docjobs.domain.models import Job, Phase, RunOutcome, WorkerRequest
 from docjobs.metrics import record_finished
-from docjobs.storage.base import ObjectNotFound, outcome_key
-from docjobs.storage.local import LocalStore
+from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
-from .pool import Worker, WorkerDied, WorkerPool
+from .pool import Worker, WorkerPool, run_attempt
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class Supervisor:
         self,
         settings: Settings,
         store: SQLiteJobStore,
-        objects: LocalStore,
+        objects: ObjectStore,
         pool: WorkerPool,
         on_finished: Callable[[Job], None] = lambda job: None,
         forget_before: Callable[[datetime], object] = lambda cutoff: None,
@@ -59,7 +58,7 @@ class Supervisor:
     # --- life of the supervisor ------------------------------------------------------------
 
     async def start(self) -> None:
-        self.recover()
+        await self.recover()
         await self.pool.warm_up()
         self._loop_task = asyncio.create_task(self._loop(), name="docjobs-supervisor")
 
@@ -77,11 +76,13 @@ class Supervisor:
     def alive(self) -> bool:
         return self._loop_task is not None and not self._loop_task.done()
 
-    def recover(self) -> None:
+    async def recover(self) -> None:
         """After a restart: attempts that finished are recorded, the others start again."""
         now = utcnow()
-        for job in self.store.in_phase(Phase.PROCESSING):
-            outcome = self._recorded_outcome(job)
+        interrupted = self.store.in_phase(Phase.PROCESSING)
+        # Outcomes may be S3 objects: read in a thread, then observed on the loop.
+        outcomes = await asyncio.to_thread(lambda: [self._recorded_outcome(j) for j in interrupted])
+        for job, outcome in zip(interrupted, outcomes, strict=True):
             if outcome is not None:
                 self.observe(
                     job.spec.job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, now)
@@ -110,18 +111,18 @@ class Supervisor:
                 self._notify(job_id)
                 self.on_finished(job)
             elif action is Action.EXPIRE:
-                self.objects.delete_prefix(f"{job.spec.tenant}/{job_id}")
+                self._delete_objects(f"{job.spec.tenant}/{job_id}")
                 self.store.mark_expired(job_id)
         return job
 
     async def cancel(self, job_id: str) -> Job | None:
-        self.store.request_cancel(job_id)
+        await asyncio.to_thread(self.store.request_cancel, job_id)
         job = self.observe(job_id, lifecycle.CancelRequested(utcnow()))
         self.wake()
         return job
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:
-        job = self.store.get(job_id)
+        job = await asyncio.to_thread(self.store.get, job_id)
         if job is None or job.status.phase.terminal:
             return job
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -136,7 +137,7 @@ class Supervisor:
                 waiters.remove(future)
             if not waiters:
                 self._waiters.pop(job_id, None)
-        return self.store.get(job_id)
+        return await asyncio.to_thread(self.store.get, job_id)
 
     def _notify(self, job_id: str) -> None:
         for future in self._waiters.pop(job_id, []):
@@ -152,7 +153,10 @@ class Supervisor:
                 self._schedule()
                 if time.monotonic() - self._last_sweep > self.settings.runner.sweep_seconds:
                     self._last_sweep = time.monotonic()
-                    self.sweep_expired()
+                    cutoff = self.sweep_expired()
+                    # Deletions nothing waits for: in a thread, so that a write lock held
+                    # elsewhere (a `docjobs keys` command) does not hold up the loop.
+                    await asyncio.to_thread(self.forget_before_cutoff, cutoff)
             except Exception:
                 log.exception("supervisor pass failed; trying again")
             self._wake.clear()
@@ -191,23 +195,22 @@ class Supervisor:
         self.runner_pids[job_id] = worker.pid
         request = WorkerRequest(spec=job.spec, attempt=attempt)
         try:
-            outcome = await asyncio.wait_for(worker.run(request), job.spec.timeout_seconds)
-        except TimeoutError:
-            self.pool.discard(worker)
-            self.observe(job_id, lifecycle.AttemptTimedOut(utcnow()))
-        except WorkerDied as died:
-            self.pool.discard(worker)
-            self.observe(
-                job_id, lifecycle.RunnerExited(died.returncode or 1, _died(died), utcnow())
-            )
-        else:
-            self.pool.release(worker)
-            self.observe(
-                job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, utcnow())
-            )
+            ended = await run_attempt(self.pool, worker, request, job.spec.timeout_seconds)
+            self.observe(job_id, ended)
         finally:
             self._workers.pop(job_id, None)
             self.runner_pids.pop(job_id, None)
+
+    def _delete_objects(self, prefix: str) -> None:
+        """In a thread: with S3 this is network requests, which must not hold up the loop."""
+
+        def delete() -> None:
+            try:
+                self.objects.delete_prefix(prefix)
+            except Exception:  # the job expired all the same; its files are orphans
+                log.warning("cannot delete the objects under %s", prefix, exc_info=True)
+
+        asyncio.get_running_loop().run_in_executor(None, delete)
 
     def _stop_runner(self, job_id: str) -> None:
         worker = self._workers.get(job_id)
@@ -221,18 +224,13 @@ class Supervisor:
         except (ObjectNotFound, ValueError):
             return None
 
-    def sweep_expired(self) -> None:
+    def sweep_expired(self) -> datetime:
+        """Expires the jobs due; returns before when tombstones and records may go."""
         now = utcnow()
         for job in self.store.due_for_expiry(now):
             self.observe(job.spec.job_id, lifecycle.TimePassed(now))
-        cutoff = now - timedelta(seconds=self.settings.jobs.tombstone_seconds)
+        return now - timedelta(seconds=self.settings.jobs.tombstone_seconds)
+
+    def forget_before_cutoff(self, cutoff: datetime) -> None:
         self.store.forget_expired(cutoff)
         self.forget_before(cutoff)
-
-
-def _died(died: WorkerDied) -> RunnerSummary:
-    code = died.returncode
-    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
-    return RunnerSummary(
-        error=JobError(reason="RunnerCrashed", message=f"the runner process {how}", permanent=False)
-    )

@@ -10,32 +10,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import ParamSpec, TypeVar
 
-from docjobs.backends.base import Submission, job_spec
+from docjobs.backends.base import Submission, job_spec, json_result, opened_result, store_input
+from docjobs.backends.dependencies import (
+    KUBERNETES,
+    OBJECT_STORE,
+    DependencyMonitor,
+    DependencyUnavailable,
+)
 from docjobs.config import Settings
+from docjobs.domain.idempotency import reusable
 from docjobs.domain.models import Job, Phase
 from docjobs.kube.cache import WatchCache
-from docjobs.kube.client import JSON, ConfigurationError, KubeClient, KubeError, documentjobs_path
+from docjobs.kube.client import JSON, ConfigurationError, KubeClient, KubeError
+from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import job_of, resource_name, to_resource
 from docjobs.storage.base import object_keys
 from docjobs.storage.s3 import S3Store
 
+from .claimed import ClaimedJobs
 from .keys import SecretKeyStore
 from .templates import ResourceTemplateStore
 from .webhooks import DELIVERIES_ANNOTATION, SecretWebhookStore
 
 log = logging.getLogger("docjobs.kube")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def job_id_of_fingerprint(fingerprint: str) -> str:
+MAX_SUCCESSOR_TRIES = 10
+"""Successor names tried in one submission; more are taken only while the cache lags."""
+
+
+def job_id_of_fingerprint(fingerprint: str, sequence: int = 1) -> str:
     """Same submission, same id, same resource name: the API server's AlreadyExists is our
-    idempotency check, race-free across API replicas."""
-    return f"job_{fingerprint[:24]}"
+    idempotency check, race-free across API replicas. A failed or cancelled job is followed
+    by ``job_<hex>-2``, then ``-3``...: concurrent retries still agree on one name."""
+    base = f"job_{fingerprint[:24]}"
+    return base if sequence == 1 else f"{base}-{sequence}"
+
+
+def sequence_of(job_id: str) -> int:
+    """1 for ``job_<hex>``, n for its n-th successor ``job_<hex>-n``."""
+    _, dash, number = job_id.rpartition("-")
+    return int(number) if dash and number.isdigit() else 1
 
 
 class KubeBackend:
@@ -63,14 +86,25 @@ class KubeBackend:
             name="documentjobs-cache",
         )
         self.keys = SecretKeyStore(
-            self.client, self.namespace, kube.keys_secret, kube.watch_timeout_seconds
+            self.client,
+            self.namespace,
+            kube.keys_secret,
+            kube.watch_timeout_seconds,
+            plans=settings.rate_limits.plans,
         )
         self.templates = ResourceTemplateStore(self.client, self.namespace)
         self._delivery_notes: dict[str, JSON] = {}
         """DocumentJob name -> its webhook-deliveries annotation, for jobs that have one."""
         self.webhooks = SecretWebhookStore(
-            self.client, self.namespace, read_job=self._delivery_note
+            self.client, self.namespace, kube.webhooks_secret, read_job=self._delivery_note
         )
+        self.monitor = DependencyMonitor(
+            {
+                KUBERNETES: lambda: self.client.get_text("/readyz"),
+                OBJECT_STORE: self.objects.prepare,
+            }
+        )
+        self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor, self.webhooks)
 
     def _parse(self, resource: JSON) -> Job:
         annotations = resource["metadata"].get("annotations") or {}
@@ -92,8 +126,9 @@ class KubeBackend:
         loop = asyncio.get_running_loop()
         self.jobs.start(loop)
         self.keys.start(loop)
+        self.monitor.start()
         try:
-            await asyncio.to_thread(self.objects.ensure_bucket)
+            await asyncio.to_thread(self.objects.prepare)
             timeout = self.settings.kubernetes.start_timeout_seconds
             for cache in (self.jobs, self.keys.cache):
                 assert cache is not None
@@ -102,46 +137,95 @@ class KubeBackend:
                         f"{cache.name}: cannot list and watch in namespace {self.namespace!r}"
                         f" within {timeout:.0f} s: {cache.last_error or 'no answer'}"
                     )
+            await self.claimed.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        await self.claimed.stop()
+        self.monitor.stop()
         await asyncio.to_thread(self.jobs.stop)
         await asyncio.to_thread(self.keys.stop)
 
-    def ready(self) -> bool:
-        return self.jobs.ready and self.keys.cache is not None and self.keys.cache.ready
+    def dependencies(self) -> dict[str, str]:
+        report = self.monitor.report()
+        caches = (self.jobs, self.keys.cache)
+        unsynced = [c.name for c in caches if c is not None and not c.ready]
+        if report[KUBERNETES] == "ok" and unsynced:
+            report[KUBERNETES] = f"watch not in sync: {', '.join(unsynced)}"
+        return report
+
+    async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self.monitor.call(KUBERNETES, call, *args, **kwargs)
 
     # --- submission ------------------------------------------------------------------------
 
     async def submit(self, submission: Submission) -> tuple[Job, bool]:
-        job_id = job_id_of_fingerprint(submission.fingerprint)
+        twins = self._twins(submission.tenant, submission.fingerprint)
+        if (twin := next((j for j in reversed(twins) if reusable(j)), None)) is not None:
+            return twin, False  # the common duplicate: no upload, no API call
+        # None, or only failed and cancelled twins: the document runs again, under the next
+        # name. A lagging cache may not know that name is taken; then the one after it.
+        first = sequence_of(twins[-1].spec.job_id) + 1 if twins else 1
+        for sequence in range(first, first + MAX_SUCCESSOR_TRIES):
+            job_id = job_id_of_fingerprint(submission.fingerprint, sequence)
+            job, created = await self._create(submission, job_id)
+            if created or reusable(job):
+                return job, created
+        raise RuntimeError(
+            f"DocumentJob names {first} to {first + MAX_SUCCESSOR_TRIES - 1} of this submission"
+            " are all taken by failed or cancelled jobs the cache does not know yet"
+        )
+
+    def _twins(self, tenant: str, fingerprint: str) -> list[Job]:
+        """The tenant's cached jobs of this submission, oldest (lowest sequence) first."""
+        twins = [
+            job
+            for job in self.jobs.values()
+            if job.spec.fingerprint == fingerprint and job.spec.tenant == tenant
+        ]
+        return sorted(twins, key=lambda job: sequence_of(job.spec.job_id))
+
+    async def _create(self, submission: Submission, job_id: str) -> tuple[Job, bool]:
+        """The DocumentJob created for ``submission``, or the one that holds its name."""
         name = resource_name(job_id)
         if (known := self._tenant_job(submission.tenant, name)) is not None:
-            return known, False  # the common duplicate: no upload, no API call
+            return known, False
         _, input_key = object_keys(submission.tenant, job_id)
         # A fresh key per upload: a racing duplicate must not overwrite the input of the job
         # that wins the create (with an Idempotency-Key the bytes may differ).
         input_key = f"{input_key}-{secrets.token_hex(4)}"
-        await asyncio.to_thread(
-            self.objects.put_file, input_key, submission.source, submission.content_type
-        )
+        # Both are needed: with either known to be down, answer now rather than upload.
+        self.monitor.require(KUBERNETES, OBJECT_STORE)
+        await self.monitor.call(OBJECT_STORE, store_input, self.objects, input_key, submission)
         body = to_resource(
             job_spec(submission, job_id, input_key, self.settings.jobs, self.objects.bucket),
             self.namespace,
         )
+        # Claimed in the create itself: the operator never sees the job unclaimed.
+        claim = self.claimed.reserve() if submission.interactive else None
+        if claim is not None:
+            body["metadata"]["annotations"] = claim.annotations()
+        created: JSON | None = None
         try:
-            created = await asyncio.to_thread(
+            created = await self.offload(
                 self.client.create, documentjobs_path(self.namespace), body
             )
+        except DependencyUnavailable:
+            raise  # a create given up on may still land: its input stays
         except BaseException as exc:
             await asyncio.to_thread(self._forget_upload, input_key)
             if isinstance(exc, KubeError) and exc.conflict:  # AlreadyExists: a duplicate
                 return await self._existing(submission.tenant, name), False
             raise
+        finally:
+            if claim is not None and created is None:
+                self.claimed.unreserve()
         job = self.jobs.observe(created)
         assert job is not None
+        if claim is not None:
+            self.claimed.run(created)
         return job, True
 
     def _forget_upload(self, key: str) -> None:
@@ -154,7 +238,7 @@ class KubeBackend:
         """The job that won the create; one GET when the watch has not brought it yet."""
         if (job := self._tenant_job(tenant, name)) is not None:
             return job
-        resource = await asyncio.to_thread(self.client.get, documentjobs_path(self.namespace, name))
+        resource = await self.offload(self.client.get, documentjobs_path(self.namespace, name))
         job = self.jobs.observe(resource)
         if job is None or job.spec.tenant != tenant:
             raise RuntimeError(f"DocumentJob {name} exists but is not this submission's")
@@ -210,7 +294,7 @@ class KubeBackend:
         if job is None or job.status.phase.terminal:
             return job
         try:
-            patched = await asyncio.to_thread(
+            patched = await self.offload(
                 self.client.merge_patch,
                 documentjobs_path(self.namespace, name),
                 {"spec": {"cancel": True}},
@@ -223,13 +307,8 @@ class KubeBackend:
 
     # --- results ---------------------------------------------------------------------------
 
-    def iter_result(self, job: Job) -> Iterator[bytes]:
-        assert job.status.result is not None
-        return self.objects.iter_chunks(job.status.result.key)
+    async def open_result(self, job: Job) -> Iterator[bytes]:
+        return await self.monitor.call(OBJECT_STORE, opened_result, self.objects, job)
 
-    def read_json_result(self, job: Job, limit: int) -> object:
-        """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
-        result = job.status.result
-        if result is None or result.content_type != "application/json" or result.size > limit:
-            return None
-        return json.loads(b"".join(self.objects.iter_chunks(result.key)))
+    async def read_json_result(self, job: Job, limit: int) -> object:
+        return await self.monitor.call(OBJECT_STORE, json_result, self.objects, job, limit)

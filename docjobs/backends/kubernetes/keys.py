@@ -13,12 +13,14 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from docjobs.auth.keys import ApiKey, Principal, check_plan, check_tenant, hash_key, new_key, verify
 from docjobs.kube.cache import WatchCache
-from docjobs.kube.client import KubeClient, KubeError, core_path, data_of
+from docjobs.kube.client import KubeClient, KubeError, data_of
+from docjobs.kube.paths import core_path
 
 MISS_REFRESH_SECONDS = 1.0
 
@@ -73,8 +75,12 @@ class SecretKeyStore:
         namespace: str,
         secret: str = "docjobs-api-keys",  # noqa: S107 - the Secret's name
         watch_timeout_seconds: int = 300,
+        *,
+        plans: Collection[str],
     ) -> None:
         self.client = client
+        self.plans = plans
+        """The plans a new key may have: those the settings give rates for."""
         self.namespace = namespace
         self.secret = secret
         self.watch_timeout_seconds = watch_timeout_seconds
@@ -108,7 +114,7 @@ class SecretKeyStore:
     def create(self, tenant: str, plan: str = "free") -> tuple[str, ApiKey]:
         key, key_id = new_key()
         record = _Record(
-            ApiKey(key_id, check_tenant(tenant), check_plan(plan), datetime.now(UTC)),
+            ApiKey(key_id, check_tenant(tenant), check_plan(plan, self.plans), datetime.now(UTC)),
             hash_key(key),
         )
 

@@ -9,26 +9,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from docjobs.kube.client import JSON, KubeClient, KubeError
-from docjobs.kube.resources import (
-    GROUP,
-    LABEL_TENANT,
-    TEMPLATE_PLURAL,
-    VERSION,
-    DocumentTemplateSpec,
-    template_resource,
-)
+from docjobs.kube.paths import templates_path
+from docjobs.kube.resources import LABEL_TENANT, DocumentTemplateSpec, template_resource
 from docjobs.templates.schema import TemplateSpec
 from docjobs.templates.store import Template
 
 UPDATED_ANNOTATION = "docjobs.io/updated-at"
-
-
-def templates_path(namespace: str, name: str | None = None) -> str:
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace, safe='')}/{TEMPLATE_PLURAL}"
-    return path if name is None else f"{path}/{quote(name, safe='')}"
 
 
 def _template(resource: JSON) -> Template | None:

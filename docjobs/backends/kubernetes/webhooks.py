@@ -17,7 +17,8 @@ from typing import Any
 
 from docjobs.auth.keys import check_tenant
 from docjobs.domain.models import DOMAIN
-from docjobs.kube.client import JSON, KubeClient, KubeError, documentjobs_path
+from docjobs.kube.client import JSON, KubeClient, KubeError
+from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import resource_name
 from docjobs.webhooks.delivery import DeliveryAttempt, new_secret
 from docjobs.webhooks.records import (

@@ -42,6 +42,14 @@ def run(
         from docjobs.runner.engines import tesseract
 
         return tesseract.extract(operation, source, content_type)
+    if isinstance(operation, OcrAdvanced):
+        from docjobs.runner.engines import doctr_ocr
+
+        return doctr_ocr.extract(operation, source, content_type)
+    if isinstance(operation, OcrVision):
+        from docjobs.runner.engines import vision
+
+        return vision.extract(operation, source, content_type)
     if isinstance(operation, Extract):
         from docjobs.runner.engines import extract
 

@@ -18,7 +18,6 @@ import io
 import json
 from typing import Any
 
-import anthropic
 from anthropic.types import (
     ImageBlockParam,
     Message,
@@ -30,9 +29,12 @@ from anthropic.types import (
 )
 
 from docjobs.config import LlmSettings
-from docjobs.runner.engines import PermanentError
+from docjobs.runner.engines import PermanentError, claude
+from docjobs.runner.engines.claude import MALFORMED, LlmUnavailable
 from docjobs.runner.engines.extract_text import DocumentText
 from docjobs.templates.schema import TemplateSpec, json_schema_of, validate_result
+
+__all__ = ["MALFORMED", "LlmUnavailable", "extract_fields"]
 
 TOOL_NAME = "record_fields"
 MAX_IMAGE_PAGES = 3
@@ -40,9 +42,6 @@ MAX_IMAGE_PAGES = 3
 and each image costs ~1,600 input tokens."""
 MAX_TEXT_CHARACTERS = 300_000
 """About 75k tokens of document text, leaving the model's context room for the rest."""
-RETRYABLE_STATUS = frozenset({408, 409, 429})
-"""Besides 5xx (529 is "overloaded"): timeouts, conflicts and rate limits pass."""
-MALFORMED = "MalformedModelAnswer"
 SYSTEM_PROMPT = (
     "You extract data from business documents. Record the requested fields with the "
     f"{TOOL_NAME} tool, exactly as the document states them. Use null for a field the "
@@ -52,20 +51,10 @@ SYSTEM_PROMPT = (
 )
 
 
-class LlmUnavailable(RuntimeError):
-    """Claude could not be reached, was overloaded or rate limited: worth a later attempt."""
-
-
 def extract_fields(
     spec: TemplateSpec, document: DocumentText, settings: LlmSettings
 ) -> dict[str, Any]:
     """The template's fields as Claude reads them, checked against the template."""
-    if not settings.api_key:
-        raise PermanentError(
-            "LlmNotConfigured",
-            "The llm extraction engine has no API key (DOCJOBS_LLM__API_KEY); "
-            "use the rules engine or ask the operator to configure one.",
-        )
     message = _ask(spec, document, settings)
     return _answer(spec, message)
 
@@ -77,32 +66,18 @@ def _ask(spec: TemplateSpec, document: DocumentText, settings: LlmSettings) -> M
         "input_schema": json_schema_of(spec),
     }
     request: MessageParam = {"role": "user", "content": _content(spec, document)}
-    client = anthropic.Anthropic(
-        api_key=settings.api_key,
-        base_url=settings.base_url,
-        timeout=settings.timeout_seconds,
-        max_retries=0,  # the job's retry policy spaces retries out, the SDK's would not
-    )
+    # The job's retry policy spaces retries out, the SDK's would not.
+    client = claude.client(settings, max_retries=0)
     try:
-        return client.messages.create(
-            model=settings.model,
-            max_tokens=settings.max_tokens,
-            system=SYSTEM_PROMPT,
-            tools=[tool],
-            tool_choice={"type": "tool", "name": TOOL_NAME},
-            messages=[request],
-        )
-    except anthropic.APIConnectionError as exc:  # timeouts included
-        raise LlmUnavailable(f"Claude could not be reached: {exc}") from exc
-    except anthropic.APIStatusError as exc:
-        if exc.status_code >= 500 or exc.status_code in RETRYABLE_STATUS:
-            raise LlmUnavailable(f"Claude answered {exc.status_code}: {exc.message}") from exc
-        raise PermanentError(
-            "LlmRequestRejected", f"Claude refused the request ({exc.status_code}): {exc.message}"
-        ) from None
-    except (anthropic.APIResponseValidationError, ValueError) as exc:
-        # The SDK lets json's ValueError through when the body is not JSON at all.
-        raise PermanentError(MALFORMED, f"Claude's answer could not be read: {exc}") from None
+        with claude.failures_sorted():
+            return client.messages.create(
+                model=settings.model,
+                max_tokens=settings.max_tokens,
+                system=SYSTEM_PROMPT,
+                tools=[tool],
+                tool_choice={"type": "tool", "name": TOOL_NAME},
+                messages=[request],
+            )
     finally:
         client.close()
 

@@ -150,7 +150,7 @@ class _Reader:
             # Tesseract's OpenMP threads would fight the node's other runners; its child
             # processes inherit this.
             os.environ["OMP_THREAD_LIMIT"] = "1"
-            tesseract.check_language(self._language)
+            self._language = tesseract.check_language(self._language)
             self._checked = True
         dpi = f" --dpi {page.dpi}" if page.dpi else ""
         upright = tesseract.upright(page.image, dpi)

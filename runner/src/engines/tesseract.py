@@ -7,9 +7,9 @@ text is rebuilt from it, so the text and the word boxes always come from the sam
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ import pytesseract
 from PIL import Image
 
 from docjobs.domain.models import OcrSimple
-from docjobs.runner.engines import EngineOutput, PermanentError, raster
+from docjobs.languages import UnsupportedLanguage, tesseract_languages
+from docjobs.runner.engines import EngineOutput, PermanentError, ocr_output, raster
 
 RECOGNITION_CONFIG = "--oem 1 --psm 3"
 """LSTM recogniser; fully automatic page segmentation, which finds columns and reads
@@ -51,41 +52,24 @@ def extract(operation: OcrSimple, source: Path, content_type: str) -> EngineOutp
     # Tesseract's OpenMP threads would fight the other runner processes on the node;
     # the child processes pytesseract starts inherit this.
     os.environ["OMP_THREAD_LIMIT"] = "1"
-    check_language(operation.language)
-    detailed = operation.output == "detailed"
+    language = check_language(operation.language)
+    detailed = operation.output != "simple"
     pages = [
-        _recognise(page, operation.language, detailed)
+        _recognise(page, language, detailed)
         for page in raster.iter_pages(source, content_type, operation.pages)
     ]
-    word_count = sum(int(page["word_count"]) for page in pages)
-    body = {
-        "success": True,
-        "data": {
-            "text": "\n\n".join(str(page["text"]) for page in pages),
-            "word_count": word_count,
-            "page_count": len(pages),
-            "pages": pages,
-        },
-    }
-    return EngineOutput(
-        data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
-        content_type="application/json",
-        extension=".json",
-        page_count=len(pages),
-        details={"word_count": word_count, "page_count": len(pages)},
-    )
+    return ocr_output.finish(operation, pages, source, content_type)
 
 
-def check_language(language: str) -> None:
+def check_language(hint: str) -> str:
+    """Tesseract's codes for ``hint`` ("eng", "fr-FR", "english"), from what is installed
+    here: the API may have translated it without a Tesseract of its own to ask."""
     # "osd" is installed alongside but recognises no text.
     installed = set(pytesseract.get_languages()) - {"osd"}
-    missing = [name for name in language.split("+") if name not in installed]
-    if missing:
-        raise PermanentError(
-            "UnsupportedLanguage",
-            f"Tesseract language {', '.join(missing)} is not installed; "
-            f"available: {', '.join(sorted(installed))}.",
-        )
+    try:
+        return tesseract_languages(hint, installed)
+    except UnsupportedLanguage as exc:
+        raise PermanentError("UnsupportedLanguage", str(exc)) from None
 
 
 def _recognise(page: raster.Page, language: str, detailed: bool) -> dict[str, Any]:
@@ -99,23 +83,15 @@ def _recognise(page: raster.Page, language: str, detailed: bool) -> dict[str, An
         if turned is not image:
             image = turned
             words = read_words(image, page.number, language, RECOGNITION_CONFIG + dpi)
-    text = _text_of(words)
-    result: dict[str, Any] = {
-        "page": page.number,
-        "text": text,
-        "word_count": len(text.split()),
-    }
-    if detailed:
-        result["width"], result["height"] = image.size
-        result["words"] = [
-            {
-                "text": word.text,
-                "confidence": word.confidence,
-                "bbox": {"x": word.left, "y": word.top, "width": word.width, "height": word.height},
-            }
-            for word in words
+    # A paragraph is a block of the result: paragraphs are what a blank line separates.
+    blocks = [
+        [
+            [ocr_output.Word(w.text, w.confidence, w.left, w.top, w.width, w.height) for w in line]
+            for _, line in groupby(paragraph, key=lambda w: w.block)
         ]
-    return result
+        for _, paragraph in groupby(words, key=lambda w: w.block[:2])
+    ]
+    return ocr_output.page_view(page.number, image.size, blocks, detailed)
 
 
 def upright(image: Image.Image, dpi: str) -> Image.Image:
@@ -173,21 +149,3 @@ def _parse_tsv(tsv: str) -> list[_Word]:
             )
         )
     return words
-
-
-def _text_of(words: list[_Word]) -> str:
-    """Words joined as Tesseract's text output does: lines by newlines, paragraphs by a
-    blank line."""
-    parts: list[str] = []
-    previous: tuple[int, int, int] | None = None
-    for word in words:
-        if previous is not None:
-            if word.block[:2] != previous[:2]:
-                parts.append("\n\n")
-            elif word.block != previous:
-                parts.append("\n")
-            else:
-                parts.append(" ")
-        parts.append(word.text)
-        previous = word.block
-    return "".join(parts)

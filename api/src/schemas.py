@@ -1,0 +1,317 @@
+"""Response bodies of both route families, as ``/docs`` and ``/openapi.json`` describe them.
+
+The jobs API (``/api/v1``) writes snake_case keys; the parse API (``/v1``) writes camelCase
+ones, so its models serialize by their camelCase aliases. Field order is wire order.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic.alias_generators import to_camel
+
+from docjobs.templates.schema import Extractor, TemplateField
+
+Timestamp = Annotated[
+    str,
+    Field(
+        description="UTC, to the second.",
+        examples=["2024-01-15T10:30:00Z"],
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+Responses = dict[int | str, dict[str, Any]]
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="Stable, machine-readable reason.", examples=["job_not_found"])
+    message: str = Field(description="What went wrong, for a person.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code": ..., "message": ...}}``, sometimes with more
+    keys in ``error`` (the job's ``status`` on 409)."""
+
+    error: ErrorDetail
+
+
+_ERROR_MEANINGS = {
+    400: "The request or the document cannot be used; `error.code` says why.",
+    401: "The API key is missing, invalid or revoked.",
+    404: "Nothing by that id for this tenant.",
+    409: "The job's state does not allow this.",
+    413: "The upload is larger than the limit.",
+    415: "The document's type is not supported here.",
+    422: "A parameter or the JSON body is invalid.",
+    429: "The plan's rate limit is used up; retry after `Retry-After` seconds.",
+    503: "A dependency is unavailable or processing failed transiently; retry later.",
+}
+
+
+def error_responses(*statuses: int) -> Responses:
+    """``responses=`` entries documenting ``statuses`` with the one error shape."""
+    return {s: {"model": ErrorBody, "description": _ERROR_MEANINGS[s]} for s in statuses}
+
+
+# --- the jobs API --------------------------------------------------------------------------
+
+JobStatusWord = Literal["pending", "processing", "complete", "failed", "cancelled"]
+
+
+class JobAccepted(BaseModel):
+    """202: the work goes on as a job."""
+
+    job_id: str = Field(examples=["job_0123456789abcdef01234567"])
+    status: JobStatusWord
+    message: str = Field(examples=["Job queued for processing"])
+    status_url: str
+    result_url: str
+
+
+class JobSummary(BaseModel):
+    job_id: str
+    status: JobStatusWord
+    operation: str = Field(examples=["convert", "ocr.simple", "extract"])
+    created_at: Timestamp
+    completed_at: Timestamp | None
+
+
+class JobFailure(BaseModel):
+    code: str = Field(examples=["PageRangeOutOfBounds"])
+    message: str
+
+
+class JobDetail(JobSummary):
+    started_at: Timestamp | None
+    attempts: int
+    page_count: int | None
+    file_name: str
+    message: str | None
+    result_url: str
+    next_attempt_at: Timestamp | None = Field(
+        default=None, description="Only while a failed attempt waits for its retry."
+    )
+    error: JobFailure | None = Field(default=None, description="Only once an attempt failed.")
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary]
+    total: int = Field(description="All of the tenant's jobs in that status.")
+    limit: int
+
+
+class OcrBox(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+class OcrWord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    confidence: float | None = Field(
+        description="0 to 100; null where the tier gives none (vision)."
+    )
+    bbox: OcrBox = Field(description="Pixels of the page, origin top left.")
+
+
+class OcrLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    bbox: OcrBox
+    words: list[OcrWord]
+
+
+class OcrBlock(BaseModel):
+    """A paragraph, heading or table cell: lines read together."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bbox: OcrBox
+    lines: list[OcrLine]
+
+
+class OcrPage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    page: int = Field(description="1-based page number in the document.")
+    text: str
+    word_count: int
+    width: int | None = Field(default=None, description="Pixels; `detailed` output only.")
+    height: int | None = Field(default=None, description="Pixels; `detailed` output only.")
+    words: list[OcrWord] | None = Field(default=None, description="`detailed` output only.")
+    blocks: list[OcrBlock] | None = Field(
+        default=None, description="`detailed` output only: the same words by block and line."
+    )
+
+
+class OcrText(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    word_count: int
+    page_count: int
+    pages: list[OcrPage]
+
+
+class OcrResult(BaseModel):
+    """What every OCR tier answers (but for `searchable_pdf`), and its job's result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    success: bool
+    data: OcrText
+
+
+class ExtractedFields(RootModel[dict[str, Any]]):
+    """An extraction job's result: the template's fields, nested by their dotted names."""
+
+
+class JobResult(RootModel[OcrResult | ExtractedFields]):
+    """A finished job's JSON result (OCR and extraction jobs)."""
+
+
+JOB_ID_HEADER = {
+    "X-Job-Id": {"description": "The job that made this answer.", "schema": {"type": "string"}}
+}
+PDF_CONTENT = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def processing_responses(result: dict[str, Any]) -> Responses:
+    """A processing route's answers: ``result`` (200), the job (202), and the errors."""
+    return {
+        200: {**result, "headers": JOB_ID_HEADER},
+        202: {
+            "model": JobAccepted,
+            "description": "Queued as a job: asked with `async=true`, input over the sync "
+            "limit, or still running when the sync wait ended.",
+        },
+        **error_responses(400, 401, 409, 413, 415, 422, 429, 503),
+    }
+
+
+# --- the parse API -------------------------------------------------------------------------
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, serialize_by_alias=True
+    )
+
+
+ParseStatusWord = Literal["pending", "processing", "retrying", "completed", "failed", "cancelled"]
+
+
+class ParseJobAccepted(CamelModel):
+    """202: the job is queued, or is the original one of a duplicate submission."""
+
+    job_id: str
+    status: ParseStatusWord
+    message: str = Field(
+        examples=[
+            "Job queued for processing",
+            "This document has already been submitted. Returning existing job.",
+        ]
+    )
+    created_at: Timestamp
+
+
+class ParseJob(CamelModel):
+    job_id: str
+    status: ParseStatusWord
+    operation: str = Field(examples=["extract"])
+    file_name: str
+    template_id: str | None
+    result: Any = Field(
+        description="The extracted fields once completed (any JSON result up to 5 MB); "
+        "else null. Larger results only at `resultUrl`."
+    )
+    error: str | None = Field(description="Why the job failed, once it has.")
+    page_count: int | None
+    attempts: int
+    created_at: Timestamp
+    started_at: Timestamp | None
+    completed_at: Timestamp | None
+    result_url: str
+
+
+class DeliveryAttemptView(CamelModel):
+    at: Timestamp
+    status_code: int | None = Field(description="The receiver's answer; null if none came.")
+    error: str | None
+
+
+class DeliveryView(CamelModel):
+    target: str = Field(description="The endpoint id, or the job's own webhook URL.")
+    event: str = Field(examples=["job.completed"])
+    delivered: bool
+    attempts: list[DeliveryAttemptView]
+
+
+class ParseJobDetail(ParseJob):
+    webhooks: list[DeliveryView] = Field(description="Webhook deliveries of this job's end.")
+
+
+class TemplateView(CamelModel):
+    """A stored template; keys that are null are left out."""
+
+    template_id: str
+    name: str
+    description: str | None = None
+    engine: Extractor | None = None
+    fields: list[TemplateField]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class TemplateList(BaseModel):
+    templates: list[TemplateView]
+    total: int
+
+
+class WebhookEndpointView(CamelModel):
+    id: str = Field(examples=["wh_0123456789abcdef01234567"])
+    url: str
+    events: list[str] = Field(examples=[["job.completed", "job.failed", "job.cancelled"]])
+    description: str
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WebhookEndpointCreated(WebhookEndpointView):
+    secret: str = Field(description="Signs this endpoint's events; shown only now.")
+
+
+class WebhookEndpointList(BaseModel):
+    webhooks: list[WebhookEndpointView]
+    total: int
+
+
+class SigningSecret(BaseModel):
+    secret: str = Field(description="Signs events sent to jobs' own webhook URLs.")
+
+
+# --- probes --------------------------------------------------------------------------------
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    dependencies: dict[str, str] = Field(
+        description="Each service the API relies on: `ok`, or why it is down.",
+        examples=[{"kubernetes": "ok", "objectStore": "no answer for 2 s"}],
+    )

@@ -1,0 +1,161 @@
+"""The one path from an upload to a job, shared by the convert, OCR and parse routes.
+
+A route reads its form into an operation and a :class:`SubmissionRequest`; the
+:class:`SubmissionService` saves the upload, inspects it for that operation (so a document
+that can never be processed is refused at once), and submits it to the backend. Each route
+family then answers in its own shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from pydantic import ValidationError
+
+from docjobs.backends.base import Backend, Submission
+from docjobs.config import Settings
+from docjobs.documents import (
+    DocumentError,
+    Inspection,
+    check_language,
+    inspect_for_conversion,
+    inspect_for_ocr,
+    validate_pages,
+)
+from docjobs.domain.idempotency import fingerprint
+from docjobs.domain.models import ConvertToPdf, Extract, Job, OcrParams, Operation
+from docjobs.webhooks.delivery import check_url
+
+from .deps import BackendDep, SettingsDep
+from .errors import ApiError
+from .uploads import SavedUpload, Upload, save_upload
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Names the submission: a repeat with the same key returns the same job.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class SubmissionRequest:
+    """One document to process, as a route read it from its request."""
+
+    operation: Operation
+    upload: Upload
+    tenant: str
+    interactive: bool
+    """The caller waits for the answer; a document too large for that becomes a plain job."""
+    idempotency_key: str | None = None
+    webhook_url: str | None = None
+    """Also announce the job's end here (checked for safety before anything is saved)."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    """The new job, or the original one of a duplicate submission."""
+    created: bool
+    interactive: bool
+    """Whether the job was queued for a waiting caller (see ``SubmissionRequest``)."""
+
+
+class SubmissionService:
+    def __init__(self, backend: Backend, settings: Settings) -> None:
+        self.backend = backend
+        self.settings = settings
+
+    async def submit(self, request: SubmissionRequest) -> Submitted:
+        """Save, inspect and submit; raises ``DocumentError`` for a document that cannot
+        be processed (each route family words that its own way) and ``ApiError`` else."""
+        if request.webhook_url:
+            try:
+                check_url(request.webhook_url, self.settings.webhooks)
+            except ValueError as exc:  # UnsafeTarget included
+                raise ApiError(400, "unsafe_webhook_url", str(exc)) from None
+        limits = self.settings.limits
+        saved = await save_upload(
+            request.upload, self.settings.data_dir / "tmp", limits.max_upload_bytes
+        )
+        try:
+            found, fits_sync = await asyncio.to_thread(self._inspect, request.operation, saved)
+            interactive = request.interactive and fits_sync
+            submission = Submission(
+                tenant=request.tenant,
+                operation=request.operation,
+                source=saved.path,
+                file_name=saved.file_name,
+                content_type=found.content_type,
+                sha256=saved.sha256,
+                size=saved.size,
+                page_count=found.page_count,
+                interactive=interactive,
+                fingerprint=fingerprint(
+                    request.tenant, request.operation, saved.sha256, request.idempotency_key
+                ),
+                webhook_url=request.webhook_url or None,
+            )
+            job, created = await self.backend.submit(submission)
+        finally:
+            saved.discard()
+        return Submitted(job, created, interactive)
+
+    def _inspect(self, operation: Operation, saved: SavedUpload) -> tuple[Inspection, bool]:
+        """What the document is, and whether it is small enough to wait for."""
+        limits = self.settings.limits
+        if isinstance(operation, ConvertToPdf):
+            found = inspect_for_conversion(saved.path, operation.source_format)
+            return found, saved.size <= limits.sync_convert_bytes
+        found = inspect_for_ocr(saved.path, saved.declared_type, saved.file_name)
+        if isinstance(operation, Extract):
+            return found, True
+        assert isinstance(operation, OcrParams)
+        selected = validate_pages(operation.pages, found.page_count or 0)
+        sync_pages = {
+            "ocr.simple": limits.sync_tesseract_pages,
+            "ocr.advanced": limits.sync_doctr_pages,
+            "ocr.vision": limits.sync_vision_pages,
+        }[operation.kind]
+        return found, len(selected) <= sync_pages
+
+
+async def submission_service(
+    request: Request, backend: BackendDep, settings: SettingsDep
+) -> SubmissionService:
+    """The service, for a request that carries at most one document."""
+    # The form is parsed (and cached) before dependencies run; reading it again is free.
+    files = (await request.form()).getlist("file")
+    if len(files) > 1:
+        raise ApiError(
+            400,
+            "too_many_files",
+            f"Send one document per request; this one has {len(files)} 'file' parts.",
+        )
+    return SubmissionService(backend, settings)
+
+
+Submissions = Annotated[SubmissionService, Depends(submission_service)]
+
+
+async def tesseract_language(hint: str) -> str:
+    """Tesseract's codes for a client's language hint; 422 if none is installed for it."""
+    try:
+        # The first call lists the installed languages (a subprocess); later ones are cached.
+        return await asyncio.to_thread(check_language, hint)
+    except DocumentError as exc:
+        raise ApiError(exc.status_code, exc.code, exc.message) from None
+
+
+def invalid_parameters(exc: ValidationError) -> ApiError:
+    """422 naming each form field an operation refused, and why."""
+    problems = [
+        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+    ]
+    return ApiError(422, "invalid_parameters", "; ".join(problems))

@@ -1,0 +1,156 @@
+"""Sync requests: kubernetes mode (warm workers in the API, claimed DocumentJobs) against
+embedded mode, on the same machine and inputs.
+
+    .venv/bin/python bench/sync_kube.py [--rounds 15]
+
+Uses the running rig (``scripts/local-cluster up``; started and stopped here if it is not
+up). Starts ``docjobs serve`` twice on loopback, each with 2 warm runner workers: embedded
+(SQLite, files in its data directory) and kubernetes mode in a fresh namespace (DocumentJobs
+on the rig's kube-apiserver, files in its MinIO). Times the sync one-page HTML -> PDF and
+one-page Tesseract OCR through each, one warm-up round first, and prints a Markdown table of
+medians, p90s and the kubernetes / embedded ratio. No operator runs: every request must
+be served by the API's own workers (a request that is not would wait out the sync limit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from docjobs.kube.client import KubeClient, KubeError  # noqa: E402
+from tests.conftest import Server  # noqa: E402
+from tests.docs import png_bytes, sentence_lines, text_image  # noqa: E402
+from tests.rig.fixtures import _read_env, _state_dir, local_cluster, wait_for  # noqa: E402
+
+HTML = "<html><body><h1>Quarterly report</h1>" + "<p>Revenue grew in every region.</p>" * 20
+PLANS = json.dumps({"business": "6000/minute"})
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+
+
+def timed(action: Callable[[], object], rounds: int) -> list[float]:
+    action()  # warm-up: imports in the workers, caches
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        action()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def p90(samples: list[float]) -> float:
+    return sorted(samples)[int(0.9 * (len(samples) - 1))]
+
+
+def install_crds(api: KubeClient) -> None:
+    for file in ("documentjob.yaml", "documenttemplate.yaml"):
+        body = yaml.safe_load((REPO / "crds" / file).read_text())
+        name = body["metadata"]["name"]
+        try:
+            body["metadata"]["resourceVersion"] = api.get(f"{CRDS}/{name}")["metadata"][
+                "resourceVersion"
+            ]
+            api.replace(f"{CRDS}/{name}", body)
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+            api.create(CRDS, body)
+
+
+def measure(server: Server, rounds: int, tag: str) -> tuple[list[float], list[float]]:
+    """Sync HTML -> PDF and sync one-page OCR through ``server``; distinct inputs per round
+    (identical ones would be answered from the first job)."""
+    auth = {"X-API-Key": server.key("bench", "business")}
+    counter = iter(range(10**9))
+    pages = iter([png_bytes(text_image(sentence_lines(n, 10), size=32)) for n in range(rounds + 1)])
+
+    def html() -> None:
+        body = {"content": HTML + f"<!-- {tag} {next(counter)} -->"}
+        r = requests.post(
+            f"{server.base}/api/v1/convert/html-to-pdf", headers=auth, data=body, timeout=120
+        )
+        assert r.status_code == 200, r.text
+
+    def ocr() -> None:
+        r = requests.post(
+            f"{server.base}/api/v1/ocr/extract/simple",
+            headers=auth,
+            files={"file": ("p.png", next(pages), "image/png")},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+
+    return timed(html, rounds), timed(ocr, rounds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=15)
+    rounds = parser.parse_args().rounds
+
+    started_rig = local_cluster("status", 30).returncode != 0
+    if started_rig and local_cluster("up", 3600).returncode != 0:
+        sys.exit("cannot start the rig")
+    env = _read_env(_state_dir() / "env")
+    api = KubeClient.from_environment(kubeconfig=env["KUBECONFIG"])
+    install_crds(api)
+    ns = f"bench-sync-{uuid.uuid4().hex[:6]}"
+    api.create(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+    )
+    wait_for(lambda: api.get(f"/api/v1/namespaces/{ns}/serviceaccounts/default"), 30)
+    common = {"DOCJOBS_RUNNER__CONCURRENCY": "2", "DOCJOBS_RATE_LIMITS__PLANS": PLANS}
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            embedded = Server(Path(scratch) / "embedded", env=common).start()
+            try:
+                embedded_html, embedded_ocr = measure(embedded, rounds, "embedded")
+            finally:
+                embedded.stop()
+            kube = Server(
+                Path(scratch) / "kube",
+                env={**env, **common, "DOCJOBS_KUBERNETES__SYNC_WORKERS": "2"},
+                args=["--backend", "kubernetes", "--namespace", ns],
+            ).start()
+            try:
+                kube_html, kube_ocr = measure(kube, rounds, "kubernetes")
+            finally:
+                kube.stop()
+    finally:
+        api.delete(f"/api/v1/namespaces/{ns}")
+        if started_rig:
+            local_cluster("down", 120)
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {rounds} rounds after one warm-up\n"
+    )
+    print("| case (sync) | embedded median | kubernetes median | kubernetes p90 | ratio |")
+    print("|---|---|---|---|---|")
+    for name, base, kube_samples in (
+        ("HTML -> PDF, 1 page", embedded_html, kube_html),
+        ("Tesseract OCR, 1 page", embedded_ocr, kube_ocr),
+    ):
+        e, k = statistics.median(base), statistics.median(kube_samples)
+        print(
+            f"| {name} | {e * 1000:.0f} ms | {k * 1000:.0f} ms | {p90(kube_samples) * 1000:.0f} ms"
+            f" | {k / e:.2f}x |"
+        )
+
+
+if __name__ == "__main__":
+    main()

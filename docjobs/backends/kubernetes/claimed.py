@@ -1,0 +1,244 @@
+"""Sync requests on warm runner workers in the API process, as fast as embedded mode.
+
+A sync request that finds a worker free still becomes a DocumentJob (listed, idempotent,
+visible in both API families), created with this process's claim on it (see
+:mod:`docjobs.kube.claims`), so the operator starts no runner Job for it. This process
+writes the status itself, through the same lifecycle and bookkeeping as the operator, and
+renews the claim while the work runs. If the process dies, the claim lapses and the
+operator takes the job over; the outcome the worker stored wins there too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+from docjobs.backends.dependencies import KUBERNETES, DependencyMonitor
+from docjobs.backends.embedded.pool import Worker, WorkerPool, run_attempt
+from docjobs.config import Settings
+from docjobs.domain import lifecycle
+from docjobs.domain.clock import utcnow
+from docjobs.domain.events import EVENT_OF_PHASE, job_view
+from docjobs.domain.lifecycle import Action, Observation
+from docjobs.domain.models import Job, Phase, WorkerRequest
+from docjobs.kube.cache import WatchCache
+from docjobs.kube.claims import Claim, claim_of, released
+from docjobs.kube.client import JSON, KubeClient, KubeError
+from docjobs.kube.paths import documentjobs_path
+from docjobs.kube.resources import job_of, status_of
+from docjobs.kube.status import bookkeep, status_patch
+from docjobs.metrics import record_finished
+from docjobs.storage.factory import store_environment
+from docjobs.webhooks.fanout import deliver_job_event
+from docjobs.webhooks.records import WebhookStore
+
+log = logging.getLogger("docjobs.claimed")
+
+WRITE_TRIES = 5
+"""Status writes tried on conflicts (a renewal or the operator wrote in between)."""
+RELEASE_SECONDS = 2.0
+"""Seconds a stopping process gives each release of a claim; unreleased ones lapse."""
+
+
+@dataclass
+class _Held:
+    """One claimed job while it runs: its latest resource, and the worker running it."""
+
+    resource: JSON
+    worker: Worker | None = None
+
+    @property
+    def name(self) -> str:
+        name: str = self.resource["metadata"]["name"]
+        return name
+
+    def saw(self, resource: JSON) -> None:
+        """Keep the newest version of the resource a write returned."""
+        if _version(resource) >= _version(self.resource):
+            self.resource = resource
+
+
+class ClaimedJobs:
+    def __init__(
+        self,
+        settings: Settings,
+        client: KubeClient,
+        jobs: WatchCache[Job],
+        monitor: DependencyMonitor,
+        webhooks: WebhookStore,
+    ) -> None:
+        kube = settings.kubernetes
+        self.settings = settings
+        self.client = client
+        self.namespace = kube.namespace
+        self.jobs = jobs
+        self.monitor = monitor
+        self.webhooks = webhooks
+        self.size = kube.sync_workers
+        self.claim_seconds = kube.claim_seconds
+        self.holder = f"{socket.gethostname()}/{os.getpid()}"
+        env = store_environment(settings, {**os.environ, "DOCJOBS_BACKEND": "kubernetes"})
+        self.pool = WorkerPool(self.size, settings.runner.max_jobs_per_worker, env)
+        self._reserved = 0
+        self._held: dict[str, _Held] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.pool.warm_up()
+
+    async def stop(self) -> None:
+        """Stops the work and hands it to the operator at once, rather than after a lapse."""
+        names = list(self._held)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pool.close()
+        for name in names:
+            try:
+                await asyncio.wait_for(self._patch(name, released()), RELEASE_SECONDS)
+            except Exception as exc:  # it lapses instead
+                log.warning("cannot release the claim on %s: %s", name, exc)
+
+    def reserve(self) -> Claim | None:
+        """A claim for a job about to be created, if a worker is free for it; give it back
+        with :meth:`unreserve` unless :meth:`run` took it."""
+        if self._reserved >= self.size:
+            return None
+        self._reserved += 1
+        return Claim(self.holder, utcnow(), self.claim_seconds)
+
+    def unreserve(self) -> None:
+        self._reserved -= 1
+
+    def run(self, created: JSON) -> None:
+        """Runs the job just created under a reserved claim, in the background: the request
+        waits on the job as any sync request does, and may answer 202 before it ends."""
+        held = _Held(created)
+        self._held[held.name] = held
+        task = asyncio.create_task(self._run(held), name=f"claimed-{held.name}")
+        self._tasks.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            self._held.pop(held.name, None)
+            self.unreserve()
+
+        task.add_done_callback(done)
+
+    async def _run(self, held: _Held) -> None:
+        holding = asyncio.create_task(self._hold(held), name=f"claim-{held.name}")
+        try:
+            await self._write(held, lifecycle.AttemptStarted(utcnow()))
+            job = job_of(held.resource)
+            if job.status.phase is not Phase.PROCESSING or claim_of(held.resource) is None:
+                return  # cancelled meanwhile
+            held.worker = await self.pool.acquire()
+            request = WorkerRequest(spec=job.spec, attempt=job.status.attempts)
+            timeout = job.spec.timeout_seconds
+            ended = await run_attempt(self.pool, held.worker, request, timeout)
+            held.worker = None
+            await self._write(held, ended)
+            if not job_of(held.resource).status.phase.terminal:
+                await self._patch(held.name, released())  # the operator retries it
+        except Exception:  # the operator takes the job over: now, or once the claim lapses
+            log.exception("%s: running the claimed job failed; releasing it", held.name)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._patch(held.name, released()), RELEASE_SECONDS)
+        finally:
+            holding.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await holding
+
+    async def _hold(self, held: _Held) -> None:
+        """Renews the claim every third of its duration, and stops the worker as soon as
+        the job is cancelled (the operator writes that) or ended."""
+        loop = asyncio.get_running_loop()
+        interval = self.claim_seconds / 3
+        renew_at = loop.time() + interval
+        with self.jobs.subscribe(held.name) as changed:
+            while True:
+                changed.clear()
+                job = self.jobs.get(held.name)
+                stopped = job is None or job.cancel_requested or job.status.phase.terminal
+                if stopped and held.worker is not None:
+                    held.worker.kill()
+                if (remaining := renew_at - loop.time()) <= 0:
+                    renew_at = loop.time() + interval
+                    await self._renew(held)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), remaining)
+
+    async def _renew(self, held: _Held) -> None:
+        claim = Claim(self.holder, utcnow(), self.claim_seconds)
+        try:
+            renewal = {"metadata": {"annotations": claim.annotations()}}
+            held.saw(await self._patch(held.name, renewal))
+        except Exception as exc:  # the next renewal may get through before the lapse
+            log.warning("%s: cannot renew the claim: %s", held.name, exc)
+
+    async def _patch(self, name: str, body: JSON) -> JSON:
+        path = documentjobs_path(self.namespace, name)
+        return await self.monitor.call(KUBERNETES, self.client.merge_patch, path, body)
+
+    async def _write(self, held: _Held, observation: Observation) -> None:
+        """The lifecycle's decision on ``observation``, written to the status on condition
+        that nobody wrote in between (a conflict: read again, decide again)."""
+        path = documentjobs_path(self.namespace, held.name)
+        for _ in range(WRITE_TRIES):
+            resource = held.resource
+            job, before = job_of(resource), status_of(resource)
+            decision = lifecycle.decide(job.spec, job.status, observation)
+            after = bookkeep(resource, job.spec, before, decision.status)
+            if after == before:
+                return
+            body = {
+                "metadata": {"resourceVersion": resource["metadata"]["resourceVersion"]},
+                "status": status_patch(before, after),
+            }
+            try:
+                written = await self.monitor.call(
+                    KUBERNETES, self.client.merge_patch, f"{path}/status", body
+                )
+            except KubeError as exc:
+                if not exc.conflict:
+                    raise
+                held.saw(await self.monitor.call(KUBERNETES, self.client.get, path))
+                continue
+            held.saw(written)
+            self.jobs.observe(written)
+            if Action.NOTIFY in decision.actions:
+                self._announce(job.model_copy(update={"status": decision.status}))
+            return
+        raise RuntimeError(f"{held.name}: status changed under {WRITE_TRIES} tries")
+
+    def _announce(self, job: Job) -> None:
+        """What the operator's terminal hook does for the jobs it ends: metrics, webhooks."""
+        record_finished(job)
+        phase = job.status.phase
+        if phase not in EVENT_OF_PHASE:
+            return
+
+        def deliver() -> None:  # retries for minutes: in a thread of its own
+            deliver_job_event(
+                self.webhooks,
+                self.settings.webhooks,
+                job.spec.tenant,
+                job.spec.job_id,
+                EVENT_OF_PHASE[phase],
+                job_view(job),
+                job.spec.webhook_url,
+                occurred_at=job.status.completed_at,
+            )
+
+        threading.Thread(target=deliver, name=f"webhook-{job.spec.job_id}", daemon=True).start()
+
+
+def _version(resource: JSON) -> int:
+    text = resource["metadata"].get("resourceVersion") or "0"
+    return int(text) if text.isdigit() else 0

@@ -1,0 +1,317 @@
+"""Kubernetes mode on a bad day: a burst of async jobs through the API, one fault in the
+middle of it. For every fault: every accepted job ends, none is lost, none is completed twice
+(counted by the outcomes runners stored), each ending is sent to the webhook once, and the
+jobs API and ``kubectl get dj`` agree.
+
+Faults against the shared rig (API server, MinIO, node gpu-0) are always undone in a
+``finally``: ``local-cluster up`` restarts what was killed, on the same ports with the same
+data. Run only this suite with ``pytest -m faults``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from minio import Minio
+
+from tests.conftest import Server
+from tests.docs import png_bytes, sentence_lines, text_image
+from tests.operator.conftest import Operator as RestartableOperator
+from tests.receivers import LocalServer, serve
+from tests.rig import control
+from tests.rig.fixtures import Cluster, kubectl, wait_for
+
+pytestmark = pytest.mark.faults
+
+BURST = 10
+TERMINAL = ("complete", "failed", "cancelled")
+PHASE_WORDS = {"Complete": "complete", "Failed": "failed", "Cancelled": "cancelled"}
+WEBHOOK_ENV = {"DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true"}
+
+
+@pytest.fixture
+def api_env() -> dict[str, str]:
+    return WEBHOOK_ENV
+
+
+@dataclass
+class Rig:
+    """What a fault acts on: the shared rig, the API and the operator of this test."""
+
+    cluster: Cluster
+    namespace: str
+    api: Server
+    operator: RestartableOperator
+    start_operator: Callable[[], RestartableOperator]
+    key: str
+    accepted: list[str] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)
+
+
+@pytest.fixture
+def receiver() -> Iterator[LocalServer]:
+    with serve([(200, {}, b"{}")]) as hooks:
+        yield hooks
+
+
+@pytest.fixture
+def rig(
+    cluster: Cluster, namespace: str, kube_server: Server, tmp_path: Path, receiver: LocalServer
+) -> Iterator[Rig]:
+    cluster.create_s3_secret(namespace)
+    started: list[RestartableOperator] = []
+
+    def start_operator() -> RestartableOperator:
+        log = tmp_path / "operator.log"
+        operator = RestartableOperator(cluster, namespace, log, dict(WEBHOOK_ENV))
+        started.append(operator)
+        return operator.start()
+
+    key = kube_server.key("acme")
+    endpoint = requests.post(
+        f"{kube_server.base}/v1/webhooks",
+        headers={"x-api-key": key},
+        json={"url": receiver.url + "/hook"},
+        timeout=30,
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    rig = Rig(cluster, namespace, kube_server, start_operator(), start_operator, key)
+    try:
+        yield rig
+    finally:
+        # DocumentJobs go while an operator runs (it removes their finalizers).
+        if rig.operator.process is None or rig.operator.process.poll() is not None:
+            rig.operator = start_operator()
+        kube = cluster.api()
+        djs = f"/apis/docjobs.io/v1alpha1/namespaces/{namespace}/documentjobs"
+        kube.delete(djs)
+        wait_for(lambda: not kube.get(djs)["items"], 60, what="DocumentJobs to be deleted")
+        for operator in started:
+            operator.stop()
+
+
+# --- the faults -----------------------------------------------------------------------------
+
+
+@contextmanager
+def operator_killed(rig: Rig) -> Iterator[None]:
+    rig.operator.kill()
+    try:
+        time.sleep(5)
+        yield
+    finally:
+        rig.operator = rig.start_operator()
+
+
+@contextmanager
+def api_server_restarted(rig: Rig) -> Iterator[None]:
+    control.kill(rig.cluster.state_dir, "kube-apiserver")
+    try:
+        time.sleep(15)
+        yield
+    finally:
+        control.heal()
+
+
+@contextmanager
+def object_store_down(rig: Rig) -> Iterator[None]:
+    # 25 s: longer than a runner's retries and the S3 clients' own, shorter than the
+    # jobs' backoff (5 s, then 25 s), so every job can still complete.
+    control.kill(rig.cluster.state_dir, "minio")
+    try:
+        time.sleep(25)
+        yield
+    finally:
+        control.heal()
+
+
+@contextmanager
+def runner_pods_deleted(rig: Rig) -> Iterator[None]:
+    kube = rig.cluster.api()
+    pods = f"/api/v1/namespaces/{rig.namespace}/pods"
+
+    def running() -> list[dict[str, Any]]:
+        items = kube.get(pods, labelSelector="docjobs.io/job")["items"]
+        return [p for p in items if p["status"].get("phase") == "Running"]
+
+    for pod in wait_for(running, 60, 0.05, what="running runner pods")[:5]:
+        kube.request("DELETE", f"{pods}/{pod['metadata']['name']}")
+    yield
+
+
+@contextmanager
+def api_killed(rig: Rig) -> Iterator[None]:
+    rig.api.kill()
+    try:
+        time.sleep(5)
+        yield
+    finally:
+        rig.api.start()
+
+
+@contextmanager
+def gpu_node_reregistered(rig: Rig) -> Iterator[None]:
+    kube = rig.cluster.api()
+    kube.delete("/api/v1/nodes/gpu-0")
+    try:
+        yield
+    finally:
+        # The kubelet finds its node gone at its next heartbeat and registers it again.
+        wait_for(lambda: _ready(kube.get("/api/v1/nodes/gpu-0")), 60, what="gpu-0 back")
+
+
+FAULTS: dict[str, Callable[[Rig], AbstractContextManager[None]]] = {
+    "operator kill -9 and restart": operator_killed,
+    "API server restart": api_server_restarted,
+    "MinIO down": object_store_down,
+    "runner pods deleted": runner_pods_deleted,
+    "API kill -9 and restart": api_killed,
+    "node gpu-0 deleted and re-registered": gpu_node_reregistered,
+}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_burst_through_a_fault_ends_every_job_once(
+    fault: str, rig: Rig, receiver: LocalServer, cluster: Cluster
+) -> None:
+    submitter = threading.Thread(target=_submit_burst, args=(rig,), daemon=True)
+    submitter.start()
+    time.sleep(3)  # the fault strikes mid-burst
+    with FAULTS[fault](rig):
+        pass  # each fault lasts as long as it says, and is undone on the way out
+    submitter.join(120)
+
+    assert rig.accepted, f"no job accepted; refused: {rig.refused}"
+    views = wait_for(lambda: _all_terminal(rig), 240, 1.0, what="every accepted job to end")
+    assert rig.operator.process is not None and rig.operator.process.poll() is None
+
+    # None lost: each accepted job is a DocumentJob. A request the API died answering may
+    # have made one too; the client never heard of it, but it must end like any other.
+    resources = wait_for(
+        lambda: _kubectl_documentjobs(cluster, rig.namespace, ended=True),
+        120,
+        1.0,
+        what="every DocumentJob to end",
+    )
+    unanswered = set(resources) - set(rig.accepted)
+    assert set(rig.accepted) <= set(resources)
+    assert len(unanswered) <= sum(n for why, n in rig.refused.items() if not why.isdigit())
+    every = sorted(resources)
+    assert Counter(PHASE_WORDS[r["phase"]] for r in resources.values()) == {"complete": len(every)}
+    # The jobs API and kubectl agree.
+    for job_id, view in views.items():
+        status = resources[job_id]
+        assert PHASE_WORDS[status["phase"]] == view["status"], (job_id, view, status)
+        assert status["attempts"] == view["attempts"], (job_id, view, status)
+
+    # None completed twice: one stored successful outcome per job.
+    runs = _successful_runs(cluster, every)
+    assert runs == dict.fromkeys(every, 1), runs
+
+    # Each ending sent once.
+    wait_for(lambda: _events(receiver).keys() == set(every), 60, 0.5, what="every job's event")
+    events = _events(receiver)
+    assert {job_id: len(ids) for job_id, ids in events.items()} == dict.fromkeys(every, 1)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _submit_burst(rig: Rig) -> None:
+    """BURST async jobs, half markdown→PDF and half Tesseract, a few tenths apart."""
+    for n in range(BURST):
+        if n % 2:
+            image = png_bytes(text_image(sentence_lines(300 + n, 3), size=32))
+            url = f"{rig.api.base}/api/v1/ocr/extract/simple?async=true"
+            kwargs: dict[str, Any] = {"files": {"file": (f"scan{n}.png", image, "image/png")}}
+        else:
+            url = f"{rig.api.base}/api/v1/convert/markdown-to-pdf?async=true"
+            kwargs = {"data": {"content": f"# Report {n}\n\n{' '.join(sentence_lines(n, 3))}"}}
+        try:
+            response = requests.post(url, headers={"X-API-Key": rig.key}, timeout=30, **kwargs)
+        except requests.RequestException as exc:
+            rig.refused[type(exc).__name__] += 1
+        else:
+            if response.status_code == 202:
+                rig.accepted.append(response.json()["job_id"])
+            else:
+                rig.refused[str(response.status_code)] += 1
+        time.sleep(0.7)
+
+
+def _all_terminal(rig: Rig) -> dict[str, dict[str, Any]] | None:
+    views = {}
+    for job_id in rig.accepted:
+        try:
+            response = requests.get(
+                f"{rig.api.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": rig.key}, timeout=10
+            )
+        except requests.RequestException:
+            return None
+        if response.status_code != 200 or response.json()["status"] not in TERMINAL:
+            return None
+        views[job_id] = response.json()
+    return views
+
+
+def _kubectl_documentjobs(
+    cluster: Cluster, namespace: str, ended: bool = False
+) -> dict[str, dict[str, Any]] | None:
+    """``kubectl get dj``: each DocumentJob's status by job id; with ``ended``, only once
+    every one has ended."""
+    command = ["get", "dj", "--namespace", namespace, "--output", "json"]
+    out = subprocess.run(
+        [kubectl(), "--kubeconfig", str(cluster.kubeconfig), *command],
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE,
+    ).stdout
+    found = {i["spec"]["jobId"]: i.get("status") or {} for i in json.loads(out)["items"]}
+    if ended and any(status.get("phase") not in PHASE_WORDS for status in found.values()):
+        return None
+    return found
+
+
+def _successful_runs(cluster: Cluster, job_ids: list[str]) -> dict[str, int]:
+    s3 = cluster.s3
+    client = Minio(
+        s3["endpoint"], access_key=s3["access_key"], secret_key=s3["secret_key"], secure=False
+    )
+    runs = {}
+    for job_id in job_ids:
+        prefix = f"acme/{job_id}/attempts/"
+        outcomes = []
+        for item in client.list_objects(s3["bucket"], prefix=prefix):
+            response = client.get_object(s3["bucket"], str(item.object_name))
+            outcomes.append(json.loads(response.read()))
+            response.close()
+        runs[job_id] = sum(1 for o in outcomes if o["exit_code"] == 0)
+    return runs
+
+
+def _events(receiver: LocalServer) -> dict[str, set[str]]:
+    """Each job's webhook message ids (one event, however often it was sent)."""
+    seen: dict[str, set[str]] = {}
+    counts: Counter[str] = Counter()
+    for request in list(receiver.received):
+        job_id = request.json()["data"]["jobId"]
+        seen.setdefault(job_id, set()).add(request.headers["webhook-id"])
+        counts[job_id] += 1
+    assert all(n == 1 for n in counts.values()), f"events sent more than once: {counts}"
+    return seen
+
+
+def _ready(node: dict[str, Any]) -> bool:
+    conditions = node.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)

@@ -1,0 +1,231 @@
+"""Sync requests in kubernetes mode on the API's warm workers, under a claim the operator
+honours and takes over once it lapses: on the rig, with the real operator and MinIO."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+from minio import Minio
+
+from docjobs.domain.clock import utcnow
+from docjobs.domain.models import (
+    InputRef,
+    JobSpec,
+    OcrSimple,
+    ResultRef,
+    RunnerSummary,
+    RunOutcome,
+)
+from docjobs.kube.claims import Claim
+from docjobs.kube.client import KubeClient
+from docjobs.kube.paths import documentjobs_path, jobs_path
+from docjobs.kube.resources import LABEL_JOB, resource_name, to_resource
+from docjobs.storage.base import outcome_key
+from tests.conftest import Server
+from tests.docs import pdf_with_pages
+from tests.kube.helpers import documentjob, patch_status
+from tests.rig.fixtures import Cluster, wait_for
+
+from .conftest import Operator
+
+CLAIM_SECONDS = 3
+OCR = "/api/v1/ocr/extract/simple"
+HTML = "<html><body><h1>Invoice 1</h1><p>One page.</p></body></html>"
+
+
+@pytest.fixture
+def api_env() -> dict[str, str]:
+    return {"DOCJOBS_KUBERNETES__CLAIM_SECONDS": str(CLAIM_SECONDS)}
+
+
+def runner_jobs(kube: KubeClient, ns: str) -> list[dict[str, Any]]:
+    return kube.items(jobs_path(ns))
+
+
+def runner_pods(kube: KubeClient, ns: str) -> list[dict[str, Any]]:
+    return [
+        pod
+        for pod in kube.items(f"/api/v1/namespaces/{ns}/pods")
+        if LABEL_JOB in (pod["metadata"].get("labels") or {})
+    ]
+
+
+def stored_outcomes(s3: Minio, bucket: str, tenant: str, job_id: str) -> list[str]:
+    prefix = f"{tenant}/{job_id}/attempts/"
+    return [o.object_name for o in s3.list_objects(bucket, prefix=prefix, recursive=True)]
+
+
+def ocr(server: Server, key: str, pdf: bytes) -> requests.Response:
+    return requests.post(
+        server.base + OCR,
+        headers={"X-API-Key": key},
+        files={"file": ("scan.pdf", pdf, "application/pdf")},
+        timeout=300,
+    )
+
+
+def test_sync_conversion_runs_in_the_api_and_shows_as_a_complete_documentjob(
+    kube_server: Server, operator: Operator, kube: KubeClient, namespace: str
+) -> None:
+    key = kube_server.key("acme")
+    answer = requests.post(
+        f"{kube_server.base}/api/v1/convert/html-to-pdf",
+        headers={"X-API-Key": key},
+        data={"content": HTML},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.content.startswith(b"%PDF")
+    job_id = answer.headers["X-Job-Id"]
+
+    resource = documentjob(kube, namespace, job_id)
+    status = resource["status"]
+    assert status["phase"] == "Complete" and status["attempts"] == 1
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Running": "False",
+        "Finished": "True",
+    }
+    assert status["duration"]
+    # Past the claim's lapse the operator still has nothing to do for a finished job.
+    time.sleep(CLAIM_SECONDS + 2)
+    operator.check_alive()
+    assert runner_jobs(kube, namespace) == [] and runner_pods(kube, namespace) == []
+    listed = requests.get(
+        f"{kube_server.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": key}, timeout=10
+    ).json()
+    assert listed["status"] == "complete"
+
+
+def test_killed_api_job_is_taken_over_by_the_operator_and_completes_once(
+    kube_server: Server,
+    operator: Operator,
+    kube: KubeClient,
+    s3: Minio,
+    cluster: Cluster,
+    namespace: str,
+) -> None:
+    key = kube_server.key("acme")
+    pdf, _ = pdf_with_pages(6, seed=11)
+    threading.Thread(target=_ignore_errors, args=(ocr, kube_server, key, pdf), daemon=True).start()
+
+    def claimed_and_running() -> dict[str, Any] | None:
+        items = kube.items(documentjobs_path(namespace))
+        return next(
+            (r for r in items if (r.get("status") or {}).get("phase") == "Processing"), None
+        )
+
+    running = wait_for(claimed_and_running, 30, 0.05, what="the sync job to be processing")
+    assert "docjobs.io/claim" in running["metadata"]["annotations"]
+    assert runner_jobs(kube, namespace) == []
+    kube_server.kill()  # SIGKILL: no release of the claim, the workers die with the API
+
+    name = running["metadata"]["name"]
+    done = wait_for(
+        lambda: _phase(kube, namespace, name) == "Complete" or None,
+        180,
+        0.2,
+        what="the operator to take the job over and complete it",
+    )
+    assert done
+    job_id = running["spec"]["jobId"]
+    assert [j["metadata"]["name"] for j in runner_jobs(kube, namespace)] == [f"{name}-a1"]
+    bucket = cluster.s3["bucket"]
+    assert stored_outcomes(s3, bucket, "acme", job_id) == [outcome_key("acme", job_id, 1)]
+    assert documentjob(kube, namespace, job_id)["status"]["attempts"] == 1
+
+
+def test_outcome_stored_before_the_api_died_wins_over_a_second_run(
+    operator: Operator, kube: KubeClient, s3: Minio, cluster: Cluster, namespace: str
+) -> None:
+    """The API's worker stored its outcome, then the API died before writing the status:
+    the operator completes the job from that outcome, with no runner Job."""
+    job_id, tenant, bucket = "job_0123456789abcdef01234567", "acme", cluster.s3["bucket"]
+    spec = JobSpec(
+        job_id=job_id,
+        tenant=tenant,
+        operation=OcrSimple(),
+        input=InputRef(
+            key=f"{tenant}/{job_id}/input",
+            file_name="scan.pdf",
+            content_type="application/pdf",
+            sha256="0" * 64,
+            size=1,
+        ),
+        interactive=True,
+        fingerprint="0" * 64,
+        created_at=utcnow(),
+    )
+    body = to_resource(spec, namespace)
+    body["metadata"]["annotations"] = Claim("api-0/1", utcnow(), CLAIM_SECONDS).annotations()
+    kube.create(documentjobs_path(namespace), body)
+    patch_status(kube, namespace, job_id, {"phase": "Processing", "attempts": 1})
+    result = f"{tenant}/{job_id}/result.json"
+    _put(s3, bucket, result, b'{"text": "stored"}')
+    outcome = RunOutcome(
+        exit_code=0,
+        summary=RunnerSummary(
+            result=ResultRef(key=result, content_type="application/json", size=18)
+        ),
+    )
+    _put(s3, bucket, outcome_key(tenant, job_id, 1), outcome.model_dump_json().encode())
+    lapsed_by = utcnow() + timedelta(seconds=CLAIM_SECONDS)
+
+    name = resource_name(job_id)
+    wait_for(lambda: _phase(kube, namespace, name) == "Complete" or None, 60, 0.2, what="done")
+    assert utcnow() >= lapsed_by  # not before the claim lapsed
+    status = documentjob(kube, namespace, job_id)["status"]
+    assert status["attempts"] == 1 and status["result"]["key"] == result
+    assert runner_jobs(kube, namespace) == []
+
+
+def test_sync_requests_beyond_the_warm_workers_fall_back_to_runner_jobs(
+    cluster: Cluster, namespace: str, crd: None, operator: Operator, kube: KubeClient, tmp_path
+) -> None:
+    server = Server(
+        tmp_path / "one-worker",
+        env={**cluster.env, "DOCJOBS_KUBERNETES__SYNC_WORKERS": "1"},
+        args=["--backend", "kubernetes", "--namespace", namespace],
+    ).start()
+    try:
+        key = server.key("acme")
+        documents = [pdf_with_pages(3, seed=20 + n)[0] for n in range(3)]
+        answers: list[requests.Response] = []
+        threads = [
+            threading.Thread(target=lambda d=d: answers.append(ocr(server, key, d)))
+            for d in documents
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(300)
+    finally:
+        server.stop()
+    assert [a.status_code for a in answers] == [200, 200, 200], [a.text for a in answers]
+    job_ids = {a.headers["X-Job-Id"] for a in answers}
+    with_jobs = {j["metadata"]["labels"][LABEL_JOB] for j in runner_jobs(kube, namespace)}
+    names = {resource_name(j): j for j in job_ids}
+    assert 1 <= len(with_jobs) <= 2 and with_jobs < set(names)  # one ran in the API at least
+    for job_id in job_ids:
+        assert documentjob(kube, namespace, job_id)["status"]["phase"] == "Complete"
+
+
+def _phase(kube: KubeClient, ns: str, name: str) -> str | None:
+    status = kube.get(documentjobs_path(ns, name)).get("status") or {}
+    phase: str | None = status.get("phase")
+    return phase
+
+
+def _put(s3: Minio, bucket: str, key: str, data: bytes) -> None:
+    s3.put_object(bucket, key, io.BytesIO(data), len(data))
+
+
+def _ignore_errors(call: Any, *args: Any) -> None:
+    with contextlib.suppress(requests.RequestException):  # the API is killed mid-request
+        call(*args)

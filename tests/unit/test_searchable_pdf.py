@@ -1,0 +1,90 @@
+"""``output=searchable_pdf``: the scan comes back as a PDF whose invisible text layer holds
+the recognised words where they are printed (real Tesseract on a scan made here)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+from pypdf import PdfReader, PdfWriter
+
+from docjobs.domain.models import OcrSimple
+from docjobs.runner.engines.tesseract import extract
+from tests.docs import FONTS, pdf_of_images
+
+SCAN_DPI = 200
+"""``pdf_of_images`` lays pixels out at this resolution."""
+WORDS = {"Invoice": (120, 100), "4711": (900, 100), "Total": (120, 600), "Paid": (900, 600)}
+"""Each word and where it is drawn (left, top) in pixels of the scan."""
+
+
+def scan() -> Image.Image:
+    image = Image.new("L", (1400, 800), 255)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONTS["sans"], 44)
+    for word, place in WORDS.items():
+        draw.text(place, word, font=font, fill=0)
+    return image
+
+
+def words_with_positions(pdf: bytes, page_number: int = 0) -> dict[str, tuple[float, float]]:
+    """Each word pypdf extracts, with where its text is placed (PDF points)."""
+    found: dict[str, tuple[float, float]] = {}
+
+    def visit(text: str, cm: list[float], tm: list[float], *_: object) -> None:
+        for word in text.split():
+            # The text matrix within the current transformation: cm only scales and moves.
+            found[word] = (tm[4] * cm[0] + cm[4], tm[5] * cm[3] + cm[5])
+
+    PdfReader(io.BytesIO(pdf)).pages[page_number].extract_text(visitor_text=visit)
+    return found
+
+
+def rendered(pdf: bytes) -> bytes:
+    document = pdfium.PdfDocument(pdf)
+    try:
+        return bytes(document[0].render(scale=0.5, grayscale=True).to_pil().tobytes())
+    finally:
+        document.close()
+
+
+@pytest.mark.parametrize("rotate", [0, 90])
+def test_the_text_layer_holds_the_words_where_they_were_drawn(tmp_path: Path, rotate: int) -> None:
+    source = tmp_path / "scan.pdf"
+    if rotate:
+        # Stored sideways with /Rotate 90, shown upright: the layer must be turned to match.
+        sideways = scan().transpose(Image.Transpose.ROTATE_90)
+        writer = PdfWriter(clone_from=PdfReader(io.BytesIO(pdf_of_images([sideways]))))
+        writer.pages[0].rotate(90)
+        out = io.BytesIO()
+        writer.write(out)
+        source.write_bytes(out.getvalue())
+    else:
+        source.write_bytes(pdf_of_images([scan()]))
+
+    output = extract(OcrSimple(output="searchable_pdf"), source, "application/pdf")
+
+    assert output.content_type == "application/pdf"
+    assert output.page_count == 1
+    reader = PdfReader(io.BytesIO(output.data))
+    # The page looks exactly as before: the layer is invisible.
+    assert len(reader.pages) == 1
+    assert rendered(output.data) == rendered(source.read_bytes())
+    found = words_with_positions(output.data)
+    assert set(WORDS) <= set(found)
+    points = 72 / SCAN_DPI
+    for word, (left, top) in WORDS.items():
+        x, y = found[word]
+        if rotate:
+            # Shown turned by 90 degrees clockwise: user-space y runs along the shown page,
+            # user-space x down from its top.
+            x, y = y, x
+            from_top = y
+        else:
+            from_top = 800 * points - y
+        assert abs(x - left * points) < 8, word
+        # The baseline lies within the glyphs' height (44 px) below where they start.
+        assert top * points < from_top < (top + 50) * points, word
