@@ -21,9 +21,7 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -32,6 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.embedded import p90, timed  # noqa: E402
 from docjobs.kube.client import KubeClient, KubeError  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tests.docs import png_bytes, sentence_lines, text_image  # noqa: E402
@@ -40,20 +39,6 @@ from tests.rig.fixtures import _read_env, _state_dir, local_cluster, wait_for  #
 HTML = "<html><body><h1>Quarterly report</h1>" + "<p>Revenue grew in every region.</p>" * 20
 PLANS = json.dumps({"business": "6000/minute"})
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-
-
-def timed(action: Callable[[], object], rounds: int) -> list[float]:
-    action()  # warm-up: imports in the workers, caches
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def p90(samples: list[float]) -> float:
-    return sorted(samples)[int(0.9 * (len(samples) - 1))]
 
 
 def install_crds(api: KubeClient) -> None:

@@ -16,12 +16,16 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docjobs.domain.models import RetryPolicy
+from docjobs.templates.store import TemplateBounds
 from docjobs.webhooks.policy import WebhookSettings
 
 
 class LimitSettings(BaseModel):
     max_upload_bytes: int = 50 * 1024 * 1024
     """Bytes; 50 MB. Larger uploads get 413 while they stream, before any work is queued."""
+    max_json_bytes: int = 256 * 1024
+    """Bytes; 256 KB. Body limit of every route that takes JSON rather than a document
+    (templates, webhooks); larger bodies get 413 while they stream."""
     sync_convert_bytes: int = 5 * 1024 * 1024
     """Bytes; 5 MB. X-to-PDF inputs above this run as async jobs (the jobs API's threshold)."""
     sync_tesseract_pages: int = 20
@@ -34,6 +38,14 @@ class LimitSettings(BaseModel):
     """Seconds; 60. A sync request still running after this answers 202 and goes on as a job."""
     list_max: int = 100
     """Jobs; 100. Upper bound of ``limit`` when listing jobs."""
+    max_template_bytes: int = 64 * 1024
+    """Bytes; 64 KB. Largest template, serialized as JSON (413 above it): every job that uses
+    a template carries a copy of it."""
+    max_templates_per_tenant: int = 100
+    """Templates; 100. A tenant's further creates get 429 until it deletes one."""
+
+    def template_bounds(self) -> TemplateBounds:
+        return TemplateBounds(self.max_template_bytes, self.max_templates_per_tenant)
 
 
 class JobSettings(BaseModel):
@@ -59,6 +71,9 @@ class RunnerSettings(BaseModel):
     """Seconds; 0.5. How often the supervisor looks for due retries when nothing wakes it."""
     sweep_seconds: float = 30.0
     """Seconds; 30. How often finished jobs past their TTL are looked for and deleted."""
+    part_pages: int = Field(default=4, ge=0)
+    """Pages; 4. A longer OCR document is read in parts of this many pages by every worker
+    no waiting job needs, then merged; 0 reads every document on one worker."""
 
 
 class RateLimitSettings(BaseModel):

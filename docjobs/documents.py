@@ -21,6 +21,8 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 from pypdf import PasswordType, PdfReader
 
+from docjobs.domain.models import JobSpec
+from docjobs.domain.sharding import page_parts, splittable
 from docjobs.languages import (
     UnsupportedLanguage,
     installed_tesseract_languages,
@@ -344,3 +346,16 @@ def _not_text(source_format: str, found: str) -> DocumentError:
 
 def _pages(count: int) -> str:
     return "1 page" if count == 1 else f"{count} pages"
+
+
+def plan_parts(spec: JobSpec, part_pages: int, more_than: int) -> list[str]:
+    """The page selections of the parts ``spec``'s document is read in, apart and at once:
+    none unless its operation reads page by page and selects more than ``more_than`` pages."""
+    operation = spec.operation
+    if part_pages < 1 or not spec.input.page_count or not splittable(operation):
+        return []
+    try:
+        selected = validate_pages(getattr(operation, "pages", None), spec.input.page_count)
+    except DocumentError:
+        return []  # the runner reports the bad selection as the job's failure
+    return page_parts(selected, part_pages) if len(selected) > more_than else []

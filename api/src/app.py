@@ -14,10 +14,11 @@ from docjobs.config import Settings
 from docjobs.metrics import register_job_gauges
 
 from . import errors
+from .gate import ApiKeyGateMiddleware
 from .metrics import RequestMetricsMiddleware
 from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .routes import convert, health, jobs, ocr, parse, templates, webhooks
-from .uploads import MULTIPART_SLACK, BodyLimitMiddleware
+from .uploads import BodyLimitMiddleware
 
 
 def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
@@ -45,8 +46,12 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings.rate_limits.plans)
     errors.install(app)
     app.add_middleware(
-        BodyLimitMiddleware, max_body_bytes=settings.limits.max_upload_bytes + MULTIPART_SLACK
+        BodyLimitMiddleware,
+        upload_bytes=settings.limits.max_upload_bytes,
+        json_bytes=settings.limits.max_json_bytes,
     )
+    # Outside the body limit: an anonymous request is refused before any of its body is read.
+    app.add_middleware(ApiKeyGateMiddleware, backend=backend)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
     for module in (convert, ocr, jobs, parse, templates, webhooks, health):

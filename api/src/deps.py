@@ -13,6 +13,10 @@ from docjobs.config import Settings
 
 from .errors import ApiError
 
+PRINCIPAL_SCOPE_KEY = "docjobs.principal"
+"""Where the gate leaves the principal of a request it authenticated. Its own scope key, not
+``scope["state"]``: that dict may be shared by every request of the app."""
+
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="Your API key (`dj_...`)."
 )
@@ -32,16 +36,24 @@ BackendDep = Annotated[Backend, Depends(get_backend)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
+async def authenticate(backend: Backend, api_key: str | None) -> Principal:
+    if not api_key or not api_key.strip():
+        raise ApiError(401, "missing_api_key", "Send your API key in the X-API-Key header.")
+    principal = await backend.offload(backend.keys.authenticate, api_key.strip())
+    if principal is None:
+        raise ApiError(401, "invalid_api_key", "The API key is invalid or has been revoked.")
+    return principal
+
+
 async def current_principal(
     request: Request,
     backend: BackendDep,
     api_key: Annotated[str | None, Security(api_key_header)],
 ) -> Principal:
-    if not api_key:
-        raise ApiError(401, "missing_api_key", "Send your API key in the X-API-Key header.")
-    principal = await backend.offload(backend.keys.authenticate, api_key.strip())
+    # Requests with a body were authenticated before it was read (``gate``); keep that answer.
+    principal: Principal | None = request.scope.get(PRINCIPAL_SCOPE_KEY)
     if principal is None:
-        raise ApiError(401, "invalid_api_key", "The API key is invalid or has been revoked.")
+        principal = await authenticate(backend, api_key)
     request.state.principal = principal
     return principal
 

@@ -46,10 +46,13 @@ _ERROR_MEANINGS = {
     401: "The API key is missing, invalid or revoked.",
     404: "Nothing by that id for this tenant.",
     409: "The job's state does not allow this.",
-    413: "The upload is larger than the limit.",
+    413: "The upload, body or template is larger than its limit.",
     415: "The document's type is not supported here.",
     422: "A parameter or the JSON body is invalid.",
-    429: "The plan's rate limit is used up; retry after `Retry-After` seconds.",
+    429: (
+        "The plan's rate limit is used up (retry after `Retry-After` seconds), or a quota"
+        " such as the number of templates is reached (`error.code` says which)."
+    ),
     503: "A dependency is unavailable or processing failed transiently; retry later.",
 }
 

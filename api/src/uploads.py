@@ -12,26 +12,46 @@ from pathlib import Path
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError, error_body
+from .errors import ApiError
+from .gate import refuse
 
 MULTIPART_SLACK = 1 << 20
 """Bytes of multipart framing and form fields allowed on top of the file limit."""
 
 
-class BodyLimitMiddleware:
-    """Answers 413 as soon as a request body passes the limit, before it is all read."""
+UPLOAD_PATH_PREFIXES = ("/api/v1/convert/", "/api/v1/ocr/", "/v1/documents/parse")
+"""Routes that take a document; every other route takes a small JSON body."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+
+class BodyLimitMiddleware:
+    """Answers 413 as soon as a request body passes its route's limit, before it is all read:
+    uploads get ``upload_bytes``, every other route (JSON CRUD) the far smaller
+    ``json_bytes``."""
+
+    def __init__(self, app: ASGIApp, upload_bytes: int, json_bytes: int) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.upload_bytes = upload_bytes
+        self.json_bytes = json_bytes
+
+    def limit_of(self, path: str) -> tuple[int, str]:
+        """The route's limit in bytes, and the refusal's message."""
+        if path.startswith(UPLOAD_PATH_PREFIXES):
+            limit_mb = self.upload_bytes / (1024 * 1024)
+            return (
+                self.upload_bytes + MULTIPART_SLACK,
+                f"The upload exceeds the {limit_mb:g} MB limit.",
+            )
+        limit_kb = self.json_bytes / 1024
+        return self.json_bytes, f"The request body exceeds the {limit_kb:g} KB limit."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
+        max_bytes, refusal = self.limit_of(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(send)
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+            await refuse(send, 413, "payload_too_large", refusal)
             return
         seen = 0
         exceeded = False
@@ -41,7 +61,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
+                if seen > max_bytes:
                     exceeded = True
                     return {"type": "http.disconnect"}
             return message
@@ -56,27 +76,7 @@ class BodyLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded:
-            await self._too_large(send)
-
-    async def _too_large(self, send: Send) -> None:
-        import json
-
-        limit_mb = (self.max_body_bytes - MULTIPART_SLACK) / (1024 * 1024)
-        body = json.dumps(
-            error_body("payload_too_large", f"The upload exceeds the {limit_mb:g} MB limit.")
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+            await refuse(send, 413, "payload_too_large", refusal)
 
 
 @dataclass(frozen=True)

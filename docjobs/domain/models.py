@@ -228,8 +228,21 @@ class RunOutcome(_Model):
     summary: RunnerSummary = RunnerSummary()
 
 
+class PagePart(_Model):
+    """One run of a document's pages, read apart from the rest of the attempt."""
+
+    index: int = Field(ge=0)
+    """Position among the attempt's parts: parts are merged in this order."""
+    pages: str = Field(pattern=PAGES_PATTERN)
+
+
 class WorkerRequest(_Model):
-    """One line a supervisor writes to a warm runner worker: run this attempt."""
+    """One line a supervisor writes to a warm runner worker: run this attempt, or one step
+    of it when its pages are read by several workers at once."""
 
     spec: JobSpec
     attempt: int = Field(ge=1)
+    part: PagePart | None = None
+    """Read only these pages and store them as this part, not as the result."""
+    merge_parts: int | None = Field(default=None, ge=1)
+    """Merge this many stored parts into the result, which finishes the attempt."""

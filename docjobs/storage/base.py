@@ -28,6 +28,11 @@ class ObjectStore(Protocol):
 
     def delete_prefix(self, prefix: str) -> None: ...
 
+    def folders(self, prefix: str) -> Iterator[str]:
+        """Names of the folders right under ``prefix`` (``""``: the top): tenants at the top,
+        then each tenant's jobs."""
+        ...
+
 
 def safe_key(key: str) -> str:
     parts = key.split("/")
@@ -49,3 +54,8 @@ def result_key(tenant: str, job_id: str, extension: str) -> str:
 def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
     """Where a runner records how an attempt ended, so a restarted supervisor can tell."""
     return f"{tenant}/{job_id}/attempts/{attempt}.json"
+
+
+def part_key(tenant: str, job_id: str, attempt: int, index: int) -> str:
+    """Where one part of an attempt's pages is kept until the parts are merged."""
+    return f"{tenant}/{job_id}/attempts/{attempt}/part-{index}.json"

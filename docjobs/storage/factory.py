@@ -40,3 +40,36 @@ def store_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, 
 def _names_store(variable: str) -> bool:
     name = variable.upper()  # settings read variable names case-insensitively
     return name in ("DOCJOBS_DATA_DIR", "DOCJOBS_S3") or name.startswith("DOCJOBS_S3_")
+
+
+RUNNER_VARIABLES = frozenset(
+    {
+        *("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TEMP", "TMP"),
+        *("VIRTUAL_ENV", "LD_LIBRARY_PATH", "TESSDATA_PREFIX", "ANTHROPIC_BASE_URL"),
+        *("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"),
+        *("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"),
+        *("XDG_CACHE_HOME", "HF_HOME", "TORCH_HOME", "DOCTR_CACHE_DIR", "USE_TORCH"),
+    }
+)
+"""What engines read besides ``DOCJOBS_*``: locale, paths, proxies and caches."""
+RUNNER_PREFIXES = ("LC_", "PYTHON", "OMP_", "COVERAGE_", "DOCJOBS_")
+RUNNER_SECRETS = frozenset({"DOCJOBS_LLM__API_KEY"})
+"""The one credential runners read from the environment: Claude's, for llm extraction and
+vision OCR. The object store's come from :func:`store_environment`."""
+_SECRET_WORDS = frozenset({"KEY", "SECRET", "TOKEN", "PASSWORD", "PASSWD", "CREDENTIALS"})
+
+
+def runner_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``base`` a runner worker needs: a worker runs untrusted documents through
+    large engines, so it gets no credential of the service it does not use itself (cloud
+    keys, tokens, the API's own settings' secrets)."""
+    kept: dict[str, str] = {}
+    for name, value in base.items():
+        upper = name.upper()
+        if upper not in RUNNER_VARIABLES and not upper.startswith(RUNNER_PREFIXES):
+            continue
+        # By whole words: DOCJOBS_LLM__MAX_TOKENS is a setting, GITHUB_TOKEN a credential.
+        if upper not in RUNNER_SECRETS and _SECRET_WORDS.intersection(upper.split("_")):
+            continue
+        kept[name] = value
+    return kept

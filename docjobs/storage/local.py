@@ -73,6 +73,11 @@ class LocalStore:
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix.rstrip("/")), ignore_errors=True)
 
+    def folders(self, prefix: str) -> Iterator[str]:
+        where = self.path(prefix.rstrip("/")) if prefix else self.root
+        if where.is_dir():
+            yield from (entry.name for entry in where.iterdir() if entry.is_dir())
+
 
 class _Filler(Protocol):
     def __call__(self, out: BinaryIO) -> None: ...

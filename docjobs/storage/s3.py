@@ -85,3 +85,9 @@ class S3Store:
         )
         for error in self.client.remove_objects(self.bucket, names):
             raise RuntimeError(f"cannot delete {error.name}: {error.message}")
+
+    def folders(self, prefix: str) -> Iterator[str]:
+        folder = safe_key(prefix.rstrip("/")) + "/" if prefix else ""
+        for item in self.client.list_objects(self.bucket, prefix=folder, recursive=False):
+            if item.is_dir and item.object_name:
+                yield item.object_name[len(folder) :].rstrip("/")

@@ -18,6 +18,42 @@ class Template:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class TemplateBounds:
+    """How large one template, and how many per tenant: each job that uses a template carries
+    a copy of it, so an unbounded template multiplies into every job's storage."""
+
+    max_bytes: int = 64 * 1024
+    """Bytes of the template serialized as JSON."""
+    max_per_tenant: int = 100
+
+
+class TemplateTooLarge(Exception):
+    pass
+
+
+class TemplateQuotaExceeded(Exception):
+    pass
+
+
+def check_size(spec: TemplateSpec, bounds: TemplateBounds) -> None:
+    size = len(spec.model_dump_json(exclude_none=True).encode())
+    if size > bounds.max_bytes:
+        raise TemplateTooLarge(
+            f"The template is {size / 1024:.0f} KB as JSON; the limit is "
+            f"{bounds.max_bytes / 1024:g} KB. Use fewer fields, labels or shorter descriptions."
+        )
+
+
+def check_room(tenant: str, existing: int, bounds: TemplateBounds) -> None:
+    """Raises when ``tenant``, holding ``existing`` templates, may not create another."""
+    if existing >= bounds.max_per_tenant:
+        raise TemplateQuotaExceeded(
+            f"Tenant {tenant!r} has {existing} templates, the limit is "
+            f"{bounds.max_per_tenant}; delete one before creating another."
+        )
+
+
 class TemplateStore(Protocol):
     def create(self, tenant: str, spec: TemplateSpec) -> Template: ...
 

@@ -7,12 +7,14 @@ testable place; the controller only fetches objects and writes results.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from docjobs.documents import plan_parts
 from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited, RunnerLost
 from docjobs.domain.models import (
     DOMAIN,
@@ -33,6 +35,9 @@ from .settings import OperatorSettings
 
 CONTAINER = "runner"
 LABEL_ENGINE = f"{DOMAIN}/engine"
+LABEL_STEP = f"{DOMAIN}/step"
+"""On the Job that merges a sharded attempt's parts: ``merge``; absent on runner Jobs."""
+MERGE_STEP = "merge"
 ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
 ANNOTATION_OWNER = f"{DOMAIN}/documentjob"
 """On runner Jobs and pods: the DocumentJob's full name (a label value may be too short)."""
@@ -58,9 +63,10 @@ def label_value(dj_name: str) -> str:
     return f"{dj_name[: _MAX_LABEL - 11].rstrip('-.')}-{digest}"
 
 
-def job_name(dj_name: str, attempt: int) -> str:
-    """``<documentjob>-a<attempt>``; Job names must fit a 63-character label (job-name)."""
-    suffix = f"-a{attempt}"
+def job_name(dj_name: str, attempt: int, step: str = "") -> str:
+    """``<documentjob>-a<attempt>`` (then ``-<step>``, if any); Job names must fit a
+    63-character label (job-name)."""
+    suffix = f"-a{attempt}-{step}" if step else f"-a{attempt}"
     base = dj_name
     if len(base) + len(suffix) > _MAX_LABEL:
         digest = hashlib.sha256(dj_name.encode()).hexdigest()[:10]
@@ -182,6 +188,61 @@ def build_job(resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSet
             },
         },
     }
+
+
+def shard_parts(spec: JobSpec, settings: OperatorSettings) -> list[str]:
+    """The page selections of ``spec``'s shards; none when one pod reads the document."""
+    if settings.shard_threshold_pages < 1:
+        return []
+    return plan_parts(spec, settings.shard_pages, settings.shard_threshold_pages)
+
+
+def build_sharded_job(
+    resource: JSON, spec: JobSpec, attempt: int, parts: list[str], settings: OperatorSettings
+) -> JSON:
+    """``attempt`` as one Indexed Job: pod ``i`` (a shard) reads ``parts[i]`` into a stored
+    part; :func:`build_merge_job` makes the result of them once every index succeeded."""
+    job = build_job(resource, spec, attempt, settings)
+    job_spec = job["spec"]
+    # Per index: a failed shard is retried alone, up to shard_retries times; the job fails
+    # as soon as one index has failed for good (maxFailedIndexes 0), and exit 42 (the
+    # document is at fault) fails it at once through the pod failure policy.
+    del job_spec["backoffLimit"]
+    job_spec.update(
+        completionMode="Indexed",
+        completions=len(parts),
+        parallelism=min(settings.shard_parallelism, len(parts)),
+        backoffLimitPerIndex=settings.shard_retries,
+        maxFailedIndexes=0,
+    )
+    container = job_spec["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "DOCJOBS_PAGE_PARTS", "value": json.dumps(parts)})
+    return job
+
+
+def build_merge_job(
+    resource: JSON, spec: JobSpec, attempt: int, parts: int, settings: OperatorSettings
+) -> JSON:
+    """The Job that merges ``attempt``'s ``parts`` stored parts into the result and records
+    the attempt's outcome; running it again after a restart writes the same result."""
+    job = build_job(resource, spec, attempt, settings)
+    job["metadata"]["name"] = job_name(resource["metadata"]["name"], attempt, MERGE_STEP)
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        labels[LABEL_STEP] = MERGE_STEP
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "DOCJOBS_MERGE_PARTS", "value": str(parts)})
+    return job
+
+
+def is_sharded(job: JSON) -> bool:
+    """Whether ``job`` is the Indexed Job of a sharded attempt (not its merge Job)."""
+    return bool(job.get("spec", {}).get("completionMode") == "Indexed")
+
+
+def shards_done(job: JSON) -> tuple[int, int]:
+    """(shards succeeded, shards in all) of an Indexed Job."""
+    status = job.get("status") or {}
+    return int(status.get("succeeded") or 0), int(job.get("spec", {}).get("completions") or 1)
 
 
 def runner_env(spec: JobSpec, attempt: int, settings: OperatorSettings) -> list[JSON]:

@@ -160,6 +160,8 @@ class Controller:
                     self._job_finished(ref, job, attempt, end)
                 elif event_type == "DELETED":
                     self._runner_vanished(ref, attempt, job["metadata"]["name"])
+                elif builders.is_sharded(job):
+                    self._note_shards(ref, attempt, *builders.shards_done(job))
         except Exception as exc:  # kopf never retries event handlers: the agenda does
             self._look_again(ref, exc)
         else:
@@ -347,14 +349,22 @@ class Controller:
         jobs = jobs_path(ref.namespace)
         spec = job_of(resource).spec
         engine = engine_of(spec.operation).value
+        parts = builders.shard_parts(spec, self.settings)
+        merging = status.current_job == builders.job_name(ref.name, attempt, builders.MERGE_STEP)
         job: JSON | None = None
-        if status.current_job == name:  # created before: it must still be there
+        if merging:  # every shard succeeded; the merge is idempotent, so (re)creating is safe
+            name = status.current_job or name
+            body = builders.build_merge_job(resource, spec, attempt, len(parts), self.settings)
+        elif parts:
+            body = builders.build_sharded_job(resource, spec, attempt, parts, self.settings)
+        else:
+            body = builders.build_job(resource, spec, attempt, self.settings)
+        if status.current_job == name and not merging:  # created before: it must still be there
             job = self.kube.find(jobs_path(ref.namespace, name))
             if job is None:
                 self._runner_vanished(ref, attempt, name)
                 return
         else:
-            body = builders.build_job(resource, spec, attempt, self.settings)
             try:
                 job = self.kube.create(jobs, body)
                 RUNNER_JOBS.labels(engine, "created").inc()
@@ -383,6 +393,10 @@ class Controller:
 
     def _job_finished(self, ref: Ref, job: JSON, attempt: int, end: builders.JobEnd) -> None:
         now = utcnow()
+        sharded = builders.is_sharded(job)
+        if sharded and end.succeeded:
+            self._merge_shards(ref, attempt)
+            return
         # The Job controller labels its pods with the Job's name (Kubernetes >= 1.27).
         pods = self.kube.items(
             core_path(ref.namespace, "pods"),
@@ -390,6 +404,8 @@ class Controller:
         )
         uid = job["metadata"].get("uid")
         mine = [p for p in pods if builders.owner_uid(p) in (uid, None)]
+        if sharded:  # the shard that failed tells why, not the last one that succeeded
+            mine = [p for p in mine if (p.get("status") or {}).get("phase") == "Failed"]
         exit = builders.runner_exit(mine)
 
         def choose(resource: JSON, current: Job) -> Observation | None:
@@ -410,6 +426,22 @@ class Controller:
             ATTEMPT_SECONDS.labels(engine, outcome).observe((now - started).total_seconds())
         self._follow_up(ref, seen.status)
 
+    def _merge_shards(self, ref: Ref, attempt: int) -> None:
+        """Every shard of ``attempt`` stored its part: its merge Job becomes the current one."""
+        merge = builders.job_name(ref.name, attempt, builders.MERGE_STEP)
+
+        def amend(s: DocumentJobStatus) -> DocumentJobStatus:
+            current = s.phase is Phase.PROCESSING and s.attempts == attempt
+            return s.model_copy(update={"current_job": merge}) if current else s
+
+        seen = self._observe(ref, lambda _r, _j: None, amend)
+        if (
+            seen is not None
+            and is_current(seen.status, attempt)
+            and seen.status.current_job == merge
+        ):
+            self._ensure_runner(ref, seen.resource, seen.status)
+
     def _runner_vanished(self, ref: Ref, attempt: int, name: str) -> None:
         now = utcnow()
 
@@ -423,6 +455,16 @@ class Controller:
         if seen is not None and seen.applied:
             log.warning("%s: runner Job %s vanished", ref, name)
             self._follow_up(ref, seen.status)
+
+    def _note_shards(self, ref: Ref, attempt: int, done: int, total: int) -> None:
+        """Show how far a sharded attempt is: ``2/4 shards done``."""
+        text = f"{PROCESSING}: {done}/{total} shards done"
+
+        def amend(s: DocumentJobStatus) -> DocumentJobStatus:
+            ok = s.phase is Phase.PROCESSING and s.attempts == attempt
+            return s.model_copy(update={"message": text}) if ok else s
+
+        self._observe(ref, lambda _r, _j: None, amend)
 
     def _note_waiting(self, ref: Ref, attempt: int, message: str | None) -> None:
         """Show why a runner waits (the scheduler's message) before the attempt fails;

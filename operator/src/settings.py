@@ -99,6 +99,15 @@ class OperatorSettings(BaseSettings):
     image_pull_policy: str = "IfNotPresent"
     pools: dict[str, Pool] = Field(default_factory=_default_pools)
     engines: dict[Engine, EngineProfile] = Field(default_factory=_default_engines)
+    shard_threshold_pages: int = Field(default=40, ge=0)
+    """Pages; 40. An OCR document selecting more pages runs as one Indexed Job whose pods
+    (shards) each read ``shard_pages`` of it; 0 runs every document in one pod."""
+    shard_pages: int = Field(default=25, ge=1)
+    """Pages; 25. Pages one shard reads."""
+    shard_parallelism: int = Field(default=4, ge=1)
+    """Pods; 4. Shards of one document running at once."""
+    shard_retries: int = Field(default=2, ge=0)
+    """Retries of one failed shard (``backoffLimitPerIndex``); the others keep their work."""
     job_ttl_seconds: int = 600
     """Seconds; 10 min. Finished runner Jobs (and their pods, with the termination message)
     are kept this long for ``kubectl`` inspection; the outcome is in the DocumentJob already."""

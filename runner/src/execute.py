@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from docjobs.domain.models import (
     EXIT_OK,
@@ -12,36 +15,114 @@ from docjobs.domain.models import (
     EXIT_TRANSIENT,
     JobError,
     JobSpec,
+    OcrAdvanced,
+    OcrSimple,
+    PagePart,
     ResultRef,
     RunnerSummary,
     RunOutcome,
 )
 from docjobs.runner import engines
-from docjobs.storage.base import ObjectStore, outcome_key, result_key
+from docjobs.runner.engines import ocr_output
+from docjobs.storage.base import ObjectStore, outcome_key, part_key, result_key
 
 log = logging.getLogger(__name__)
 TERMINATION_MESSAGE_LIMIT = 4096
 
 
 def execute(spec: JobSpec, attempt: int, store: ObjectStore) -> RunOutcome:
-    outcome = _run(spec, store)
+    outcome = _run(spec, lambda scratch: _whole(spec, store, scratch))
+    _record(spec, attempt, outcome, store)
+    return outcome
+
+
+def execute_part(
+    spec: JobSpec, attempt: int, part: PagePart, store: ObjectStore, *, record_failure: bool
+) -> RunOutcome:
+    """Reads one part of the attempt's pages into a stored part.
+
+    A part that succeeded records nothing: the merge does, once every part is there. A
+    failed part is recorded as the attempt's outcome when it ends the attempt
+    (``record_failure``), not where the part alone is tried again (a Kubernetes shard).
+    """
+    outcome = _run(spec, lambda scratch: _read_part(spec, attempt, part, store, scratch))
+    if record_failure and outcome.exit_code != EXIT_OK:
+        _record(spec, attempt, outcome, store)
+    return outcome
+
+
+def merge_parts(spec: JobSpec, attempt: int, parts: int, store: ObjectStore) -> RunOutcome:
+    """The result from the attempt's ``parts`` stored parts, in their order."""
+    outcome = _run(spec, lambda scratch: _merge(spec, attempt, parts, store, scratch))
+    _record(spec, attempt, outcome, store)
+    return outcome
+
+
+def _record(spec: JobSpec, attempt: int, outcome: RunOutcome, store: ObjectStore) -> None:
     # Recorded after the result, so its presence proves the attempt finished.
     store.put_bytes(
         outcome_key(spec.tenant, spec.job_id, attempt),
         outcome.model_dump_json().encode(),
         "application/json",
     )
-    return outcome
 
 
-def _run(spec: JobSpec, store: ObjectStore) -> RunOutcome:
+def _whole(spec: JobSpec, store: ObjectStore, scratch: Path) -> RunnerSummary:
+    source = scratch / "input"
+    store.download(spec.input.key, source)
+    return _store_result(spec, engines.run(spec.operation, source, spec.input.content_type), store)
+
+
+def _read_part(
+    spec: JobSpec, attempt: int, part: PagePart, store: ObjectStore, scratch: Path
+) -> RunnerSummary:
+    operation = _paged(spec)
+    source = scratch / "input"
+    store.download(spec.input.key, source)
+    narrowed = operation.model_copy(update={"pages": part.pages})
+    pages = engines.read_pages(narrowed, source, spec.input.content_type)
+    key = part_key(spec.tenant, spec.job_id, attempt, part.index)
+    store.put_bytes(key, json.dumps(pages, ensure_ascii=False).encode(), "application/json")
+    return RunnerSummary(page_count=len(pages))
+
+
+def _merge(
+    spec: JobSpec, attempt: int, parts: int, store: ObjectStore, scratch: Path
+) -> RunnerSummary:
+    operation = _paged(spec)
+    pages: list[dict[str, Any]] = []
+    for index in range(parts):
+        key = part_key(spec.tenant, spec.job_id, attempt, index)
+        pages.extend(json.loads(b"".join(store.iter_chunks(key))))
+    source = scratch / "input"
+    if operation.output == "searchable_pdf":  # the only result that embeds the input
+        store.download(spec.input.key, source)
+    output = ocr_output.finish(operation, pages, source, spec.input.content_type)
+    return _store_result(spec, output, store)
+
+
+def _paged(spec: JobSpec) -> OcrSimple | OcrAdvanced:
+    if not isinstance(spec.operation, OcrSimple | OcrAdvanced):
+        raise engines.PermanentError(
+            "NotSplittable", f"{spec.operation.kind} is not read page by page"
+        )
+    return spec.operation
+
+
+def _store_result(spec: JobSpec, output: engines.EngineOutput, store: ObjectStore) -> RunnerSummary:
+    key = result_key(spec.tenant, spec.job_id, output.extension)
+    size = store.put_bytes(key, output.data, output.content_type)
+    return RunnerSummary(
+        result=ResultRef(key=key, content_type=output.content_type, size=size),
+        page_count=output.page_count,
+        details=output.details,
+    )
+
+
+def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
     try:
         with tempfile.TemporaryDirectory(prefix="docjobs-") as scratch:
-            source = Path(scratch) / "input"
-            store.download(spec.input.key, source)
-            output = engines.run(spec.operation, source, spec.input.content_type)
-        key = result_key(spec.tenant, spec.job_id, output.extension)
-        size = store.put_bytes(key, output.data, output.content_type)
+            summary = work(Path(scratch))
     except engines.PermanentError as exc:
         error = JobError(reason=exc.reason, message=exc.message, permanent=True)
         return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))
@@ -56,11 +137,6 @@ def _run(spec: JobSpec, store: ObjectStore) -> RunOutcome:
         log.exception("attempt of %s failed", spec.job_id)
         error = JobError(reason=type(exc).__name__, message=str(exc)[:500], permanent=False)
         return RunOutcome(exit_code=EXIT_TRANSIENT, summary=RunnerSummary(error=error))
-    summary = RunnerSummary(
-        result=ResultRef(key=key, content_type=output.content_type, size=size),
-        page_count=output.page_count,
-        details=output.details,
-    )
     return RunOutcome(exit_code=EXIT_OK, summary=summary)
 
 

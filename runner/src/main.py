@@ -1,8 +1,11 @@
 """``docjobs runner``: one attempt by the runner contract, or a warm worker serving many.
 
 One-shot (Kubernetes Jobs): the job spec comes from ``DOCJOBS_JOB_SPEC`` (JSON) and the
-attempt from ``DOCJOBS_ATTEMPT``; the summary goes to the termination-message path and the
-exit code says how it ended (0 done, 42 permanent, other transient).
+attempt from ``DOCJOBS_ATTEMPT``; a shard of an Indexed Job reads the part
+``JOB_COMPLETION_INDEX`` of ``DOCJOBS_PAGE_PARTS`` (a JSON list of page selections), and
+``DOCJOBS_MERGE_PARTS`` (a count) merges the stored parts into the result. The summary
+goes to the termination-message path and the exit code says how it ended (0 done, 42
+permanent, other transient).
 
 Worker (embedded mode and the sync path): JSON lines in on stdin (:class:`WorkerRequest`),
 one :class:`RunOutcome` line out per request on stdout.
@@ -11,6 +14,7 @@ one :class:`RunOutcome` line out per request on stdout.
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import resource
@@ -19,8 +23,8 @@ import sys
 from pathlib import Path
 
 from docjobs.config import get_settings
-from docjobs.domain.models import JobSpec, RunOutcome, WorkerRequest
-from docjobs.runner.execute import execute, termination_message
+from docjobs.domain.models import JobSpec, PagePart, RunOutcome, WorkerRequest
+from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
 from docjobs.storage.factory import store_from_settings
 
 _PR_SET_PDEATHSIG = 1
@@ -29,7 +33,17 @@ _PR_SET_PDEATHSIG = 1
 def run_once() -> int:
     spec = JobSpec.model_validate_json(os.environ["DOCJOBS_JOB_SPEC"])
     attempt = int(os.environ.get("DOCJOBS_ATTEMPT", "1"))
-    outcome = execute(spec, attempt, store_from_settings(get_settings()))
+    store = store_from_settings(get_settings())
+    if "DOCJOBS_PAGE_PARTS" in os.environ:
+        # A shard of an Indexed Job: Kubernetes numbers the pods, the parts are in order.
+        index = int(os.environ["JOB_COMPLETION_INDEX"])
+        pages = json.loads(os.environ["DOCJOBS_PAGE_PARTS"])[index]
+        part = PagePart(index=index, pages=pages)
+        outcome = execute_part(spec, attempt, part, store, record_failure=False)
+    elif "DOCJOBS_MERGE_PARTS" in os.environ:
+        outcome = merge_parts(spec, attempt, int(os.environ["DOCJOBS_MERGE_PARTS"]), store)
+    else:
+        outcome = execute(spec, attempt, store)
     path = Path(os.environ.get("DOCJOBS_TERMINATION_LOG", "/dev/termination-log"))
     try:
         path.write_text(termination_message(outcome))
@@ -50,7 +64,15 @@ def serve_worker() -> int:
         if not line.strip():
             continue
         request = WorkerRequest.model_validate_json(line)
-        outcome: RunOutcome = execute(request.spec, request.attempt, store)
+        outcome: RunOutcome
+        if request.part is not None:
+            outcome = execute_part(
+                request.spec, request.attempt, request.part, store, record_failure=True
+            )
+        elif request.merge_parts is not None:
+            outcome = merge_parts(request.spec, request.attempt, request.merge_parts, store)
+        else:
+            outcome = execute(request.spec, request.attempt, store)
         protocol.write(outcome.model_dump_json() + "\n")
     return 0
 

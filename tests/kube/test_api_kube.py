@@ -15,10 +15,14 @@ import re
 import subprocess
 import time
 
+import pytest
 import requests
 
+from docjobs.backends.kubernetes.templates import ResourceTemplateStore
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.kube.client import KubeClient
+from docjobs.templates.schema import TemplateField, TemplateSpec
+from docjobs.templates.store import TemplateBounds, TemplateQuotaExceeded
 from tests.conftest import BIN, Server
 from tests.docs import pdf_with_pages
 from tests.kube.helpers import api_status, documentjob, now, patch_status, sha256
@@ -299,3 +303,30 @@ def test_the_cache_resumes_ended_watches_without_listing_again(
         server.stop()
     log = server.log_path.read_text()
     assert "listing again" not in log and "retrying" not in log, log[-3000:]
+
+
+def test_templates_are_bounded_in_size_and_number(kube_server, kube, namespace) -> None:
+    key = kube_server.key("tpl-bounded")
+    # Over 200 KB of fields, labels and descriptions: more than a runner's environment holds.
+    fields = [
+        {
+            "name": f"field_{n}",
+            "description": "d" * 500,
+            "labels": [f"{n}-{label}".ljust(100, "l") for label in range(15)],
+        }
+        for n in range(100)
+    ]
+    refused = requests.post(
+        f"{kube_server.base}/v1/templates",
+        headers={"x-api-key": key},
+        json={"name": "huge", "fields": fields},
+    )
+    assert refused.status_code == 413 and refused.json()["error"]["code"] == "template_too_large"
+
+    store = ResourceTemplateStore(kube, namespace, TemplateBounds(max_per_tenant=2))
+    spec = TemplateSpec(name="small", fields=[TemplateField(name="number")])
+    store.create("tpl-quota", spec)
+    store.create("tpl-quota", spec)
+    with pytest.raises(TemplateQuotaExceeded):
+        store.create("tpl-quota", spec)
+    assert len(store.list_templates("tpl-quota")) == 2

@@ -1,5 +1,6 @@
 """Embedded mode with S3 settings keeps every file in the bucket: the API process and its
-warm runner workers use one store, the rig's real MinIO, and nothing lands on local disk."""
+warm runner workers use one store, the rig's real MinIO, and nothing lands on local disk;
+inputs left without a job by a crash are swept from the bucket at start."""
 
 from __future__ import annotations
 
@@ -79,5 +80,15 @@ def test_embedded_mode_keeps_inputs_results_and_outcomes_in_s3(
             assert any(name.startswith("result") for name in names), names
         objects = tmp_path / "data" / "objects"
         assert not objects.exists() or not any(objects.iterdir())
+
+        # An input stored for a job whose row never committed (a kill in between) goes at
+        # the next start; the jobs' own objects stay.
+        server.kill()
+        orphan = "acme/job_000000000000000000000000/input"
+        s3.put_object(bucket, orphan, io.BytesIO(b"orphan"), 6)
+        server.start()
+        assert list(s3.list_objects(bucket, prefix=orphan)) == []
+        for job_id in job_ids:
+            assert list(s3.list_objects(bucket, prefix=f"acme/{job_id}/input")), job_id
     finally:
         server.stop()

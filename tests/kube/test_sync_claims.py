@@ -75,14 +75,16 @@ def test_sync_conversion_runs_in_the_api_and_shows_as_a_complete_documentjob(
     kube_server: Server, operator: Operator, kube: KubeClient, namespace: str
 ) -> None:
     key = kube_server.key("acme")
-    answer = requests.post(
-        f"{kube_server.base}/api/v1/convert/html-to-pdf",
-        headers={"X-API-Key": key},
-        data={"content": HTML},
-        timeout=60,
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.content.startswith(b"%PDF")
+    # More requests than warm workers, one after the other: each finds a worker free again.
+    for copy in range(3):
+        answer = requests.post(
+            f"{kube_server.base}/api/v1/convert/html-to-pdf",
+            headers={"X-API-Key": key},
+            data={"content": HTML + f"<!-- copy {copy} -->"},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.content.startswith(b"%PDF")
     job_id = answer.headers["X-Job-Id"]
 
     resource = documentjob(kube, namespace, job_id)

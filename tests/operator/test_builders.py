@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,12 +16,16 @@ from docjobs.operator.builders import (
     JobEnd,
     RunnerExit,
     build_job,
+    build_merge_job,
+    build_sharded_job,
     job_name,
     label_value,
     observation_of,
     reported,
     runner_exit,
     settle,
+    shard_parts,
+    shards_done,
     unschedulable,
 )
 from docjobs.operator.settings import OperatorSettings
@@ -233,3 +238,80 @@ def test_crd_schema_is_structural() -> None:
         "Duration",
         "Message",
     }
+
+
+def _scan(pages: int, operation: dict[str, Any]) -> JobSpec:
+    scan = InputRef(
+        key="k",
+        file_name="scan.pdf",
+        content_type="application/pdf",
+        sha256="0",
+        size=1,
+        page_count=pages,
+    )
+    return _spec(operation).model_copy(update={"input": scan})
+
+
+SHARDING = OperatorSettings(
+    shard_threshold_pages=40, shard_pages=25, shard_parallelism=3, shard_retries=2
+)
+
+
+def test_a_long_scan_runs_as_one_indexed_job_of_page_shards() -> None:
+    spec = _scan(100, {"kind": "ocr.simple", "output": "detailed"})
+    parts = shard_parts(spec, SHARDING)
+    assert parts == ["1-25", "26-50", "51-75", "76-100"]
+
+    job = build_sharded_job(RESOURCE, spec, 2, parts, SHARDING)
+
+    assert job["metadata"]["name"] == "job-abc-a2"
+    body = job["spec"]
+    assert body["completionMode"] == "Indexed"
+    assert (body["completions"], body["parallelism"]) == (4, 3)
+    assert (body["backoffLimitPerIndex"], body["maxFailedIndexes"]) == (2, 0)
+    assert "backoffLimit" not in body, "a Job-wide limit would fail it on one shard's retry"
+    permanent = body["podFailurePolicy"]["rules"][0]
+    assert permanent["action"] == "FailJob"
+    assert permanent["onExitCodes"]["values"] == [42]
+    env = {e["name"]: e.get("value") for e in body["template"]["spec"]["containers"][0]["env"]}
+    assert json.loads(env["DOCJOBS_PAGE_PARTS"]) == parts
+    assert env["DOCJOBS_ATTEMPT"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("pages", "operation", "settings"),
+    [
+        (40, {"kind": "ocr.simple"}, SHARDING),
+        (100, {"kind": "ocr.simple", "pages": "1-30,90-95"}, SHARDING),
+        (100, {"kind": "convert", "source_format": "text"}, SHARDING),
+        (100, {"kind": "ocr.simple"}, OperatorSettings(shard_threshold_pages=0)),
+    ],
+)
+def test_short_selections_and_other_operations_run_in_one_pod(
+    pages: int, operation: dict[str, Any], settings: OperatorSettings
+) -> None:
+    assert shard_parts(_scan(pages, operation), settings) == []
+
+
+def test_shards_keep_a_page_selection_in_its_order() -> None:
+    spec = _scan(100, {"kind": "ocr.simple", "pages": "90-100,1-40"})
+    assert shard_parts(spec, SHARDING) == ["90-100,1-14", "15-39", "40"]
+
+
+def test_the_merge_job_is_a_separate_step_of_the_same_attempt() -> None:
+    spec = _scan(100, {"kind": "ocr.simple"})
+    merge = build_merge_job(RESOURCE, spec, 3, 4, SHARDING)
+    assert merge["metadata"]["name"] == "job-abc-a3-merge"
+    assert merge["metadata"]["labels"]["docjobs.io/step"] == "merge"
+    assert merge["metadata"]["labels"]["docjobs.io/attempt"] == "3"
+    assert merge["spec"]["backoffLimit"] == 0
+    assert "completionMode" not in merge["spec"]
+    env = {
+        e["name"]: e.get("value") for e in merge["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["DOCJOBS_MERGE_PARTS"] == "4"
+
+
+def test_shard_progress_reads_the_indexed_jobs_counts() -> None:
+    assert shards_done({"spec": {"completions": 4}, "status": {"succeeded": 3}}) == (3, 4)
+    assert shards_done({"spec": {"completions": 4}}) == (0, 4)

@@ -277,3 +277,89 @@ def test_finished_documentjob_expires_with_its_objects(
     assert not store.exists(f"acme/{job_id}/input")
     # Its runner Job goes with it (owned by the DocumentJob: the garbage collector).
     wait_for(lambda: not jobs.runner_jobs(name), 30, 0.2, what="the runner Job to be collected")
+
+
+def test_a_long_scan_runs_as_shards_merged_into_the_one_pod_result(
+    jobs: Jobs, make_operator, store
+) -> None:
+    make_operator(
+        DOCJOBS_OPERATOR__SHARD_THRESHOLD_PAGES="4",
+        DOCJOBS_OPERATOR__SHARD_PAGES="2",
+        DOCJOBS_OPERATOR__SHARD_PARALLELISM="3",
+    )
+    pdf, _ = pdf_with_pages(6, seed=21)
+    operation = {"kind": "ocr.simple", "output": "detailed"}
+    one_pod = jobs.submit(operation, pdf, "application/pdf", "scan.pdf")  # page count unknown
+    resource = jobs.prepare(operation, pdf, "application/pdf", "scan.pdf")
+    resource["spec"]["input"]["pageCount"] = 6
+    jobs.api.create(jobs.path(), resource)
+    sharded = resource["metadata"]["name"]
+
+    results = []
+    for name in (one_pod, sharded):
+        status = jobs.wait(name, timeout=240)
+        assert status["phase"] == "Complete" and status["attempts"] == 1, status
+        results.append(json.loads(b"".join(store.iter_chunks(status["result"]["key"]))))
+    assert results[0] == results[1]
+    assert [page["page"] for page in results[1]["data"]["pages"]] == list(range(1, 7))
+
+    by_name = {job["metadata"]["name"]: job for job in jobs.runner_jobs(sharded)}
+    assert set(by_name) == {f"{sharded}-a1", f"{sharded}-a1-merge"}
+    shards = by_name[f"{sharded}-a1"]["spec"]
+    assert (shards["completionMode"], shards["completions"], shards["parallelism"]) == (
+        "Indexed",
+        3,
+        3,
+    )
+    assert len(jobs.pods(sharded)) == 4, "three shards and the merge, each once"
+
+
+def _submit_sharded(jobs: Jobs, make_operator, seed: int) -> str:
+    """A 6-page scan in three shards of two pages, one shard at a time."""
+    make_operator(
+        DOCJOBS_OPERATOR__SHARD_THRESHOLD_PAGES="4",
+        DOCJOBS_OPERATOR__SHARD_PAGES="2",
+        DOCJOBS_OPERATOR__SHARD_PARALLELISM="1",
+    )
+    pdf, _ = pdf_with_pages(6, seed=seed)
+    resource = jobs.prepare({"kind": "ocr.simple"}, pdf, "application/pdf", "scan.pdf")
+    resource["spec"]["input"]["pageCount"] = 6
+    jobs.api.create(jobs.path(), resource)
+    return str(resource["metadata"]["name"])
+
+
+def test_a_sharded_job_shows_its_progress_and_cancel_stops_every_shard(
+    jobs: Jobs, make_operator
+) -> None:
+    name = _submit_sharded(jobs, make_operator, seed=23)
+
+    wait_for(
+        lambda: "1/3 shards done" in jobs.status(name).get("message", ""),
+        120,
+        0.1,
+        what="the first shard to be counted",
+    )
+    jobs.api.patch(jobs.path(name), {"spec": {"cancel": True}})
+
+    status = jobs.wait(name, timeout=30)
+    assert status["phase"] == "Cancelled" and "result" not in status, status
+    wait_for(lambda: not jobs.runner_jobs(name), 30, 0.1, what="the shards' Job to be deleted")
+    wait_for(lambda: not jobs.pods(name), 30, 0.1, what="every shard's pod to be deleted")
+
+
+def test_a_killed_shard_is_retried_alone_and_every_page_is_read_once(
+    cluster: Cluster, jobs: Jobs, make_operator, store
+) -> None:
+    name = _submit_sharded(jobs, make_operator, seed=25)
+    first = jobs.running_pod(name, 1)
+    os.killpg(_pid(cluster, jobs.ns, first["metadata"]["name"]), signal.SIGKILL)
+
+    status = jobs.wait(name, timeout=180)
+
+    assert status["phase"] == "Complete" and status["attempts"] == 1, status
+    result = json.loads(b"".join(store.iter_chunks(status["result"]["key"])))
+    assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 7))
+    index = "batch.kubernetes.io/job-completion-index"
+    shard_pods = [p for p in jobs.pods(name) if index in p["metadata"].get("annotations", {})]
+    runs = sorted(p["metadata"]["annotations"][index] for p in shard_pods)
+    assert runs == ["0", "0", "1", "2"], "only the killed shard ran twice"

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
 
 from docjobs.templates.schema import TemplateSpec
+from docjobs.templates.store import TemplateQuotaExceeded, TemplateTooLarge
 
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
+from ..jsonbody import OffLoopJsonRoute
 from ..schemas import TemplateList, TemplateView, error_responses
 from ..views import template_view
 
 router = APIRouter(
-    prefix="/v1/templates", tags=["templates"], responses=error_responses(401, 422, 503)
+    prefix="/v1/templates",
+    route_class=OffLoopJsonRoute,
+    tags=["templates"],
+    responses=error_responses(401, 422, 503),
 )
 
 TemplateBody = Annotated[
@@ -38,17 +45,30 @@ def not_found(template_id: str) -> ApiError:
     return ApiError(404, "template_not_found", f"No template {template_id!r}.")
 
 
+@contextmanager
+def bounds_answered() -> Iterator[None]:
+    """The store's bounds as answers: 413 for a template too large, 429 past the count."""
+    try:
+        yield
+    except TemplateTooLarge as exc:
+        raise ApiError(413, "template_too_large", str(exc)) from None
+    except TemplateQuotaExceeded as exc:
+        raise ApiError(429, "template_quota_exceeded", str(exc)) from None
+
+
 @router.post(
     "",
     status_code=201,
     summary="Create a template",
     response_model_exclude_none=True,
-    responses=error_responses(400, 413),
+    responses=error_responses(400, 413, 429),
 )
 async def create_template(
     backend: BackendDep, principal: PrincipalDep, spec: TemplateBody
 ) -> TemplateView:
-    return template_view(await backend.offload(backend.templates.create, principal.tenant, spec))
+    with bounds_answered():
+        template = await backend.offload(backend.templates.create, principal.tenant, spec)
+    return template_view(template)
 
 
 @router.get("", summary="List templates", response_model_exclude_none=True)
@@ -81,7 +101,10 @@ async def get_template(
 async def replace_template(
     backend: BackendDep, principal: PrincipalDep, template_id: str, spec: TemplateBody
 ) -> TemplateView:
-    template = await backend.offload(backend.templates.replace, principal.tenant, template_id, spec)
+    with bounds_answered():
+        template = await backend.offload(
+            backend.templates.replace, principal.tenant, template_id, spec
+        )
     if template is None:
         raise not_found(template_id)
     return template_view(template)

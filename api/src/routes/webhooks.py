@@ -9,6 +9,7 @@ from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
+from ..jsonbody import OffLoopJsonRoute
 from ..schemas import (
     SigningSecret,
     WebhookEndpointCreated,
@@ -19,7 +20,10 @@ from ..schemas import (
 from ..views import endpoint_view
 
 router = APIRouter(
-    prefix="/v1/webhooks", tags=["webhooks"], responses=error_responses(401, 422, 503)
+    prefix="/v1/webhooks",
+    route_class=OffLoopJsonRoute,
+    tags=["webhooks"],
+    responses=error_responses(401, 422, 503),
 )
 
 

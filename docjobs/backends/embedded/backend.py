@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from docjobs.backends.base import (
@@ -37,7 +39,7 @@ from docjobs.domain.clock import utcnow
 from docjobs.domain.events import EVENT_OF_PHASE, job_view
 from docjobs.domain.models import Job, Phase
 from docjobs.storage.base import object_keys
-from docjobs.storage.factory import store_environment, store_from_settings
+from docjobs.storage.factory import runner_environment, store_environment, store_from_settings
 from docjobs.webhooks.fanout import deliver_job_event
 from docjobs.webhooks.records import PendingEvent
 
@@ -59,12 +61,14 @@ class EmbeddedBackend:
         self.store = SQLiteJobStore(self.db)
         self.keys = SQLiteKeyStore(self.db, settings.rate_limits.plans)
         self.objects = store_from_settings(settings)
-        self.templates = SQLiteTemplateStore(self.db)
+        self.templates = SQLiteTemplateStore(self.db, settings.limits.template_bounds())
         self.webhooks = SQLiteWebhookStore(self.db)
         self.monitor = DependencyMonitor(
             {DATABASE: self._check_database, OBJECT_STORE: self.objects.prepare}
         )
-        env = store_environment(settings, {**os.environ, "DOCJOBS_BACKEND": "embedded"})
+        env = store_environment(
+            settings, {**runner_environment(os.environ), "DOCJOBS_BACKEND": "embedded"}
+        )
         pool = WorkerPool(settings.runner.concurrency, settings.runner.max_jobs_per_worker, env)
         self.supervisor = Supervisor(
             settings,
@@ -73,14 +77,21 @@ class EmbeddedBackend:
             pool,
             on_finished=self._announce,
             forget_before=self.webhooks.forget_deliveries,
+            record_end=self._reserve_event,
         )
 
     async def start(self) -> None:
         await asyncio.to_thread(self.objects.prepare)
+        await asyncio.to_thread(self._sweep_leftovers)
         self.monitor.start()
+        # Read before the supervisor starts: jobs it finishes while recovering are announced
+        # by it, and must not be announced twice.
+        stranded, unfilled = await asyncio.to_thread(self._undelivered)
         await self.supervisor.start()
-        for event in self.webhooks.pending():
+        for event in stranded:
             self._deliver(event)
+        for job in unfilled:
+            self._announce(job)
 
     async def stop(self) -> None:
         self.monitor.stop()
@@ -139,6 +150,37 @@ class EmbeddedBackend:
     async def read_json_result(self, job: Job, limit: int) -> object:
         return await self.monitor.call(OBJECT_STORE, json_result, self.objects, job, limit)
 
+    def _sweep_leftovers(self) -> None:
+        """What a killed process leaves: half-saved uploads, and inputs stored for jobs whose
+        row never committed (an input is stored first, so a job never lacks its input). At
+        start nothing is being submitted, so neither can belong to a submission in progress.
+        The objects' directory or bucket is this service's alone, as embedded mode requires.
+        """
+        sweep_scratch(self.settings.data_dir.resolve() / "tmp")
+        known = self.store.job_ids()
+        for tenant in list(self.objects.folders("")):
+            for job_id in list(self.objects.folders(tenant)):
+                if job_id not in known:
+                    self.objects.delete_prefix(f"{tenant}/{job_id}")
+
+    def _undelivered(self) -> tuple[list[PendingEvent], list[Job]]:
+        """Events built but not delivered, and jobs whose end was recorded without its event
+        built (the process died in between)."""
+        unfilled = [job for job_id in self.webhooks.unfilled() if (job := self.store.get(job_id))]
+        return self.webhooks.pending(), unfilled
+
+    def _reserve_event(self, job: Job, conn: sqlite3.Connection) -> None:
+        event_type = EVENT_OF_PHASE.get(job.status.phase)
+        if event_type is not None:
+            self.webhooks.reserve(
+                conn,
+                job.spec.job_id,
+                event_type,
+                job.spec.tenant,
+                job.spec.webhook_url,
+                job.status.completed_at or utcnow(),
+            )
+
     def _announce(self, job: Job) -> None:
         event_type = EVENT_OF_PHASE.get(job.status.phase)
         if event_type is None:
@@ -178,6 +220,12 @@ class EmbeddedBackend:
 
     def phase_counts(self) -> dict[Phase, int]:
         return self.store.count_by_phase()
+
+
+def sweep_scratch(directory: Path) -> None:
+    """Deletes uploads a killed process left half-saved: at start, none is in progress."""
+    for leftover in directory.glob("upload-*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _in_thread(run: Callable[[], None], job_id: str) -> None:

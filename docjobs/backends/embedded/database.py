@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 class _Connection(sqlite3.Connection):
@@ -23,7 +28,7 @@ class SQLiteDatabase:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private(path)
         self.path = path
         self._local = threading.local()
         # Every thread's connection, so close() reaches them all; a connection whose thread
@@ -49,15 +54,24 @@ class SQLiteDatabase:
         return conn
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """``durable``: the commit reaches the disk before this returns (``synchronous=FULL``),
+        for writes the caller is told have happened, such as an accepted job. Other commits
+        survive a crash of the process, and may be lost only with the power."""
         conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
+        if durable:
+            conn.execute("PRAGMA synchronous=FULL")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            if durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[sqlite3.Row]:
         cursor = self._connection().execute(sql, args)
@@ -70,3 +84,20 @@ class SQLiteDatabase:
             connections = list(self._connections)
         for conn in connections:
             conn.close()
+
+
+def _private(path: Path) -> None:
+    """The data directory 0700 and the database files 0600: they hold webhook secrets.
+
+    SQLite gives the ``-wal`` and ``-shm`` files the database file's mode, so creating that
+    file 0600 first covers all three; the chmods fix data directories made before.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.parent.chmod(0o700)
+    except PermissionError:  # another user's directory: its owner decides
+        log.warning("cannot make %s private (mode 0700)", path.parent)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(0o600)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from docjobs.backends.embedded.database import SQLiteDatabase
@@ -55,7 +55,8 @@ class SQLiteJobStore:
 
     def create(self, spec: JobSpec) -> tuple[Job, bool]:
         job = Job(spec=spec)
-        with self.db.transaction() as conn:
+        # Durable: the job is acknowledged (201/202) once this returns.
+        with self.db.transaction(durable=True) as conn:
             if spec.fingerprint is not None:
                 reusable = [phase.value for phase in REUSABLE_PHASES]
                 cursor = conn.execute(
@@ -84,6 +85,9 @@ class SQLiteJobStore:
             self._event(conn, spec.job_id, job.status)
         return job, True
 
+    def job_ids(self) -> set[str]:
+        return {row["job_id"] for row in self.db.query("SELECT job_id FROM jobs")}
+
     def get(self, job_id: str, tenant: str | None = None) -> Job | None:
         rows = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
         if not rows or (tenant is not None and rows[0]["tenant"] != tenant):
@@ -105,9 +109,17 @@ class SQLiteJobStore:
         )
         return [_job(r) for r in rows], int(total)
 
-    def save_status(self, job_id: str, status: JobStatus) -> None:
+    def save_status(
+        self,
+        job_id: str,
+        status: JobStatus,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """``also`` writes in the same transaction, to commit with the status or not at all."""
         finished = _ts(status.completed_at) if status.phase.terminal else None
         with self.db.transaction() as conn:
+            if also is not None:
+                also(conn)
             conn.execute(
                 "UPDATE jobs SET phase = ?, next_attempt_at = ?, status = ?,"
                 " expires_at = ? + json_extract(spec, '$.ttl_seconds_after_finished')"

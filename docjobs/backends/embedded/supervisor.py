@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta
 
 from docjobs.backends.embedded.jobs import SQLiteJobStore
 from docjobs.config import Settings
+from docjobs.documents import plan_parts
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Action, Observation
@@ -25,6 +27,7 @@ from docjobs.domain.models import Job, Phase, RunOutcome, WorkerRequest
 from docjobs.metrics import record_finished
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
+from .paged import PagedAttempt
 from .pool import Worker, WorkerPool, run_attempt
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ class Supervisor:
         pool: WorkerPool,
         on_finished: Callable[[Job], None] = lambda job: None,
         forget_before: Callable[[datetime], object] = lambda cutoff: None,
+        record_end: Callable[[Job, sqlite3.Connection], None] = lambda job, conn: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -47,9 +51,14 @@ class Supervisor:
         self.on_finished = on_finished
         self.forget_before = forget_before
         """Drops records that outlive their jobs (webhook deliveries) older than a cutoff."""
+        self.record_end = record_end
+        """Writes what must commit with a job's end (its webhook outbox entry)."""
         self.running: dict[str, asyncio.Task[None]] = {}
         self.runner_pids: dict[str, int] = {}
         self._workers: dict[str, Worker] = {}
+        self._paged: dict[str, PagedAttempt] = {}
+        """Attempts read in parts, by job; their extra parts hold ``_extra`` workers."""
+        self._extra: set[asyncio.Task[None]] = set()
         self._waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -67,9 +76,10 @@ class Supervisor:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
-        for task in list(self.running.values()):
+        tasks = [*self.running.values(), *self._extra]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.pool.close()
 
     @property
@@ -101,8 +111,11 @@ class Supervisor:
             return None
         decision = lifecycle.decide(job.spec, job.status, observation)
         if decision.status != job.status:
-            self.store.save_status(job_id, decision.status)
             job = job.model_copy(update={"status": decision.status})
+            # A job's end and its outbox entry commit together: a crash loses neither.
+            finishing = Action.NOTIFY in decision.actions
+            record = functools.partial(self.record_end, job) if finishing else None
+            self.store.save_status(job_id, decision.status, also=record)
         for action in decision.actions:
             if action is Action.STOP_RUNNER:
                 self._stop_runner(job_id)
@@ -164,7 +177,7 @@ class Supervisor:
                 await asyncio.wait_for(self._wake.wait(), poll)
 
     def _schedule(self) -> None:
-        free = self.pool.size - len(self.running)
+        free = self.pool.size - len(self.running) - len(self._extra)
         if free <= 0:
             return
         now = utcnow()
@@ -180,6 +193,29 @@ class Supervisor:
             task = asyncio.create_task(self._attempt(job_id), name=f"attempt-{job_id}")
             self.running[job_id] = task
             task.add_done_callback(functools.partial(self._attempt_done, job_id))
+        self._lend_idle_workers()
+
+    def _lend_idle_workers(self) -> None:
+        """Workers that no waiting job needs read one more part each of a paged attempt,
+        in turn across those attempts; each comes back after its part, so a job that
+        arrives meanwhile gets the next one."""
+        lent = True
+        while lent:
+            lent = False
+            for paged in list(self._paged.values()):
+                if self.pool.size - len(self.running) - len(self._extra) <= 0:
+                    return
+                part = paged.take()
+                if part is None:
+                    continue
+                task = asyncio.create_task(paged.read(part), name=f"part-{part.index}")
+                self._extra.add(task)
+                task.add_done_callback(self._extra_done)
+                lent = True
+
+    def _extra_done(self, task: asyncio.Task[None]) -> None:
+        self._extra.discard(task)
+        self.wake()
 
     def _attempt_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
@@ -190,6 +226,17 @@ class Supervisor:
         if job is None or job.status.phase is not Phase.PROCESSING:
             return
         attempt = job.status.attempts
+        part_pages = self.settings.runner.part_pages
+        parts = plan_parts(job.spec, part_pages, part_pages) if self.pool.size > 1 else []
+        if parts:
+            paged = PagedAttempt(job.spec, attempt, parts, self.pool)
+            self._paged[job_id] = paged
+            self.wake()  # idle workers may read parts at once
+            try:
+                self.observe(job_id, await paged.finish())
+            finally:
+                self._paged.pop(job_id, None)
+            return
         worker = await self.pool.acquire()
         self._workers[job_id] = worker
         self.runner_pids[job_id] = worker.pid
@@ -216,6 +263,9 @@ class Supervisor:
         worker = self._workers.get(job_id)
         if worker is not None:
             worker.kill()
+        paged = self._paged.get(job_id)
+        if paged is not None:
+            paged.stop()
 
     def _recorded_outcome(self, job: Job) -> RunOutcome | None:
         key = outcome_key(job.spec.tenant, job.spec.job_id, job.status.attempts)

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.templates.schema import TemplateSpec
-from docjobs.templates.store import Template
+from docjobs.templates.store import Template, TemplateBounds, check_room, check_size
 
 
 class SQLiteTemplateStore:
-    def __init__(self, db: SQLiteDatabase) -> None:
+    def __init__(self, db: SQLiteDatabase, bounds: TemplateBounds | None = None) -> None:
         self.db = db
+        self.bounds = bounds or TemplateBounds()
         with db.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS templates (template_id TEXT PRIMARY KEY,"
@@ -27,7 +28,13 @@ class SQLiteTemplateStore:
     def create(self, tenant: str, spec: TemplateSpec) -> Template:
         now = datetime.now(UTC).timestamp()
         template_id = str(uuid.uuid4())
+        check_size(spec, self.bounds)
         with self.db.transaction() as conn:
+            # Counted in the insert's transaction, so concurrent creates cannot pass the cap.
+            (existing,) = conn.execute(
+                "SELECT count(*) FROM templates WHERE tenant = ?", (tenant,)
+            ).fetchone()
+            check_room(tenant, existing, self.bounds)
             conn.execute(
                 "INSERT INTO templates VALUES (?, ?, ?, ?, ?)",
                 (template_id, tenant, spec.model_dump_json(), now, now),
@@ -49,6 +56,7 @@ class SQLiteTemplateStore:
         return [_template(r) for r in rows]
 
     def replace(self, tenant: str, template_id: str, spec: TemplateSpec) -> Template | None:
+        check_size(spec, self.bounds)
         with self.db.transaction() as conn:
             cursor = conn.execute(
                 "UPDATE templates SET spec = ?, updated_at = ?"

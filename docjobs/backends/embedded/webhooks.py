@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
 """
 
 
+UNFILLED = "null"
+"""``data`` of an outbox entry reserved with the job's end, before its payload is built."""
+
+
 class SQLiteWebhookStore:
     """URLs are stored as given: the API checks them with ``webhooks.check_url`` first, and
     every delivery checks them again.
@@ -225,10 +229,35 @@ class SQLiteWebhookStore:
 
     # --- the outbox: events not yet delivered, kept across restarts --------------------------
 
+    @staticmethod
+    def reserve(
+        conn: sqlite3.Connection,
+        job_id: str,
+        event_type: str,
+        tenant: str,
+        webhook_url: str | None,
+        occurred_at: datetime,
+    ) -> None:
+        """An outbox entry without its payload, written in the transaction that ends the job
+        (the payload needs the result, read later off the event loop); ``enqueue`` fills it.
+        """
+        conn.execute(
+            "INSERT OR IGNORE INTO webhook_outbox VALUES (?, ?, ?, ?, ?, ?)",
+            (job_id, event_type, tenant, UNFILLED, webhook_url, occurred_at.timestamp()),
+        )
+
+    def unfilled(self) -> builtins.list[str]:
+        """Jobs whose end was recorded but whose event was never built: the process died in
+        between."""
+        rows = self.db.query("SELECT job_id FROM webhook_outbox WHERE data = ?", (UNFILLED,))
+        return [r["job_id"] for r in rows]
+
     def enqueue(self, event: PendingEvent) -> None:
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO webhook_outbox VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO webhook_outbox VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (job_id, event_type) DO UPDATE SET data = excluded.data"
+                " WHERE webhook_outbox.data = ?",
                 (
                     event.job_id,
                     event.event_type,
@@ -236,6 +265,7 @@ class SQLiteWebhookStore:
                     json.dumps(event.data),
                     event.webhook_url,
                     event.occurred_at.timestamp(),
+                    UNFILLED,
                 ),
             )
 
@@ -249,7 +279,9 @@ class SQLiteWebhookStore:
                 r["webhook_url"],
                 datetime.fromtimestamp(r["occurred_at"], UTC),
             )
-            for r in self.db.query("SELECT * FROM webhook_outbox ORDER BY occurred_at")
+            for r in self.db.query(
+                "SELECT * FROM webhook_outbox WHERE data != ? ORDER BY occurred_at", (UNFILLED,)
+            )
         ]
 
     def sent(self, event: PendingEvent) -> None:

@@ -92,7 +92,9 @@ class KubeBackend:
             kube.watch_timeout_seconds,
             plans=settings.rate_limits.plans,
         )
-        self.templates = ResourceTemplateStore(self.client, self.namespace)
+        self.templates = ResourceTemplateStore(
+            self.client, self.namespace, settings.limits.template_bounds()
+        )
         self._delivery_notes: dict[str, JSON] = {}
         """DocumentJob name -> its webhook-deliveries annotation, for jobs that have one."""
         self.webhooks = SecretWebhookStore(

@@ -51,6 +51,9 @@ class _Held:
 
     resource: JSON
     worker: Worker | None = None
+    finished: bool = False
+    """Set before the claim's holder is cancelled: a cancellation that ``wait_for`` swallows
+    (it can, when the awaited event fires at the same moment) still ends it."""
 
     @property
     def name(self) -> str:
@@ -150,6 +153,7 @@ class ClaimedJobs:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._patch(held.name, released()), RELEASE_SECONDS)
         finally:
+            held.finished = True
             holding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await holding
@@ -161,7 +165,7 @@ class ClaimedJobs:
         interval = self.claim_seconds / 3
         renew_at = loop.time() + interval
         with self.jobs.subscribe(held.name) as changed:
-            while True:
+            while not held.finished:
                 changed.clear()
                 job = self.jobs.get(held.name)
                 stopped = job is None or job.cancel_requested or job.status.phase.terminal

@@ -14,7 +14,7 @@ from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import templates_path
 from docjobs.kube.resources import LABEL_TENANT, DocumentTemplateSpec, template_resource
 from docjobs.templates.schema import TemplateSpec
-from docjobs.templates.store import Template
+from docjobs.templates.store import Template, TemplateBounds, check_room, check_size
 
 UPDATED_ANNOTATION = "docjobs.io/updated-at"
 
@@ -38,9 +38,12 @@ def _template(resource: JSON) -> Template | None:
 
 
 class ResourceTemplateStore:
-    def __init__(self, client: KubeClient, namespace: str) -> None:
+    def __init__(
+        self, client: KubeClient, namespace: str, bounds: TemplateBounds | None = None
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        self.bounds = bounds or TemplateBounds()
 
     def _read(self, template_id: str) -> JSON | None:
         try:
@@ -51,6 +54,9 @@ class ResourceTemplateStore:
             raise
 
     def create(self, tenant: str, spec: TemplateSpec) -> Template:
+        check_size(spec, self.bounds)
+        # Two creates at the same moment may both pass: the cap is a bound, not an exact count.
+        check_room(tenant, len(self.list_templates(tenant)), self.bounds)
         body = template_resource(str(uuid.uuid4()), tenant, spec, self.namespace)
         created = _template(self.client.create(templates_path(self.namespace), body))
         assert created is not None
@@ -69,6 +75,7 @@ class ResourceTemplateStore:
         return sorted(found, key=lambda t: t.created_at)
 
     def replace(self, tenant: str, template_id: str, spec: TemplateSpec) -> Template | None:
+        check_size(spec, self.bounds)
         if self.get(tenant, template_id) is None:
             return None
         patch: dict[str, Any] = template_resource(template_id, tenant, spec, self.namespace)

@@ -57,3 +57,16 @@ def run(
     raise PermanentError(
         "NotImplemented", f"operation {operation.kind!r} is not available in this release"
     )
+
+
+def read_pages(
+    operation: OcrSimple | OcrAdvanced, source: Path, content_type: str
+) -> list[dict[str, Any]]:
+    """The result pages of ``operation.pages``, for a part of a document read apart."""
+    if isinstance(operation, OcrSimple):
+        from docjobs.runner.engines import tesseract
+
+        return tesseract.read_pages(operation, source, content_type)
+    from docjobs.runner.engines import doctr_ocr
+
+    return doctr_ocr.read_pages(operation, source, content_type)

@@ -30,6 +30,11 @@ _predictors: dict[tuple[Any, ...], OCRPredictor] = {}
 
 
 def extract(operation: OcrAdvanced, source: Path, content_type: str) -> EngineOutput:
+    pages = read_pages(operation, source, content_type)
+    return ocr_output.finish(operation, pages, source, content_type)
+
+
+def read_pages(operation: OcrAdvanced, source: Path, content_type: str) -> list[dict[str, Any]]:
     settings = get_settings()
     predictor = predictor_for(settings.doctr, settings.doctr.weights_directory(settings.data_dir))
     detailed = operation.output != "simple"
@@ -42,7 +47,7 @@ def extract(operation: OcrAdvanced, source: Path, content_type: str) -> EngineOu
             _page_view(page, read, detailed)
             for page, read in zip(batch, document.pages, strict=True)
         )
-    return ocr_output.finish(operation, pages, source, content_type)
+    return pages
 
 
 def predictor_for(config: DoctrSettings, directory: Path) -> OCRPredictor:

@@ -49,16 +49,20 @@ class _Word:
 
 
 def extract(operation: OcrSimple, source: Path, content_type: str) -> EngineOutput:
+    pages = read_pages(operation, source, content_type)
+    return ocr_output.finish(operation, pages, source, content_type)
+
+
+def read_pages(operation: OcrSimple, source: Path, content_type: str) -> list[dict[str, Any]]:
     # Tesseract's OpenMP threads would fight the other runner processes on the node;
     # the child processes pytesseract starts inherit this.
     os.environ["OMP_THREAD_LIMIT"] = "1"
     language = check_language(operation.language)
     detailed = operation.output != "simple"
-    pages = [
+    return [
         _recognise(page, language, detailed)
         for page in raster.iter_pages(source, content_type, operation.pages)
     ]
-    return ocr_output.finish(operation, pages, source, content_type)
 
 
 def check_language(hint: str) -> str:

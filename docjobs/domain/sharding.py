@@ -1,0 +1,36 @@
+"""Splitting a document's selected pages into parts that separate workers read at once.
+
+A part is a page selection in the notation of ``OcrParams.pages`` ("1-5", "2,4,6-8"), so a
+runner reads its part exactly as it would read a job that asked for those pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from docjobs.domain.models import OcrAdvanced, OcrSimple, Operation
+
+
+def splittable(operation: Operation) -> bool:
+    """Operations whose result is its pages read one by one, so parts can be merged."""
+    return isinstance(operation, OcrSimple | OcrAdvanced)
+
+
+def page_parts(pages: Sequence[int], part_size: int) -> list[str]:
+    """``pages`` (in reading order) cut into runs of at most ``part_size`` pages."""
+    if part_size < 1:
+        raise ValueError("a part holds at least one page")
+    return [
+        selection(pages[start : start + part_size]) for start in range(0, len(pages), part_size)
+    ]
+
+
+def selection(pages: Sequence[int]) -> str:
+    """``pages`` as a selection string, consecutive numbers as ranges: [1,2,3,5] -> "1-3,5"."""
+    spans: list[list[int]] = []
+    for number in pages:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
