@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
 
-from docjobs.templates.schema import Extractor, TemplateField
+from docjobs.templates.schema import Extractor, OcrTier, TemplateField
 
 Timestamp = Annotated[
     str,
@@ -273,6 +273,7 @@ class TemplateView(CamelModel):
     name: str
     description: str | None = None
     engine: Extractor | None = None
+    ocr: OcrTier = Field(description="The OCR tier that reads scanned pages.")
     fields: list[TemplateField]
     created_at: Timestamp
     updated_at: Timestamp

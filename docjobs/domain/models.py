@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from docjobs.templates.schema import TemplateSpec
+from docjobs.templates.schema import OcrTier, TemplateSpec
 
 DOMAIN = "docjobs.io"
 """Prefix of every label, annotation and API group docjobs owns."""
@@ -110,6 +110,8 @@ class Extract(_Model):
     engine: Literal["rules", "llm"] = "rules"
     language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
     """Tesseract language for pages without a text layer."""
+    ocr: OcrTier = "simple"
+    """The OCR tier that reads pages without a text layer."""
 
 
 Operation = Annotated[
@@ -126,6 +128,9 @@ ENGINE_OF: dict[str, Engine] = {
 
 
 def engine_of(operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract) -> Engine:
+    if isinstance(operation, Extract) and operation.ocr == "advanced":
+        # docTR reads the scans: the runner image and pool (GPU) docTR needs.
+        return Engine.DOCTR
     return ENGINE_OF[operation.kind]
 
 

@@ -21,6 +21,8 @@ from docjobs.templates import values as template_values
 
 FieldType = Literal["string", "number", "integer", "date", "currency", "boolean", "list"]
 Extractor = Literal["rules", "llm"]
+OcrTier = Literal["simple", "advanced", "vision"]
+"""How pages without a text layer are read: Tesseract, docTR or a vision language model."""
 
 MAX_FIELDS = 100
 MAX_ITEMS = 50
@@ -112,6 +114,8 @@ class TemplateSpec(BaseModel):
     description: str | None = Field(default=None, max_length=1000)
     engine: Extractor | None = None
     """``None``: the service's default engine."""
+    ocr: OcrTier = "simple"
+    """The OCR tier that reads scanned pages; a parse request's ``ocr`` field overrides it."""
     fields: list[TemplateField] = Field(min_length=1, max_length=MAX_FIELDS)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module")
-async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcessApi]:
-    """One app per test module; tests keep apart by using their own tenants."""
-    app = create_app(app_settings(tmp_path_factory.mktemp("app") / "data"))
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[InProcessApi]:
+    """``app`` started (its runner workers included) and a client speaking to it."""
     async with (
         LifespanManager(app, startup_timeout=60, shutdown_timeout=60) as manager,
         httpx.AsyncClient(
@@ -108,3 +108,10 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProce
     ):
         spec = (await client.get("/openapi.json")).json()
         yield InProcessApi(app, client, spec, schemathesis.openapi.from_dict(spec))
+
+
+@pytest.fixture(scope="module")
+async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InProcessApi]:
+    """One app per test module; tests keep apart by using their own tenants."""
+    async with running(create_app(app_settings(tmp_path_factory.mktemp("app") / "data"))) as api:
+        yield api

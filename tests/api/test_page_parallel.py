@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -36,6 +37,21 @@ def wait_done(srv, key, job_id, timeout: float = 180) -> None:
         assert time.monotonic() < deadline, seen
         time.sleep(0.1)
     assert seen == "complete", seen
+
+
+def reading_in_parts(make_server, tenant: str, pages: int) -> tuple[Any, str, str]:
+    """A server with 2 workers reading parts of 2 pages, its key and a job of a ``pages``
+    scan, once the job's first part is stored."""
+    srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="2").start()
+    key = srv.key(tenant)
+    document, _ = pdf_with_pages(pages, seed=pages)
+    job_id = submit(srv, key, "scan.pdf", document, "application/pdf")
+    parts = srv.data_dir / "objects" / tenant / job_id / "attempts" / "1"
+    deadline = time.monotonic() + 60
+    while not list(parts.glob("part-*.json")):
+        assert time.monotonic() < deadline, "no part was read"
+        time.sleep(0.05)
+    return srv, key, job_id
 
 
 def test_parts_read_apart_merge_into_the_one_worker_result(make_server, tmp_path: Path) -> None:
@@ -77,15 +93,8 @@ def test_a_small_job_does_not_wait_for_a_large_one(make_server) -> None:
 
 
 def test_cancel_stops_every_part(make_server) -> None:
-    srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="2").start()
-    key = srv.key("halt")
-    document, _ = pdf_with_pages(30, seed=90)
-    job_id = submit(srv, key, "long.pdf", document, "application/pdf")
+    srv, key, job_id = reading_in_parts(make_server, "halt", pages=30)
     parts = srv.data_dir / "objects" / "halt" / job_id / "attempts" / "1"
-    deadline = time.monotonic() + 60
-    while not list(parts.glob("part-*.json")):
-        assert time.monotonic() < deadline, "no part was read"
-        time.sleep(0.05)
 
     cancel = requests.delete(f"{srv.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": key})
     assert cancel.status_code == 204
@@ -97,3 +106,16 @@ def test_cancel_stops_every_part(make_server) -> None:
     assert len(list(parts.glob("part-*.json"))) == read < 15, "parts went on after cancel"
     small = png_bytes(text_image(sentence_lines(9, 3), size=32))
     wait_done(srv, key, submit(srv, key, "after.png", small, "image/png"), timeout=60)
+
+
+def test_a_paged_job_cut_by_kill_9_completes_with_every_page_once(make_server) -> None:
+    srv, key, job_id = reading_in_parts(make_server, "crash", pages=12)
+
+    srv.kill()
+    srv.start()
+
+    wait_done(srv, key, job_id)
+    result = requests.get(
+        f"{srv.base}/api/v1/jobs/{job_id}/result", headers={"X-API-Key": key}, timeout=60
+    ).json()
+    assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 13))

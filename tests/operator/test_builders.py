@@ -72,6 +72,26 @@ def test_gpu_and_cpu_pools_come_from_settings() -> None:
     assert env["DOCJOBS_S3__REGION"]["valueFrom"]["secretKeyRef"]["optional"] is True
 
 
+@pytest.mark.parametrize(
+    ("ocr", "pool"), [("advanced", "gpu"), ("simple", "cpu"), ("vision", "cpu")]
+)
+def test_a_parse_job_runs_where_its_templates_ocr_tier_runs(ocr: str, pool: str) -> None:
+    settings = OperatorSettings()
+    template = {"name": "invoice", "fields": [{"name": "invoice.number"}]}
+    extract = {"kind": "extract", "template_id": "tpl-1", "template": template, "ocr": ocr}
+
+    job = build_job(RESOURCE, _spec(extract), 1, settings)
+
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"docjobs.io/pool": pool}
+    on_gpu = pool == "gpu"
+    assert ("nvidia.com/gpu" in pod["containers"][0]["resources"]["limits"]) is on_gpu
+    image = settings.runner_gpu_image if on_gpu else settings.runner_image
+    assert pod["containers"][0]["image"] == image
+    assert job["metadata"]["labels"]["docjobs.io/engine"] == ("doctr" if on_gpu else "extract")
+    assert job["metadata"]["labels"]["docjobs.io/operation"] == "extract"
+
+
 def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
     settings = OperatorSettings.model_validate(
         {

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from docjobs.config import DoctrSettings
-from docjobs.domain.models import OcrAdvanced
+from docjobs.domain.models import Extract, OcrAdvanced
+from docjobs.runner import engines
 from docjobs.runner.engines import PermanentError
+from docjobs.templates.schema import TemplateField, TemplateSpec
 from tests.docs import pdf_with_pages
 from tests.doctr_weights import DETECTION_ARCH, RECOGNITION_ARCH, save_stand_in_weights
 
@@ -107,6 +109,26 @@ def test_pages_come_back_in_order_with_their_sizes(
             assert 0 <= box["x"] <= box["x"] + box["width"] <= page["width"]
             assert 0 <= box["y"] <= box["y"] + box["height"] <= page["height"]
             assert 0 <= word["confidence"] <= 100
+
+
+def test_a_parse_job_reading_scans_with_doctr_fails_without_weights_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from docjobs.config import get_settings
+
+    monkeypatch.setenv("DOCJOBS_DOCTR__WEIGHTS_DIR", str(tmp_path / "empty"))
+    get_settings.cache_clear()
+    source = tmp_path / "scan.pdf"
+    source.write_bytes(pdf_with_pages(1)[0])
+    template = TemplateSpec(name="invoice", fields=[TemplateField(name="invoice.number")])
+    operation = Extract(template_id="tpl-1", template=template, ocr="advanced")
+    try:
+        with pytest.raises(PermanentError) as failure:
+            engines.run(operation, source, "application/pdf")
+    finally:
+        get_settings.cache_clear()
+    assert failure.value.reason == "ModelWeightsMissing"
+    assert "DOCJOBS_DOCTR__WEIGHTS_DIR" in failure.value.message
 
 
 # docjobs models fetch

@@ -14,6 +14,7 @@ from docjobs.domain.clock import iso
 from docjobs.domain.events import PARSE_STATUS_WORDS
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.domain.models import Extract, Job
+from docjobs.templates.schema import OcrTier
 
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
@@ -41,6 +42,13 @@ LanguageField = Annotated[
     str,
     Form(description="OCR language hint for scanned pages: 'en', 'english', 'fr-FR', 'eng+fra'."),
 ]
+OcrField = Annotated[
+    OcrTier | None,
+    Form(
+        description="OCR tier for scanned pages: 'simple' (Tesseract), 'advanced' (docTR) or "
+        "'vision' (a vision language model); the template's own choice when absent."
+    ),
+]
 WebhookField = Annotated[
     str | None, Form(alias="webhookUrl", description="Also announce this job's end here.")
 ]
@@ -66,6 +74,7 @@ class ParseForm:
     file: UploadFile | None
     template_id: str | None
     language: str
+    ocr: OcrTier | None = None
     webhook_url: str | None = None
 
 
@@ -77,7 +86,7 @@ async def _queue(
     *,
     interactive: bool,
 ) -> Submitted:
-    operation = await _extract(submissions, tenant, form.template_id, form.language)
+    operation = await _extract(submissions, tenant, form)
     submission = SubmissionRequest(
         operation, Upload(form.file), tenant, interactive, idempotency_key, form.webhook_url
     )
@@ -89,10 +98,10 @@ async def _queue(
         raise ApiError(status, exc.code, exc.message) from None
 
 
-async def _extract(
-    submissions: SubmissionService, tenant: str, template_id: str | None, language: str
-) -> Extract:
-    """The operation: the template (copied into the job) and the language as Tesseract's."""
+async def _extract(submissions: SubmissionService, tenant: str, form: ParseForm) -> Extract:
+    """The operation: the template (copied into the job), the language as Tesseract's and
+    the OCR tier (the request's, else the template's)."""
+    template_id, language = form.template_id, form.language
     if not template_id:
         raise ApiError(400, "missing_template_id", "templateId is required.")
     backend = submissions.backend
@@ -106,6 +115,7 @@ async def _extract(
             template=template.spec,
             engine=template.spec.engine or submissions.settings.extract_default_engine,
             language=codes,
+            ocr=form.ocr or template.spec.ocr,
         )
     except ValueError:
         raise ApiError(400, "invalid_language", f"{language!r} is not a language code.") from None
@@ -134,9 +144,10 @@ async def parse_async(
     file: FileField = None,
     template_id: TemplateIdField = None,
     language: LanguageField = "eng",
+    ocr: OcrField = None,
     webhook_url: WebhookField = None,
 ) -> ParseJobAccepted:
-    form = ParseForm(file, template_id, language, webhook_url)
+    form = ParseForm(file, template_id, language, ocr, webhook_url)
     submitted = await _queue(
         submissions, principal.tenant, form, idempotency_key, interactive=False
     )
@@ -158,8 +169,9 @@ async def parse(
     file: FileField = None,
     template_id: TemplateIdField = None,
     language: LanguageField = "eng",
+    ocr: OcrField = None,
 ) -> ParseJob | JSONResponse:
-    form = ParseForm(file, template_id, language)
+    form = ParseForm(file, template_id, language, ocr)
     submitted = await _queue(submissions, principal.tenant, form, idempotency_key, interactive=True)
     backend = submissions.backend
     job = await backend.wait(

@@ -24,6 +24,7 @@ from docjobs.runner.engines import EngineOutput, PermanentError, ocr_output, ras
 if TYPE_CHECKING:
     from doctr.io import Document
     from doctr.models.predictor import OCRPredictor
+    from PIL import Image
 
 _predictors: dict[tuple[Any, ...], OCRPredictor] = {}
 """Built predictors by what they were built from; a runner process normally holds one."""
@@ -36,7 +37,7 @@ def extract(operation: OcrAdvanced, source: Path, content_type: str) -> EngineOu
 
 def read_pages(operation: OcrAdvanced, source: Path, content_type: str) -> list[dict[str, Any]]:
     settings = get_settings()
-    predictor = predictor_for(settings.doctr, settings.doctr.weights_directory(settings.data_dir))
+    predictor = _configured_predictor()
     detailed = operation.output != "simple"
     pages: list[dict[str, Any]] = []
     for batch in _batches(
@@ -48,6 +49,24 @@ def read_pages(operation: OcrAdvanced, source: Path, content_type: str) -> list[
             for page, read in zip(batch, document.pages, strict=True)
         )
     return pages
+
+
+def read_words(image: Image.Image) -> list[ocr_output.Word]:
+    """The words of one page image, in its pixels, in reading order (for extraction)."""
+    document: Document = _configured_predictor()([np.asarray(image.convert("RGB"))])
+    width, height = image.size
+    [read] = document.pages
+    return [
+        _word(word, width, height)
+        for block in read.blocks
+        for line in block.lines
+        for word in line.words
+    ]
+
+
+def _configured_predictor() -> OCRPredictor:
+    settings = get_settings()
+    return predictor_for(settings.doctr, settings.doctr.weights_directory(settings.data_dir))
 
 
 def predictor_for(config: DoctrSettings, directory: Path) -> OCRPredictor:

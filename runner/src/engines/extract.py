@@ -23,6 +23,7 @@ def extract(operation: Extract, source: Path, content_type: str) -> EngineOutput
         content_type,
         operation.language,
         keep_images=extract_llm.MAX_IMAGE_PAGES if llm else 0,
+        ocr=operation.ocr,
     )
     if llm:
         result = extract_llm.extract_fields(operation.template, document, get_settings().llm)
@@ -38,5 +39,6 @@ def extract(operation: Extract, source: Path, content_type: str) -> EngineOutput
             "fields_found": found,
             "fields_total": len(operation.template.fields),
             "engine": operation.engine,
+            "ocr": operation.ocr,
         },
     )

@@ -6,7 +6,8 @@ becomes :class:`Line` objects, each a row of :class:`Cell` runs separated by wid
 (table columns, label and value columns), with their horizontal positions kept.
 
 A PDF page with a text layer is read as it is; a page without one (a scan) and an image
-are read by Tesseract, with the OCR engine's orientation fix and word parsing.
+are read by the chosen OCR tier: Tesseract (with the OCR engine's orientation fix and word
+parsing), docTR or a vision language model.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from docjobs import documents
-from docjobs.runner.engines import raster, tesseract
+from docjobs.runner.engines import ocr_output, raster, tesseract
+from docjobs.templates.schema import OcrTier
 
 MIN_TEXT_CHARACTERS = 16
 """Non-blank characters below which a PDF page counts as a scan: a page number or a
@@ -92,7 +94,7 @@ class Page:
     number: int
     lines: tuple[Line, ...]
     ocr: bool
-    """The page had no text layer and was read by Tesseract."""
+    """The page had no text layer and was read by OCR."""
     image: Image.Image | None = None
     """The scanned page, scaled down, when the caller asked for images."""
 
@@ -113,13 +115,16 @@ class DocumentText:
         return "\n".join(line.text for line in page.lines)
 
 
-def read(source: Path, content_type: str, language: str, keep_images: int = 0) -> DocumentText:
-    """Lines of every page; the images of the first ``keep_images`` scanned pages are kept."""
+def read(
+    source: Path, content_type: str, language: str, keep_images: int = 0, ocr: OcrTier = "simple"
+) -> DocumentText:
+    """Lines of every page, scans read by the ``ocr`` tier; the images of the first
+    ``keep_images`` scanned pages are kept."""
     with source.open("rb") as stream:
         kind = documents.sniff_content_type(
             stream.read(documents.SNIFF_BYTES), content_type, source.name
         )
-    reader = _Reader(language, keep_images)
+    reader = _Reader(language, keep_images, ocr)
     # raster checks the document (type, password, damage, size) before anything is read.
     with raster.open_document(source, content_type) as document:
         numbers = range(1, document.page_count + 1)
@@ -140,12 +145,30 @@ def read(source: Path, content_type: str, language: str, keep_images: int = 0) -
 
 
 class _Reader:
-    def __init__(self, language: str, keep_images: int) -> None:
+    def __init__(self, language: str, keep_images: int, ocr: OcrTier) -> None:
         self._language = language
         self._images_left = keep_images
+        self._ocr = ocr
         self._checked = False
 
     def scanned(self, page: raster.Page) -> Page:
+        if self._ocr == "simple":
+            upright, boxes = self._tesseract(page)
+        else:
+            upright = page.image
+            boxes = [
+                Box(w.text, w.x, w.y, w.x + w.width, w.y + w.height)
+                for w in _tier_words(self._ocr, upright, self._language)
+                if w.text.strip()
+            ]
+        image = None
+        if self._images_left > 0:
+            self._images_left -= 1
+            image = upright.copy()
+            image.thumbnail((IMAGE_LONG_EDGE, IMAGE_LONG_EDGE))
+        return Page(page.number, lines_of(boxes, page.number), ocr=True, image=image)
+
+    def _tesseract(self, page: raster.Page) -> tuple[Image.Image, list[Box]]:
         if not self._checked:
             # Tesseract's OpenMP threads would fight the node's other runners; its child
             # processes inherit this.
@@ -154,13 +177,19 @@ class _Reader:
             self._checked = True
         dpi = f" --dpi {page.dpi}" if page.dpi else ""
         upright = tesseract.upright(page.image, dpi)
-        boxes = _recognise(upright, page.number, self._language, dpi)
-        image = None
-        if self._images_left > 0:
-            self._images_left -= 1
-            image = upright.copy()
-            image.thumbnail((IMAGE_LONG_EDGE, IMAGE_LONG_EDGE))
-        return Page(page.number, lines_of(boxes, page.number), ocr=True, image=image)
+        return upright, _recognise(upright, page.number, self._language, dpi)
+
+
+def _tier_words(ocr: OcrTier, image: Image.Image, language: str) -> list[ocr_output.Word]:
+    """The words of a scanned page as docTR or the vision model reads them; imported on
+    use, so a Tesseract runner never loads torch or the model client."""
+    if ocr == "advanced":
+        from docjobs.runner.engines import doctr_ocr
+
+        return doctr_ocr.read_words(image)
+    from docjobs.runner.engines import vision
+
+    return vision.read_words(image, language)
 
 
 def _recognise(image: Image.Image, number: int, language: str, dpi: str) -> list[Box]:

@@ -114,6 +114,17 @@ def extract(operation: OcrVision, source: Path, content_type: str) -> EngineOutp
     return ocr_output.finish(operation, pages, source, content_type)
 
 
+def read_words(image: Image.Image, language: str) -> list[ocr_output.Word]:
+    """The words of one page image, in its pixels, in reading order (for extraction)."""
+    settings = get_settings().llm
+    client = claude.client(settings, max_retries=settings.vision_max_retries)
+    try:
+        read = _read(client, settings, [_image_block(image)], 1, language)
+    finally:
+        client.close()
+    return [word for line in read.get(1, []) for word in _words(line, image.size)]
+
+
 def _is_pdf(source: Path, content_type: str) -> bool:
     with source.open("rb") as stream:
         head = stream.read(documents.SNIFF_BYTES)
