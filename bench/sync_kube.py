@@ -25,35 +25,20 @@ import uuid
 from pathlib import Path
 
 import requests
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.embedded import p90, timed  # noqa: E402
-from docjobs.kube.client import KubeClient, KubeError  # noqa: E402
+from docjobs.kube.client import KubeClient  # noqa: E402
 from tests.conftest import Server  # noqa: E402
+from tests.crds import install_crds  # noqa: E402
 from tests.docs import png_bytes, sentence_lines, text_image  # noqa: E402
 from tests.rig.fixtures import _read_env, _state_dir, local_cluster, wait_for  # noqa: E402
 
 HTML = "<html><body><h1>Quarterly report</h1>" + "<p>Revenue grew in every region.</p>" * 20
 PLANS = json.dumps({"business": "6000/minute"})
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-
-
-def install_crds(api: KubeClient) -> None:
-    for file in ("documentjob.yaml", "documenttemplate.yaml"):
-        body = yaml.safe_load((REPO / "crds" / file).read_text())
-        name = body["metadata"]["name"]
-        try:
-            body["metadata"]["resourceVersion"] = api.get(f"{CRDS}/{name}")["metadata"][
-                "resourceVersion"
-            ]
-            api.replace(f"{CRDS}/{name}", body)
-        except KubeError as exc:
-            if not exc.not_found:
-                raise
-            api.create(CRDS, body)
 
 
 def measure(server: Server, rounds: int, tag: str) -> tuple[list[float], list[float]]:

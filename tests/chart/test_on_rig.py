@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.crds import install_crds
 from tests.rig.fixtures import Cluster, wait_for
 
 from .conftest import CHART, RELEASE, REPO, VALUES, Render, kubectl_run, template_text
@@ -43,6 +44,8 @@ def test_manifests_pass_server_side_dry_run(
 
 
 def _install_rbac(render: Render, cluster: Cluster, namespace: str, values: Path) -> None:
+    # `can-i` on a resource the API server does not serve answers no: the CRDs come first.
+    install_crds(cluster.api())
     objects = [m for m in render(values, namespace) if m["kind"] in RBAC_KINDS]
     done = kubectl_run(cluster.kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
     assert done.returncode == 0, done.stderr

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from minio import Minio
 
-from docjobs.kube.client import KubeClient, KubeError
+from docjobs.kube.client import KubeClient
 from tests.conftest import BIN, Server
+from tests.crds import install_crds
 from tests.rig.fixtures import Cluster, cluster, namespace, wait_for  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 PLANS = json.dumps(
     {"free": "10/minute", "starter": "30/minute", "pro": "60/minute", "business": "6000/minute"}
 )
@@ -29,24 +28,7 @@ PLANS = json.dumps(
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:  # noqa: F811
     """The DocumentJob and DocumentTemplate CRDs, installed (or updated) once per session."""
-    api = cluster.api()
-    for file in ("documentjob.yaml", "documenttemplate.yaml"):
-        body = yaml.safe_load((REPO / "crds" / file).read_text())
-        name = body["metadata"]["name"]
-        try:
-            current = api.get(f"{CRD_PATH}/{name}")
-            body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            api.replace(f"{CRD_PATH}/{name}", body)
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-            api.create(CRD_PATH, body)
-
-        def established(name: str = name) -> bool:
-            conditions = api.get(f"{CRD_PATH}/{name}").get("status", {}).get("conditions") or []
-            return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-        wait_for(established, 30, 0.1, what=f"the CRD {name} to be established")
+    install_crds(cluster.api())
 
 
 @pytest.fixture

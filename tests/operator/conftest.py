@@ -16,21 +16,20 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from docjobs.backends.base import new_job_id
 from docjobs.config import S3Settings
 from docjobs.domain.models import InputRef, JobSpec, RetryPolicy
-from docjobs.kube.client import KubeClient, KubeError
+from docjobs.kube.client import KubeClient
 from docjobs.kube.paths import core_path, documentjobs_path, jobs_path
 from docjobs.kube.resources import to_resource
 from docjobs.storage.s3 import S3Store
 from tests.conftest import BIN
+from tests.crds import install_crds
 from tests.rig.fixtures import Cluster, cluster, namespace, wait_for  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "crds" / "documentjob.yaml"
-CRD_NAME = "documentjobs.docjobs.io"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 TERMINAL = ("Complete", "Failed", "Cancelled")
 
@@ -43,21 +42,7 @@ def free_port() -> int:
 
 def install_crd(api: KubeClient) -> None:
     """crds/documentjob.yaml, created or brought up to date, then Established."""
-    body: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
-    try:
-        current = api.get(f"{CRDS}/{CRD_NAME}")
-        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        api.replace(f"{CRDS}/{CRD_NAME}", body)
-    except KubeError as exc:
-        if exc.status != 404:
-            raise
-        api.create(CRDS, body)
-
-    def established() -> bool:
-        conditions = api.get(f"{CRDS}/{CRD_NAME}").get("status", {}).get("conditions") or []
-        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
-
-    wait_for(established, 30, 0.1, what="the DocumentJob CRD to be established")
+    install_crds(api, ("documentjob.yaml",))
 
 
 @pytest.fixture(scope="session")
