@@ -57,6 +57,9 @@ class JobSettings(BaseModel):
     """Seconds; 7 days. An expired job answers 404 'expired' (not 'unknown') this long."""
     timeout_seconds: float = 600.0
     """Seconds; 10 min. Deadline of one attempt: a hung engine must not hold a worker forever."""
+    max_running_per_tenant: int = Field(default=0, ge=0)
+    """Jobs; 0 (no cap). Most jobs of one tenant processed at once; its further jobs wait
+    as pending, so one tenant's burst cannot take every worker (or the whole cluster)."""
 
 
 class RunnerSettings(BaseModel):
@@ -87,6 +90,10 @@ class RateLimitSettings(BaseModel):
     }
     """Requests per window by plan, in the ``limits`` notation; the parse API's numbers.
     Every API key has one of these plans."""
+    storage_uri: str = "memory://"
+    """Where the counts live, as a ``limits`` storage URI. ``memory://`` keeps them in the
+    API process (every replica then allows a plan's rate on its own); ``redis://host:6379``
+    shares them between replicas."""
 
     @field_validator("plans")
     @classmethod
@@ -216,6 +223,9 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""
+    key_cache_seconds: float = Field(default=5.0, ge=0)
+    """Seconds; how long the API trusts a key it verified without asking the key store again,
+    so a revoked key stops working within this time. 0 checks the store on every request."""
 
     @model_validator(mode="before")
     @classmethod

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
+from docjobs.auth.cache import VerifiedKeyCache
 from docjobs.backends.base import Backend
 from docjobs.bootstrap import create_backend
 from docjobs.config import Settings
@@ -17,7 +18,7 @@ from . import errors
 from .gate import ApiKeyGateMiddleware
 from .metrics import RequestMetricsMiddleware
 from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
-from .routes import convert, health, jobs, ocr, parse, templates, webhooks
+from .routes import convert, events, health, jobs, ocr, parse, templates, webhooks
 from .uploads import BodyLimitMiddleware
 
 
@@ -43,7 +44,10 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.backend = backend
-    app.state.rate_limiter = RateLimiter(settings.rate_limits.plans)
+    app.state.rate_limiter = RateLimiter(
+        settings.rate_limits.plans, settings.rate_limits.storage_uri
+    )
+    app.state.verified_keys = VerifiedKeyCache(settings.key_cache_seconds)
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -51,9 +55,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         json_bytes=settings.limits.max_json_bytes,
     )
     # Outside the body limit: an anonymous request is refused before any of its body is read.
-    app.add_middleware(ApiKeyGateMiddleware, backend=backend)
+    app.add_middleware(ApiKeyGateMiddleware, backend=backend, verified=app.state.verified_keys)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
-    for module in (convert, ocr, jobs, parse, templates, webhooks, health):
+    for module in (convert, ocr, jobs, events, parse, templates, webhooks, health):
         app.include_router(module.router)
     return app

@@ -8,6 +8,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from docjobs.auth.cache import VerifiedKeyCache
 from docjobs.backends.base import Backend
 
 from .deps import PRINCIPAL_SCOPE_KEY, authenticate
@@ -23,9 +24,10 @@ class ApiKeyGateMiddleware:
     takes it instead of checking the key a second time.
     """
 
-    def __init__(self, app: ASGIApp, backend: Backend) -> None:
+    def __init__(self, app: ASGIApp, backend: Backend, verified: VerifiedKeyCache) -> None:
         self.app = app
         self.backend = backend
+        self.verified = verified
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
@@ -34,7 +36,9 @@ class ApiKeyGateMiddleware:
         raw_key = dict(scope["headers"]).get(b"x-api-key")
         try:
             principal = await authenticate(
-                self.backend, raw_key.decode("latin-1") if raw_key is not None else None
+                self.backend,
+                self.verified,
+                raw_key.decode("latin-1") if raw_key is not None else None,
             )
         except ApiError as exc:
             await refuse(send, exc.status_code, exc.code, exc.message)

@@ -1,13 +1,18 @@
-"""Per-tenant rate limits by plan (moving window), with the usual headers on every answer."""
+"""Per-tenant rate limits by plan (moving window), with the usual headers on every answer.
+
+Counts live in the process (``memory://``) or in Redis, shared by every API replica.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import time
 
 from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.storage import MemoryStorage
+from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,19 +20,32 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .deps import PrincipalDep, SettingsDep
 from .errors import ApiError
 
+log = logging.getLogger(__name__)
+
 
 class RateLimiter:
-    def __init__(self, plans: dict[str, str]) -> None:
+    def __init__(self, plans: dict[str, str], storage_uri: str = "memory://") -> None:
         self.items: dict[str, RateLimitItem] = {plan: parse(rate) for plan, rate in plans.items()}
         # A key whose plan has since left the settings gets the strictest plan's rate.
         self.fallback = min(self.items.values(), key=lambda item: item.amount / item.get_expiry())
-        # One process keeps its own counts; replicas each allow the plan's rate.
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage = storage_from_string(storage_uri)
+        self.local = isinstance(storage, MemoryStorage)
+        """Counts in this process: a hit costs no I/O and may run on the event loop."""
+        self.limiter = MovingWindowRateLimiter(storage)
 
     def hit(self, plan: str, tenant: str) -> dict[str, str]:
         item = self.items.get(plan) or self.fallback
-        allowed = self.limiter.hit(item, tenant)
-        stats = self.limiter.get_window_stats(item, tenant)
+        try:
+            allowed = self.limiter.hit(item, tenant)
+            stats = self.limiter.get_window_stats(item, tenant)
+        except Exception:  # the shared store (Redis) is down: refuse clearly, not with a 500
+            log.warning("rate limit storage unreachable", exc_info=True)
+            raise ApiError(
+                503,
+                "rate_limit_unavailable",
+                "Rate limits cannot be checked right now; retry shortly.",
+                headers={"Retry-After": "5"},
+            ) from None
         reset_in = max(0, math.ceil(stats.reset_time - time.time()))
         headers = {
             "X-RateLimit-Limit": str(item.amount),
@@ -49,7 +67,11 @@ async def rate_limited(request: Request, principal: PrincipalDep, settings: Sett
     if not settings.rate_limits.enabled:
         return
     limiter: RateLimiter = request.app.state.rate_limiter
-    request.state.rate_limit_headers = limiter.hit(principal.plan, principal.tenant)
+    if limiter.local:
+        headers = limiter.hit(principal.plan, principal.tenant)
+    else:  # a network round trip: off the event loop
+        headers = await asyncio.to_thread(limiter.hit, principal.plan, principal.tenant)
+    request.state.rate_limit_headers = headers
 
 
 class RateLimitHeadersMiddleware:

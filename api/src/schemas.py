@@ -90,6 +90,11 @@ class JobFailure(BaseModel):
     message: str
 
 
+class JobProgress(BaseModel):
+    pages_done: int = Field(ge=0)
+    pages_total: int = Field(ge=0)
+
+
 class JobDetail(JobSummary):
     started_at: Timestamp | None
     attempts: int
@@ -101,6 +106,10 @@ class JobDetail(JobSummary):
         default=None, description="Only while a failed attempt waits for its retry."
     )
     error: JobFailure | None = Field(default=None, description="Only once an attempt failed.")
+    progress: JobProgress | None = Field(
+        default=None,
+        description="Pages read so far: while a document is read in parts, and once complete.",
+    )
 
 
 class JobList(BaseModel):
@@ -230,6 +239,11 @@ class ParseJobAccepted(CamelModel):
     created_at: Timestamp
 
 
+class ParseJobProgress(CamelModel):
+    pages_done: int = Field(ge=0)
+    pages_total: int = Field(ge=0)
+
+
 class ParseJob(CamelModel):
     job_id: str
     status: ParseStatusWord
@@ -247,6 +261,10 @@ class ParseJob(CamelModel):
     started_at: Timestamp | None
     completed_at: Timestamp | None
     result_url: str
+    progress: ParseJobProgress | None = Field(
+        default=None,
+        description="Pages read so far: while a document is read in parts, and once complete.",
+    )
 
 
 class DeliveryAttemptView(CamelModel):

@@ -17,8 +17,10 @@ from .schemas import (
     JobAccepted,
     JobDetail,
     JobFailure,
+    JobProgress,
     JobSummary,
     ParseJob,
+    ParseJobProgress,
     TemplateView,
     WebhookEndpointView,
 )
@@ -93,6 +95,8 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
         detail.next_attempt_at = iso(status.next_attempt_at)
     if status.error is not None:
         detail.error = JobFailure(code=status.error.reason, message=status.error.message)
+    if status.progress is not None:
+        detail.progress = JobProgress(**status.progress.model_dump())
     return detail
 
 
@@ -101,7 +105,12 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
 
 def parse_job(job: Job, result: object, base_url: str) -> ParseJob:
     """``result``: the job's JSON result when it is small enough to be part of the job."""
-    return ParseJob(**job_view(job, result), result_url=result_url(base_url, job.spec.job_id))
+    progress = job.status.progress
+    return ParseJob(
+        **job_view(job, result),
+        result_url=result_url(base_url, job.spec.job_id),
+        progress=None if progress is None else ParseJobProgress(**progress.model_dump()),
+    )
 
 
 def delivery_view(record: DeliveryRecord) -> DeliveryView:

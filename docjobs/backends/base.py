@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import secrets
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,6 +136,11 @@ class Backend(Protocol):
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         """The job once terminal, or as it stands when ``timeout`` seconds have passed."""
+        ...
+
+    def watch(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
+        """While open: an event set each time the job may have changed (its status or its
+        progress). The watcher clears it before it reads the job again."""
         ...
 
     async def open_result(self, job: Job) -> Iterator[bytes]:

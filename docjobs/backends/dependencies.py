@@ -18,9 +18,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-import anyio.to_thread
 import urllib3.exceptions
 from minio.error import InvalidResponseError, S3Error, ServerError
 
@@ -51,6 +51,8 @@ RETRY_AFTER_SECONDS = 5
 """What a 503 for an outage tells clients to wait: a few checks' worth."""
 _WATCH_STEP = 0.1
 """Seconds between two looks at the monitor while a call waits on its dependency."""
+OFFLOAD_THREADS = 40
+"""Threads for blocking calls (anyio's default number); further calls wait for one."""
 
 _S3_OUTAGE_CODES = {"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout"}
 
@@ -112,6 +114,7 @@ class DependencyMonitor:
         self._failures: dict[str, str] = {}
         self._asking_since: dict[str, float] = {}
         self._stopping = threading.Event()
+        self._threads = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="docjobs-call")
 
     def start(self) -> None:
         for name in self._checks:
@@ -150,17 +153,19 @@ class DependencyMonitor:
         ``dependency``: its outage errors become DependencyUnavailable, and so does the
         dependency going down while the call waits (a call that needs nothing from it,
         such as a cache hit, returns before anyone looks)."""
+        # A future of a pool of its own rather than anyio's to_thread in a task: far cheaper
+        # under load, and every poll of a job is such a call (bench/reads.py).
         work = functools.partial(fn, *args, **kwargs)
-        task = asyncio.ensure_future(anyio.to_thread.run_sync(work, abandon_on_cancel=True))
+        future = asyncio.get_running_loop().run_in_executor(self._threads, work)
         try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=_WATCH_STEP)
-                if not task.done() and (why := self.problem(dependency)) is not None:
+            while not future.done():
+                await asyncio.wait({future}, timeout=_WATCH_STEP)
+                if not future.done() and (why := self.problem(dependency)) is not None:
                     raise DependencyUnavailable(dependency, why)
         finally:
-            task.cancel()  # a no-op once done; else the thread is left to end by itself
+            future.cancel()  # a no-op once done; unstarted, it never runs; else it ends alone
         try:
-            return task.result()
+            return future.result()
         except Exception as exc:
             if (detail := outage_detail(exc)) is None:
                 raise

@@ -18,6 +18,7 @@ from docjobs.domain.models import (
     JobSpec,
     JobStatus,
     Phase,
+    Progress,
     RunnerSummary,
 )
 
@@ -124,6 +125,7 @@ def decide(spec: JobSpec, status: JobStatus, observation: Observation) -> Decisi
                     "started_at": status.started_at or now,
                     "next_attempt_at": None,
                     "message": "Job is being processed",
+                    "progress": None,  # a new attempt reads every page again
                 }
             )
             return Decision(started)
@@ -144,6 +146,10 @@ def decide(spec: JobSpec, status: JobStatus, observation: Observation) -> Decisi
                 message=f"attempt ran longer than {spec.timeout_seconds:g} s",
                 permanent=False,
             )
+            if status.error is not None and status.error.reason == error.reason:
+                # The attempt before timed out too: a document that ran out of time twice
+                # would hold a worker for the full deadline on every further attempt.
+                return _fail(status, error, now)
             return _retry_or_fail(spec, status, error, now)
         case RunnerLost(reason=reason, at=now):
             if status.attempts >= spec.retry_policy.max_attempts:
@@ -165,6 +171,9 @@ def _complete(status: JobStatus, summary: RunnerSummary, now: datetime) -> Decis
             "details": summary.details,
             "error": None,
             "message": "Job complete",
+            "progress": status.progress
+            if summary.page_count is None
+            else Progress(pages_done=summary.page_count, pages_total=summary.page_count),
         }
     )
     return Decision(done, (Action.NOTIFY,))

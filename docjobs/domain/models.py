@@ -199,6 +199,13 @@ class RunnerSummary(_Model):
     error: JobError | None = None
 
 
+class Progress(_Model):
+    """Pages of the current attempt read so far, out of the pages it reads."""
+
+    pages_done: int = Field(ge=0)
+    pages_total: int = Field(ge=0)
+
+
 class JobStatus(_Model):
     phase: Phase = Phase.PENDING
     attempts: int = Field(default=0, ge=0)
@@ -210,6 +217,8 @@ class JobStatus(_Model):
     details: dict[str, Any] = Field(default_factory=dict)
     error: JobError | None = None
     message: str = ""
+    progress: Progress | None = None
+    """Known while an attempt reads a document in parts, and once it completed."""
 
 
 class Job(_Model):

@@ -34,3 +34,12 @@ def selection(pages: Sequence[int]) -> str:
         else:
             spans.append([number, number])
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def selection_size(pages: str) -> int:
+    """Pages in a selection made by :func:`selection`, which names each page once."""
+    count = 0
+    for span in pages.split(","):
+        first, _, last = span.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count

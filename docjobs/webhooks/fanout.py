@@ -9,7 +9,9 @@ which secret to use from the unverified body.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,15 @@ from docjobs.webhooks.records import WebhookStore
 log = logging.getLogger(__name__)
 
 MAX_PARALLEL = 8
-"""Targets delivered to at once, so one slow receiver does not hold up the others."""
+"""Targets of one event delivered to at once, so one slow receiver does not hold up the
+others."""
+
+
+@functools.cache
+def delivery_slots(limit: int) -> threading.BoundedSemaphore:
+    """The process's slots for deliveries in progress (``max_parallel_deliveries``), shared
+    by every event of every job, whichever thread delivers it."""
+    return threading.BoundedSemaphore(limit)
 
 
 def deliver_job_event(
@@ -74,7 +84,8 @@ def deliver_job_event(
                 msg_id=message_id(job_id, name, event_type),
                 occurred_at=when,
             )
-            attempts = deliver(message, settings)
+            with delivery_slots(settings.max_parallel_deliveries):
+                attempts = deliver(message, settings)
         except Exception as exc:  # a bug here must not lose the record of the others
             log.exception("webhook delivery to %s for job %s failed", name, job_id)
             attempts = [DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)]

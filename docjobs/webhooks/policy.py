@@ -36,6 +36,10 @@ class WebhookSettings(BaseModel):
     max_retry_after_seconds: float = Field(default=3600.0, ge=0)
     """Seconds; 1 h. Cap of a receiver's ``Retry-After``, so one receiver cannot park a
     delivery thread for days."""
+    max_parallel_deliveries: int = Field(default=16, ge=1)
+    """Deliveries; 16. Most deliveries (tries and the waits between them) in progress at
+    once in one process; others wait their turn, so a burst of finished jobs with slow
+    receivers holds a bounded number of connections."""
 
     @field_validator("allowed_hosts")
     @classmethod

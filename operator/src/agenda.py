@@ -128,3 +128,51 @@ class Agenda:
 
     def __len__(self) -> int:
         return len(self._due)
+
+
+class TenantSlots:
+    """Running DocumentJobs per tenant, for the per-tenant cap (``max_running_per_tenant``).
+
+    Fed from the watch streams, like the agenda, so a restarted operator counts the jobs
+    already running; an attempt this operator starts counts from the moment it is granted,
+    before the watch shows it, so two workers cannot both take a tenant's last slot.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._running: dict[Ref, str] = {}
+        self._waiting: dict[str, set[Ref]] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, ref: Ref, tenant: str, running: bool) -> list[Ref]:
+        """Note a watched DocumentJob; the jobs waiting for a slot that its end freed."""
+        with self._lock:
+            if running:
+                self._running[ref] = tenant
+                return []
+            if self._running.pop(ref, None) is None:
+                return []
+            return sorted(self._waiting.pop(tenant, set()))
+
+    def forget(self, ref: Ref) -> list[Ref]:
+        """A DocumentJob was deleted; the jobs waiting for the slot it held."""
+        with self._lock:
+            tenant = self._running.pop(ref, None)
+            for waiting in self._waiting.values():
+                waiting.discard(ref)
+            return [] if tenant is None else sorted(self._waiting.pop(tenant, set()))
+
+    def take(self, ref: Ref, tenant: str) -> int | None:
+        """A slot for ``ref``'s next attempt: ``None`` when granted, else how many jobs
+        of ``tenant`` run (``ref`` then waits, and :meth:`seen` names it when one ends)."""
+        if self.cap <= 0:
+            return None
+        with self._lock:
+            if ref in self._running:
+                return None
+            busy = sum(1 for owner in self._running.values() if owner == tenant)
+            if busy >= self.cap:
+                self._waiting.setdefault(tenant, set()).add(ref)
+                return busy
+            self._running[ref] = tenant
+            return None

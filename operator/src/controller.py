@@ -54,10 +54,10 @@ from docjobs.metrics import record_finished
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
 from . import builders
-from .agenda import Agenda, Ref, ref_of
+from .agenda import Agenda, Ref, TenantSlots, ref_of
 from .metrics import ATTEMPT_SECONDS, RECONCILES, RUNNER_JOBS, TIME_TO_JOB
 from .settings import OperatorSettings
-from .status import PROCESSING, WAITING, age, is_current
+from .status import PROCESSING, TENANT_CAP, WAITING, age, is_current
 
 log = logging.getLogger(__name__)
 Choose = Callable[[JSON, Job], Observation | None]
@@ -90,12 +90,14 @@ class Controller:
         settings: OperatorSettings,
         store: ObjectStore | None,
         on_terminal: Callable[[Job, str], None],
+        max_running_per_tenant: int = 0,
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.store = store
         self.on_terminal = on_terminal
         self.agenda = Agenda(settings)
+        self.slots = TenantSlots(max_running_per_tenant)
         self._locks: dict[Ref, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self._pool = ThreadPoolExecutor(settings.workers, "docjobs-due")
@@ -113,9 +115,11 @@ class Controller:
         with self._lock(ref):
             now = utcnow()
             claimed = False
+            busy: int | None = None
 
             def choose(resource: JSON, job: Job) -> Observation | None:
-                nonlocal claimed
+                nonlocal claimed, busy
+                busy = None
                 phase = job.status.phase
                 if job.cancel_requested and not phase.terminal:
                     return lifecycle.CancelRequested(now)
@@ -126,10 +130,17 @@ class Controller:
                 if claim is not None and phase is Phase.PROCESSING:
                     return self._take_over(ref, job, claim.holder, now)
                 if lifecycle.is_runnable(job.status, now):
-                    return lifecycle.AttemptStarted(now)
+                    busy = self.slots.take(ref, job.spec.tenant)
+                    return lifecycle.AttemptStarted(now) if busy is None else None
                 return lifecycle.TimePassed(now) if phase.terminal else None
 
-            seen = self._observe(ref, choose)
+            def amend(s: DocumentJobStatus) -> DocumentJobStatus:
+                if busy is None or s.phase not in (Phase.PENDING, Phase.RETRYING):
+                    return s
+                reason = f"{TENANT_CAP}{busy} jobs of this tenant are running, its limit"
+                return s.model_copy(update={"message": reason})
+
+            seen = self._observe(ref, choose, amend)
             if seen is not None and not claimed and seen.status.phase is Phase.PROCESSING:
                 self._ensure_runner(ref, seen.resource, seen.status)
 
@@ -188,8 +199,14 @@ class Controller:
             with self._locks_guard:
                 self._locks.pop(ref, None)
                 self._failures.pop(ref, None)
+            freed = self.slots.forget(ref)
         else:
             self.agenda.track(resource, utcnow())
+            tenant = str((resource.get("spec") or {}).get("tenant", ""))
+            phase = (resource.get("status") or {}).get("phase")
+            freed = self.slots.seen(ref, tenant, phase == Phase.PROCESSING.value)
+        for waiting in freed:  # a slot of their tenant is free: look at them now
+            self.agenda.defer(waiting, utcnow())
 
     def tick(self, now: datetime) -> None:
         for ref in self.agenda.due(now):

@@ -1,9 +1,10 @@
 """The terminal-phase hook: where webhook delivery plugs into the operator.
 
-Delivery may retry for minutes, so it runs on a small thread pool, never on a handler's
-thread. Endpoints and signing secrets live per namespace (a DocumentJob's tenant is served
-from its namespace), hence a store *per namespace*: ``stores(namespace)``, the same
-``SecretWebhookStore`` the API writes endpoints to. Without one the hook only logs.
+Delivery may retry for minutes, so it runs on a bounded thread pool (one thread per
+delivery ``max_parallel_deliveries`` allows), never on a handler's thread. Endpoints and
+signing secrets live per namespace (a DocumentJob's tenant is served from its namespace),
+hence a store *per namespace*: ``stores(namespace)``, the same ``SecretWebhookStore`` the
+API writes endpoints to. Without one the hook only logs.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ StoreFor = Callable[[str], WebhookStore]
 
 
 class TerminalHook:
-    def __init__(self, stores: StoreFor | None, settings: WebhookSettings, workers: int = 4):
+    def __init__(self, stores: StoreFor | None, settings: WebhookSettings):
         self.stores = stores
         self.settings = settings
+        workers = settings.max_parallel_deliveries
         self._pool = ThreadPoolExecutor(workers, "docjobs-webhook") if stores else None
 
     def on_terminal(self, job: Job, namespace: str) -> None:

@@ -98,7 +98,9 @@ def run(
         log.warning("no DOCJOBS_S3__ENDPOINT: expired jobs' objects will not be deleted")
     kube = KubeClient.from_environment(pool_size=config.workers + 4, on_response=count_request)
     hook = TerminalHook(webhook_stores(kube), shared.webhooks)
-    controller = Controller(kube, config, store, hook.on_terminal)
+    controller = Controller(
+        kube, config, store, hook.on_terminal, shared.jobs.max_running_per_tenant
+    )
     registry = kopf.OperatorRegistry()
     register(registry, controller)
     if metrics_port:

@@ -11,6 +11,8 @@ from docjobs.domain.models import JobStatus, Phase
 from docjobs.kube.status import parse_time
 
 WAITING = "Waiting for a node: "
+TENANT_CAP = "Waiting for a slot: "
+"""A runnable job whose tenant runs as many jobs as ``max_running_per_tenant`` allows."""
 PROCESSING = "Job is being processed"
 """The lifecycle's message while an attempt runs, restored once a waiting pod has a node."""
 

@@ -23,13 +23,13 @@ from docjobs.domain.models import (
     RunnerSummary,
     RunOutcome,
 )
-from docjobs.kube.claims import Claim
+from docjobs.kube.claims import CLAIM_ANNOTATION, Claim
 from docjobs.kube.client import KubeClient
 from docjobs.kube.paths import documentjobs_path, jobs_path
 from docjobs.kube.resources import LABEL_JOB, resource_name, to_resource
 from docjobs.storage.base import outcome_key
 from tests.conftest import Server
-from tests.docs import pdf_with_pages
+from tests.docs import INVOICE_TEMPLATE, pdf_with_pages
 from tests.kube.helpers import documentjob, patch_status
 from tests.rig.fixtures import Cluster, wait_for
 
@@ -216,6 +216,48 @@ def test_sync_requests_beyond_the_warm_workers_fall_back_to_runner_jobs(
     assert 1 <= len(with_jobs) <= 2 and with_jobs < set(names)  # one ran in the API at least
     for job_id in job_ids:
         assert documentjob(kube, namespace, job_id)["status"]["phase"] == "Complete"
+
+
+def test_a_sync_parse_reading_scans_with_doctr_is_left_to_the_gpu_pool(
+    cluster: Cluster, namespace: str, crd: None, operator: Operator, kube: KubeClient, tmp_path
+) -> None:
+    server = Server(
+        tmp_path / "doctr-parse",
+        env={**cluster.env, "DOCJOBS_LIMITS__SYNC_WAIT_SECONDS": "1"},
+        args=["--backend", "kubernetes", "--namespace", namespace],
+    ).start()
+    try:
+        headers = {"X-API-Key": server.key("acme")}
+        template = requests.post(
+            f"{server.base}/v1/templates",
+            headers=headers,
+            json={**INVOICE_TEMPLATE, "ocr": "advanced"},
+            timeout=30,
+        )
+        assert template.status_code == 201, template.text
+        answer = requests.post(
+            f"{server.base}/v1/documents/parse",
+            headers=headers,
+            files={"file": ("scan.pdf", pdf_with_pages(1)[0], "application/pdf")},
+            data={"templateId": template.json()["templateId"]},
+            timeout=120,
+        )
+    finally:
+        server.stop()
+    assert answer.status_code in (200, 202), answer.text
+    job_id = answer.json()["jobId"]
+    annotations = documentjob(kube, namespace, job_id)["metadata"].get("annotations")
+    assert CLAIM_ANNOTATION not in (annotations or {}), "the API's workers have no docTR"
+
+    def runner_job() -> dict[str, Any] | None:
+        jobs = runner_jobs(kube, namespace)
+        name = resource_name(job_id)
+        return next((j for j in jobs if j["metadata"]["labels"][LABEL_JOB] == name), None)
+
+    job = wait_for(runner_job, 60, 0.2, what="the runner Job of the parse job")
+    assert job["metadata"]["labels"]["docjobs.io/engine"] == "doctr"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" in container["resources"]["limits"]
 
 
 def _phase(kube: KubeClient, ns: str, name: str) -> str | None:

@@ -138,7 +138,12 @@ def test_rules_engine_reads_the_text_layer(documents: Documents) -> None:
     assert output.content_type == "application/json"
     assert output.extension == ".json"
     assert output.page_count == 1
-    assert output.details == {"fields_found": 5, "fields_total": 5, "engine": "rules"}
+    assert output.details == {
+        "fields_found": 5,
+        "fields_total": 5,
+        "engine": "rules",
+        "ocr": "simple",
+    }
 
 
 @pytest.mark.parametrize(
@@ -360,7 +365,12 @@ def test_llm_engine_sends_the_schema_and_text_and_checks_the_answer(
         get_settings.cache_clear()
 
     assert json.loads(output.data) == EXPECTED
-    assert output.details == {"fields_found": 5, "fields_total": 5, "engine": "llm"}
+    assert output.details == {
+        "fields_found": 5,
+        "fields_total": 5,
+        "engine": "llm",
+        "ocr": "simple",
+    }
     [request] = claude.requests
     assert request["path"] == "/v1/messages"
     assert API_KEY in (request["headers"]["x-api-key"] or request["headers"]["Authorization"])

@@ -155,3 +155,24 @@ def test_lost_runner_counts_the_attempt_and_waits_out_the_backoff() -> None:
     third = lifecycle.decide(job, third.status, lifecycle.RunnerLost("pod deleted", t2))
     assert third.status.phase is Phase.FAILED and third.status.attempts == 3
     assert third.status.error is not None and third.status.error.reason == "RetriesExhausted"
+
+
+def test_a_second_timed_out_attempt_fails_the_job_with_attempts_left() -> None:
+    job = spec(max_attempts=5)
+    first = run(job, lifecycle.AttemptStarted(T0), lifecycle.AttemptTimedOut(T0))
+    assert first.status.phase is Phase.RETRYING
+    t1 = T0 + timedelta(seconds=5)
+    second = lifecycle.decide(job, first.status, lifecycle.AttemptStarted(t1))
+    second = lifecycle.decide(job, second.status, lifecycle.AttemptTimedOut(t1))
+    assert second.status.phase is Phase.FAILED and second.status.attempts == 2
+    assert second.status.error is not None and second.status.error.reason == "DeadlineExceeded"
+    assert second.actions == (Action.NOTIFY,)
+
+
+def test_a_timeout_after_another_failure_is_still_retried() -> None:
+    job = spec(max_attempts=5)
+    first = run(job, lifecycle.AttemptStarted(T0), lifecycle.RunnerExited(1, RunnerSummary(), T0))
+    t1 = T0 + timedelta(seconds=5)
+    second = lifecycle.decide(job, first.status, lifecycle.AttemptStarted(t1))
+    second = lifecycle.decide(job, second.status, lifecycle.AttemptTimedOut(t1))
+    assert second.status.phase is Phase.RETRYING

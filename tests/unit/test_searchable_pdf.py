@@ -88,3 +88,23 @@ def test_the_text_layer_holds_the_words_where_they_were_drawn(tmp_path: Path, ro
         assert abs(x - left * points) < 8, word
         # The baseline lies within the glyphs' height (44 px) below where they start.
         assert top * points < from_top < (top + 50) * points, word
+
+
+def test_a_multi_frame_tiff_becomes_one_page_per_frame_each_with_its_words(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "scan.tiff"
+    upright = scan()
+    # The second frame differs in size: each page must keep its own frame's dimensions.
+    frames = [upright, upright.crop((0, 0, 1400, 400)), upright]
+    frames[0].save(source, save_all=True, append_images=frames[1:])
+
+    output = extract(OcrSimple(output="searchable_pdf"), source, "image/tiff")
+
+    reader = PdfReader(io.BytesIO(output.data))
+    assert output.page_count == len(reader.pages) == 3
+    heights = [round(float(page.mediabox.height)) for page in reader.pages]
+    assert heights == [round(800 * 72 / 300), round(400 * 72 / 300), round(800 * 72 / 300)]
+    assert set(WORDS) <= set(words_with_positions(output.data, 2))
+    assert {"Invoice", "4711"} <= set(words_with_positions(output.data, 1))
+    assert not {"Total", "Paid"} & set(words_with_positions(output.data, 1))

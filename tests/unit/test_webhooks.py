@@ -695,3 +695,51 @@ def test_job_event_without_targets_does_nothing(store: SQLiteWebhookStore) -> No
     assert store.deliveries("job-1") == []
     with pytest.raises(ValueError):
         deliver_job_event(store, fast(), "acme", "job-1", "job.done", JOB, None)
+
+
+def test_deliveries_in_progress_never_exceed_the_setting(store: SQLiteWebhookStore) -> None:
+    in_flight, most, lock = 0, 0, threading.Lock()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            nonlocal in_flight, most
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            with lock:
+                in_flight += 1
+                most = max(most, in_flight)
+            time.sleep(0.2)
+            with lock:
+                in_flight -= 1
+            self.send_response(204)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        for _ in range(4):
+            store.create("acme", url, ["job.completed"])
+        settings = fast(allow_private_targets=True, max_parallel_deliveries=3)
+        jobs = [
+            threading.Thread(
+                target=deliver_job_event,
+                args=(store, settings, "acme", f"job-{n}", "job.completed", JOB, None),
+            )
+            for n in range(3)
+        ]
+        for job in jobs:
+            job.start()
+        for job in jobs:
+            job.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Three jobs with four endpoints each: twelve deliveries, three at a time.
+    delivered = [r for n in range(3) for r in store.deliveries(f"job-{n}") if r.delivered]
+    assert len(delivered) == 12
+    assert most == 3

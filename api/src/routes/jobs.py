@@ -59,13 +59,18 @@ async def list_jobs(
 @router.get(
     "/{job_id}",
     summary="Get a job's status",
+    response_model=JobDetail,
     response_model_exclude_unset=True,
     responses=error_responses(404),
 )
 async def get_job(
     request: Request, backend: BackendDep, principal: PrincipalDep, job_id: str
-) -> JobDetail:
-    return job_detail(await _job(backend, principal, job_id), str(request.base_url))
+) -> Response:
+    detail = job_detail(await _job(backend, principal, job_id), str(request.base_url))
+    # Pollers' request: serialised once, straight from the model FastAPI would validate again.
+    return Response(
+        detail.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json"
+    )
 
 
 @router.get(

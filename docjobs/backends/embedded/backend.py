@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
@@ -143,6 +144,9 @@ class EmbeddedBackend:
         job = await self.supervisor.wait(job_id, timeout)
         assert job is not None
         return job
+
+    def watch(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
+        return self.supervisor.watching(job_id)
 
     async def open_result(self, job: Job) -> Iterator[bytes]:
         return await self.monitor.call(OBJECT_STORE, opened_result, self.objects, job)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from datetime import datetime
 
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.domain.clock import utcnow
 from docjobs.domain.idempotency import REUSABLE_PHASES
-from docjobs.domain.models import Job, JobSpec, JobStatus, Phase
+from docjobs.domain.models import Job, JobSpec, JobStatus, Phase, Progress
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -134,18 +134,32 @@ class SQLiteJobStore:
             )
             self._event(conn, job_id, status)
 
+    def save_progress(self, job_id: str, progress: Progress) -> None:
+        """Progress of a running attempt: no history entry, and only while it runs."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET status = json_set(status, '$.progress', json(?))"
+                " WHERE job_id = ? AND phase = ?",
+                (progress.model_dump_json(), job_id, Phase.PROCESSING.value),
+            )
+
     def request_cancel(self, job_id: str) -> None:
         with self.db.transaction() as conn:
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?", (job_id,))
 
     # --- embedded-only queries ------------------------------------------------------------
 
-    def runnable(self, now: datetime, limit: int) -> list[Job]:
-        """Jobs that may start now: interactive ones first, then oldest first."""
+    def runnable(self, now: datetime, per_tenant: int, waited: Collection[str] = ()) -> list[Job]:
+        """Up to ``per_tenant`` jobs of every tenant that may start now, each tenant's in
+        the order to start them: those in ``waited`` (a caller waits) first, then oldest."""
+        waited = list(waited)
+        waited_first = f"job_id IN ({','.join('?' * len(waited))})" if waited else "0"
         rows = self.db.query(
-            "SELECT * FROM jobs WHERE phase = ? OR (phase = ? AND next_attempt_at <= ?)"
-            " ORDER BY interactive DESC, created_at LIMIT ?",
-            (Phase.PENDING.value, Phase.RETRYING.value, now.timestamp(), limit),
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY tenant"
+            f" ORDER BY {waited_first} DESC, created_at) AS place FROM jobs"
+            " WHERE phase = ? OR (phase = ? AND next_attempt_at <= ?))"
+            " WHERE place <= ? ORDER BY place, created_at",
+            (*waited, Phase.PENDING.value, Phase.RETRYING.value, now.timestamp(), per_tenant),
         )
         return [_job(r) for r in rows]
 

@@ -10,16 +10,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited
-from docjobs.domain.models import EXIT_OK, JobSpec, PagePart, WorkerRequest
+from docjobs.domain.models import EXIT_OK, JobSpec, PagePart, Progress, WorkerRequest
+from docjobs.domain.sharding import selection_size
 
 from .pool import Worker, WorkerPool, run_attempt
 
 
 class PagedAttempt:
-    def __init__(self, spec: JobSpec, attempt: int, parts: list[str], pool: WorkerPool) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        attempt: int,
+        parts: list[str],
+        pool: WorkerPool,
+        on_progress: Callable[[Progress], None] = lambda progress: None,
+    ) -> None:
         self.spec = spec
         self.attempt = attempt
         self.parts = len(parts)
@@ -31,6 +40,9 @@ class PagedAttempt:
         self._reading = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.on_progress = on_progress
+        """Told after each part read, with the pages read so far and the pages to read."""
+        self.progress = Progress(pages_done=0, pages_total=sum(map(selection_size, parts)))
 
     def take(self) -> PagePart | None:
         """The next part to read, counted as being read from now on; ``None`` when none."""
@@ -47,6 +59,10 @@ class PagedAttempt:
             ended = await self._run(request)
             if not (isinstance(ended, RunnerExited) and ended.exit_code == EXIT_OK):
                 self.fail(ended)
+            elif self.failure is None:
+                done = self.progress.pages_done + (ended.summary.page_count or 0)
+                self.progress = self.progress.model_copy(update={"pages_done": done})
+                self.on_progress(self.progress)
         finally:
             self._reading -= 1
             if self._reading == 0:

@@ -13,17 +13,17 @@ import functools
 import logging
 import sqlite3
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 from docjobs.backends.embedded.jobs import SQLiteJobStore
 from docjobs.config import Settings
 from docjobs.documents import plan_parts
-from docjobs.domain import lifecycle
+from docjobs.domain import fairshare, lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Action, Observation
-from docjobs.domain.models import Job, Phase, RunOutcome, WorkerRequest
+from docjobs.domain.models import Job, Phase, Progress, RunOutcome, WorkerRequest
 from docjobs.metrics import record_finished
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
@@ -54,12 +54,18 @@ class Supervisor:
         self.record_end = record_end
         """Writes what must commit with a job's end (its webhook outbox entry)."""
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._tenant_of: dict[str, str] = {}
+        """The tenant of each running job, for fair shares and the per-tenant cap."""
+        self._turns: dict[str, int] = {}
+        """When each tenant last had a job started (a count of starts), for taking turns."""
+        self._turn = 0
         self.runner_pids: dict[str, int] = {}
         self._workers: dict[str, Worker] = {}
         self._paged: dict[str, PagedAttempt] = {}
         """Attempts read in parts, by job; their extra parts hold ``_extra`` workers."""
         self._extra: set[asyncio.Task[None]] = set()
         self._waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
+        self._watchers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
@@ -116,6 +122,7 @@ class Supervisor:
             finishing = Action.NOTIFY in decision.actions
             record = functools.partial(self.record_end, job) if finishing else None
             self.store.save_status(job_id, decision.status, also=record)
+            self._changed(job_id)
         for action in decision.actions:
             if action is Action.STOP_RUNNER:
                 self._stop_runner(job_id)
@@ -152,6 +159,27 @@ class Supervisor:
                 self._waiters.pop(job_id, None)
         return await asyncio.to_thread(self.store.get, job_id)
 
+    @contextlib.contextmanager
+    def watching(self, job_id: str) -> Iterator[asyncio.Event]:
+        """An event set whenever ``job_id``'s status or progress changes (cleared by the
+        watcher once it has read the job again)."""
+        changed = asyncio.Event()
+        self._watchers[job_id].add(changed)
+        try:
+            yield changed
+        finally:
+            self._watchers[job_id].discard(changed)
+            if not self._watchers[job_id]:
+                self._watchers.pop(job_id, None)
+
+    def _changed(self, job_id: str) -> None:
+        for changed in self._watchers.get(job_id, ()):
+            changed.set()
+
+    def _progress(self, job_id: str, progress: Progress) -> None:
+        self.store.save_progress(job_id, progress)
+        self._changed(job_id)
+
     def _notify(self, job_id: str) -> None:
         for future in self._waiters.pop(job_id, []):
             if not future.done():
@@ -181,17 +209,25 @@ class Supervisor:
         if free <= 0:
             return
         now = utcnow()
-        for job in self.store.runnable(now, free + len(self.running)):
-            job_id = job.spec.job_id
-            if job_id in self.running:
+        # Only while a sync caller still waits does its job go first.
+        waited = set(self._waiters)
+        waiting: list[Job] = []
+        for job in self.store.runnable(now, free + len(self.running), waited):
+            if job.spec.job_id in self.running:
                 continue
-            if len(self.running) >= self.pool.size:
-                break
             if job.cancel_requested:
-                self.observe(job_id, lifecycle.CancelRequested(now))
+                self.observe(job.spec.job_id, lifecycle.CancelRequested(now))
                 continue
+            waiting.append(job)
+        running = Counter(self._tenant_of.values())
+        cap = self.settings.jobs.max_running_per_tenant
+        for job in fairshare.next_jobs(waiting, running, free, cap, waited, self._turns):
+            job_id = job.spec.job_id
+            self._turn += 1
+            self._turns[job.spec.tenant] = self._turn
             task = asyncio.create_task(self._attempt(job_id), name=f"attempt-{job_id}")
             self.running[job_id] = task
+            self._tenant_of[job_id] = job.spec.tenant
             task.add_done_callback(functools.partial(self._attempt_done, job_id))
         self._lend_idle_workers()
 
@@ -217,8 +253,20 @@ class Supervisor:
         self._extra.discard(task)
         self.wake()
 
-    def _attempt_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
+    def _attempt_done(self, job_id: str, task: asyncio.Task[None]) -> None:
         self.running.pop(job_id, None)
+        self._tenant_of.pop(job_id, None)
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            # An attempt that broke inside the supervisor must not leave its job processing
+            # for good: it counts as a lost runner, so the retry policy decides what follows.
+            log.error("attempt of %s broke", job_id, exc_info=failure)
+            try:
+                self.observe(
+                    job_id, lifecycle.RunnerLost(f"the attempt broke: {failure}", utcnow())
+                )
+            except Exception:
+                log.exception("cannot record the broken attempt of %s", job_id)
         self.wake()
 
     async def _attempt(self, job_id: str) -> None:
@@ -229,7 +277,8 @@ class Supervisor:
         part_pages = self.settings.runner.part_pages
         parts = plan_parts(job.spec, part_pages, part_pages) if self.pool.size > 1 else []
         if parts:
-            paged = PagedAttempt(job.spec, attempt, parts, self.pool)
+            on_progress = functools.partial(self._progress, job_id)
+            paged = PagedAttempt(job.spec, attempt, parts, self.pool, on_progress)
             self._paged[job_id] = paged
             self.wake()  # idle workers may read parts at once
             try:

@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import ParamSpec, TypeVar
 
 from docjobs.backends.base import Submission, job_spec, json_result, opened_result, store_input
@@ -25,7 +26,7 @@ from docjobs.backends.dependencies import (
 )
 from docjobs.config import Settings
 from docjobs.domain.idempotency import reusable
-from docjobs.domain.models import Job, Phase
+from docjobs.domain.models import Engine, Job, Phase, engine_of
 from docjobs.kube.cache import WatchCache
 from docjobs.kube.client import JSON, ConfigurationError, KubeClient, KubeError
 from docjobs.kube.paths import documentjobs_path
@@ -205,8 +206,10 @@ class KubeBackend:
             job_spec(submission, job_id, input_key, self.settings.jobs, self.objects.bucket),
             self.namespace,
         )
-        # Claimed in the create itself: the operator never sees the job unclaimed.
-        claim = self.claimed.reserve() if submission.interactive else None
+        # Claimed in the create itself: the operator never sees the job unclaimed. docTR
+        # jobs are not: they need the GPU runner image (torch, weights) on the GPU pool.
+        warm = submission.interactive and engine_of(submission.operation) is not Engine.DOCTR
+        claim = self.claimed.reserve() if warm else None
         if claim is not None:
             body["metadata"]["annotations"] = claim.annotations()
         created: JSON | None = None
@@ -284,6 +287,9 @@ class KubeBackend:
         if last is None:
             raise LookupError(f"no job {job_id!r}")
         return last
+
+    def watch(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
+        return self.jobs.subscribe(resource_name(job_id))
 
     def phase_counts(self) -> dict[Phase, int]:
         return dict(Counter(j.status.phase for j in self.jobs.values()))

@@ -35,7 +35,7 @@ def build(source: Path, content_type: str, pages: list[dict[str, Any]]) -> bytes
     if documents.sniff_content_type(head, content_type, source.name) == documents.PDF:
         writer = PdfWriter(clone_from=PdfReader(source))
     else:
-        writer = PdfWriter(clone_from=PdfReader(io.BytesIO(_image_pdf(source, content_type))))
+        writer = _image_pdf(source, content_type)
     by_number = {int(page["page"]): page for page in pages}
     for number, page in enumerate(writer.pages, start=1):
         read = by_number.get(number)
@@ -46,13 +46,18 @@ def build(source: Path, content_type: str, pages: list[dict[str, Any]]) -> bytes
     return out.getvalue()
 
 
-def _image_pdf(source: Path, content_type: str) -> bytes:
-    """Every frame as the OCR engines saw it (upright, flattened), one PDF page each."""
+def _image_pdf(source: Path, content_type: str) -> PdfWriter:
+    """Every frame as the OCR engines saw it (upright, flattened), one PDF page each.
+
+    Made a frame at a time: only one frame's pixels are in memory, however many there are.
+    """
+    writer = PdfWriter()
     with raster.open_document(source, content_type) as document:
-        images = [document.page(n).image for n in range(1, document.page_count + 1)]
-    out = io.BytesIO()
-    images[0].save(out, "PDF", save_all=True, append_images=images[1:], resolution=IMAGE_DPI)
-    return out.getvalue()
+        for number in range(1, document.page_count + 1):
+            page = io.BytesIO()
+            document.page(number).image.save(page, "PDF", resolution=IMAGE_DPI)
+            writer.append(PdfReader(page))
+    return writer
 
 
 def _text_layer(page: PageObject, read: dict[str, Any]) -> PageObject:

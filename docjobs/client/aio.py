@@ -1,0 +1,190 @@
+"""The asyncio client: :class:`AsyncClient`, the twin of :class:`~docjobs.client.Client`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+
+from .core import (
+    Call,
+    Document,
+    EventReader,
+    JobStatus,
+    OcrOutput,
+    OcrTier,
+    Requests,
+    SourceFormat,
+    retry_delay,
+)
+from .models import (
+    CreatedWebhookEndpoint,
+    JobAccepted,
+    JobDetail,
+    JobList,
+    ParseJobAccepted,
+    Template,
+    WebhookEndpoint,
+)
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """docjobs at ``base_url`` with one API key. Use it as a context manager, or ``close``."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 60.0, max_retries: int = 3
+    ) -> None:
+        self.requests = Requests(base_url, api_key)
+        self.http = httpx.AsyncClient(timeout=timeout)
+        self.max_retries = max_retries
+        """How often an answer of 429 or 503 with ``Retry-After`` is waited out and retried."""
+        self.jobs = AsyncJobs(self)
+        self.templates = AsyncTemplates(self)
+        self.webhooks = AsyncWebhooks(self)
+
+    async def send(self, call: Call[T]) -> T:
+        retries_left = self.max_retries
+        response = await self.http.send(call.request)
+        while (delay := retry_delay(response, retries_left)) is not None:
+            retries_left -= 1
+            await asyncio.sleep(delay)
+            response = await self.http.send(call.request)
+        return call.read(response)
+
+    async def convert(
+        self, document: Document, source_format: SourceFormat = "html", file_name: str | None = None
+    ) -> JobAccepted:
+        return await self.send(self.requests.convert(document, source_format, file_name))
+
+    async def ocr(
+        self,
+        document: Document,
+        tier: OcrTier = "simple",
+        *,
+        output: OcrOutput = "simple",
+        pages: str | None = None,
+        language: str | None = None,
+        file_name: str | None = None,
+    ) -> JobAccepted:
+        return await self.send(
+            self.requests.ocr(document, tier, output, pages, language, file_name)
+        )
+
+    async def parse(
+        self,
+        document: Document,
+        template_id: str,
+        *,
+        language: str | None = None,
+        webhook_url: str | None = None,
+        file_name: str | None = None,
+    ) -> ParseJobAccepted:
+        call = self.requests.parse(document, template_id, language, webhook_url, file_name)
+        return await self.send(call)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncJobs:
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    async def get(self, job_id: str) -> JobDetail:
+        return await self.client.send(self.client.requests.get_job(job_id))
+
+    async def list(self, status: JobStatus | None = None, limit: int = 20) -> JobList:
+        return await self.client.send(self.client.requests.list_jobs(status, limit))
+
+    async def cancel(self, job_id: str) -> None:
+        await self.client.send(self.client.requests.cancel_job(job_id))
+
+    async def result(self, job_id: str) -> bytes:
+        return await self.client.send(self.client.requests.job_result(job_id))
+
+    async def wait(
+        self, job_id: str, timeout: float = 600.0, poll_seconds: float = 1.0
+    ) -> JobDetail:
+        """The job once finished: follows its event stream, and polls where there is none
+        (a proxy that buffers it, a dropped connection). Raises ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(httpx.HTTPError):  # polling finds the job's end all the same
+            await self._follow(job_id, deadline)
+        while not (job := await self.get(job_id)).finished:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
+            await asyncio.sleep(min(poll_seconds, max(deadline - time.monotonic(), 0.0)))
+        return job
+
+    async def _follow(self, job_id: str, deadline: float) -> None:
+        reader = EventReader()
+        url = self.client.requests.events_url(job_id)
+        headers = self.client.requests.headers
+        async with self.client.http.stream("GET", url, headers=headers) as response:
+            if response.status_code != 200:
+                return
+            async for line in response.aiter_lines():
+                if reader.feed(line) or time.monotonic() >= deadline:
+                    return
+
+
+class AsyncTemplates:
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    async def create(self, spec: Mapping[str, Any]) -> Template:
+        return await self.client.send(self.client.requests.create_template(spec))
+
+    async def list(self) -> list[Template]:
+        return await self.client.send(self.client.requests.list_templates())
+
+    async def get(self, template_id: str) -> Template:
+        return await self.client.send(self.client.requests.get_template(template_id))
+
+    async def update(self, template_id: str, spec: Mapping[str, Any]) -> Template:
+        return await self.client.send(self.client.requests.update_template(template_id, spec))
+
+    async def delete(self, template_id: str) -> None:
+        await self.client.send(self.client.requests.delete_template(template_id))
+
+
+class AsyncWebhooks:
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    async def create(
+        self, url: str, events: list[str] | None = None, description: str = ""
+    ) -> CreatedWebhookEndpoint:
+        return await self.client.send(self.client.requests.create_webhook(url, events, description))
+
+    async def list(self) -> list[WebhookEndpoint]:
+        return await self.client.send(self.client.requests.list_webhooks())
+
+    async def get(self, endpoint_id: str) -> WebhookEndpoint:
+        return await self.client.send(self.client.requests.get_webhook(endpoint_id))
+
+    async def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> WebhookEndpoint:
+        call = self.client.requests.update_webhook(endpoint_id, url, events, description)
+        return await self.client.send(call)
+
+    async def delete(self, endpoint_id: str) -> None:
+        await self.client.send(self.client.requests.delete_webhook(endpoint_id))

@@ -1,0 +1,251 @@
+"""The requests of the docjobs API and how their answers read, for both clients.
+
+Each operation is a :class:`Call`: the request and how to read its answer. The sync and the
+async client only differ in how they send it; both retry an answer of 429 or 503 that says
+when to come back (``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from .errors import error_of
+from .models import (
+    CreatedWebhookEndpoint,
+    JobAccepted,
+    JobDetail,
+    JobList,
+    ParseJobAccepted,
+    Template,
+    WebhookEndpoint,
+)
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+Document = Path | bytes
+"""A file to upload: its path, or its bytes."""
+SourceFormat = Literal["text", "html", "markdown", "json"]
+OcrTier = Literal["simple", "advanced", "vision"]
+OcrOutput = Literal["simple", "detailed", "searchable_pdf"]
+JobStatus = Literal["pending", "processing", "complete", "failed", "cancelled"]
+
+RETRIED_STATUSES = frozenset({429, 503})
+MAX_RETRY_WAIT = 60.0
+"""Seconds; the longest ``Retry-After`` the client waits out instead of raising."""
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    request: httpx.Request
+    read: Callable[[httpx.Response], T]
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    if response.is_error:
+        raise error_of(response)
+    return response
+
+
+def _model(model: type[M]) -> Callable[[httpx.Response], M]:
+    return lambda response: model.model_validate(checked(response).json())
+
+
+def _listed(model: type[M], key: str) -> Callable[[httpx.Response], list[M]]:
+    adapter = TypeAdapter(list[model])  # type: ignore[valid-type]
+    return lambda response: list(adapter.validate_python(checked(response).json()[key]))
+
+
+def _nothing(response: httpx.Response) -> None:
+    checked(response)
+
+
+def _bytes(response: httpx.Response) -> bytes:
+    return checked(response).content
+
+
+def retry_delay(response: httpx.Response, retries_left: int) -> float | None:
+    """Seconds to wait before sending the request again, or None to give its answer."""
+    if response.status_code not in RETRIED_STATUSES or retries_left <= 0:
+        return None
+    value = response.headers.get("Retry-After")
+    if value is None:  # a quota, not a rate: trying again later would not help
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return None if seconds > MAX_RETRY_WAIT else max(seconds, 0.0)
+
+
+def _upload(document: Document, file_name: str | None) -> tuple[str, bytes, str]:
+    if isinstance(document, Path):
+        name, content = file_name or document.name, document.read_bytes()
+    else:
+        name, content = file_name or "document", document
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return name, content, content_type
+
+
+def _form(**fields: str | None) -> dict[str, str]:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+class Requests:
+    """Builds every call of the API for one server and key."""
+
+    def __init__(self, base_url: str, api_key: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"X-API-Key": api_key}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Request:
+        return httpx.Request(method, self.base_url + path, headers=self.headers, **kwargs)
+
+    def events_url(self, job_id: str) -> str:
+        return f"{self.base_url}/api/v1/jobs/{job_id}/events"
+
+    # --- processing --------------------------------------------------------------------------
+
+    def convert(
+        self, document: Document, source_format: SourceFormat, file_name: str | None
+    ) -> Call[JobAccepted]:
+        path = f"/api/v1/convert/{source_format}-to-pdf"
+        upload = _upload(document, file_name or f"document.{_extension(source_format)}")
+        request = self.request("POST", path, params={"async": "true"}, files={"file": upload})
+        return Call(request, _model(JobAccepted))
+
+    def ocr(
+        self,
+        document: Document,
+        tier: OcrTier,
+        output: OcrOutput,
+        pages: str | None,
+        language: str | None,
+        file_name: str | None,
+    ) -> Call[JobAccepted]:
+        request = self.request(
+            "POST",
+            f"/api/v1/ocr/extract/{tier}",
+            params={"async": "true"},
+            files={"file": _upload(document, file_name)},
+            data=_form(output=output, pages=pages, language=language),
+        )
+        return Call(request, _model(JobAccepted))
+
+    def parse(
+        self,
+        document: Document,
+        template_id: str,
+        language: str | None,
+        webhook_url: str | None,
+        file_name: str | None,
+    ) -> Call[ParseJobAccepted]:
+        request = self.request(
+            "POST",
+            "/v1/documents/parse/async",
+            files={"file": _upload(document, file_name)},
+            data=_form(templateId=template_id, language=language, webhookUrl=webhook_url),
+        )
+        return Call(request, _model(ParseJobAccepted))
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Call[JobDetail]:
+        return Call(self.request("GET", f"/api/v1/jobs/{job_id}"), _model(JobDetail))
+
+    def list_jobs(self, status: JobStatus | None, limit: int) -> Call[JobList]:
+        params = _form(status=status, limit=str(limit))
+        return Call(self.request("GET", "/api/v1/jobs", params=params), _model(JobList))
+
+    def cancel_job(self, job_id: str) -> Call[None]:
+        return Call(self.request("DELETE", f"/api/v1/jobs/{job_id}"), _nothing)
+
+    def job_result(self, job_id: str) -> Call[bytes]:
+        return Call(self.request("GET", f"/api/v1/jobs/{job_id}/result"), _bytes)
+
+    # --- templates ---------------------------------------------------------------------------
+
+    def create_template(self, spec: Mapping[str, Any]) -> Call[Template]:
+        return Call(self.request("POST", "/v1/templates", json=dict(spec)), _model(Template))
+
+    def list_templates(self) -> Call[list[Template]]:
+        return Call(self.request("GET", "/v1/templates"), _listed(Template, "templates"))
+
+    def get_template(self, template_id: str) -> Call[Template]:
+        return Call(self.request("GET", f"/v1/templates/{template_id}"), _model(Template))
+
+    def update_template(self, template_id: str, spec: Mapping[str, Any]) -> Call[Template]:
+        request = self.request("PUT", f"/v1/templates/{template_id}", json=dict(spec))
+        return Call(request, _model(Template))
+
+    def delete_template(self, template_id: str) -> Call[None]:
+        return Call(self.request("DELETE", f"/v1/templates/{template_id}"), _nothing)
+
+    # --- webhooks ----------------------------------------------------------------------------
+
+    def create_webhook(
+        self, url: str, events: list[str] | None, description: str
+    ) -> Call[CreatedWebhookEndpoint]:
+        body: dict[str, Any] = {"url": url, "description": description}
+        if events is not None:
+            body["events"] = events
+        request = self.request("POST", "/v1/webhooks", json=body)
+        return Call(request, _model(CreatedWebhookEndpoint))
+
+    def list_webhooks(self) -> Call[list[WebhookEndpoint]]:
+        return Call(self.request("GET", "/v1/webhooks"), _listed(WebhookEndpoint, "webhooks"))
+
+    def get_webhook(self, endpoint_id: str) -> Call[WebhookEndpoint]:
+        request = self.request("GET", f"/v1/webhooks/{endpoint_id}")
+        return Call(request, _model(WebhookEndpoint))
+
+    def update_webhook(
+        self,
+        endpoint_id: str,
+        url: str | None,
+        events: Sequence[str] | None,
+        description: str | None,
+    ) -> Call[WebhookEndpoint]:
+        body: dict[str, Any] = _form(url=url, description=description)
+        if events is not None:
+            body["events"] = list(events)
+        request = self.request("PATCH", f"/v1/webhooks/{endpoint_id}", json=body)
+        return Call(request, _model(WebhookEndpoint))
+
+    def delete_webhook(self, endpoint_id: str) -> Call[None]:
+        return Call(self.request("DELETE", f"/v1/webhooks/{endpoint_id}"), _nothing)
+
+
+def _extension(source_format: SourceFormat) -> str:
+    return "md" if source_format == "markdown" else source_format
+
+
+@dataclass
+class EventReader:
+    """Reads a job's Server-Sent Events line by line; tells when the terminal one came."""
+
+    last_id: str | None = None
+    _event: str = ""
+
+    def feed(self, line: str) -> bool:
+        """True once the line ends the terminal event."""
+        if line.startswith("id:"):
+            self.last_id = line[3:].strip()
+        elif line.startswith("event:"):
+            self._event = line[6:].strip()
+        elif not line:
+            ended, self._event = self._event == "end", ""
+            return ended
+        return False

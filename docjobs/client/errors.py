@@ -1,0 +1,142 @@
+"""One exception class per error code of the API's error body."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class DocjobsError(Exception):
+    """An answer of 4xx or 5xx: ``code`` and ``message`` from its error body."""
+
+    code = "error"
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+class BadRequest(DocjobsError):
+    code = "bad_request"
+
+
+class EmptyFile(DocjobsError):
+    code = "empty_file"
+
+
+class MissingFile(DocjobsError):
+    code = "missing_file"
+
+
+class InvalidLanguage(DocjobsError):
+    code = "invalid_language"
+
+
+class InvalidWebhook(DocjobsError):
+    code = "invalid_webhook"
+
+
+class InvalidWebhookUrl(DocjobsError):
+    code = "invalid_webhook_url"
+
+
+class UnsafeWebhookUrl(DocjobsError):
+    code = "unsafe_webhook_url"
+
+
+class MissingTemplateId(DocjobsError):
+    code = "missing_template_id"
+
+
+class InvalidApiKey(DocjobsError):
+    code = "invalid_api_key"
+
+
+class MissingApiKey(DocjobsError):
+    code = "missing_api_key"
+
+
+class NotFound(DocjobsError):
+    code = "not_found"
+
+
+class JobNotFound(DocjobsError):
+    code = "job_not_found"
+
+
+class JobExpired(DocjobsError):
+    code = "job_expired"
+
+
+class TemplateNotFound(DocjobsError):
+    code = "template_not_found"
+
+
+class WebhookNotFound(DocjobsError):
+    code = "webhook_not_found"
+
+
+class JobNotComplete(DocjobsError):
+    code = "job_not_complete"
+
+
+class JobFinished(DocjobsError):
+    code = "job_finished"
+
+
+class JobCancelled(DocjobsError):
+    code = "job_cancelled"
+
+
+class PayloadTooLarge(DocjobsError):
+    code = "payload_too_large"
+
+
+class TemplateTooLarge(DocjobsError):
+    code = "template_too_large"
+
+
+class TooManyFiles(DocjobsError):
+    code = "too_many_files"
+
+
+class UnsupportedMediaType(DocjobsError):
+    code = "unsupported_media_type"
+
+
+class InvalidParameters(DocjobsError):
+    code = "invalid_parameters"
+
+
+class RateLimited(DocjobsError):
+    code = "rate_limited"
+
+
+class TemplateQuotaExceeded(DocjobsError):
+    code = "template_quota_exceeded"
+
+
+class ProcessingFailed(DocjobsError):
+    code = "processing_failed"
+
+
+class DependencyUnavailable(DocjobsError):
+    code = "dependency_unavailable"
+
+
+class InternalError(DocjobsError):
+    code = "internal_error"
+
+
+_BY_CODE: dict[str, type[DocjobsError]] = {cls.code: cls for cls in DocjobsError.__subclasses__()}
+
+
+def error_of(response: httpx.Response) -> DocjobsError:
+    """The exception for an error answer; :class:`DocjobsError` itself for an unknown code."""
+    try:
+        body = response.json()["error"]
+        code, message = str(body["code"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "error", response.text[:500] or response.reason_phrase
+    return _BY_CODE.get(code, DocjobsError)(response.status_code, code, message)

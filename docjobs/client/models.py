@@ -1,0 +1,101 @@
+"""What the docjobs API answers, as the client reads it.
+
+The client's own models, apart from the server's: unknown keys are kept (``extra="allow"``),
+so a newer server does not break an older client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+TERMINAL_STATUSES = frozenset({"complete", "failed", "cancelled"})
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class _CamelWire(BaseModel):
+    model_config = ConfigDict(
+        extra="allow", frozen=True, alias_generator=to_camel, validate_by_name=True
+    )
+
+
+class JobAccepted(_Wire):
+    job_id: str
+    status: str
+    message: str
+    status_url: str
+    result_url: str
+
+
+class JobProgress(_Wire):
+    pages_done: int
+    pages_total: int
+
+
+class JobFailure(_Wire):
+    code: str
+    message: str
+
+
+class JobSummary(_Wire):
+    job_id: str
+    status: str
+    operation: str
+    created_at: str
+    completed_at: str | None = None
+
+
+class JobDetail(JobSummary):
+    started_at: str | None = None
+    attempts: int = 0
+    page_count: int | None = None
+    file_name: str = ""
+    message: str | None = None
+    result_url: str = ""
+    next_attempt_at: str | None = None
+    error: JobFailure | None = None
+    progress: JobProgress | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobList(_Wire):
+    jobs: list[JobSummary]
+    total: int
+    limit: int
+
+
+class ParseJobAccepted(_CamelWire):
+    job_id: str
+    status: str
+    message: str
+    created_at: str
+
+
+class Template(_CamelWire):
+    template_id: str
+    name: str
+    fields: list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+
+
+class WebhookEndpoint(_CamelWire):
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    created_at: str
+    updated_at: str
+
+
+class CreatedWebhookEndpoint(WebhookEndpoint):
+    secret: str
+    """Signs this endpoint's events; the server shows it only now."""

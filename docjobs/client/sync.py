@@ -1,0 +1,185 @@
+"""The blocking client: :class:`Client`."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import httpx
+
+from .core import (
+    Call,
+    Document,
+    EventReader,
+    JobStatus,
+    OcrOutput,
+    OcrTier,
+    Requests,
+    SourceFormat,
+    retry_delay,
+)
+from .models import (
+    CreatedWebhookEndpoint,
+    JobAccepted,
+    JobDetail,
+    JobList,
+    ParseJobAccepted,
+    Template,
+    WebhookEndpoint,
+)
+
+T = TypeVar("T")
+
+
+class Client:
+    """docjobs at ``base_url`` with one API key. Use it as a context manager, or ``close``."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float = 60.0, max_retries: int = 3
+    ) -> None:
+        self.requests = Requests(base_url, api_key)
+        self.http = httpx.Client(timeout=timeout)
+        self.max_retries = max_retries
+        """How often an answer of 429 or 503 with ``Retry-After`` is waited out and retried."""
+        self.jobs = Jobs(self)
+        self.templates = Templates(self)
+        self.webhooks = Webhooks(self)
+
+    def send(self, call: Call[T]) -> T:
+        retries_left = self.max_retries
+        response = self.http.send(call.request)
+        while (delay := retry_delay(response, retries_left)) is not None:
+            retries_left -= 1
+            time.sleep(delay)
+            response = self.http.send(call.request)
+        return call.read(response)
+
+    def convert(
+        self, document: Document, source_format: SourceFormat = "html", file_name: str | None = None
+    ) -> JobAccepted:
+        return self.send(self.requests.convert(document, source_format, file_name))
+
+    def ocr(
+        self,
+        document: Document,
+        tier: OcrTier = "simple",
+        *,
+        output: OcrOutput = "simple",
+        pages: str | None = None,
+        language: str | None = None,
+        file_name: str | None = None,
+    ) -> JobAccepted:
+        return self.send(self.requests.ocr(document, tier, output, pages, language, file_name))
+
+    def parse(
+        self,
+        document: Document,
+        template_id: str,
+        *,
+        language: str | None = None,
+        webhook_url: str | None = None,
+        file_name: str | None = None,
+    ) -> ParseJobAccepted:
+        call = self.requests.parse(document, template_id, language, webhook_url, file_name)
+        return self.send(call)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Jobs:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def get(self, job_id: str) -> JobDetail:
+        return self.client.send(self.client.requests.get_job(job_id))
+
+    def list(self, status: JobStatus | None = None, limit: int = 20) -> JobList:
+        return self.client.send(self.client.requests.list_jobs(status, limit))
+
+    def cancel(self, job_id: str) -> None:
+        self.client.send(self.client.requests.cancel_job(job_id))
+
+    def result(self, job_id: str) -> bytes:
+        return self.client.send(self.client.requests.job_result(job_id))
+
+    def wait(self, job_id: str, timeout: float = 600.0, poll_seconds: float = 1.0) -> JobDetail:
+        """The job once finished: follows its event stream, and polls where there is none
+        (a proxy that buffers it, a dropped connection). Raises ``TimeoutError``."""
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(httpx.HTTPError):  # polling finds the job's end all the same
+            self._follow(job_id, deadline)
+        while not (job := self.get(job_id)).finished:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout} s")
+            time.sleep(min(poll_seconds, max(deadline - time.monotonic(), 0.0)))
+        return job
+
+    def _follow(self, job_id: str, deadline: float) -> None:
+        reader = EventReader()
+        url = self.client.requests.events_url(job_id)
+        headers = self.client.requests.headers
+        with self.client.http.stream("GET", url, headers=headers) as response:
+            if response.status_code != 200:
+                return
+            for line in response.iter_lines():
+                if reader.feed(line) or time.monotonic() >= deadline:
+                    return
+
+
+class Templates:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(self, spec: Mapping[str, Any]) -> Template:
+        return self.client.send(self.client.requests.create_template(spec))
+
+    def list(self) -> list[Template]:
+        return self.client.send(self.client.requests.list_templates())
+
+    def get(self, template_id: str) -> Template:
+        return self.client.send(self.client.requests.get_template(template_id))
+
+    def update(self, template_id: str, spec: Mapping[str, Any]) -> Template:
+        return self.client.send(self.client.requests.update_template(template_id, spec))
+
+    def delete(self, template_id: str) -> None:
+        self.client.send(self.client.requests.delete_template(template_id))
+
+
+class Webhooks:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def create(
+        self, url: str, events: list[str] | None = None, description: str = ""
+    ) -> CreatedWebhookEndpoint:
+        return self.client.send(self.client.requests.create_webhook(url, events, description))
+
+    def list(self) -> list[WebhookEndpoint]:
+        return self.client.send(self.client.requests.list_webhooks())
+
+    def get(self, endpoint_id: str) -> WebhookEndpoint:
+        return self.client.send(self.client.requests.get_webhook(endpoint_id))
+
+    def update(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> WebhookEndpoint:
+        call = self.client.requests.update_webhook(endpoint_id, url, events, description)
+        return self.client.send(call)
+
+    def delete(self, endpoint_id: str) -> None:
+        self.client.send(self.client.requests.delete_webhook(endpoint_id))
