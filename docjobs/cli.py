@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from docjobs import cli_client
 from docjobs.config import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -18,6 +19,9 @@ keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
 models_app = typer.Typer(no_args_is_help=True, help="Manage model weight files (docTR).")
 app.add_typer(models_app, name="models")
+app.command()(cli_client.submit)
+app.add_typer(cli_client.jobs_app, name="jobs")
+app.add_typer(cli_client.templates_app, name="templates")
 
 DataDir = Annotated[
     Path | None,

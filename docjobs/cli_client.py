@@ -1,0 +1,297 @@
+"""The ``docjobs`` commands that talk to a running server through :mod:`docjobs.client`:
+``submit``, ``jobs list|get|cancel|result`` and ``templates apply``.
+
+The client, rich and yaml are imported where a command runs: every ``docjobs`` start (a
+runner's too) loads this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from docjobs.client import Client
+    from docjobs.client.core import JobStatus, SourceFormat
+    from docjobs.client.models import JobDetail
+
+jobs_app = typer.Typer(no_args_is_help=True, help="Look at and cancel a server's jobs.")
+templates_app = typer.Typer(no_args_is_help=True, help="Manage a server's parse templates.")
+
+UrlOpt = Annotated[
+    str, typer.Option("--url", envvar="DOCJOBS_URL", help="The docjobs server's base URL.")
+]
+KeyOpt = Annotated[
+    str, typer.Option("--key", envvar="DOCJOBS_API_KEY", help="API key (X-API-Key).")
+]
+DEFAULT_URL = "http://127.0.0.1:8000"
+POLL_SECONDS = 0.5
+
+SOURCE_FORMATS: dict[str, SourceFormat] = {
+    ".html": "html",
+    ".htm": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".json": "json",
+}
+
+
+class Operation(StrEnum):
+    CONVERT = "convert"
+    OCR = "ocr"
+    PARSE = "parse"
+
+
+class Tier(StrEnum):
+    SIMPLE = "simple"
+    ADVANCED = "advanced"
+    VISION = "vision"
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _client(url: str, key: str) -> Iterator[Client]:
+    """A client whose API errors and unreachable servers end the command with one line."""
+    import httpx
+
+    from docjobs.client import Client, DocjobsError
+
+    try:
+        with Client(url, key) as client:
+            yield client
+    except DocjobsError as exc:
+        raise _fail(str(exc)) from None
+    except httpx.HTTPError as exc:
+        raise _fail(f"{url}: {exc}") from None
+
+
+# --- submit ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Submitted:
+    path: Path
+    job_id: str
+    task: TaskID | None = None
+    job: JobDetail | None = None
+
+
+def _submit_one(
+    client: Client, path: Path, operation: Operation, tier: Tier, template: str | None
+) -> str:
+    if operation is Operation.OCR:
+        return client.ocr(path, tier.value).job_id
+    if operation is Operation.PARSE:
+        assert template is not None  # checked before anything is sent
+        return client.parse(path, template).job_id
+    return client.convert(path, SOURCE_FORMATS[path.suffix.lower()]).job_id
+
+
+def _check_submission(paths: Sequence[Path], operation: Operation, template: str | None) -> None:
+    if operation is Operation.PARSE and template is None:
+        raise _fail("--op parse needs --template ID", 2)
+    for path in paths:
+        if not path.is_file():
+            raise _fail(f"{path}: no such file", 2)
+        if operation is Operation.CONVERT and path.suffix.lower() not in SOURCE_FORMATS:
+            known = ", ".join(SOURCE_FORMATS)
+            raise _fail(f"{path}: convert takes files ending in {known}", 2)
+
+
+def _follow(client: Client, submitted: list[Submitted], timeout: float) -> None:
+    """Polls each unfinished job and draws a bar of pages per job, and one of finished files
+    when there are several."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        TextColumn("{task.fields[state]}"),
+    )
+    deadline = time.monotonic() + timeout
+    with Progress(*columns, console=Console(stderr=True)) as bars:
+        overall = None
+        if len(submitted) > 1:
+            overall = bars.add_task(
+                "all files", total=len(submitted), unit="files", state="", completed=0
+            )
+        for item in submitted:
+            item.task = bars.add_task(item.path.name, total=None, unit="pages", state="pending")
+        while waiting := [item for item in submitted if not (item.job and item.job.finished)]:
+            if time.monotonic() >= deadline:
+                raise _fail(f"{len(waiting)} job(s) still unfinished after {timeout:g} s")
+            for item in waiting:
+                item.job = client.jobs.get(item.job_id)
+                _draw(bars, item)
+            if overall is not None:
+                finished = sum(1 for item in submitted if item.job and item.job.finished)
+                bars.update(overall, completed=finished)
+            if any(not (item.job and item.job.finished) for item in submitted):
+                time.sleep(POLL_SECONDS)
+
+
+def _draw(bars: Progress, item: Submitted) -> None:
+    assert item.task is not None and item.job is not None
+    job, progress = item.job, item.job.progress
+    if progress is not None and progress.pages_total > 0:
+        done = progress.pages_total if job.status == "complete" else progress.pages_done
+        bars.update(item.task, total=progress.pages_total, completed=done, state=job.status)
+    elif job.finished:  # no pages to count (a conversion): a finished job fills its bar
+        bars.update(item.task, total=1, completed=1, unit="", state=job.status)
+    else:
+        bars.update(item.task, state=job.status)
+
+
+def submit(
+    files: Annotated[list[Path], typer.Argument(help="Documents to submit, one job each.")],
+    op: Annotated[Operation, typer.Option("--op", help="What to do with each file.")],
+    key: KeyOpt,
+    tier: Annotated[Tier, typer.Option(help="OCR tier (--op ocr).")] = Tier.SIMPLE,
+    template: Annotated[
+        str | None, typer.Option(help="Template id (--op parse).", show_default=False)
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the jobs with progress bars until they end.")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 3600.0,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Submit documents as jobs; prints one `FILE JOB_ID` line each. With --wait, exits
+    non-zero when a job does not complete, printing why."""
+    _check_submission(files, op, template)
+    with _client(url, key) as client:
+        submitted = [
+            Submitted(path, _submit_one(client, path, op, tier, template)) for path in files
+        ]
+        for item in submitted:
+            typer.echo(f"{item.path}  {item.job_id}")
+        if not wait:
+            return
+        _follow(client, submitted, timeout)
+    unfinished = [item for item in submitted if item.job and item.job.status != "complete"]
+    for item in unfinished:
+        assert item.job is not None
+        reason = f": {item.job.error.code}: {item.job.error.message}" if item.job.error else ""
+        typer.echo(f"{item.path}: job {item.job_id} {item.job.status}{reason}", err=True)
+    if unfinished:
+        raise typer.Exit(1)
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+@jobs_app.command("list")
+def jobs_list(
+    key: KeyOpt,
+    status: Annotated[Status | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """List the key's tenant's jobs: id, status, operation, created."""
+    wanted: JobStatus | None = status.value if status else None
+    with _client(url, key) as client:
+        listed = client.jobs.list(wanted, limit)
+    for job in listed.jobs:
+        typer.echo(f"{job.job_id}  {job.status:<10}  {job.operation:<8}  {job.created_at}")
+
+
+@jobs_app.command("get")
+def jobs_get(job_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Print a job as JSON."""
+    with _client(url, key) as client:
+        job = client.jobs.get(job_id)
+    typer.echo(job.model_dump_json(indent=2))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Cancel a pending or running job."""
+    with _client(url, key) as client:
+        client.jobs.cancel(job_id)
+    typer.echo(f"Cancelled {job_id}")
+
+
+@jobs_app.command("result")
+def jobs_result(
+    job_id: str,
+    key: KeyOpt,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write it here [standard output].")
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Fetch a complete job's result."""
+    with _client(url, key) as client:
+        content = client.jobs.result(job_id)
+    if output is None:
+        sys.stdout.buffer.write(content)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(content)
+
+
+# --- templates -------------------------------------------------------------------------------
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise _fail(f"{path}: {exc}", 2) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise _fail(f"{path}: a template is a mapping with a 'name'", 2)
+    return spec
+
+
+@templates_app.command("apply")
+def templates_apply(
+    file: Annotated[Path, typer.Argument(help="The template, as JSON or YAML.")],
+    key: KeyOpt,
+    template_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Replace this template [the one of the same name, if any]."),
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Create a template from FILE, or replace the one it names; prints `ID NAME` last."""
+    spec = _read_spec(file)
+    with _client(url, key) as client:
+        if template_id is None:
+            same_name = [t for t in client.templates.list() if t.name == spec["name"]]
+            template_id = same_name[0].template_id if same_name else None
+        if template_id is None:
+            template, verb = client.templates.create(spec), "Created"
+        else:
+            template, verb = client.templates.update(template_id, spec), "Replaced"
+    typer.echo(f"{verb} template:")
+    typer.echo(f"{template.template_id}  {template.name}")

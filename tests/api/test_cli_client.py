@@ -1,0 +1,158 @@
+"""The ``docjobs`` client commands (submit, jobs, templates) against a real embedded server."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BIN
+from tests.docs import INVOICE_TEMPLATE, pdf_with_pages
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture
+def srv(make_server):
+    return make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="1").start()
+
+
+def docjobs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "docjobs"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Runs ``docjobs`` with a pseudo-terminal as stdout and stderr: what a user's screen gets."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "docjobs"), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, **env, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    screen = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closes when the command ends
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(leader)
+    return process.wait(timeout=300), screen.decode("utf-8", "replace")
+
+
+def test_submit_waits_with_a_page_bar_per_job_and_one_for_all(srv, tmp_path: Path) -> None:
+    scans = {"six.pdf": 6, "three.pdf": 3}
+    for name, pages in scans.items():
+        (tmp_path / name).write_bytes(pdf_with_pages(pages, seed=pages)[0])
+    env = {"DOCJOBS_URL": srv.base, "DOCJOBS_API_KEY": srv.key("cli")}
+    files = [str(tmp_path / name) for name in scans]
+    code, screen = in_terminal(["submit", *files, "--op", "ocr", "--wait"], env)
+    assert code == 0, screen
+    assert "\x1b[?25l" in screen, "no live display: the bars were not drawn in the terminal"
+    frames = ANSI.sub("", screen).replace("\r", "\n").splitlines()
+    six = [int(m[1]) for line in frames if (m := re.search(r"six\.pdf.* (\d+)/6 pages", line))]
+    assert six == sorted(six) and six[-1] == 6, six
+    assert len(set(six)) > 1, f"the bar never moved before the end: {six}"
+    assert any(re.search(r"three\.pdf.* 3/3 pages\s+complete", line) for line in frames)
+    assert any(re.search(r"all files.* 2/2 files", line) for line in frames)
+
+
+def test_exit_codes_and_the_reason_of_a_failed_job(srv, tmp_path: Path) -> None:
+    key = srv.key("cli")
+    where = ["--url", srv.base, "--key", key]
+    spec = tmp_path / "invoice.yaml"
+    # No language model is configured here: every job of an llm template fails for good.
+    spec.write_text(yaml.safe_dump({**INVOICE_TEMPLATE, "engine": "llm"}))
+    created = docjobs("templates", "apply", str(spec), *where)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("Created")
+    template_id, name = created.stdout.splitlines()[-1].split()
+    assert name == "invoice"
+
+    scan = tmp_path / "scan.pdf"
+    scan.write_bytes(pdf_with_pages(1, seed=5)[0])
+    failed = docjobs(
+        "submit", str(scan), "--op", "parse", "--template", template_id, "--wait", *where
+    )
+    assert failed.returncode == 1
+    assert re.search(r"scan\.pdf: job job_\w+ failed: \w+: .+", failed.stderr), failed.stderr
+
+    spec.write_text(json.dumps(INVOICE_TEMPLATE))
+    spec = spec.rename(tmp_path / "invoice.json")
+    replaced = docjobs("templates", "apply", str(spec), *where)
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.splitlines() == ["Replaced template:", f"{template_id}  invoice"]
+    parsed = docjobs(
+        "submit", str(scan), "--op", "parse", "--template", template_id, "--wait", *where
+    )
+    assert parsed.returncode == 0, parsed.stderr
+
+    no_template = docjobs("submit", str(scan), "--op", "parse", *where)
+    assert no_template.returncode == 2 and "--template" in no_template.stderr
+    missing = docjobs("submit", str(tmp_path / "none.pdf"), "--op", "ocr", *where)
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    wrong_key = docjobs("jobs", "list", "--url", srv.base, "--key", "dj_wrong")
+    assert wrong_key.returncode == 1 and "invalid_api_key" in wrong_key.stderr
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("- just\n- a list\n")
+    assert docjobs("templates", "apply", str(bad_spec), *where).returncode == 2
+
+
+def test_jobs_list_get_result_and_cancel(srv, tmp_path: Path) -> None:
+    env = {"DOCJOBS_URL": srv.base, "DOCJOBS_API_KEY": srv.key("cli")}
+    page = tmp_path / "page.html"
+    page.write_text("<h1>Hello from the command line</h1>")
+    submitted = docjobs("submit", str(page), "--op", "convert", "--wait", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.split()[-1]
+
+    shown = docjobs("jobs", "get", job_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "complete"
+    pdf = tmp_path / "page.pdf"
+    assert docjobs("jobs", "result", job_id, "-o", str(pdf), env=env).returncode == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+
+    long = tmp_path / "long.pdf"
+    long.write_bytes(pdf_with_pages(20, seed=9)[0])
+    queued = docjobs("submit", str(long), "--op", "ocr", env=env)
+    assert queued.returncode == 0, queued.stderr
+    long_id = queued.stdout.split()[-1]
+    cancelled = docjobs("jobs", "cancel", long_id, env=env)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"Cancelled {long_id}"
+    finished = docjobs("jobs", "cancel", job_id, env=env)
+    assert finished.returncode == 1 and "job_finished" in finished.stderr
+    unfinished = docjobs("jobs", "result", long_id, env=env)
+    assert unfinished.returncode == 1 and "job_not_complete" in unfinished.stderr
+
+    listed = docjobs("jobs", "list", "--status", "complete", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split()[:3] for line in listed.stdout.splitlines()] == [
+        [job_id, "complete", "convert"]
+    ]
+    deadline = time.monotonic() + 60
+    while json.loads(docjobs("jobs", "get", long_id, env=env).stdout)["status"] != "cancelled":
+        assert time.monotonic() < deadline, "the cancelled job never stopped"
+        time.sleep(0.5)
+    assert docjobs("jobs", "list", "--status", "cancelled", env=env).stdout.split()[:2] == [
+        long_id,
+        "cancelled",
+    ]
