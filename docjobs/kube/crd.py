@@ -104,6 +104,7 @@ def documentjob_crd() -> dict[str, Any]:
 PRINTER_COLUMNS = [
     {"name": "Operation", "type": "string", "jsonPath": ".spec.operation.kind"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Progress", "type": "string", "jsonPath": ".status.progressText"},
     {"name": "Attempts", "type": "integer", "jsonPath": ".status.attempts"},
     {"name": "Pages", "type": "integer", "jsonPath": ".status.pageCount"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -79,9 +79,13 @@ class DocumentJobStatus(JobStatus):
     duration: str | None = None
     """Submission to terminal phase, e.g. ``1m12s``; set by the operator when the job ends
     (a printer column cannot compute a difference of two timestamps)."""
+    progress_text: str | None = None
+    """``progress`` as ``6/10`` (pages), for ``kubectl get dj``'s PROGRESS column."""
 
 
-OPERATOR_STATUS_FIELDS = frozenset({"current_job", "observed_generation", "conditions", "duration"})
+OPERATOR_STATUS_FIELDS = frozenset(
+    {"current_job", "observed_generation", "conditions", "duration", "progress_text"}
+)
 """Status fields the operator keeps for itself; not part of :class:`JobStatus`."""
 
 

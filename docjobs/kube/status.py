@@ -1,5 +1,6 @@
 """The DocumentJob status around the lifecycle's: the bookkeeping every writer of a status
-adds (``observedGeneration``, ``conditions``, ``duration``) and the wire form it writes.
+adds (``observedGeneration``, ``conditions``, ``duration``, ``progressText``) and the wire
+form it writes.
 
 Pure functions, shared by the operator and by the API when it completes a job it claimed,
 so a DocumentJob reads the same in ``kubectl get dj`` whoever ran it.
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from docjobs.domain.models import JobSpec, JobStatus, Phase
+from docjobs.domain.models import JobSpec, JobStatus, Phase, Progress
 from docjobs.kube.resources import Condition, DocumentJobStatus
 
 
@@ -34,7 +35,16 @@ def bookkeep(
         elapsed = (after.completed_at - spec.created_at).total_seconds()
         duration = format_duration(elapsed)
     conditions = conditions_of(before.conditions, after, generation)
-    return status.model_copy(update={"duration": duration, "conditions": conditions})
+    return with_progress(
+        status.model_copy(update={"duration": duration, "conditions": conditions}),
+        after.progress,
+    )
+
+
+def with_progress(status: DocumentJobStatus, progress: Progress | None) -> DocumentJobStatus:
+    """``status`` with ``progress`` and its text for the PROGRESS column (``6/10``)."""
+    text = None if progress is None else f"{progress.pages_done}/{progress.pages_total}"
+    return status.model_copy(update={"progress": progress, "progress_text": text})
 
 
 def conditions_of(

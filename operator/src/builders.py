@@ -23,10 +23,12 @@ from docjobs.domain.models import (
     EXIT_TRANSIENT,
     JobError,
     JobSpec,
+    Progress,
     RunnerSummary,
     RunOutcome,
     engine_of,
 )
+from docjobs.domain.sharding import selection_size
 from docjobs.kube.client import JSON
 from docjobs.kube.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
 from docjobs.kube.status import parse_time
@@ -38,6 +40,8 @@ LABEL_ENGINE = f"{DOMAIN}/engine"
 LABEL_STEP = f"{DOMAIN}/step"
 """On the Job that merges a sharded attempt's parts: ``merge``; absent on runner Jobs."""
 MERGE_STEP = "merge"
+PAGE_PARTS_ENV = "DOCJOBS_PAGE_PARTS"
+"""On a sharded attempt's runner: the JSON list of page selections, one per index."""
 ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
 ANNOTATION_OWNER = f"{DOMAIN}/documentjob"
 """On runner Jobs and pods: the DocumentJob's full name (a label value may be too short)."""
@@ -216,7 +220,7 @@ def build_sharded_job(
         maxFailedIndexes=0,
     )
     container = job_spec["template"]["spec"]["containers"][0]
-    container["env"].append({"name": "DOCJOBS_PAGE_PARTS", "value": json.dumps(parts)})
+    container["env"].append({"name": PAGE_PARTS_ENV, "value": json.dumps(parts)})
     return job
 
 
@@ -243,6 +247,32 @@ def shards_done(job: JSON) -> tuple[int, int]:
     """(shards succeeded, shards in all) of an Indexed Job."""
     status = job.get("status") or {}
     return int(status.get("succeeded") or 0), int(job.get("spec", {}).get("completions") or 1)
+
+
+def shard_progress(job: JSON) -> Progress | None:
+    """Pages of an Indexed Job's shards that succeeded, out of all its shards' pages: the
+    Job itself carries its parts (``DOCJOBS_PAGE_PARTS``) and its ``completedIndexes``
+    ("0,2-3"); ``None`` for a Job that has no parts."""
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    env = {e.get("name"): e.get("value") for c in containers for e in c.get("env") or []}
+    try:
+        parts = [str(part) for part in json.loads(env.get(PAGE_PARTS_ENV) or "[]")]
+    except ValueError:
+        return None
+    if not parts:
+        return None
+    completed = str((job.get("status") or {}).get("completedIndexes") or "")
+    done = sum(selection_size(parts[i]) for i in _indexes(completed) if 0 <= i < len(parts))
+    return Progress(pages_done=done, pages_total=sum(map(selection_size, parts)))
+
+
+def _indexes(completed: str) -> set[int]:
+    """The numbers of a Job's ``completedIndexes`` ("1,3-5")."""
+    found: set[int] = set()
+    for span in filter(None, completed.split(",")):
+        first, _, last = span.partition("-")
+        found.update(range(int(first), int(last or first) + 1))
+    return found
 
 
 def runner_env(spec: JobSpec, attempt: int, settings: OperatorSettings) -> list[JSON]:

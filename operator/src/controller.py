@@ -41,6 +41,7 @@ from docjobs.domain.models import (
     JobError,
     JobSpec,
     Phase,
+    Progress,
     RunnerSummary,
     RunOutcome,
     engine_of,
@@ -49,7 +50,7 @@ from docjobs.kube.claims import claim_of
 from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import core_path, documentjobs_path, jobs_path
 from docjobs.kube.resources import DocumentJobStatus, job_of, status_of
-from docjobs.kube.status import bookkeep, dump, parse_time
+from docjobs.kube.status import bookkeep, dump, parse_time, with_progress
 from docjobs.metrics import record_finished
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 
@@ -172,7 +173,8 @@ class Controller:
                 elif event_type == "DELETED":
                     self._runner_vanished(ref, attempt, job["metadata"]["name"])
                 elif builders.is_sharded(job):
-                    self._note_shards(ref, attempt, *builders.shards_done(job))
+                    done, total = builders.shards_done(job)
+                    self._note_shards(ref, attempt, done, total, builders.shard_progress(job))
         except Exception as exc:  # kopf never retries event handlers: the agenda does
             self._look_again(ref, exc)
         else:
@@ -473,13 +475,18 @@ class Controller:
             log.warning("%s: runner Job %s vanished", ref, name)
             self._follow_up(ref, seen.status)
 
-    def _note_shards(self, ref: Ref, attempt: int, done: int, total: int) -> None:
-        """Show how far a sharded attempt is: ``2/4 shards done``."""
+    def _note_shards(
+        self, ref: Ref, attempt: int, done: int, total: int, progress: Progress | None
+    ) -> None:
+        """Show how far a sharded attempt is: ``2/4 shards done`` and its pages done."""
         text = f"{PROCESSING}: {done}/{total} shards done"
 
         def amend(s: DocumentJobStatus) -> DocumentJobStatus:
-            ok = s.phase is Phase.PROCESSING and s.attempts == attempt
-            return s.model_copy(update={"message": text}) if ok else s
+            if s.phase is not Phase.PROCESSING or s.attempts != attempt:
+                return s
+            if progress is not None:
+                s = with_progress(s, progress)
+            return s.model_copy(update={"message": text})
 
         self._observe(ref, lambda _r, _j: None, amend)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from docjobs.domain.lifecycle import AttemptTimedOut, RunnerExited, RunnerLost
-from docjobs.domain.models import InputRef, JobSpec, RunnerSummary, RunOutcome
+from docjobs.domain.models import InputRef, JobSpec, Progress, RunnerSummary, RunOutcome
 from docjobs.kube.crd import documentjob_crd
 from docjobs.kube.status import format_duration
 from docjobs.operator.builders import (
@@ -25,6 +25,7 @@ from docjobs.operator.builders import (
     runner_exit,
     settle,
     shard_parts,
+    shard_progress,
     shards_done,
     unschedulable,
 )
@@ -252,6 +253,7 @@ def test_crd_schema_is_structural() -> None:
     assert {c["name"] for c in version["additionalPrinterColumns"]} == {
         "Operation",
         "Phase",
+        "Progress",
         "Attempts",
         "Pages",
         "Age",
@@ -335,3 +337,16 @@ def test_the_merge_job_is_a_separate_step_of_the_same_attempt() -> None:
 def test_shard_progress_reads_the_indexed_jobs_counts() -> None:
     assert shards_done({"spec": {"completions": 4}, "status": {"succeeded": 3}}) == (3, 4)
     assert shards_done({"spec": {"completions": 4}}) == (0, 4)
+
+
+def test_pages_done_are_the_pages_of_the_completed_indexes() -> None:
+    spec = _scan(90, {"kind": "ocr.simple"})
+    job = build_sharded_job(RESOURCE, spec, 1, shard_parts(spec, SHARDING), SHARDING)
+    assert shard_progress(job) == Progress(pages_done=0, pages_total=90)
+    # Shards 0 and 2 ("1-25", "51-75") done, then the last ("76-90", 15 pages) too.
+    job["status"] = {"succeeded": 2, "completedIndexes": "0,2"}
+    assert shard_progress(job) == Progress(pages_done=50, pages_total=90)
+    job["status"] = {"succeeded": 3, "completedIndexes": "0,2-3"}
+    assert shard_progress(job) == Progress(pages_done=65, pages_total=90)
+    one_pod = build_job(RESOURCE, _scan(10, {"kind": "ocr.simple"}), 1, SHARDING)
+    assert shard_progress(one_pod) is None

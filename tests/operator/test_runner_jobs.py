@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from docjobs.kube.client import KubeError
 from docjobs.kube.status import parse_time
 from tests.docs import pdf_with_pages, png_bytes, recovered, sentence_lines, text_image
 from tests.doctr_weights import doctr_env, save_stand_in_weights
-from tests.rig.fixtures import Cluster, kubectl, wait_for
+from tests.rig.fixtures import Cluster, kubectl_table, wait_for
 
 from .conftest import Jobs, Operator
 
@@ -31,15 +30,6 @@ def _condition(job: dict, kind: str) -> dict | None:
         if condition["type"] == kind and condition["status"] == "True":
             return condition
     return None
-
-
-def _table(output: str) -> list[dict[str, str]]:
-    """kubectl's table as dicts, cut at the header's column starts (values may hold spaces)."""
-    header, *rows = output.splitlines()
-    starts = [m.start() for m in re.finditer(r"\S+", header)]
-    names = header.split()
-    cuts = list(zip(names, starts, [*starts[1:], None], strict=True))
-    return [{n: row[s:e].strip() for n, s, e in cuts} for row in rows]
 
 
 def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
@@ -83,17 +73,11 @@ def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
     env = {e["name"]: e for e in container["env"]}
     assert env["DOCJOBS_S3__SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "docjobs-s3"
 
-    shown = subprocess.run(
-        [kubectl(), "get", "documentjobs", "-n", jobs.ns],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    (row,) = _table(shown)
+    (row,) = kubectl_table(cluster, "get", "documentjobs", "-n", jobs.ns)
     assert row["NAME"] == name
     assert row["OPERATION"] == "ocr.simple"
     assert row["PHASE"] == "Complete"
+    assert row["PROGRESS"] == "1/1"
     assert row["ATTEMPTS"] == "1"
     assert row["PAGES"] == "1"
     assert re.fullmatch(r"\d+(ms|s)|\d+m\d\ds", row["DURATION"]), row

@@ -19,6 +19,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -168,6 +169,23 @@ def kubectl() -> str:
     out = subprocess.run([str(RIG_DIR / "build.sh"), "--print"], text=True, stdout=subprocess.PIPE)
     dirs = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     return str(Path(dirs["KUBECTL_BIN"]) / "kubectl")
+
+
+def kubectl_table(cluster: Cluster, *args: str) -> list[dict[str, str]]:
+    """``kubectl *args``'s table as dicts, cut at the header's column starts (values may
+    hold spaces)."""
+    shown = subprocess.run(
+        [kubectl(), *args],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    header, *rows = shown.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    cuts = list(zip(names, starts, [*starts[1:], None], strict=True))
+    return [{n: row[s:e].strip() for n, s, e in cuts} for row in rows]
 
 
 def _can_build() -> str:
