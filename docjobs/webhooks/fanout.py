@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from docjobs.domain.events import EVENT_OF_PHASE, job_view
+from docjobs.domain.models import Job
 from docjobs.webhooks.delivery import (
     EVENT_TYPES,
     DeliveryAttempt,
@@ -96,3 +98,21 @@ def deliver_job_event(
 
     with ThreadPoolExecutor(min(len(targets), MAX_PARALLEL), "webhook") as pool:
         list(pool.map(one, targets))
+
+
+def deliver_job_end(store: WebhookStore, settings: WebhookSettings, job: Job) -> None:
+    """The event of a job that has just ended, in the parse API's job view, to every target;
+    nothing for a job that has not ended. Blocks like :func:`deliver_job_event`."""
+    event_type = EVENT_OF_PHASE.get(job.status.phase)
+    if event_type is None:
+        return
+    deliver_job_event(
+        store,
+        settings,
+        job.spec.tenant,
+        job.spec.job_id,
+        event_type,
+        job_view(job),
+        job.spec.webhook_url,
+        occurred_at=job.status.completed_at,
+    )

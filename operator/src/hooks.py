@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from docjobs.domain.events import EVENT_OF_PHASE, job_view
+from docjobs.domain.events import EVENT_OF_PHASE
 from docjobs.domain.models import Job
-from docjobs.webhooks.fanout import deliver_job_event
+from docjobs.webhooks.fanout import deliver_job_end
 from docjobs.webhooks.policy import WebhookSettings
 from docjobs.webhooks.records import WebhookStore
 
@@ -35,17 +35,7 @@ class TerminalHook:
         log.info("job %s ended %s: %s", job.spec.job_id, phase.value, job.status.message)
         if self.stores is None or self._pool is None or phase not in EVENT_OF_PHASE:
             return
-        self._pool.submit(
-            deliver_job_event,
-            self.stores(namespace),
-            self.settings,
-            job.spec.tenant,
-            job.spec.job_id,
-            EVENT_OF_PHASE[phase],
-            job_view(job),
-            job.spec.webhook_url,
-            occurred_at=job.status.completed_at,
-        )
+        self._pool.submit(deliver_job_end, self.stores(namespace), self.settings, job)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -23,7 +23,7 @@ from docjobs.backends.embedded.pool import Worker, WorkerPool, run_attempt
 from docjobs.config import Settings
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
-from docjobs.domain.events import EVENT_OF_PHASE, job_view
+from docjobs.domain.events import EVENT_OF_PHASE
 from docjobs.domain.lifecycle import Action, Observation
 from docjobs.domain.models import Job, Phase, WorkerRequest
 from docjobs.kube.cache import WatchCache
@@ -34,7 +34,7 @@ from docjobs.kube.resources import job_of, status_of
 from docjobs.kube.status import bookkeep, status_patch
 from docjobs.metrics import record_finished
 from docjobs.storage.factory import store_environment
-from docjobs.webhooks.fanout import deliver_job_event
+from docjobs.webhooks.fanout import deliver_job_end
 from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger("docjobs.claimed")
@@ -224,21 +224,11 @@ class ClaimedJobs:
     def _announce(self, job: Job) -> None:
         """What the operator's terminal hook does for the jobs it ends: metrics, webhooks."""
         record_finished(job)
-        phase = job.status.phase
-        if phase not in EVENT_OF_PHASE:
+        if job.status.phase not in EVENT_OF_PHASE:
             return
 
         def deliver() -> None:  # retries for minutes: in a thread of its own
-            deliver_job_event(
-                self.webhooks,
-                self.settings.webhooks,
-                job.spec.tenant,
-                job.spec.job_id,
-                EVENT_OF_PHASE[phase],
-                job_view(job),
-                job.spec.webhook_url,
-                occurred_at=job.status.completed_at,
-            )
+            deliver_job_end(self.webhooks, self.settings.webhooks, job)
 
         threading.Thread(target=deliver, name=f"webhook-{job.spec.job_id}", daemon=True).start()
 
