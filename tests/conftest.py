@@ -65,7 +65,7 @@ class Server:
             try:
                 if requests.get(f"{self.base}/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy
                 pass
             time.sleep(0.1)
         raise RuntimeError("server did not become ready")

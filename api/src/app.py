@@ -18,8 +18,9 @@ from . import errors
 from .gate import ApiKeyGateMiddleware
 from .metrics import RequestMetricsMiddleware
 from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
-from .routes import convert, events, health, jobs, ocr, parse, templates, webhooks
+from .routes import console, convert, events, health, jobs, ocr, parse, templates, webhooks
 from .uploads import BodyLimitMiddleware
+from .views import RenderedDetails
 
 
 def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
@@ -45,9 +46,12 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.backend = backend
     app.state.rate_limiter = RateLimiter(
-        settings.rate_limits.plans, settings.rate_limits.storage_uri
+        settings.rate_limits.plans,
+        settings.rate_limits.storage_uri,
+        settings.rate_limits.management,
     )
     app.state.verified_keys = VerifiedKeyCache(settings.key_cache_seconds)
+    app.state.rendered_details = RenderedDetails()
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -60,4 +64,5 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.add_middleware(RequestMetricsMiddleware)
     for module in (convert, ocr, jobs, events, parse, templates, webhooks, health):
         app.include_router(module.router)
+    console.install(app)
     return app

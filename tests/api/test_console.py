@@ -1,0 +1,227 @@
+"""The web console at ``/console``, in a real headless Chromium (Debian's ``chromium`` and
+``chromium-driver``) against a real embedded server: key entry, uploads, a job's status
+changing live, download, cancel; and a screenshot for the README (into the directory that
+``DOCJOBS_SCREENSHOTS`` names, else the test's temp dir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from tests.docs import pdf_with_pages
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+    reason="needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)",
+)
+JOB_ID = re.compile(r"(job_\w+): Job queued for processing\.")
+SCAN_PAGES = 6
+
+# Every status and progress text each job's row shows, in order, as the page changes it.
+RECORDER = """
+window.seen = {};
+const record = () => {
+  for (const row of document.querySelectorAll("#jobs tbody tr")) {
+    const job = (window.seen[row.dataset.job] ??= {status: [], progress: []});
+    for (const what of ["status", "progress"]) {
+      const text = row.querySelector("." + what).textContent.trim();
+      if (text && job[what].at(-1) !== text) job[what].push(text);
+    }
+  }
+};
+record();
+new MutationObserver(record).observe(
+  document.querySelector("#jobs tbody"), {childList: true, subtree: true, characterData: true});
+"""
+
+
+def test_console_loads_without_a_key_under_a_strict_policy(server, api_key) -> None:
+    redirect = requests.get(f"{server.base}/console", allow_redirects=False, timeout=10)
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == "console/"
+    page = requests.get(f"{server.base}/console", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert "://" not in html, "the page names another host"
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "an inline script"
+    assert not re.search(r"\s(style|on\w+)=", html), "an inline style or handler"
+    for path, kind in (
+        ("/console/", "text/html"),
+        ("/console/console.js", "javascript"),
+        ("/console/console.css", "text/css"),
+        ("/console/favicon.svg", "image/svg+xml"),
+    ):
+        response = requests.get(server.base + path, timeout=10)
+        assert response.status_code == 200, path
+        assert kind in response.headers["content-type"], path
+        policy = response.headers["content-security-policy"]
+        for directive in ("default-src 'self'", "script-src 'self'", "frame-ancestors 'none'"):
+            assert directive in policy, (path, policy)
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+    assert requests.get(f"{server.base}/console/nothing.js", timeout=10).status_code == 404
+    # The key gate still stands before every body, here too; the files are only read.
+    assert requests.post(f"{server.base}/console/", data=b"x", timeout=10).status_code == 401
+    written = requests.post(
+        f"{server.base}/console/", data=b"x", headers={"X-API-Key": api_key}, timeout=10
+    )
+    assert (written.status_code, written.headers["allow"]) == (405, "GET, HEAD")
+    document = requests.get(f"{server.base}/openapi.json", timeout=10).json()
+    assert not [path for path in document["paths"] if path.startswith("/console")]
+    assert requests.get(f"{server.base}/api/v1/jobs", timeout=10).status_code == 401
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    # --no-sandbox: containers give Chromium no user namespaces for its sandbox.
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(tmp_path / "downloads"),
+            "download.prompt_for_download": False,
+        },
+    )
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The driver's own path: Selenium Manager never looks for (or downloads) one.
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait(driver: webdriver.Chrome, until: Callable[[webdriver.Chrome], Any], seconds: float = 60):
+    return WebDriverWait(
+        driver, seconds, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    ).until(until)
+
+
+def submit(driver: webdriver.Chrome, route: str, document: Path) -> str:
+    """Sends ``document`` to ``route`` through the form; the id of the job it made."""
+    state = driver.find_element(By.ID, "submit-state")
+    before = state.text
+    Select(driver.find_element(By.ID, "route")).select_by_value(route)
+    driver.find_element(By.ID, "file").send_keys(str(document))
+    driver.find_element(By.CSS_SELECTOR, "#submit-form button[type=submit]").click()
+    wait(driver, lambda d: state.text != before and not state.text.startswith("Sending"))
+    found = JOB_ID.fullmatch(state.text)
+    assert found, state.text
+    return found.group(1)
+
+
+def click(driver: webdriver.Chrome, job_id: str, label: str) -> None:
+    """Clicks a button of the job's row (rows are redrawn as jobs change: found afresh)."""
+    xpath = f"//tr[@data-job='{job_id}']//button[text()='{label}']"
+
+    def clicked(d: webdriver.Chrome) -> bool:
+        d.find_element(By.XPATH, xpath).click()
+        return True
+
+    wait(driver, clicked)
+
+
+def status_in_row(driver: webdriver.Chrome, job_id: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, f"tr[data-job='{job_id}'] .status").text)
+
+
+def downloaded(folder: Path, suffix: str) -> Path:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = [p for p in folder.glob(f"*{suffix}")] if folder.exists() else []
+        if done:
+            return done[0]
+        time.sleep(0.1)
+    raise AssertionError(f"no {suffix} in {folder}")
+
+
+@needs_chromium
+def test_console_submits_follows_downloads_and_cancels_jobs(
+    make_server, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    # Two workers, each busy with a scan read 2 pages at a time: a scan's progress rises in
+    # steps, and the jobs behind the scans wait for a worker.
+    srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="2").start()
+    key = srv.key("console")
+    scans = [tmp_path / f"scan{n}.pdf" for n in range(3)]
+    for n, scan in enumerate(scans):  # different pages: not duplicates of one another
+        scan.write_bytes(pdf_with_pages(SCAN_PAGES, seed=5 + n)[0])
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Release notes\n\n- faster OCR\n- a web console\n")
+
+    browser.get(f"{srv.base}/console")
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait(browser, lambda d: d.find_element(By.ID, "key-state").text == "Key accepted.")
+    assert browser.execute_script(f"return sessionStorage.getItem({json.dumps('docjobs.apiKey')})")
+    assert browser.execute_script("return localStorage.length") == 0
+    browser.execute_script(RECORDER)
+
+    scan_job = submit(browser, "ocr:simple", scans[0])
+    submit(browser, "ocr:simple", scans[1])
+    notes_job = submit(browser, "convert:markdown", notes)
+    waiting_job = submit(browser, "ocr:simple", scans[2])
+
+    wait(browser, lambda d: status_in_row(d, waiting_job) == "pending")
+    click(browser, waiting_job, "Cancel")
+    wait(browser, lambda d: status_in_row(d, waiting_job) == "cancelled")
+    headers = {"X-API-Key": key}
+    cancelled = requests.get(f"{srv.base}/api/v1/jobs/{waiting_job}", headers=headers).json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["started_at"] is None, "it was cancelled while it waited"
+
+    for job_id in (notes_job, scan_job):
+        wait(browser, lambda d, job_id=job_id: status_in_row(d, job_id) == "complete", 240)
+    seen = browser.execute_script("return window.seen")  # kept: the page never reloaded
+    assert seen[notes_job]["status"][0] == "pending", seen[notes_job]
+    assert seen[notes_job]["status"][-1] == "complete", seen[notes_job]
+    assert seen[scan_job]["status"][-1] == "complete", seen[scan_job]
+    progress = seen[scan_job]["progress"]
+    assert progress[-1] == f"{SCAN_PAGES}/{SCAN_PAGES} pages", progress
+    assert len(progress) > 1, f"the scan's pages were not shown as they were read: {progress}"
+
+    click(browser, notes_job, "Download")
+    pdf = downloaded(tmp_path / "downloads", ".pdf")
+    result = requests.get(f"{srv.base}/api/v1/jobs/{notes_job}/result", headers=headers)
+    assert pdf.read_bytes() == result.content
+    assert pdf.read_bytes().startswith(b"%PDF")
+    click(browser, scan_job, "Download")
+    text = json.loads(downloaded(tmp_path / "downloads", ".json").read_text())
+    assert text["data"]["page_count"] == SCAN_PAGES
+
+    click(browser, scan_job, "Details")
+    wait(browser, lambda d: d.find_element(By.ID, "deliveries-state").text == "None.")
+    fields = browser.find_element(By.ID, "detail-fields").text
+    assert "Attempts\n1" in fields and "File\nscan0.pdf" in fields, fields
+
+    folder = Path(os.environ.get("DOCJOBS_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(folder / "console.png"))
+
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((entry) => entry.name)"
+    )
+    assert urls and not [url for url in urls if key in url], "the key went into a URL"
+    problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not problems, problems  # a script or style the policy refused would be here
+
+    browser.find_element(By.ID, "forget-key").click()
+    assert browser.execute_script("return sessionStorage.length") == 0
+    assert not browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
