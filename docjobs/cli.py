@@ -22,6 +22,7 @@ app.add_typer(models_app, name="models")
 app.command()(cli_client.submit)
 app.add_typer(cli_client.jobs_app, name="jobs")
 app.add_typer(cli_client.templates_app, name="templates")
+app.add_typer(cli_client.webhooks_app, name="webhooks")
 
 DataDir = Annotated[
     Path | None,
@@ -227,7 +228,8 @@ def models_fetch(
 def runner(
     worker: Annotated[bool, typer.Option("--worker", help="Serve jobs from stdin.")] = False,
 ) -> None:
-    """Run one attempt (DOCJOBS_JOB_SPEC) by the runner contract, or serve as a warm worker."""
+    """Run one attempt (its manifest: DOCJOBS_RUNNER__MANIFEST_URL) by the runner contract,
+    or serve as a warm worker."""
     from docjobs.runner.main import main
 
     sys.exit(main(["--worker"] if worker else []))

@@ -1,5 +1,6 @@
 """The ``docjobs`` commands that talk to a running server through :mod:`docjobs.client`:
-``submit``, ``jobs list|get|cancel|result`` and ``templates apply``.
+``submit``, ``jobs list|get|cancel|result``, ``templates apply`` and
+``webhooks list|create|delete``.
 
 The client, rich and yaml are imported where a command runs: every ``docjobs`` start (a
 runner's too) loads this module.
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Look at and cancel a server's jobs.")
 templates_app = typer.Typer(no_args_is_help=True, help="Manage a server's parse templates.")
+webhooks_app = typer.Typer(
+    no_args_is_help=True, help="Manage the endpoints told about the tenant's finished jobs."
+)
 
 UrlOpt = Annotated[
     str, typer.Option("--url", envvar="DOCJOBS_URL", help="The docjobs server's base URL.")
@@ -295,3 +299,48 @@ def templates_apply(
             template, verb = client.templates.update(template_id, spec), "Replaced"
     typer.echo(f"{verb} template:")
     typer.echo(f"{template.template_id}  {template.name}")
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+@webhooks_app.command("list")
+def webhooks_list(key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """List the key's tenant's webhook endpoints: id, URL, events, description."""
+    with _client(url, key) as client:
+        endpoints = client.webhooks.list()
+    for endpoint in endpoints:
+        events = ",".join(endpoint.events)
+        typer.echo(f"{endpoint.id}  {endpoint.url}  {events}  {endpoint.description}".rstrip())
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    endpoint_url: Annotated[str, typer.Argument(help="Where events are POSTed.")],
+    key: KeyOpt,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            help="An event to send (job.completed, job.failed, job.cancelled); repeatable; "
+            "all of them when not given.",
+            show_default=False,
+        ),
+    ] = None,
+    description: Annotated[str, typer.Option(help="A note for people.")] = "",
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Register an endpoint; prints `ID URL` and its signing secret, which is shown only now."""
+    with _client(url, key) as client:
+        endpoint = client.webhooks.create(endpoint_url, event or None, description)
+    typer.echo("Created webhook endpoint:")
+    typer.echo(f"{endpoint.id}  {endpoint.url}  {','.join(endpoint.events)}")
+    typer.echo(f"secret: {endpoint.secret}")
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(endpoint_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Delete an endpoint: no more events go to it."""
+    with _client(url, key) as client:
+        client.webhooks.delete(endpoint_id)
+    typer.echo(f"Deleted {endpoint_id}")

@@ -10,10 +10,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 from docjobs.templates.schema import OcrTier, TemplateSpec
+from docjobs.templates.store import content_version
 
 DOMAIN = "docjobs.io"
 """Prefix of every label, annotation and API group docjobs owns."""
@@ -22,6 +24,8 @@ TENANT_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 """A tenant: a DNS label, so it can be a label value and the first folder of its objects."""
 JOB_ID_PATTERN = r"^job_[0-9a-f]{24}(-[1-9][0-9]{0,5})?$"
 """``job_<24 hex>``, or a resubmission's successor ``job_<24 hex>-2``, ``-3``..."""
+TEMPLATE_VERSION_PATTERN = r"^[0-9a-f]{16}$"
+"""A template's content version (:func:`content_version`); it names an object, so no more."""
 
 
 class Phase(StrEnum):
@@ -105,13 +109,31 @@ class Extract(_Model):
 
     kind: Literal["extract"] = "extract"
     template_id: str
-    template: TemplateSpec
-    """Copied into the job at submission, so runners never need the template store."""
+    template_version: str = Field(pattern=TEMPLATE_VERSION_PATTERN)
+    """The template's content version at submission; the runner reads that version from the
+    object store, so changing the template later leaves this job as it was submitted."""
+    template: SkipJsonSchema[TemplateSpec | None] = Field(default=None, exclude=True)
+    """The template itself, only in memory: from submission until its version is stored,
+    and in the runner once read. Never part of a stored or sent job."""
     engine: Literal["rules", "llm"] = "rules"
     language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
     """Tesseract language for pages without a text layer."""
     ocr: OcrTier = "simple"
     """The OCR tier that reads pages without a text layer."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_of_a_copy(cls, data: Any) -> Any:
+        # Jobs stored before template versions carry the template itself: its hash is the
+        # version they run with.
+        if (
+            isinstance(data, dict)
+            and data.get("template") is not None
+            and not {"template_version", "templateVersion"} & data.keys()
+        ):
+            template = TemplateSpec.model_validate(data["template"])
+            return {**data, "template": template, "template_version": content_version(template)}
+        return data
 
 
 Operation = Annotated[

@@ -8,7 +8,8 @@ resources through these functions only.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from datetime import datetime
+from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationInfo, model_validator
 
@@ -71,6 +72,44 @@ class Condition(_Model):
     observed_generation: int | None = None
 
 
+class WebhookAttempt(_Model):
+    """One try of a webhook delivery."""
+
+    at: datetime
+    status_code: int | None = None
+    """The receiver's answer; none when there was none (network error, unsafe target)."""
+    error: str | None = None
+    duration_ms: int = 0
+
+
+DeliveryState = Literal["Pending", "Delivered", "Failed"]
+
+
+class WebhookDelivery(_Model):
+    """The end event to one target: its tries so far, resumed after a restart until settled."""
+
+    target: str
+    """The endpoint id (``wh_...``), or the job's own webhook URL."""
+    webhook_id: str
+    """The ``webhook-id`` header of every try."""
+    state: DeliveryState
+    """``Delivered`` (a 2xx) and ``Failed`` (a final refusal, or tries used up) are settled."""
+    attempts: list[WebhookAttempt] = Field(default_factory=list)
+    next_try_at: datetime | None = None
+    """When a ``Pending`` delivery tries next: backoff survives a restart."""
+    updated_at: datetime
+
+
+class WebhookOutbox(_Model):
+    """The job's end event and where its delivery stands."""
+
+    event: str
+    """``job.completed``, ``job.failed`` or ``job.cancelled``."""
+    state: Literal["Pending", "Done"] = "Pending"
+    """``Done`` once every target's delivery is settled; nothing is sent after that."""
+    deliveries: list[WebhookDelivery] = Field(default_factory=list)
+
+
 class DocumentJobStatus(JobStatus):
     current_job: str | None = None
     """Name of the batch/v1 Job of the current attempt."""
@@ -81,10 +120,12 @@ class DocumentJobStatus(JobStatus):
     (a printer column cannot compute a difference of two timestamps)."""
     progress_text: str | None = None
     """``progress`` as ``6/10`` (pages), for ``kubectl get dj``'s PROGRESS column."""
+    webhooks: WebhookOutbox | None = None
+    """Delivery of the job's end event to its webhooks (set when the job ends)."""
 
 
 OPERATOR_STATUS_FIELDS = frozenset(
-    {"current_job", "observed_generation", "conditions", "duration", "progress_text"}
+    {"current_job", "observed_generation", "conditions", "duration", "progress_text", "webhooks"}
 )
 """Status fields the operator keeps for itself; not part of :class:`JobStatus`."""
 

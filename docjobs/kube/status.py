@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from docjobs.domain.events import EVENT_OF_PHASE
 from docjobs.domain.models import JobSpec, JobStatus, Phase, Progress
-from docjobs.kube.resources import Condition, DocumentJobStatus
+from docjobs.kube.resources import Condition, DocumentJobStatus, WebhookOutbox
 
 
 def dump(status: DocumentJobStatus) -> dict[str, Any]:
@@ -35,8 +36,15 @@ def bookkeep(
         elapsed = (after.completed_at - spec.created_at).total_seconds()
         duration = format_duration(elapsed)
     conditions = conditions_of(before.conditions, after, generation)
+    webhooks = before.webhooks
+    if webhooks is None and not before.phase.terminal and after.phase in EVENT_OF_PHASE:
+        # The outbox entry, in the same write as the end: a crash right after the write
+        # still leaves the event to deliver.
+        webhooks = WebhookOutbox(event=EVENT_OF_PHASE[after.phase])
     return with_progress(
-        status.model_copy(update={"duration": duration, "conditions": conditions}),
+        status.model_copy(
+            update={"duration": duration, "conditions": conditions, "webhooks": webhooks}
+        ),
         after.progress,
     )
 

@@ -51,6 +51,10 @@ def result_key(tenant: str, job_id: str, extension: str) -> str:
     return f"{tenant}/{job_id}/result{extension}"
 
 
+RESULT_EXTENSIONS = (".pdf", ".json")
+"""Every extension an engine's result has: a runner may write any of them."""
+
+
 def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
     """Where a runner records how an attempt ended, so a restarted supervisor can tell."""
     return f"{tenant}/{job_id}/attempts/{attempt}.json"
@@ -59,3 +63,27 @@ def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
 def part_key(tenant: str, job_id: str, attempt: int, index: int) -> str:
     """Where one part of an attempt's pages is kept until the parts are merged."""
     return f"{tenant}/{job_id}/attempts/{attempt}/part-{index}.json"
+
+
+def progress_key(tenant: str, job_id: str, attempt: int) -> str:
+    """Where a runner reports the pages it has read so far in an attempt (JSON)."""
+    return f"{tenant}/{job_id}/attempts/{attempt}/progress.json"
+
+
+TEMPLATES_FOLDER = ".templates"
+"""The folder of a tenant's template versions, beside its jobs' folders (no job id has a dot)."""
+
+
+def template_key(tenant: str, template_id: str, version: str) -> str:
+    """One immutable version of a tenant's template, as the runners read it (JSON)."""
+    return f"{tenant}/{TEMPLATES_FOLDER}/{template_id}/{version}.json"
+
+
+def manifest_key(tenant: str, job_id: str, attempt: int) -> str:
+    """What the runner of an attempt may touch in the store, and its job spec (JSON)."""
+    return f"{tenant}/{job_id}/attempts/{attempt}/manifest.json"
+
+
+def weights_key(prefix: str, arch: str) -> str:
+    """The PyTorch weights of a docTR architecture under an object-store prefix."""
+    return f"{prefix.strip('/')}/{arch}.pt"

@@ -1,4 +1,5 @@
-"""The object store the settings choose: S3 when an endpoint is set, else a local directory.
+"""The object store the settings choose: a runner pod's presigned URLs when it has a
+manifest, S3 when an endpoint is set, else a local directory.
 
 Embedded mode's warm workers are child processes that build their store from their own
 environment; :func:`store_environment` hands them the API process's choice, so both always
@@ -15,6 +16,10 @@ from docjobs.storage.local import LocalStore
 
 
 def store_from_settings(settings: Settings) -> ObjectStore:
+    if settings.runner.manifest_url:  # a Kubernetes runner pod: its attempt's URLs only
+        from docjobs.storage.presigned import PresignedStore
+
+        return PresignedStore.fetch(settings.runner.manifest_url)
     if settings.s3.endpoint:
         from docjobs.storage.s3 import S3Store  # minio only where S3 is used
 

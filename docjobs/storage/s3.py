@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from docjobs.config import S3Settings
+from docjobs.domain.clock import utcnow
 from docjobs.storage.base import ObjectNotFound, safe_key
 
 _MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket")
+_MAX_PRESIGNED = timedelta(days=7)
+"""The longest life S3 (SigV4) allows a presigned URL."""
 
 
 class S3Store:
@@ -85,6 +90,13 @@ class S3Store:
         )
         for error in self.client.remove_objects(self.bucket, names):
             raise RuntimeError(f"cannot delete {error.name}: {error.message}")
+
+    def presign(self, method: Literal["GET", "PUT"], key: str, expires_at: datetime) -> str:
+        """A URL for ``method`` on ``key`` alone, valid until ``expires_at`` (at most 7 days
+        on). Signed locally; only a client without a configured region asks the bucket's
+        region once (then cached), so settings name it where that matters."""
+        life = min(max(expires_at - utcnow(), timedelta(seconds=1)), _MAX_PRESIGNED)
+        return self.client.get_presigned_url(method, self.bucket, safe_key(key), expires=life)
 
     def folders(self, prefix: str) -> Iterator[str]:
         folder = safe_key(prefix.rstrip("/")) + "/" if prefix else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -20,12 +22,25 @@ class Template:
 
 @dataclass(frozen=True)
 class TemplateBounds:
-    """How large one template, and how many per tenant: each job that uses a template carries
-    a copy of it, so an unbounded template multiplies into every job's storage."""
+    """How large one template, and how many per tenant: every version a job ran with is kept
+    in the object store, and an extract runner reads its template whole."""
 
     max_bytes: int = 64 * 1024
     """Bytes of the template serialized as JSON."""
     max_per_tenant: int = 100
+
+
+def canonical_json(spec: TemplateSpec) -> bytes:
+    """The template as JSON with sorted keys: equal templates give equal bytes."""
+    return json.dumps(
+        spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+
+
+def content_version(spec: TemplateSpec) -> str:
+    """A short hash of the template's content: a job names the version it runs with, so a
+    later change of the template is another version and leaves queued jobs alone."""
+    return hashlib.sha256(canonical_json(spec)).hexdigest()[:16]
 
 
 class TemplateTooLarge(Exception):

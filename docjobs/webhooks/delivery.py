@@ -45,6 +45,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 """(host, port) -> IP addresses as strings; raises OSError when the name does not resolve."""
 Sleep = Callable[[float], None]
+AttemptHook = Callable[["DeliveryAttempt", float | None], None]
+"""(the try, seconds until the next one or None when it was the last)"""
 
 
 class UnsafeTarget(ValueError):
@@ -282,11 +284,15 @@ def deliver(
     sleep: Sleep = time.sleep,
     resolver: Resolver = system_resolver,
     ssl_context: ssl.SSLContext | None = None,
+    tried: int = 0,
+    on_attempt: AttemptHook | None = None,
 ) -> list[DeliveryAttempt]:
     """POST one event until a 2xx, a final answer, or ``max_attempts``; every try recorded.
 
     Blocking (run it in a thread). An unsafe target gives one failed attempt and no request.
-    ``ssl_context`` replaces the system's trust store (tests, private CAs).
+    ``ssl_context`` replaces the system's trust store (tests, private CAs). ``tried``: tries
+    made before (a delivery resumed after a restart), counted against ``max_attempts``;
+    ``on_attempt`` hears of each try as it ends, with the wait before the next one.
     """
     body = event_body(message.event_type, message.data, message.occurred_at or datetime.now(UTC))
     msg_id = message.msg_id or f"msg_{secrets.token_hex(16)}"
@@ -306,12 +312,16 @@ def deliver(
     ) as client:
         # A loop rather than tenacity: whether to retry and how long to wait depend on the
         # response (status, Retry-After), and every try must be recorded; here that reads plainer.
-        for tries in range(1, settings.max_attempts + 1):
+        for tries in range(tried + 1, settings.max_attempts + 1):
             attempt, final, retry_after = _try_once(client, pinned, signer, msg_id, body)
             attempts.append(attempt)
-            if final or tries == settings.max_attempts:
+            last = final or tries == settings.max_attempts
+            wait = None if last else backoff_seconds(settings, tries, retry_after)
+            if on_attempt is not None:
+                on_attempt(attempt, wait)
+            if wait is None:
                 break
-            sleep(backoff_seconds(settings, tries, retry_after))
+            sleep(wait)
     return attempts
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from docjobs.domain.events import EVENT_OF_PHASE, job_view
-from docjobs.domain.models import Job
 from docjobs.webhooks.delivery import (
     EVENT_TYPES,
+    AttemptHook,
     DeliveryAttempt,
     WebhookMessage,
     deliver,
@@ -42,6 +43,62 @@ def delivery_slots(limit: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(limit)
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where one event goes: an endpoint, or the job's own URL (named by the URL)."""
+
+    name: str
+    url: str
+    secret: str
+
+
+def targets_of(
+    store: WebhookStore,
+    tenant: str,
+    event_type: str,
+    job_webhook_url: str | None = None,
+    job_webhook_secret: str | None = None,
+) -> list[Target]:
+    """The tenant's endpoints subscribed to ``event_type``, then the job's own URL.
+
+    ``job_webhook_secret`` overrides the tenant's job-URL secret."""
+    targets = [Target(ep.id, ep.url, secret) for ep, secret in store.subscribed(tenant, event_type)]
+    if job_webhook_url:
+        secret = job_webhook_secret or store.tenant_secret(tenant)
+        targets.append(Target(job_webhook_url, job_webhook_url, secret))
+    return targets
+
+
+def send(
+    settings: WebhookSettings,
+    job_id: str,
+    target: Target,
+    event_type: str,
+    data: dict[str, Any],
+    occurred_at: datetime,
+    *,
+    tried: int = 0,
+    on_attempt: AttemptHook | None = None,
+) -> list[DeliveryAttempt]:
+    """One event to one target (see :func:`deliver`) in one of the process's delivery slots;
+    its ``webhook-id`` depends only on the job, the target and the event. An internal error
+    ends it as one failed attempt, returned but not told to ``on_attempt``."""
+    try:
+        message = WebhookMessage(
+            target.url,
+            target.secret,
+            event_type,
+            data,
+            msg_id=message_id(job_id, target.name, event_type),
+            occurred_at=occurred_at,
+        )
+        with delivery_slots(settings.max_parallel_deliveries):
+            return deliver(message, settings, tried=tried, on_attempt=on_attempt)
+    except Exception as exc:  # a bug here must not lose the record of the others
+        log.exception("webhook delivery to %s for job %s failed", target.name, job_id)
+        return [DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)]
+
+
 def deliver_job_event(
     store: WebhookStore,
     settings: WebhookSettings,
@@ -62,57 +119,28 @@ def deliver_job_event(
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
-    targets = [(ep.id, ep.url, secret) for ep, secret in store.subscribed(tenant, event_type)]
-    if job_webhook_url:
-        secret = job_webhook_secret or store.tenant_secret(tenant)
-        targets.append((job_webhook_url, job_webhook_url, secret))
+    targets = targets_of(store, tenant, event_type, job_webhook_url, job_webhook_secret)
     # Delivered before (a delivery resumed after a restart): not again.
     done = {
         d.target for d in store.deliveries(job_id) if d.delivered and d.event_type == event_type
     }
-    targets = [t for t in targets if t[0] not in done]
+    targets = [t for t in targets if t.name not in done]
     if not targets:
         return
     when = occurred_at or datetime.now(UTC)
 
-    def one(target: tuple[str, str, str]) -> None:
-        name, url, secret = target
-        try:
-            message = WebhookMessage(
-                url,
-                secret,
-                event_type,
-                data,
-                msg_id=message_id(job_id, name, event_type),
-                occurred_at=when,
-            )
-            with delivery_slots(settings.max_parallel_deliveries):
-                attempts = deliver(message, settings)
-        except Exception as exc:  # a bug here must not lose the record of the others
-            log.exception("webhook delivery to %s for job %s failed", name, job_id)
-            attempts = [DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)]
+    def one(target: Target) -> None:
+        attempts = send(settings, job_id, target, event_type, data, when)
         delivered = bool(attempts) and attempts[-1].ok
         if not delivered:
-            log.warning("webhook %s for job %s to %s not delivered", event_type, job_id, name)
-        store.record(job_id, name, event_type, attempts, delivered)
+            log.warning("%s of job %s to %s not delivered", event_type, job_id, target.name)
+        store.record(job_id, target.name, event_type, attempts, delivered)
 
-    with ThreadPoolExecutor(min(len(targets), MAX_PARALLEL), "webhook") as pool:
-        list(pool.map(one, targets))
+    in_parallel(one, targets)
 
 
-def deliver_job_end(store: WebhookStore, settings: WebhookSettings, job: Job) -> None:
-    """The event of a job that has just ended, in the parse API's job view, to every target;
-    nothing for a job that has not ended. Blocks like :func:`deliver_job_event`."""
-    event_type = EVENT_OF_PHASE.get(job.status.phase)
-    if event_type is None:
-        return
-    deliver_job_event(
-        store,
-        settings,
-        job.spec.tenant,
-        job.spec.job_id,
-        event_type,
-        job_view(job),
-        job.spec.webhook_url,
-        occurred_at=job.status.completed_at,
-    )
+def in_parallel(one: Callable[[Target], None], targets: list[Target]) -> None:
+    """``one`` for every target, at most :data:`MAX_PARALLEL` at once; blocks until done."""
+    if targets:
+        with ThreadPoolExecutor(min(len(targets), MAX_PARALLEL), "webhook") as pool:
+            list(pool.map(one, targets))

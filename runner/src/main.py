@@ -1,7 +1,8 @@
 """``docjobs runner``: one attempt by the runner contract, or a warm worker serving many.
 
-One-shot (Kubernetes Jobs): the job spec comes from ``DOCJOBS_JOB_SPEC`` (JSON) and the
-attempt from ``DOCJOBS_ATTEMPT``; a shard of an Indexed Job reads the part
+One-shot (Kubernetes Jobs): the job spec and attempt come from the attempt's manifest, read
+through the presigned URL ``DOCJOBS_RUNNER__MANIFEST_URL``; the manifest's URLs are the
+runner's whole object store (:class:`PresignedStore`). A shard of an Indexed Job reads the part
 ``JOB_COMPLETION_INDEX`` of ``DOCJOBS_PAGE_PARTS`` (a JSON list of page selections), and
 ``DOCJOBS_MERGE_PARTS`` (a count) merges the stored parts into the result. The summary
 goes to the termination-message path and the exit code says how it ended (0 done, 42
@@ -23,17 +24,20 @@ import sys
 from pathlib import Path
 
 from docjobs.config import get_settings
-from docjobs.domain.models import JobSpec, PagePart, RunOutcome, WorkerRequest
+from docjobs.domain.models import PagePart, RunOutcome, WorkerRequest
 from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
 from docjobs.storage.factory import store_from_settings
+from docjobs.storage.presigned import PresignedStore
 
 _PR_SET_PDEATHSIG = 1
 
 
 def run_once() -> int:
-    spec = JobSpec.model_validate_json(os.environ["DOCJOBS_JOB_SPEC"])
-    attempt = int(os.environ.get("DOCJOBS_ATTEMPT", "1"))
-    store = store_from_settings(get_settings())
+    manifest_url = get_settings().runner.manifest_url
+    if not manifest_url:
+        raise SystemExit("a one-shot runner needs DOCJOBS_RUNNER__MANIFEST_URL (its attempt)")
+    store = PresignedStore.fetch(manifest_url)
+    spec, attempt = store.manifest.spec, store.manifest.attempt
     if "DOCJOBS_PAGE_PARTS" in os.environ:
         # A shard of an Indexed Job: Kubernetes numbers the pods, the parts are in order.
         index = int(os.environ["JOB_COMPLETION_INDEX"])
@@ -43,7 +47,8 @@ def run_once() -> int:
     elif "DOCJOBS_MERGE_PARTS" in os.environ:
         outcome = merge_parts(spec, attempt, int(os.environ["DOCJOBS_MERGE_PARTS"]), store)
     else:
-        outcome = execute(spec, attempt, store)
+        # The operator copies the progress into the DocumentJob: the pod has no API access.
+        outcome = execute(spec, attempt, store, report_progress=True)
     path = Path(os.environ.get("DOCJOBS_TERMINATION_LOG", "/dev/termination-log"))
     try:
         path.write_text(termination_message(outcome))

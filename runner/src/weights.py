@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from docjobs.storage.base import ObjectStore
+from docjobs.storage.base import ObjectStore, weights_key
 
 WEIGHTS_SUFFIX = ".pt"
 FETCH_TIMEOUT_SECONDS = 60.0
@@ -39,7 +39,7 @@ def find(directory: Path, arch: str) -> Path | None:
 
 def copy_from_store(store: ObjectStore, prefix: str, arch: str, directory: Path) -> Path | None:
     """``<prefix>/<arch>.pt`` copied into ``directory``; ``None`` when the store lacks it."""
-    key = f"{prefix.strip('/')}/{arch}{WEIGHTS_SUFFIX}"
+    key = weights_key(prefix, arch)
     if not store.exists(key):
         return None
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The ``docjobs`` client commands (submit, jobs, templates) against a real embedded server."""
+"""The ``docjobs`` client commands (submit, jobs, templates, webhooks) against a real embedded
+server."""
 
 from __future__ import annotations
 
@@ -156,3 +157,53 @@ def test_jobs_list_get_result_and_cancel(srv, tmp_path: Path) -> None:
         long_id,
         "cancelled",
     ]
+
+
+def test_webhooks_create_list_and_delete(srv) -> None:
+    env = {"DOCJOBS_URL": srv.base, "DOCJOBS_API_KEY": srv.key("cli")}
+    every = docjobs("webhooks", "create", "https://hooks.example.com/all", env=env)
+    assert every.returncode == 0, every.stderr
+    heading, created, secret = every.stdout.splitlines()
+    assert heading == "Created webhook endpoint:"
+    every_id, url, events = created.split()
+    assert url == "https://hooks.example.com/all"
+    assert events == "job.completed,job.failed,job.cancelled"
+    assert re.fullmatch(r"secret: \S{16,}", secret), secret
+    failures = docjobs(
+        "webhooks",
+        "create",
+        "https://hooks.example.com/failures",
+        "--event",
+        "job.failed",
+        "--event",
+        "job.cancelled",
+        "--description",
+        "on call",
+        env=env,
+    )
+    assert failures.returncode == 0, failures.stderr
+    failures_id = failures.stdout.splitlines()[1].split()[0]
+
+    listed = docjobs("webhooks", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(listed.stdout.splitlines()) == sorted(
+        [
+            f"{every_id}  https://hooks.example.com/all  job.completed,job.failed,job.cancelled",
+            f"{failures_id}  https://hooks.example.com/failures  job.failed,job.cancelled  on call",
+        ]
+    )
+    other_tenant = docjobs("webhooks", "list", "--key", srv.key("other"), env=env)
+    assert other_tenant.returncode == 0 and other_tenant.stdout == ""
+
+    deleted = docjobs("webhooks", "delete", every_id, env=env)
+    assert deleted.returncode == 0 and deleted.stdout.strip() == f"Deleted {every_id}"
+    assert docjobs("webhooks", "list", env=env).stdout.split()[0] == failures_id
+    again = docjobs("webhooks", "delete", every_id, env=env)
+    assert again.returncode == 1 and "webhook_not_found" in again.stderr
+
+    unsafe = docjobs("webhooks", "create", "http://127.0.0.1:9/hook", env=env)
+    assert unsafe.returncode == 1 and "unsafe_webhook_url" in unsafe.stderr, unsafe.stderr
+    unknown = docjobs(
+        "webhooks", "create", "https://hooks.example.com/x", "--event", "job.eaten", env=env
+    )
+    assert unknown.returncode == 1 and "invalid_webhook" in unknown.stderr, unknown.stderr

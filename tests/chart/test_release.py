@@ -164,6 +164,10 @@ def test_install_run_upgrade_uninstall(helm: str, rig: Cluster, tmp_path: Path) 
     runners = api.items(core_path(NS, "pods"), {"docjobs.io/job": job_id.replace("_", "-")})
     runner_dir = rig.state_dir / "pods" / f"{NS}_{runners[0]['metadata']['name']}"
     assert runner_dir.is_dir() and not (runner_dir / "serviceaccount").exists()
+    # Nor any S3 credential: only the presigned URL of its attempt's manifest.
+    runner_env = {e["name"] for e in runners[0]["spec"]["containers"][0]["env"]}
+    assert "DOCJOBS_RUNNER__MANIFEST_URL" in runner_env
+    assert not [name for name in runner_env if name.startswith("DOCJOBS_S3")], runner_env
 
     # Upgrade with changed values (settings roll every pod): the same job and result, served
     # by new pods, never run again, and the CRD kept.

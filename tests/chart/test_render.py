@@ -117,7 +117,11 @@ def _runner_jobs(settings: OperatorSettings) -> list[Manifest]:
     resource = {"metadata": {"name": "job-abc", "namespace": "docjobs", "uid": "u-1"}}
     return [
         build_job(
-            resource, JobSpec.model_validate({**spec, "operation": {"kind": kind}}), 1, settings
+            resource,
+            JobSpec.model_validate({**spec, "operation": {"kind": kind}}),
+            1,
+            settings,
+            "http://minio.test/docjobs/acme/job_abc/attempts/1/manifest.json",
         )
         for kind in ("ocr.simple", "ocr.advanced")
     ]

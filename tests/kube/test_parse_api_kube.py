@@ -15,6 +15,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from docjobs.kube.client import KubeError
+from docjobs.storage.base import template_key
 from tests.docs import INVOICE_TEMPLATE, invoice_pdf
 from tests.receivers import claude_overloaded, claude_tool_answer, serve
 
@@ -100,6 +101,47 @@ def test_duplicate_submission_returns_the_original_job(kube_server, tenant, oper
     assert again["message"] == "This document has already been submitted. Returning existing job."
     view, _ = follow(kube_server, key, first["jobId"], operator)
     assert view["status"] == "completed" and view["result"] == ANSWER
+
+
+def test_a_documentjob_names_its_template_by_version_only(
+    kube_server, tenant, operator, kube, namespace, s3, cluster
+) -> None:
+    key, template_id = tenant
+    job = submit(kube_server, key, template_id, invoice_pdf(number="INV-K8S-VERSION"))
+    name = job["jobId"].replace("_", "-")
+    resource = kube.get(f"/apis/docjobs.io/v1alpha1/namespaces/{namespace}/documentjobs/{name}")
+    operation = resource["spec"]["operation"]
+    assert set(operation) == {"kind", "templateId", "templateVersion", "engine", "language", "ocr"}
+    assert operation["templateId"] == template_id
+    # The version the runner reads: stored by the API at submission, beside the tenant's jobs.
+    stored = s3.get_object(
+        cluster.s3["bucket"], template_key("acme", template_id, operation["templateVersion"])
+    )
+    try:
+        assert json.loads(stored.read())["fields"][0]["name"] == "invoice.number"
+    finally:
+        stored.close()
+        stored.release_conn()
+    view, _ = follow(kube_server, key, job["jobId"], operator)
+    assert view["status"] == "completed" and view["result"] == ANSWER
+
+
+def test_a_sync_parse_reads_the_template_version_the_api_stored(kube_server, operator) -> None:
+    key = kube_server.key("sync-parse")
+    created = requests.post(
+        f"{kube_server.base}/v1/templates", headers=headers(key), json=INVOICE_TEMPLATE
+    )
+    assert created.status_code == 201, created.text
+    answer = requests.post(
+        f"{kube_server.base}/v1/documents/parse",
+        headers=headers(key),
+        files={"file": ("invoice.pdf", invoice_pdf(number="INV-K8S-SYNC"), "application/pdf")},
+        data={"templateId": created.json()["templateId"]},
+        timeout=180,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "completed", answer.text
+    assert answer.json()["result"]["invoice"]["number"] == "INV-K8S-SYNC"
 
 
 def test_transient_failure_retries_after_the_backoff(kube_server, tenant, operator, claude) -> None:

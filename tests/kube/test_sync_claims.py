@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from minio import Minio
+from standardwebhooks.webhooks import Webhook
 
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import (
@@ -31,11 +32,13 @@ from docjobs.storage.base import outcome_key
 from tests.conftest import Server
 from tests.docs import INVOICE_TEMPLATE, pdf_with_pages
 from tests.kube.helpers import documentjob, patch_status
+from tests.receivers import serve
 from tests.rig.fixtures import Cluster, wait_for
 
 from .conftest import Operator
 
 CLAIM_SECONDS = 3
+WEBHOOKS = {"DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true"}
 OCR = "/api/v1/ocr/extract/simple"
 HTML = "<html><body><h1>Invoice 1</h1><p>One page.</p></body></html>"
 
@@ -103,6 +106,47 @@ def test_sync_conversion_runs_in_the_api_and_shows_as_a_complete_documentjob(
         f"{kube_server.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": key}, timeout=10
     ).json()
     assert listed["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("api_env", "operator_env"),
+    [({"DOCJOBS_KUBERNETES__CLAIM_SECONDS": str(CLAIM_SECONDS), **WEBHOOKS}, WEBHOOKS)],
+    ids=["private-webhooks"],
+)
+def test_end_of_a_sync_job_is_delivered_once_by_the_operator(
+    kube_server: Server, operator: Operator, kube: KubeClient, namespace: str
+) -> None:
+    key = kube_server.key("acme")
+    with serve([(200, {}, b"{}")]) as receiver:
+        created = requests.post(
+            f"{kube_server.base}/v1/webhooks",
+            headers={"x-api-key": key},
+            json={"url": f"{receiver.url}/hook"},
+            timeout=10,
+        )
+        assert created.status_code == 201, created.text
+        answer = requests.post(
+            f"{kube_server.base}/api/v1/convert/html-to-pdf",
+            headers={"X-API-Key": key},
+            data={"content": HTML},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        job_id = answer.headers["X-Job-Id"]
+        # The API ended the job; its outbox, written with the end, is the operator's to send.
+        (request,) = receiver.wait_for(1, timeout=60)
+        event = Webhook(created.json()["secret"]).verify(request.body, request.headers)
+        assert event["type"] == "job.completed" and event["data"]["jobId"] == job_id
+
+        def closed() -> dict[str, Any] | None:
+            outbox = documentjob(kube, namespace, job_id)["status"].get("webhooks") or {}
+            return outbox if outbox.get("state") == "Done" else None
+
+        outbox = wait_for(closed, 30, 0.1, what="the outbox closed")
+        assert [d["state"] for d in outbox["deliveries"]] == ["Delivered"]
+        assert runner_jobs(kube, namespace) == []
+        time.sleep(2)  # nothing more comes
+        assert len(receiver.received) == 1
 
 
 def test_killed_api_job_is_taken_over_by_the_operator_and_completes_once(

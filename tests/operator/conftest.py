@@ -139,9 +139,8 @@ class Operator:
 
 
 @pytest.fixture
-def ns(cluster: Cluster, namespace: str, crd: None) -> str:  # noqa: F811
-    """A fresh namespace with the S3 Secret runner pods read."""
-    cluster.create_s3_secret(namespace)
+def ns(namespace: str, crd: None) -> str:  # noqa: F811
+    """A fresh namespace; no S3 Secret: runner pods get presigned URLs only."""
     return namespace
 
 

@@ -33,6 +33,7 @@ from docjobs.operator.settings import OperatorSettings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RESOURCE = {"metadata": {"name": "job-abc", "namespace": "ns", "uid": "u-1"}}
+MANIFEST = "http://s3.test/docjobs/acme/job_abc/attempts/1/manifest.json?X-Amz-Signature=0"
 
 
 def _spec(operation: dict[str, Any], timeout: float = 600) -> JobSpec:
@@ -50,7 +51,7 @@ def _spec(operation: dict[str, Any], timeout: float = 600) -> JobSpec:
 
 def test_gpu_and_cpu_pools_come_from_settings() -> None:
     settings = OperatorSettings()
-    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 2, settings)
+    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 2, settings, MANIFEST)
     pod = doctr["spec"]["template"]["spec"]
     assert doctr["metadata"]["name"] == "job-abc-a2"
     assert pod["nodeSelector"] == {"docjobs.io/pool": "gpu"}
@@ -60,7 +61,9 @@ def test_gpu_and_cpu_pools_come_from_settings() -> None:
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert pod["containers"][0]["image"] == settings.runner_gpu_image
 
-    tesseract = build_job(RESOURCE, _spec({"kind": "ocr.simple"}, timeout=30.5), 1, settings)
+    tesseract = build_job(
+        RESOURCE, _spec({"kind": "ocr.simple"}, timeout=30.5), 1, settings, MANIFEST
+    )
     pod = tesseract["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"docjobs.io/pool": "cpu"}
     assert "tolerations" not in pod
@@ -68,9 +71,11 @@ def test_gpu_and_cpu_pools_come_from_settings() -> None:
     # The job's own timeout shortens the engine's deadline, never the other way round.
     assert tesseract["spec"]["activeDeadlineSeconds"] == 31
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert JobSpec.model_validate_json(env["DOCJOBS_JOB_SPEC"]["value"]).job_id == "job_abc"
+    # Neither the job spec nor a store credential: the manifest's URL is all the pod gets.
+    assert env["DOCJOBS_RUNNER__MANIFEST_URL"]["value"] == MANIFEST
     assert env["DOCJOBS_ATTEMPT"]["value"] == "1"
-    assert env["DOCJOBS_S3__REGION"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    assert not [name for name in env if name.startswith(("DOCJOBS_S3", "DOCJOBS_JOB_SPEC"))]
+    assert "job_abc" not in json.dumps(env).replace(MANIFEST, "")
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,7 @@ def test_a_parse_job_runs_where_its_templates_ocr_tier_runs(ocr: str, pool: str)
     template = {"name": "invoice", "fields": [{"name": "invoice.number"}]}
     extract = {"kind": "extract", "template_id": "tpl-1", "template": template, "ocr": ocr}
 
-    job = build_job(RESOURCE, _spec(extract), 1, settings)
+    job = build_job(RESOURCE, _spec(extract), 1, settings, MANIFEST)
 
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"docjobs.io/pool": pool}
@@ -104,7 +109,7 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
             "runner_service_account": "release-runner",
         }
     )
-    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 1, settings)
+    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 1, settings, MANIFEST)
     pod = doctr["spec"]["template"]["spec"]
     assert (pod["runtimeClassName"], pod.get("priorityClassName")) == ("nvidia", None)
     assert pod["serviceAccountName"] == "release-runner"
@@ -117,7 +122,7 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
             "secretKeyRef": {"name": "release-claude", "key": "apiKey", "optional": True}
         },
     }
-    vision = build_job(RESOURCE, _spec({"kind": "ocr.vision"}), 1, settings)
+    vision = build_job(RESOURCE, _spec({"kind": "ocr.vision"}), 1, settings, MANIFEST)
     (key_env,) = [
         e
         for e in vision["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -125,11 +130,17 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
     ]
     assert "value" not in key_env
     assert key_env["valueFrom"]["secretKeyRef"]["name"] == "release-claude"
-    convert = build_job(RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, settings)
+    convert = build_job(
+        RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, settings, MANIFEST
+    )
     pod = convert["spec"]["template"]["spec"]
     assert (pod.get("runtimeClassName"), pod["priorityClassName"]) == (None, "batch-low")
     default = build_job(
-        RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, OperatorSettings()
+        RESOURCE,
+        _spec({"kind": "convert", "sourceFormat": "text"}),
+        1,
+        OperatorSettings(),
+        MANIFEST,
     )
     pod = default["spec"]["template"]["spec"]
     assert "serviceAccountName" not in pod
@@ -274,17 +285,16 @@ def _scan(pages: int, operation: dict[str, Any]) -> JobSpec:
     return _spec(operation).model_copy(update={"input": scan})
 
 
-SHARDING = OperatorSettings(
-    shard_threshold_pages=40, shard_pages=25, shard_parallelism=3, shard_retries=2
-)
+SHARDING = OperatorSettings(shard_threshold_pages=40, shard_parallelism=3, shard_retries=2)
+PART_PAGES = 25
 
 
 def test_a_long_scan_runs_as_one_indexed_job_of_page_shards() -> None:
     spec = _scan(100, {"kind": "ocr.simple", "output": "detailed"})
-    parts = shard_parts(spec, SHARDING)
+    parts = shard_parts(spec, SHARDING, PART_PAGES)
     assert parts == ["1-25", "26-50", "51-75", "76-100"]
 
-    job = build_sharded_job(RESOURCE, spec, 2, parts, SHARDING)
+    job = build_sharded_job(RESOURCE, spec, 2, parts, SHARDING, MANIFEST)
 
     assert job["metadata"]["name"] == "job-abc-a2"
     body = job["spec"]
@@ -312,17 +322,17 @@ def test_a_long_scan_runs_as_one_indexed_job_of_page_shards() -> None:
 def test_short_selections_and_other_operations_run_in_one_pod(
     pages: int, operation: dict[str, Any], settings: OperatorSettings
 ) -> None:
-    assert shard_parts(_scan(pages, operation), settings) == []
+    assert shard_parts(_scan(pages, operation), settings, PART_PAGES) == []
 
 
 def test_shards_keep_a_page_selection_in_its_order() -> None:
     spec = _scan(100, {"kind": "ocr.simple", "pages": "90-100,1-40"})
-    assert shard_parts(spec, SHARDING) == ["90-100,1-14", "15-39", "40"]
+    assert shard_parts(spec, SHARDING, PART_PAGES) == ["90-100,1-14", "15-39", "40"]
 
 
 def test_the_merge_job_is_a_separate_step_of_the_same_attempt() -> None:
     spec = _scan(100, {"kind": "ocr.simple"})
-    merge = build_merge_job(RESOURCE, spec, 3, 4, SHARDING)
+    merge = build_merge_job(RESOURCE, spec, 3, 4, SHARDING, MANIFEST)
     assert merge["metadata"]["name"] == "job-abc-a3-merge"
     assert merge["metadata"]["labels"]["docjobs.io/step"] == "merge"
     assert merge["metadata"]["labels"]["docjobs.io/attempt"] == "3"
@@ -341,12 +351,14 @@ def test_shard_progress_reads_the_indexed_jobs_counts() -> None:
 
 def test_pages_done_are_the_pages_of_the_completed_indexes() -> None:
     spec = _scan(90, {"kind": "ocr.simple"})
-    job = build_sharded_job(RESOURCE, spec, 1, shard_parts(spec, SHARDING), SHARDING)
+    job = build_sharded_job(
+        RESOURCE, spec, 1, shard_parts(spec, SHARDING, PART_PAGES), SHARDING, MANIFEST
+    )
     assert shard_progress(job) == Progress(pages_done=0, pages_total=90)
     # Shards 0 and 2 ("1-25", "51-75") done, then the last ("76-90", 15 pages) too.
     job["status"] = {"succeeded": 2, "completedIndexes": "0,2"}
     assert shard_progress(job) == Progress(pages_done=50, pages_total=90)
     job["status"] = {"succeeded": 3, "completedIndexes": "0,2-3"}
     assert shard_progress(job) == Progress(pages_done=65, pages_total=90)
-    one_pod = build_job(RESOURCE, _scan(10, {"kind": "ocr.simple"}), 1, SHARDING)
+    one_pod = build_job(RESOURCE, _scan(10, {"kind": "ocr.simple"}), 1, SHARDING, MANIFEST)
     assert shard_progress(one_pod) is None

@@ -71,7 +71,8 @@ def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
     assert container["command"] == ["docjobs", "runner"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e for e in container["env"]}
-    assert env["DOCJOBS_S3__SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "docjobs-s3"
+    assert "DOCJOBS_RUNNER__MANIFEST_URL" in env
+    assert not [e for e in env.values() if "valueFrom" in e], "no Secret reaches the runner"
 
     (row,) = kubectl_table(cluster, "get", "documentjobs", "-n", jobs.ns)
     assert row["NAME"] == name
@@ -268,7 +269,7 @@ def test_a_long_scan_runs_as_shards_merged_into_the_one_pod_result(
 ) -> None:
     make_operator(
         DOCJOBS_OPERATOR__SHARD_THRESHOLD_PAGES="4",
-        DOCJOBS_OPERATOR__SHARD_PAGES="2",
+        DOCJOBS_RUNNER__PART_PAGES="2",
         DOCJOBS_OPERATOR__SHARD_PARALLELISM="3",
     )
     pdf, _ = pdf_with_pages(6, seed=21)
@@ -302,7 +303,7 @@ def _submit_sharded(jobs: Jobs, make_operator, seed: int) -> str:
     """A 6-page scan in three shards of two pages, one shard at a time."""
     make_operator(
         DOCJOBS_OPERATOR__SHARD_THRESHOLD_PAGES="4",
-        DOCJOBS_OPERATOR__SHARD_PAGES="2",
+        DOCJOBS_RUNNER__PART_PAGES="2",
         DOCJOBS_OPERATOR__SHARD_PARALLELISM="1",
     )
     pdf, _ = pdf_with_pages(6, seed=seed)

@@ -1,15 +1,17 @@
 """Finished work never runs again: the outcome a runner stored is its attempt's result, whatever
 Kubernetes says about the attempt afterwards (a deadline, a lost pod, a Job still running).
 
-The runner pods here cannot start (their S3 Secret does not exist, so the kubelet keeps them
-in CreateContainerConfigError) and the test stores the attempt's outcome itself: exactly the
-state of a runner that stored its outcome and whose end Kubernetes never heard of.
+The runner pods here never get their attempt (the URL of their manifest points at a server
+that never answers) and the test stores the attempt's outcome itself: exactly the state of a
+runner that stored its outcome and whose end Kubernetes never heard of.
 """
 
 from __future__ import annotations
 
+import json
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,7 +33,19 @@ def stored_outcomes(store: S3Store, job_id: str) -> list[str]:
     """The attempts that stored an outcome: each one is a run of the document."""
     prefix = f"{TENANT}/{job_id}/attempts/"
     found = store.client.list_objects(store.bucket, prefix=prefix)
-    return sorted(str(o.object_name).removeprefix(prefix) for o in found)
+    # attempts/<n>/ holds the attempt's manifest; attempts/<n>.json is its outcome.
+    return sorted(str(o.object_name).removeprefix(prefix) for o in found if not o.is_dir)
+
+
+@pytest.fixture
+def stalled_runners() -> Iterator[str]:
+    """Operator environment that keeps runner pods waiting for their manifest: a listening
+    socket that never answers stands in for it (the last of duplicate variables wins)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        yield json.dumps({"DOCJOBS_RUNNER__MANIFEST_URL": f"http://127.0.0.1:{port}/manifest"})
 
 
 def store_outcome(store: S3Store, job_id: str, attempt: int) -> ResultRef:
@@ -50,11 +64,15 @@ def store_outcome(store: S3Store, job_id: str, attempt: int) -> ResultRef:
 
 @pytest.mark.parametrize("then", ["deadline", "pod deleted", "job still running"])
 def test_a_stored_outcome_is_the_attempts_result(
-    then: str, jobs: Jobs, store: S3Store, make_operator: Callable[..., Operator]
+    then: str,
+    jobs: Jobs,
+    store: S3Store,
+    make_operator: Callable[..., Operator],
+    stalled_runners: str,
 ) -> None:
     make_operator(
-        # Runner pods wait for this Secret forever: the attempt ends only as the test says.
-        DOCJOBS_OPERATOR__S3_SECRET="no-such-secret",
+        # Runner pods wait for their manifest: the attempt ends only as the test says.
+        DOCJOBS_OPERATOR__RUNNER_ENV=stalled_runners,
         DOCJOBS_OPERATOR__RESYNC_SECONDS="2" if then == "job still running" else "600",
     )
     resource = jobs.prepare(
@@ -89,13 +107,13 @@ def test_a_stored_outcome_is_the_attempts_result(
 
 
 def test_a_job_event_during_an_object_store_outage_is_looked_at_again(
-    jobs: Jobs, make_operator: Callable[..., Operator], tmp_path: Path
+    jobs: Jobs, make_operator: Callable[..., Operator], tmp_path: Path, stalled_runners: str
 ) -> None:
     minio = MinioServer(tmp_path / "minio" / "data").start()
     try:
         private = S3Store.from_settings(S3Settings.model_validate(minio.settings()))
         make_operator(
-            DOCJOBS_OPERATOR__S3_SECRET="no-such-secret",
+            DOCJOBS_OPERATOR__RUNNER_ENV=stalled_runners,
             DOCJOBS_OPERATOR__RESYNC_SECONDS="600",  # only the Job's own event can end it
             **minio.env(),
         )

@@ -3,12 +3,14 @@ model, the checking of its answer, and the typed value readers behind them."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from decimal import Decimal
 
 import pytest
 from pydantic import ValidationError
 
+from docjobs.domain.idempotency import fingerprint
 from docjobs.domain.models import Extract, JobSpec
 from docjobs.templates.schema import (
     TemplateField,
@@ -18,6 +20,7 @@ from docjobs.templates.schema import (
     validate_result,
     value_at,
 )
+from docjobs.templates.store import content_version
 from docjobs.templates.values import find_amount, find_boolean, find_date
 
 INVOICE = {
@@ -202,7 +205,9 @@ def test_validate_result_names_the_malformed_field(answer: object, message: str)
         validate_result(TemplateSpec.model_validate(INVOICE), answer)
 
 
-def test_extract_operation_carries_the_template_in_the_job() -> None:
+def test_a_stored_job_names_its_template_by_id_and_version_only() -> None:
+    # A job stored before template versions carries its template: it still reads, and
+    # what is stored of it from now on is the template's id and content version.
     job = JobSpec.model_validate(
         {
             "job_id": "j1",
@@ -220,8 +225,36 @@ def test_extract_operation_carries_the_template_in_the_job() -> None:
     )
     assert isinstance(job.operation, Extract)
     assert job.operation.engine == "rules"
+    assert job.operation.template is not None
     assert job.operation.template.fields[0].name == "invoice.number"
-    assert JobSpec.model_validate_json(job.model_dump_json()) == job
+    version = content_version(TemplateSpec.model_validate(INVOICE))
+    assert job.operation.template_version == version
+    stored = json.loads(job.model_dump_json())["operation"]
+    assert stored == {
+        "kind": "extract",
+        "template_id": "tpl-1",
+        "template_version": version,
+        "engine": "rules",
+        "language": "eng",
+        "ocr": "simple",
+    }
+    read_back = JobSpec.model_validate_json(job.model_dump_json())
+    assert read_back.operation == job.operation.model_copy(update={"template": None})
+
+
+def test_a_changed_template_is_another_version_and_another_job() -> None:
+    spec = TemplateSpec.model_validate(INVOICE)
+    same = TemplateSpec.model_validate_json(json.dumps(INVOICE, sort_keys=True))
+    renamed = TemplateSpec.model_validate({**INVOICE, "name": "invoice-v2"})
+    assert content_version(same) == content_version(spec) != content_version(renamed)
+
+    def submission(template: TemplateSpec) -> str:
+        operation = Extract(
+            template_id="tpl-1", template_version=content_version(template), template=template
+        )
+        return fingerprint("acme", operation, "sha")
+
+    assert submission(same) == submission(spec) != submission(renamed)
 
 
 @pytest.mark.parametrize(

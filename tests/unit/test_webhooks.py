@@ -235,6 +235,30 @@ def test_500_then_success_retries_with_doubling_capped_backoff(
         assert Webhook(secret).verify(hit.body, hit.headers)["type"] == "job.failed"
 
 
+def test_resumed_delivery_counts_earlier_tries_and_reports_each_one(
+    receiver: Callable[..., Receiver],
+) -> None:
+    r = receiver((500, {}))
+    heard: list[tuple[int | None, float | None]] = []
+
+    attempts = deliver(
+        WebhookMessage(r.url(), new_secret(), "job.completed", JOB),
+        fast(
+            allow_private_targets=True,
+            max_attempts=4,
+            initial_backoff_seconds=0.5,
+            max_backoff_seconds=9,
+        ),
+        sleep=lambda _: None,
+        tried=2,
+        on_attempt=lambda attempt, wait: heard.append((attempt.status_code, wait)),
+    )
+
+    # Two tries before a restart: two left of four, the backoff going on from the third.
+    assert statuses(attempts) == [500, 500] and len(r.hits) == 2
+    assert heard == [(500, 2.0), (500, None)]
+
+
 def test_429_retry_after_is_honoured(receiver: Callable[..., Receiver]) -> None:
     r = receiver((429, {"Retry-After": "1"}), (200, {}))
 

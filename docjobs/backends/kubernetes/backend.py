@@ -37,7 +37,7 @@ from docjobs.storage.s3 import S3Store
 from .claimed import ClaimedJobs
 from .keys import SecretKeyStore
 from .templates import ResourceTemplateStore
-from .webhooks import DELIVERIES_ANNOTATION, SecretWebhookStore
+from .webhooks import SecretWebhookStore
 
 log = logging.getLogger("docjobs.kube")
 P = ParamSpec("P")
@@ -97,7 +97,7 @@ class KubeBackend:
             self.client, self.namespace, settings.limits.template_bounds()
         )
         self._delivery_notes: dict[str, JSON] = {}
-        """DocumentJob name -> its webhook-deliveries annotation, for jobs that have one."""
+        """DocumentJob name -> its webhook outbox (``status.webhooks``), for jobs that have one."""
         self.webhooks = SecretWebhookStore(
             self.client, self.namespace, kube.webhooks_secret, read_job=self._delivery_note
         )
@@ -107,17 +107,12 @@ class KubeBackend:
                 OBJECT_STORE: self.objects.prepare,
             }
         )
-        self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor, self.webhooks)
+        self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor)
 
     def _parse(self, resource: JSON) -> Job:
-        annotations = resource["metadata"].get("annotations") or {}
-        if DELIVERIES_ANNOTATION in annotations:
-            note = {
-                "metadata": {
-                    "annotations": {DELIVERIES_ANNOTATION: annotations[DELIVERIES_ANNOTATION]}
-                }
-            }
-            self._delivery_notes[resource["metadata"]["name"]] = note
+        outbox = (resource.get("status") or {}).get("webhooks")
+        if outbox:
+            self._delivery_notes[resource["metadata"]["name"]] = {"status": {"webhooks": outbox}}
         return job_of(resource)
 
     def _delivery_note(self, job_id: str) -> JSON | None:

@@ -5,7 +5,9 @@ visible in both API families), created with this process's claim on it (see
 :mod:`docjobs.kube.claims`), so the operator starts no runner Job for it. This process
 writes the status itself, through the same lifecycle and bookkeeping as the operator, and
 renews the claim while the work runs. If the process dies, the claim lapses and the
-operator takes the job over; the outcome the worker stored wins there too.
+operator takes the job over; the outcome the worker stored wins there too. The job's end
+event is left to the operator, which delivers it from the outbox the terminal status write
+puts in the status (see :mod:`.outbox`): one deliverer, durable whichever process dies.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import contextlib
 import logging
 import os
 import socket
-import threading
 from dataclasses import dataclass
 
 from docjobs.backends.dependencies import KUBERNETES, DependencyMonitor
@@ -23,7 +24,6 @@ from docjobs.backends.embedded.pool import Worker, WorkerPool, run_attempt
 from docjobs.config import Settings
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
-from docjobs.domain.events import EVENT_OF_PHASE
 from docjobs.domain.lifecycle import Action, Observation
 from docjobs.domain.models import Job, Phase, WorkerRequest
 from docjobs.kube.cache import WatchCache
@@ -34,8 +34,6 @@ from docjobs.kube.resources import job_of, status_of
 from docjobs.kube.status import bookkeep, status_patch
 from docjobs.metrics import record_finished
 from docjobs.storage.factory import store_environment
-from docjobs.webhooks.fanout import deliver_job_end
-from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger("docjobs.claimed")
 
@@ -73,7 +71,6 @@ class ClaimedJobs:
         client: KubeClient,
         jobs: WatchCache[Job],
         monitor: DependencyMonitor,
-        webhooks: WebhookStore,
     ) -> None:
         kube = settings.kubernetes
         self.settings = settings
@@ -81,7 +78,6 @@ class ClaimedJobs:
         self.namespace = kube.namespace
         self.jobs = jobs
         self.monitor = monitor
-        self.webhooks = webhooks
         self.size = kube.sync_workers
         self.claim_seconds = kube.claim_seconds
         self.holder = f"{socket.gethostname()}/{os.getpid()}"
@@ -217,20 +213,9 @@ class ClaimedJobs:
             held.saw(written)
             self.jobs.observe(written)
             if Action.NOTIFY in decision.actions:
-                self._announce(job.model_copy(update={"status": decision.status}))
+                record_finished(job.model_copy(update={"status": decision.status}))
             return
         raise RuntimeError(f"{held.name}: status changed under {WRITE_TRIES} tries")
-
-    def _announce(self, job: Job) -> None:
-        """What the operator's terminal hook does for the jobs it ends: metrics, webhooks."""
-        record_finished(job)
-        if job.status.phase not in EVENT_OF_PHASE:
-            return
-
-        def deliver() -> None:  # retries for minutes: in a thread of its own
-            deliver_job_end(self.webhooks, self.settings.webhooks, job)
-
-        threading.Thread(target=deliver, name=f"webhook-{job.spec.job_id}", daemon=True).start()
 
 
 def _version(resource: JSON) -> int:

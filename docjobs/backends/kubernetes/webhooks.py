@@ -3,8 +3,9 @@
 The Secret ``docjobs-webhooks`` holds one entry per endpoint (``endpoint.<id>``: JSON with
 its tenant, URL, events and signing secret) and one per tenant for the secret that signs
 events sent to jobs' own URLs (``jobs.<tenant>``). The API writes it; the operator reads it
-when a job ends. Deliveries are kept in an annotation of the DocumentJob they belong to, so
-they go when the job goes, and the API reads them from its watch cache at no cost.
+when a job ends. Deliveries are kept in the status of the DocumentJob they belong to
+(``status.webhooks``, see :mod:`.outbox`), so they go when the job goes, and the API reads
+them from its watch cache at no cost.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from docjobs.auth.keys import check_tenant
-from docjobs.domain.models import DOMAIN
 from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import documentjobs_path
-from docjobs.kube.resources import resource_name
-from docjobs.webhooks.delivery import DeliveryAttempt, new_secret
+from docjobs.kube.resources import WebhookDelivery, WebhookOutbox, resource_name, status_of
+from docjobs.webhooks.delivery import DeliveryAttempt, message_id, new_secret
 from docjobs.webhooks.records import (
-    ATTEMPTS,
     MAX_ENDPOINTS_PER_TENANT,
     DeliveryRecord,
     WebhookEndpoint,
@@ -31,7 +30,8 @@ from docjobs.webhooks.records import (
     new_endpoint,
 )
 
-DELIVERIES_ANNOTATION = f"{DOMAIN}/webhook-deliveries"
+from .outbox import delivery_attempt, stored_attempt, update_outbox, with_delivery
+
 _ENDPOINT = "endpoint."
 _JOBS_SECRET = "jobs."  # noqa: S105 - a key prefix, not a secret
 
@@ -65,18 +65,21 @@ def _load(endpoint_id: str, text: str) -> tuple[WebhookEndpoint, str]:
 
 
 def deliveries_of(job_id: str, resource: JSON | None) -> builtins.list[DeliveryRecord]:
-    """The delivery records kept on a DocumentJob."""
-    annotations = ((resource or {}).get("metadata") or {}).get("annotations") or {}
+    """The settled deliveries kept in a DocumentJob's status (``status.webhooks``)."""
+    outbox = status_of(resource).webhooks if resource is not None else None
+    if outbox is None:
+        return []
     return [
         DeliveryRecord(
             job_id,
-            raw["target"],
-            raw["event"],
-            raw["delivered"],
-            ATTEMPTS.validate_python(raw["attempts"]),
-            datetime.fromisoformat(raw["recorded_at"]),
+            d.target,
+            outbox.event,
+            d.state == "Delivered",
+            tuple(delivery_attempt(a) for a in d.attempts),
+            d.updated_at,
         )
-        for raw in json.loads(annotations.get(DELIVERIES_ANNOTATION, "[]"))
+        for d in outbox.deliveries
+        if d.state != "Pending"
     ]
 
 
@@ -200,38 +203,19 @@ class SecretWebhookStore:
         record = DeliveryRecord(
             job_id, target, event_type, delivered, tuple(attempts), datetime.now(UTC)
         )
-        entry = {
-            "target": target,
-            "event": event_type,
-            "delivered": delivered,
-            "attempts": ATTEMPTS.dump_python(record.attempts, mode="json"),
-            "recorded_at": record.recorded_at.isoformat(),
-        }
-        path = documentjobs_path(self.namespace, resource_name(job_id))
-        for _ in range(8):
-            try:
-                resource = self.client.get(path)
-            except KubeError as exc:
-                if exc.not_found:
-                    return record  # the job is gone: nothing left to annotate
-                raise
-            metadata = resource["metadata"]
-            known = json.loads((metadata.get("annotations") or {}).get(DELIVERIES_ANNOTATION, "[]"))
-            patch = {
-                "metadata": {
-                    # Deliveries to several targets finish at once: the resourceVersion makes
-                    # a concurrent append fail (409) instead of overwriting another.
-                    "resourceVersion": metadata["resourceVersion"],
-                    "annotations": {DELIVERIES_ANNOTATION: json.dumps([*known, entry])},
-                }
-            }
-            try:
-                self.client.merge_patch(path, patch)
-                return record
-            except KubeError as exc:
-                if not exc.conflict:
-                    raise
-        raise KubeError(409, "Conflict", f"cannot record the delivery on {path}")
+        delivery = WebhookDelivery(
+            target=target,
+            webhook_id=message_id(job_id, target, event_type),
+            state="Delivered" if delivered else "Failed",
+            attempts=[stored_attempt(a) for a in attempts],
+            updated_at=record.recorded_at,
+        )
+
+        def add(outbox: WebhookOutbox | None) -> WebhookOutbox:
+            return with_delivery(outbox or WebhookOutbox(event=event_type, state="Done"), delivery)
+
+        update_outbox(self.client, self.namespace, resource_name(job_id), add)
+        return record
 
     def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
         return deliveries_of(job_id, self._read_job(job_id))
