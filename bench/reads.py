@@ -1,12 +1,18 @@
 """Job reads against a bare FastAPI endpoint on the same uvicorn, side by side in one run.
 
-    .venv/bin/python bench/reads.py [--seconds 10] [--connections 32] [--rounds 2]
+    .venv/bin/python bench/reads.py [--seconds 2] [--connections 32] [--rounds 15] [--against REV]
 
 Starts ``docjobs serve`` (embedded mode) and a bare FastAPI app run by ``uvicorn.run`` with
 the same options ``docjobs serve`` uses, each on loopback in its own process. One job is
 created; then ``wrk`` (Debian's ``wrk`` package) loads ``GET /api/v1/jobs/{id}``
 (with its API key) and the bare endpoint (a JSON body of the same size) in turn, the same
-number of connections and seconds each, ``--rounds`` times. Prints requests/s and the ratio.
+number of connections and seconds each, ``--rounds`` times. Prints requests/s and the ratio
+of each round, and the median ratio: on a shared machine, short interleaved rounds see the
+same load on both sides more often than long ones do.
+
+``--against REV`` also serves the same reads from the committed revision ``REV`` (``git
+archive``, in the installed layout, on this environment), loaded in the same rounds: the
+change's before and after in one run.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -76,24 +83,58 @@ def finished_job(server: Server, key: str) -> dict[str, object]:
     return view
 
 
+def revision_tree(rev: str, into: Path) -> Path:
+    """The packages of ``rev`` laid out as installed (``docjobs.api`` is ``api/src``...), for
+    ``PYTHONPATH``: ahead of the editable install, which maps the working tree."""
+    repo = Path(__file__).resolve().parent.parent
+    source = into / "source"
+    source.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", rev], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    package = into / "path" / "docjobs"
+    shutil.copytree(source / "docjobs", package)
+    for name in ("api", "operator", "runner"):
+        shutil.copytree(source / name / "src", package / name)
+    return package.parent
+
+
+def started(data_dir: Path, env: dict[str, str]) -> tuple[Server, str, str, dict[str, object]]:
+    """A server with one finished job: the server, the job's URL, a key, the job's view."""
+    server = Server(data_dir, env={"DOCJOBS_RUNNER__CONCURRENCY": "1", **env})
+    server.start()
+    key = server.key("bench", "business")
+    view = finished_job(server, key)
+    return server, f"{server.base}/api/v1/jobs/{view['job_id']}", key, view
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--against", metavar="REV", help="also serve the reads from REV")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install wrk)")
 
-    with tempfile.TemporaryDirectory() as scratch:
-        server = Server(Path(scratch) / "data", env={"DOCJOBS_RUNNER__CONCURRENCY": "1"})
-        server.start()
-        bare_port = free_port()
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        variants: dict[str, dict[str, str]] = {"this tree": {}}
+        if args.against:
+            path = revision_tree(args.against, scratch / "revision")
+            variants = {args.against: {"PYTHONPATH": str(path)}, **variants}
+        servers: list[Server] = []
         bare = None
         try:
-            key = server.key("bench", "business")
-            view = finished_job(server, key)
-            bare_log = (Path(scratch) / "bare.log").open("wb")
+            targets: dict[str, tuple[str, dict[str, str]]] = {}
+            for name, env in variants.items():
+                server, url, key, view = started(scratch / f"data-{len(servers)}", env)
+                servers.append(server)
+                targets[name] = (url, {"X-API-Key": key})
+            bare_port = free_port()
+            bare_log = (scratch / "bare.log").open("wb")
             bare = subprocess.Popen(
                 [sys.executable, "-c", BARE_APP.format(body=repr(view)), str(bare_port)],
                 stdout=bare_log,
@@ -106,27 +147,36 @@ def main() -> None:
                     break
                 except requests.ConnectionError:
                     time.sleep(0.1)
-            job_url = f"{server.base}/api/v1/jobs/{view['job_id']}"
-            rows = []
-            for _ in range(args.rounds):
-                job_rps = wrk(job_url, {"X-API-Key": key}, args.seconds, args.connections)
-                bare_rps = wrk(bare_url, {}, args.seconds, args.connections)
-                rows.append((job_rps, bare_rps))
+            targets["bare FastAPI"] = (bare_url, {})
+            rows = [
+                {
+                    name: wrk(url, headers, args.seconds, args.connections)
+                    for name, (url, headers) in targets.items()
+                }
+                for _ in range(args.rounds)
+            ]
         finally:
             if bare is not None:
                 bare.terminate()
                 bare.wait()
-            server.stop()
+            for server in servers:
+                server.stop()
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; wrk -t1 -c{args.connections} -d{args.seconds}s; "
         f"body {len(json.dumps(view))} bytes\n"
     )
-    print("| round | GET /api/v1/jobs/{id} req/s | bare FastAPI req/s | ratio |")
-    print("|---|---|---|---|")
-    for n, (job_rps, bare_rps) in enumerate(rows, 1):
-        print(f"| {n} | {job_rps:,.0f} | {bare_rps:,.0f} | {job_rps / bare_rps:.2f}x |")
+    served = list(variants)
+    print("| round | " + " | ".join(f"{name} req/s" for name in [*served, "bare FastAPI"]) + " |")
+    print("|---|" + "---|" * (len(served) + 1))
+    for n, row in enumerate(rows, 1):
+        print(f"| {n} | " + " | ".join(f"{rps:,.0f}" for rps in row.values()) + " |")
+    print()
+    for name in served:
+        ratios = [row[name] / row["bare FastAPI"] for row in rows]
+        low, middle, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        print(f"{name} / bare: median {middle:.2f}x, quartiles {low:.2f}x - {high:.2f}x")
 
 
 if __name__ == "__main__":

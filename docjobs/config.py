@@ -39,8 +39,8 @@ class LimitSettings(BaseModel):
     list_max: int = 100
     """Jobs; 100. Upper bound of ``limit`` when listing jobs."""
     max_template_bytes: int = 64 * 1024
-    """Bytes; 64 KB. Largest template, serialized as JSON (413 above it): every job that uses
-    a template carries a copy of it."""
+    """Bytes; 64 KB. Largest template, serialized as JSON (413 above it): every version a job
+    ran with is kept in the object store, and runners read it whole."""
     max_templates_per_tenant: int = 100
     """Templates; 100. A tenant's further creates get 429 until it deletes one."""
 
@@ -75,13 +75,21 @@ class RunnerSettings(BaseModel):
     sweep_seconds: float = 30.0
     """Seconds; 30. How often finished jobs past their TTL are looked for and deleted."""
     part_pages: int = Field(default=4, ge=0)
-    """Pages; 4. A longer OCR document is read in parts of this many pages by every worker
-    no waiting job needs, then merged; 0 reads every document on one worker."""
+    """Pages; 4. A long OCR document is read in parts of this many pages, then merged:
+    embedded, by every warm worker no waiting job needs (a longer document is split); on
+    Kubernetes, one part per pod of an Indexed Job, for documents above the operator's
+    ``shard_threshold_pages`` (the Helm chart sets 25: a pod costs seconds to start, a warm
+    worker nothing). 0 reads every document in one worker or pod."""
+    manifest_url: str = ""
+    """Set by the operator on Kubernetes runner pods: a presigned GET URL of the attempt's
+    manifest (its job spec and the presigned URLs of the objects it may use), which is then
+    the runner's whole object store. Empty: the store the S3 or data-directory settings name."""
 
 
 class RateLimitSettings(BaseModel):
     enabled: bool = True
-    """Whether processing requests are rate limited per tenant."""
+    """Whether processing, template and webhook-endpoint requests are rate limited per
+    tenant."""
     plans: dict[str, str] = {
         "free": "10/minute",
         "starter": "30/minute",
@@ -90,6 +98,10 @@ class RateLimitSettings(BaseModel):
     }
     """Requests per window by plan, in the ``limits`` notation; the parse API's numbers.
     Every API key has one of these plans."""
+    management: str = "120/minute"
+    """Requests per window to the template and webhook-endpoint routes (create, list, read,
+    change, delete), per tenant whatever its plan, in the ``limits`` notation; counted apart
+    from processing requests, so configuring never uses up the plan."""
     storage_uri: str = "memory://"
     """Where the counts live, as a ``limits`` storage URI. ``memory://`` keeps them in the
     API process (every replica then allows a plan's rate on its own); ``redis://host:6379``
@@ -163,6 +175,11 @@ class LlmSettings(BaseModel):
     vision_pages_per_request: int = 4
     """Pages; 4. Pages one vision OCR request carries: fewer requests, while every page's
     transcript still fits in ``vision_max_tokens``."""
+    vision_concurrency: int = Field(default=4, ge=1)
+    """Requests; 4. Vision OCR requests of one document in flight at once: a request takes
+    seconds to tens of seconds, nearly all of it waiting on Claude, so a long document is
+    read that many times faster; kept moderate so one document does not use up the
+    account's rate limit (a 429 is retried by the SDK, then by the job)."""
     vision_page_format: Literal["pdf", "image"] = "pdf"
     """``pdf``: PDF inputs go as document blocks (Claude sees both the page image and any
     text layer); ``image``: every page is rendered to a PNG first (for gateways or models

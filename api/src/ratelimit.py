@@ -9,6 +9,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 
 from fastapi import Request
 from limits import RateLimitItem, parse
@@ -23,21 +24,39 @@ from .errors import ApiError
 log = logging.getLogger(__name__)
 
 
+MANAGEMENT = "management"
+"""The counts of template and webhook-endpoint requests, apart from those of processing."""
+
+
 class RateLimiter:
-    def __init__(self, plans: dict[str, str], storage_uri: str = "memory://") -> None:
+    def __init__(
+        self,
+        plans: dict[str, str],
+        storage_uri: str = "memory://",
+        management: str = "120/minute",
+    ) -> None:
         self.items: dict[str, RateLimitItem] = {plan: parse(rate) for plan, rate in plans.items()}
         # A key whose plan has since left the settings gets the strictest plan's rate.
         self.fallback = min(self.items.values(), key=lambda item: item.amount / item.get_expiry())
+        self.management = parse(management)
         storage = storage_from_string(storage_uri)
         self.local = isinstance(storage, MemoryStorage)
         """Counts in this process: a hit costs no I/O and may run on the event loop."""
         self.limiter = MovingWindowRateLimiter(storage)
 
     def hit(self, plan: str, tenant: str) -> dict[str, str]:
-        item = self.items.get(plan) or self.fallback
+        """A processing request of ``tenant``, at its plan's rate."""
+        return self._hit(self.items.get(plan) or self.fallback, f"plan {plan!r}", tenant)
+
+    def hit_management(self, tenant: str) -> dict[str, str]:
+        """A template or webhook-endpoint request of ``tenant``."""
+        return self._hit(self.management, "template and webhook requests", MANAGEMENT, tenant)
+
+    def _hit(self, item: RateLimitItem, what: str, *identifiers: str) -> dict[str, str]:
+        """The rate-limit headers of an allowed request; 429 (with them) for one over."""
         try:
-            allowed = self.limiter.hit(item, tenant)
-            stats = self.limiter.get_window_stats(item, tenant)
+            allowed = self.limiter.hit(item, *identifiers)
+            stats = self.limiter.get_window_stats(item, *identifiers)
         except Exception:  # the shared store (Redis) is down: refuse clearly, not with a 500
             log.warning("rate limit storage unreachable", exc_info=True)
             raise ApiError(
@@ -57,20 +76,35 @@ class RateLimiter:
                 429,
                 "rate_limited",
                 f"Rate limit of {item.amount} requests per {item.GRANULARITY.name} exceeded for "
-                f"plan {plan!r}; retry in {reset_in} s.",
+                f"{what}; retry in {reset_in} s.",
                 headers={**headers, "Retry-After": str(max(reset_in, 1))},
             )
         return headers
 
 
 async def rate_limited(request: Request, principal: PrincipalDep, settings: SettingsDep) -> None:
-    if not settings.rate_limits.enabled:
-        return
-    limiter: RateLimiter = request.app.state.rate_limiter
+    """Processing routes: the tenant's plan's rate."""
+    if settings.rate_limits.enabled:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        await _count(request, limiter, limiter.hit, principal.plan, principal.tenant)
+
+
+async def management_rate_limited(
+    request: Request, principal: PrincipalDep, settings: SettingsDep
+) -> None:
+    """Template and webhook-endpoint routes: ``rate_limits.management`` per tenant."""
+    if settings.rate_limits.enabled:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        await _count(request, limiter, limiter.hit_management, principal.tenant)
+
+
+async def _count(
+    request: Request, limiter: RateLimiter, hit: Callable[..., dict[str, str]], *args: str
+) -> None:
     if limiter.local:
-        headers = limiter.hit(principal.plan, principal.tenant)
+        headers = hit(*args)
     else:  # a network round trip: off the event loop
-        headers = await asyncio.to_thread(limiter.hit, principal.plan, principal.tenant)
+        headers = await asyncio.to_thread(hit, *args)
     request.state.rate_limit_headers = headers
 
 

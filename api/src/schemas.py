@@ -50,7 +50,7 @@ _ERROR_MEANINGS = {
     415: "The document's type is not supported here.",
     422: "A parameter or the JSON body is invalid.",
     429: (
-        "The plan's rate limit is used up (retry after `Retry-After` seconds), or a quota"
+        "A rate limit is used up (retry after `Retry-After` seconds), or a quota"
         " such as the number of templates is reached (`error.code` says which)."
     ),
     503: "A dependency is unavailable or processing failed transiently; retry later.",

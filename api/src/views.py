@@ -100,6 +100,32 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
     return detail
 
 
+class RenderedDetails:
+    """Each job's detail as sent, kept while the backend hands out that same job object.
+
+    A backend that keeps recently read jobs in memory hands out one object per job until the
+    job changes, so pollers get bytes built once per change; a job read afresh is built
+    again. Used on the event loop only.
+    """
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._bodies: dict[str, tuple[Job, str, bytes]] = {}
+
+    def body(self, job: Job, base_url: str) -> bytes:
+        job_id = job.spec.job_id
+        kept = self._bodies.get(job_id)
+        if kept is not None and kept[0] is job and kept[1] == base_url:
+            return kept[2]
+        detail = job_detail(job, base_url)
+        body = detail.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        self._bodies.pop(job_id, None)
+        if len(self._bodies) >= self.max_entries:  # the oldest built go first
+            del self._bodies[next(iter(self._bodies))]
+        self._bodies[job_id] = (job, base_url, body)
+        return body
+
+
 # --- the parse API -------------------------------------------------------------------------
 
 

@@ -21,7 +21,7 @@ from ..schemas import (
     error_responses,
 )
 from ..submit import result_response
-from ..views import PHASES_OF_WORD, STATUS_WORDS, job_detail, job_summary
+from ..views import PHASES_OF_WORD, STATUS_WORDS, RenderedDetails, job_summary
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 
@@ -66,11 +66,11 @@ async def list_jobs(
 async def get_job(
     request: Request, backend: BackendDep, principal: PrincipalDep, job_id: str
 ) -> Response:
-    detail = job_detail(await _job(backend, principal, job_id), str(request.base_url))
-    # Pollers' request: serialised once, straight from the model FastAPI would validate again.
-    return Response(
-        detail.model_dump_json(by_alias=True, exclude_unset=True), media_type="application/json"
-    )
+    job = await _job(backend, principal, job_id)
+    # Pollers' request: the bytes built once per change of the job, sent as they are (FastAPI
+    # would validate the documented model again).
+    rendered: RenderedDetails = request.app.state.rendered_details
+    return Response(rendered.body(job, str(request.base_url)), media_type="application/json")
 
 
 @router.get(

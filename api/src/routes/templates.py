@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Depends, Response
 
 from docjobs.templates.schema import TemplateSpec
 from docjobs.templates.store import TemplateQuotaExceeded, TemplateTooLarge
@@ -14,6 +14,7 @@ from docjobs.templates.store import TemplateQuotaExceeded, TemplateTooLarge
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
 from ..jsonbody import OffLoopJsonRoute
+from ..ratelimit import management_rate_limited
 from ..schemas import TemplateList, TemplateView, error_responses
 from ..views import template_view
 
@@ -21,7 +22,8 @@ router = APIRouter(
     prefix="/v1/templates",
     route_class=OffLoopJsonRoute,
     tags=["templates"],
-    responses=error_responses(401, 422, 503),
+    responses=error_responses(401, 422, 429, 503),
+    dependencies=[Depends(management_rate_limited)],
 )
 
 TemplateBody = Annotated[

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
@@ -10,6 +10,7 @@ from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
 from ..jsonbody import OffLoopJsonRoute
+from ..ratelimit import management_rate_limited
 from ..schemas import (
     SigningSecret,
     WebhookEndpointCreated,
@@ -23,7 +24,8 @@ router = APIRouter(
     prefix="/v1/webhooks",
     route_class=OffLoopJsonRoute,
     tags=["webhooks"],
-    responses=error_responses(401, 422, 503),
+    responses=error_responses(401, 422, 429, 503),
+    dependencies=[Depends(management_rate_limited)],
 )
 
 

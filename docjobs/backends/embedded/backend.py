@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -39,9 +38,9 @@ from docjobs.config import Settings
 from docjobs.domain.clock import utcnow
 from docjobs.domain.events import EVENT_OF_PHASE, job_view
 from docjobs.domain.models import Job, Phase
-from docjobs.storage.base import object_keys
+from docjobs.storage.base import TEMPLATES_FOLDER, object_keys
 from docjobs.storage.factory import runner_environment, store_environment, store_from_settings
-from docjobs.webhooks.fanout import deliver_job_event
+from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
 from docjobs.webhooks.records import PendingEvent
 
 from .pool import WorkerPool
@@ -64,6 +63,8 @@ class EmbeddedBackend:
         self.objects = store_from_settings(settings)
         self.templates = SQLiteTemplateStore(self.db, settings.limits.template_bounds())
         self.webhooks = SQLiteWebhookStore(self.db)
+        # Every delivery's tries, and building each event's payload, on a fixed set of threads.
+        self.deliveries = DeliveryQueue(settings.webhooks.max_parallel_deliveries)
         self.monitor = DependencyMonitor(
             {DATABASE: self._check_database, OBJECT_STORE: self.objects.prepare}
         )
@@ -97,6 +98,7 @@ class EmbeddedBackend:
     async def stop(self) -> None:
         self.monitor.stop()
         await self.supervisor.stop()
+        self.deliveries.close()  # what it held stays in the outbox, resent on the next start
         self.db.close()
 
     def _check_database(self) -> None:
@@ -127,7 +129,11 @@ class EmbeddedBackend:
         return job, created
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
-        return await self.offload(self.store.get, job_id, tenant)
+        # A poller's job, unchanged since its last read: from memory, without a thread hop.
+        job = self.store.recent.get(job_id)
+        if job is None:
+            job = await self.offload(self.store.read, job_id)
+        return job if job is not None and job.spec.tenant == tenant else None
 
     async def list_jobs(
         self, tenant: str, phases: Iterable[Phase] | None, limit: int
@@ -164,7 +170,8 @@ class EmbeddedBackend:
         known = self.store.job_ids()
         for tenant in list(self.objects.folders("")):
             for job_id in list(self.objects.folders(tenant)):
-                if job_id not in known:
+                # Beside the jobs: the template versions (``.templates``), never swept.
+                if job_id not in known and job_id != TEMPLATES_FOLDER:
                     self.objects.delete_prefix(f"{tenant}/{job_id}")
 
     def _undelivered(self) -> tuple[list[PendingEvent], list[Job]]:
@@ -190,8 +197,8 @@ class EmbeddedBackend:
         if event_type is None:
             return
 
-        def run() -> None:
-            # Reading the result may be an S3 request: here, not on the event loop.
+        def build() -> None:
+            # Reading the result may be an S3 request: on a delivery thread, not the loop.
             event = PendingEvent(
                 job.spec.job_id,
                 event_type,
@@ -202,15 +209,18 @@ class EmbeddedBackend:
             )
             # In the outbox first: a delivery the process dies in is resumed on the next start.
             self.webhooks.enqueue(event)
-            self._send(event)
+            self._queue(event)
 
-        _in_thread(run, job.spec.job_id)
+        self.deliveries.submit(build)
 
     def _deliver(self, event: PendingEvent) -> None:
-        _in_thread(lambda: self._send(event), event.job_id)
+        self.deliveries.submit(lambda: self._queue(event))
 
-    def _send(self, event: PendingEvent) -> None:
-        deliver_job_event(
+    def _queue(self, event: PendingEvent) -> None:
+        """Each target's tries on the delivery queue; the outbox entry goes once all are
+        settled."""
+        queue_job_event(
+            self.deliveries,
             self.webhooks,
             self.settings.webhooks,
             event.tenant,
@@ -218,9 +228,9 @@ class EmbeddedBackend:
             event.event_type,
             event.data,
             event.webhook_url,
-            occurred_at=event.occurred_at,
+            event.occurred_at,
+            on_settled=lambda: self.webhooks.sent(event),
         )
-        self.webhooks.sent(event)
 
     def phase_counts(self) -> dict[Phase, int]:
         return self.store.count_by_phase()
@@ -230,8 +240,3 @@ def sweep_scratch(directory: Path) -> None:
     """Deletes uploads a killed process left half-saved: at start, none is in progress."""
     for leftover in directory.glob("upload-*"):
         leftover.unlink(missing_ok=True)
-
-
-def _in_thread(run: Callable[[], None], job_id: str) -> None:
-    # Deliveries retry for minutes; they must hold up neither the loop nor shutdown.
-    threading.Thread(target=run, name=f"webhook-{job_id}", daemon=True).start()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from docjobs.backends.embedded.database import SQLiteDatabase
+from docjobs.backends.embedded.recent import RecentJobs
 from docjobs.domain.clock import utcnow
 from docjobs.domain.idempotency import REUSABLE_PHASES
 from docjobs.domain.models import Job, JobSpec, JobStatus, Phase, Progress
@@ -49,6 +51,8 @@ CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, at);
 class SQLiteJobStore:
     def __init__(self, db: SQLiteDatabase) -> None:
         self.db = db
+        self.recent = RecentJobs()
+        """Jobs read by ``read``; every write below forgets the jobs it changes."""
         with db.transaction() as conn:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
@@ -94,6 +98,14 @@ class SQLiteJobStore:
             return None
         return _job(rows[0])
 
+    def read(self, job_id: str) -> Job | None:
+        """``get`` for a poller: the job is kept in ``recent`` until it next changes."""
+        mark = self.recent.mark()
+        job = self.get(job_id)
+        if job is not None:
+            self.recent.keep(job, mark)
+        return job
+
     def list_jobs(
         self, tenant: str, phases: Iterable[Phase] | None, limit: int
     ) -> tuple[list[Job], int]:
@@ -117,7 +129,7 @@ class SQLiteJobStore:
     ) -> None:
         """``also`` writes in the same transaction, to commit with the status or not at all."""
         finished = _ts(status.completed_at) if status.phase.terminal else None
-        with self.db.transaction() as conn:
+        with self.recent_forgotten(job_id), self.db.transaction() as conn:
             if also is not None:
                 also(conn)
             conn.execute(
@@ -136,7 +148,7 @@ class SQLiteJobStore:
 
     def save_progress(self, job_id: str, progress: Progress) -> None:
         """Progress of a running attempt: no history entry, and only while it runs."""
-        with self.db.transaction() as conn:
+        with self.recent_forgotten(job_id), self.db.transaction() as conn:
             conn.execute(
                 "UPDATE jobs SET status = json_set(status, '$.progress', json(?))"
                 " WHERE job_id = ? AND phase = ?",
@@ -144,7 +156,7 @@ class SQLiteJobStore:
             )
 
     def request_cancel(self, job_id: str) -> None:
-        with self.db.transaction() as conn:
+        with self.recent_forgotten(job_id), self.db.transaction() as conn:
             conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE job_id = ?", (job_id,))
 
     # --- embedded-only queries ------------------------------------------------------------
@@ -176,11 +188,11 @@ class SQLiteJobStore:
         return [_job(r) for r in rows]
 
     def mark_expired(self, job_id: str) -> None:
-        with self.db.transaction() as conn:
+        with self.recent_forgotten(job_id), self.db.transaction() as conn:
             conn.execute("UPDATE jobs SET expired = 1 WHERE job_id = ?", (job_id,))
 
     def forget_expired(self, before: datetime) -> int:
-        with self.db.transaction() as conn:
+        with self.recent_forgotten(None), self.db.transaction() as conn:
             cursor = conn.execute(
                 "DELETE FROM jobs WHERE expired = 1 AND expires_at < ?", (before.timestamp(),)
             )
@@ -199,6 +211,15 @@ class SQLiteJobStore:
             (job_id,),
         )
         return [(r["phase"], int(r["attempts"]), r["message"]) for r in rows]
+
+    @contextmanager
+    def recent_forgotten(self, job_id: str | None) -> Iterator[None]:
+        """Around a write of ``job_id`` (None: of any job): forgets it once the write has
+        committed or failed, so that no read from before the commit is kept."""
+        try:
+            yield
+        finally:
+            self.recent.forget(job_id)
 
     @staticmethod
     def _event(conn: sqlite3.Connection, job_id: str, status: JobStatus) -> None:
