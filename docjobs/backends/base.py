@@ -17,6 +17,7 @@ from docjobs.auth.keys import KeyStore
 from docjobs.config import JobSettings
 from docjobs.domain.models import InputRef, Job, JobSpec, Operation, Phase
 from docjobs.storage.base import ObjectStore
+from docjobs.storage.templates import save_template_version
 from docjobs.templates.store import TemplateStore
 from docjobs.webhooks.records import WebhookStore
 
@@ -76,7 +77,9 @@ def job_spec(
 
 
 def store_input(objects: ObjectStore, key: str, submission: Submission) -> int:
-    """Copies the submission's file to ``key`` (blocking); its size."""
+    """Copies the submission's file to ``key``, and stores the template version an extract
+    job runs with if it is new (blocking); the file's size."""
+    save_template_version(objects, submission.tenant, submission.operation)
     return objects.put_file(key, submission.source, submission.content_type)
 
 

@@ -46,15 +46,9 @@ ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
 ANNOTATION_OWNER = f"{DOMAIN}/documentjob"
 """On runner Jobs and pods: the DocumentJob's full name (a label value may be too short)."""
 RUNNER_UID = 10001
-S3_SECRET_KEYS = {
-    # env var read by docjobs.settings          key in the Secret, optional?
-    "DOCJOBS_S3__ENDPOINT": ("endpoint", False),
-    "DOCJOBS_S3__BUCKET": ("bucket", True),
-    "DOCJOBS_S3__ACCESS_KEY": ("accessKey", False),
-    "DOCJOBS_S3__SECRET_KEY": ("secretKey", False),
-    "DOCJOBS_S3__SECURE": ("secure", True),
-    "DOCJOBS_S3__REGION": ("region", True),
-}
+MANIFEST_ENV = "DOCJOBS_RUNNER__MANIFEST_URL"
+"""On runner pods: a presigned GET URL of the attempt's manifest (its job spec and the
+presigned URLs of its objects); runner pods get no store credentials."""
 LLM_SECRET_KEY = "apiKey"  # noqa: S105 - a key's name in the Secret
 _MAX_LABEL = 63
 
@@ -78,8 +72,18 @@ def job_name(dj_name: str, attempt: int, step: str = "") -> str:
     return base + suffix
 
 
-def build_job(resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSettings) -> JSON:
-    """The batch/v1 Job that runs ``attempt`` of the DocumentJob ``resource``."""
+def attempt_deadline(spec: JobSpec, settings: OperatorSettings) -> int:
+    """Seconds an attempt's Job may run (``activeDeadlineSeconds``): the engine's bound,
+    shortened by the job's own timeout, never extended by it."""
+    profile = settings.engines[engine_of(spec.operation)]
+    return min(math.ceil(spec.timeout_seconds), profile.active_deadline_seconds)
+
+
+def build_job(
+    resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSettings, manifest_url: str
+) -> JSON:
+    """The batch/v1 Job that runs ``attempt`` of the DocumentJob ``resource``; its pod reads
+    the job and the URLs of its objects from the manifest at ``manifest_url``."""
     meta = resource["metadata"]
     engine = engine_of(spec.operation)
     profile = settings.engines[engine]
@@ -93,14 +97,14 @@ def build_job(resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSet
         "app.kubernetes.io/managed-by": "docjobs-operator",
     }
     annotations = {ANNOTATION_OWNER: meta["name"], ANNOTATION_JOB_ID: spec.job_id}
-    deadline = min(math.ceil(spec.timeout_seconds), profile.active_deadline_seconds)
+    deadline = attempt_deadline(spec, settings)
     image = settings.runner_gpu_image if pool.image == "gpu" else settings.runner_image
     container: JSON = {
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["docjobs", "runner"],
-        "env": runner_env(spec, attempt, settings),
+        "env": runner_env(attempt, settings, manifest_url),
         "resources": {
             "requests": dict(profile.requests),
             "limits": {**profile.limits, **pool.extra_limits},
@@ -194,19 +198,25 @@ def build_job(resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSet
     }
 
 
-def shard_parts(spec: JobSpec, settings: OperatorSettings) -> list[str]:
-    """The page selections of ``spec``'s shards; none when one pod reads the document."""
+def shard_parts(spec: JobSpec, settings: OperatorSettings, part_pages: int) -> list[str]:
+    """The page selections of ``spec``'s shards, ``part_pages`` each; none when one pod
+    reads the document."""
     if settings.shard_threshold_pages < 1:
         return []
-    return plan_parts(spec, settings.shard_pages, settings.shard_threshold_pages)
+    return plan_parts(spec, part_pages, settings.shard_threshold_pages)
 
 
 def build_sharded_job(
-    resource: JSON, spec: JobSpec, attempt: int, parts: list[str], settings: OperatorSettings
+    resource: JSON,
+    spec: JobSpec,
+    attempt: int,
+    parts: list[str],
+    settings: OperatorSettings,
+    manifest_url: str,
 ) -> JSON:
     """``attempt`` as one Indexed Job: pod ``i`` (a shard) reads ``parts[i]`` into a stored
     part; :func:`build_merge_job` makes the result of them once every index succeeded."""
-    job = build_job(resource, spec, attempt, settings)
+    job = build_job(resource, spec, attempt, settings, manifest_url)
     job_spec = job["spec"]
     # Per index: a failed shard is retried alone, up to shard_retries times; the job fails
     # as soon as one index has failed for good (maxFailedIndexes 0), and exit 42 (the
@@ -225,11 +235,16 @@ def build_sharded_job(
 
 
 def build_merge_job(
-    resource: JSON, spec: JobSpec, attempt: int, parts: int, settings: OperatorSettings
+    resource: JSON,
+    spec: JobSpec,
+    attempt: int,
+    parts: int,
+    settings: OperatorSettings,
+    manifest_url: str,
 ) -> JSON:
     """The Job that merges ``attempt``'s ``parts`` stored parts into the result and records
     the attempt's outcome; running it again after a restart writes the same result."""
-    job = build_job(resource, spec, attempt, settings)
+    job = build_job(resource, spec, attempt, settings, manifest_url)
     job["metadata"]["name"] = job_name(resource["metadata"]["name"], attempt, MERGE_STEP)
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
         labels[LABEL_STEP] = MERGE_STEP
@@ -275,20 +290,17 @@ def _indexes(completed: str) -> set[int]:
     return found
 
 
-def runner_env(spec: JobSpec, attempt: int, settings: OperatorSettings) -> list[JSON]:
+def runner_env(attempt: int, settings: OperatorSettings, manifest_url: str) -> list[JSON]:
+    # The job spec stays out of the environment (a template can outgrow what exec allows),
+    # and so do store credentials: the manifest holds the spec and per-object URLs.
     env: list[JSON] = [
-        {"name": "DOCJOBS_JOB_SPEC", "value": spec.model_dump_json()},
+        {"name": MANIFEST_ENV, "value": manifest_url},
         {"name": "DOCJOBS_ATTEMPT", "value": str(attempt)},
     ]
-    for name, (key, optional) in S3_SECRET_KEYS.items():
-        ref: JSON = {"name": settings.s3_secret, "key": key}
-        if optional:
-            ref["optional"] = True
-        env.append({"name": name, "valueFrom": {"secretKeyRef": ref}})
     if settings.llm_secret:
         # Optional: a missing Claude key fails llm jobs readably (LlmNotConfigured) instead
         # of holding every runner pod in CreateContainerConfigError.
-        ref = {"name": settings.llm_secret, "key": LLM_SECRET_KEY, "optional": True}
+        ref: JSON = {"name": settings.llm_secret, "key": LLM_SECRET_KEY, "optional": True}
         env.append({"name": "DOCJOBS_LLM__API_KEY", "valueFrom": {"secretKeyRef": ref}})
     env.extend({"name": k, "value": v} for k, v in sorted(settings.runner_env.items()))
     return env

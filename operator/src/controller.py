@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from docjobs.config import RunnerSettings
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Action, Observation
@@ -52,11 +53,13 @@ from docjobs.kube.paths import core_path, documentjobs_path, jobs_path
 from docjobs.kube.resources import DocumentJobStatus, job_of, status_of
 from docjobs.kube.status import bookkeep, dump, parse_time, with_progress
 from docjobs.metrics import record_finished
-from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
+from docjobs.storage.base import ObjectNotFound, outcome_key, progress_key
+from docjobs.storage.presigned import SigningStore
 
-from . import builders
+from . import builders, manifests
 from .agenda import Agenda, Ref, TenantSlots, ref_of
 from .metrics import ATTEMPT_SECONDS, RECONCILES, RUNNER_JOBS, TIME_TO_JOB
+from .progress import Followed, ProgressWatch
 from .settings import OperatorSettings
 from .status import PROCESSING, TENANT_CAP, WAITING, age, is_current
 
@@ -89,20 +92,30 @@ class Controller:
         self,
         kube: KubeClient,
         settings: OperatorSettings,
-        store: ObjectStore | None,
+        store: SigningStore | None,
         on_terminal: Callable[[Job, str], None],
         max_running_per_tenant: int = 0,
+        on_seen: Callable[[JSON], None] | None = None,
+        part_pages: int = RunnerSettings().part_pages,
     ) -> None:
+        """``part_pages``: what one shard reads (``DOCJOBS_RUNNER__PART_PAGES``)."""
         self.kube = kube
         self.settings = settings
+        self.part_pages = part_pages
         self.store = store
         self.on_terminal = on_terminal
+        self.on_seen = on_seen
+        """Hears of every watched DocumentJob (the webhook outbox reads it)."""
         self.agenda = Agenda(settings)
         self.slots = TenantSlots(max_running_per_tenant)
         self._locks: dict[Ref, threading.RLock] = {}
         self._locks_guard = threading.Lock()
         self._pool = ThreadPoolExecutor(settings.workers, "docjobs-due")
         self._inflight: set[Ref] = set()
+        self.progress = ProgressWatch(settings.progress_seconds)
+        self._reading: set[Ref] = set()
+        """DocumentJobs whose stored progress is being read (apart from ``_inflight``, so a
+        read never takes the place of a due look)."""
         self._failures: dict[Ref, int] = {}
         """Steps failed in a row, per DocumentJob: the backoff of the next look."""
         self._stop = threading.Event()
@@ -198,6 +211,7 @@ class Controller:
         ref = ref_of(resource)
         if event_type == "DELETED":
             self.agenda.forget(ref)
+            self.progress.forget(ref)
             with self._locks_guard:
                 self._locks.pop(ref, None)
                 self._failures.pop(ref, None)
@@ -206,7 +220,12 @@ class Controller:
             self.agenda.track(resource, utcnow())
             tenant = str((resource.get("spec") or {}).get("tenant", ""))
             phase = (resource.get("status") or {}).get("phase")
-            freed = self.slots.seen(ref, tenant, phase == Phase.PROCESSING.value)
+            running = phase == Phase.PROCESSING.value
+            freed = self.slots.seen(ref, tenant, running)
+            if self.on_seen is not None:
+                self.on_seen(resource)
+            attempts = (resource.get("status") or {}).get("attempts")
+            self.progress.running(ref, attempts if running else None)
         for waiting in freed:  # a slot of their tenant is free: look at them now
             self.agenda.defer(waiting, utcnow())
 
@@ -215,6 +234,8 @@ class Controller:
             self._submit(ref, self.reconcile, ref)
         for ref, stuck in self.agenda.stuck(now):
             self._submit(ref, self.unschedulable_timeout, ref, stuck.attempt, stuck.pod.message)
+        for ref, followed in self.progress.due():
+            self._read_progress(ref, followed)
 
     def unschedulable_timeout(self, ref: Ref, attempt: int, message: str) -> None:
         """Fail an attempt whose pod no node could take, with the scheduler's words."""
@@ -368,16 +389,11 @@ class Controller:
         jobs = jobs_path(ref.namespace)
         spec = job_of(resource).spec
         engine = engine_of(spec.operation).value
-        parts = builders.shard_parts(spec, self.settings)
+        parts = builders.shard_parts(spec, self.settings, self.part_pages)
         merging = status.current_job == builders.job_name(ref.name, attempt, builders.MERGE_STEP)
         job: JSON | None = None
         if merging:  # every shard succeeded; the merge is idempotent, so (re)creating is safe
             name = status.current_job or name
-            body = builders.build_merge_job(resource, spec, attempt, len(parts), self.settings)
-        elif parts:
-            body = builders.build_sharded_job(resource, spec, attempt, parts, self.settings)
-        else:
-            body = builders.build_job(resource, spec, attempt, self.settings)
         if status.current_job == name and not merging:  # created before: it must still be there
             job = self.kube.find(jobs_path(ref.namespace, name))
             if job is None:
@@ -385,6 +401,7 @@ class Controller:
                 return
         else:
             try:
+                body = self._runner_body(resource, spec, attempt, parts, merging)
                 job = self.kube.create(jobs, body)
                 RUNNER_JOBS.labels(engine, "created").inc()
                 if attempt == 1:
@@ -407,8 +424,33 @@ class Controller:
         end = builders.job_end(job)
         if end is not None:  # finished while nobody watched (operator down)
             self._job_finished(ref, job, attempt, end)
-        elif status.current_job == name:
+            return
+        if not parts and not merging and self.store is not None:
+            key = progress_key(spec.tenant, spec.job_id, attempt)
+            self.progress.follow(ref, attempt, name, key)
+        if status.current_job == name:
             self._check_stored(ref, attempt, name)
+
+    def _runner_body(
+        self, resource: JSON, spec: JobSpec, attempt: int, parts: list[str], merging: bool
+    ) -> JSON:
+        """The attempt's Job (or its merge Job), once its manifest is stored."""
+        if self.store is None:
+            raise StoreUnreachable("no object store configured: runner pods need its URLs")
+        deadline = builders.attempt_deadline(spec, self.settings)
+        try:
+            url = manifests.write_manifest(
+                self.store, spec, attempt, len(parts), self.settings, deadline
+            )
+        except Exception as exc:  # connection refused, timeouts, 5xx: the next look retries
+            raise StoreUnreachable(
+                f"cannot store the manifest of attempt {attempt}: {exc}"
+            ) from exc
+        if merging:
+            return builders.build_merge_job(resource, spec, attempt, len(parts), self.settings, url)
+        if parts:
+            return builders.build_sharded_job(resource, spec, attempt, parts, self.settings, url)
+        return builders.build_job(resource, spec, attempt, self.settings, url)
 
     def _job_finished(self, ref: Ref, job: JSON, attempt: int, end: builders.JobEnd) -> None:
         now = utcnow()
@@ -489,6 +531,57 @@ class Controller:
             return s.model_copy(update={"message": text})
 
         self._observe(ref, lambda _r, _j: None, amend)
+
+    def _read_progress(self, ref: Ref, followed: Followed) -> None:
+        """Read a followed attempt's stored progress on the pool, one read per job at a time."""
+        with self._locks_guard:
+            if ref in self._reading:
+                return
+            self._reading.add(ref)
+
+        def done(_: Future[None]) -> None:
+            with self._locks_guard:
+                self._reading.discard(ref)
+
+        self._pool.submit(self.note_progress, ref, followed).add_done_callback(done)
+
+    def note_progress(self, ref: Ref, followed: Followed) -> None:
+        """Show the pages a single-pod attempt has read, as its runner stored them; the
+        status is written only when they changed."""
+        progress = self._stored_progress(ref, followed.key)
+        if progress is None or progress == followed.shown:
+            return
+
+        def amend(s: DocumentJobStatus) -> DocumentJobStatus:
+            if not is_current(s, followed.attempt) or s.current_job != followed.job:
+                return s
+            return with_progress(s, progress)
+
+        try:
+            with self._lock(ref):
+                seen = self._observe(ref, lambda _r, _j: None, amend)
+        except Exception as exc:  # the next read tries again; no step of the job is lost
+            log.info("%s: progress %s not shown: %s", ref, progress, exc)
+            return
+        if seen is not None and is_current(seen.status, followed.attempt):
+            self.progress.shown(ref, followed, progress)
+        else:
+            self.progress.forget(ref)
+
+    def _stored_progress(self, ref: Ref, key: str) -> Progress | None:
+        """The progress a runner stored at ``key``; ``None`` when none (yet) or unreadable."""
+        if self.store is None:
+            return None
+        try:
+            return Progress.model_validate_json(b"".join(self.store.iter_chunks(key)))
+        except ObjectNotFound:  # the runner has not opened the document yet
+            return None
+        except ValidationError as exc:
+            log.warning("%s: stored progress at %s unreadable: %s", ref, key, exc)
+            return None
+        except Exception as exc:  # the object store is down: the outcome check reports it
+            log.info("%s: object store unreachable reading %s: %s", ref, key, exc)
+            return None
 
     def _note_waiting(self, ref: Ref, attempt: int, message: str | None) -> None:
         """Show why a runner waits (the scheduler's message) before the attempt fails;

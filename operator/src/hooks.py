@@ -1,41 +1,90 @@
-"""The terminal-phase hook: where webhook delivery plugs into the operator.
+"""Where webhook delivery plugs into the operator: the outbox of each ended DocumentJob.
 
-Delivery may retry for minutes, so it runs on a bounded thread pool (one thread per
-delivery ``max_parallel_deliveries`` allows), never on a handler's thread. Endpoints and
-signing secrets live per namespace (a DocumentJob's tenant is served from its namespace),
-hence a store *per namespace*: ``stores(namespace)``, the same ``SecretWebhookStore`` the
-API writes endpoints to. Without one the hook only logs.
+A job's end event waits in its status (``status.webhooks``, written with the terminal
+phase by whoever ended it: see :mod:`docjobs.backends.kubernetes.outbox`). Every watched
+DocumentJob whose outbox is ``Pending`` is delivered from there; the initial listing after
+a restart shows the ones a killed operator left. Delivery may retry for minutes, so it runs
+on a bounded thread pool (``max_parallel_deliveries`` threads), never on a handler's
+thread, and each job at most once at a time. Endpoints and signing secrets live per
+namespace (a DocumentJob's tenant is served from its namespace), hence a store *per
+namespace*: ``stores(namespace)``, the same ``SecretWebhookStore`` the API writes endpoints
+to. Without one the hook only logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from docjobs.domain.events import EVENT_OF_PHASE
-from docjobs.domain.models import Job
-from docjobs.webhooks.fanout import deliver_job_end
+from docjobs.backends.kubernetes.outbox import Outbox, is_pending
+from docjobs.domain.models import TERMINAL_PHASE_NAMES, Job
+from docjobs.kube.client import JSON, KubeClient
 from docjobs.webhooks.policy import WebhookSettings
 from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger(__name__)
 StoreFor = Callable[[str], WebhookStore]
+RETRY_SECONDS = 10.0
+"""Wait before delivering an outbox again after the API server or the Secret failed us."""
 
 
 class TerminalHook:
-    def __init__(self, stores: StoreFor | None, settings: WebhookSettings):
+    def __init__(
+        self,
+        kube: KubeClient,
+        stores: StoreFor | None,
+        settings: WebhookSettings,
+        retry_seconds: float = RETRY_SECONDS,
+    ):
+        self.kube = kube
         self.stores = stores
         self.settings = settings
+        self.retry_seconds = retry_seconds
         workers = settings.max_parallel_deliveries
         self._pool = ThreadPoolExecutor(workers, "docjobs-webhook") if stores else None
+        self._busy: set[tuple[str, str]] = set()
+        """(namespace, name) of the outboxes being delivered, or waiting to be again."""
+        self._guard = threading.Lock()
 
     def on_terminal(self, job: Job, namespace: str) -> None:
         phase = job.status.phase
         log.info("job %s ended %s: %s", job.spec.job_id, phase.value, job.status.message)
-        if self.stores is None or self._pool is None or phase not in EVENT_OF_PHASE:
+
+    def seen(self, resource: JSON) -> None:
+        """A DocumentJob was watched: deliver its end event if that is pending."""
+        status = resource.get("status") or {}
+        if self._pool is None or status.get("phase") not in TERMINAL_PHASE_NAMES:
             return
-        self._pool.submit(deliver_job_end, self.stores(namespace), self.settings, job)
+        if not is_pending(resource):
+            return
+        key = (resource["metadata"]["namespace"], resource["metadata"]["name"])
+        with self._guard:
+            if key in self._busy:
+                return
+            self._busy.add(key)
+        self._pool.submit(self._deliver, key)
+
+    def _deliver(self, key: tuple[str, str]) -> None:
+        namespace, name = key
+        assert self.stores is not None
+        try:
+            Outbox(self.kube, namespace, self.stores(namespace), self.settings).deliver(name)
+        except Exception as exc:  # left pending in the status: tried again, never dropped
+            log.warning("webhooks of %s/%s: %s; again in %g s", *key, exc, self.retry_seconds)
+            again = threading.Timer(self.retry_seconds, self._again, (key,))
+            again.daemon = True
+            again.start()
+            return
+        with self._guard:
+            self._busy.discard(key)
+
+    def _again(self, key: tuple[str, str]) -> None:
+        if self._pool is not None:
+            with contextlib.suppress(RuntimeError):  # shut down meanwhile
+                self._pool.submit(self._deliver, key)
 
     def close(self) -> None:
         if self._pool is not None:

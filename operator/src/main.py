@@ -23,7 +23,7 @@ from docjobs.config import get_settings
 from docjobs.domain.models import DOMAIN
 from docjobs.kube.client import KubeClient
 from docjobs.kube.resources import LABEL_JOB
-from docjobs.storage.base import ObjectStore
+from docjobs.storage.s3 import S3Store
 from docjobs.webhooks.records import WebhookStore
 
 from .controller import Controller
@@ -89,17 +89,21 @@ def run(
     logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     shared = get_settings()
-    store: ObjectStore | None = None
-    if shared.s3.endpoint:
-        from docjobs.storage.s3 import S3Store
-
-        store = S3Store.from_settings(shared.s3)
-    else:
-        log.warning("no DOCJOBS_S3__ENDPOINT: expired jobs' objects will not be deleted")
+    if not shared.s3.endpoint:
+        # Runner pods hold no store credentials: they reach the store only through URLs
+        # the operator signs, so without a store no attempt could run.
+        raise SystemExit("the operator needs the object store: set DOCJOBS_S3__ENDPOINT")
+    store = S3Store.from_settings(shared.s3)
     kube = KubeClient.from_environment(pool_size=config.workers + 4, on_response=count_request)
-    hook = TerminalHook(webhook_stores(kube), shared.webhooks)
+    hook = TerminalHook(kube, webhook_stores(kube), shared.webhooks)
     controller = Controller(
-        kube, config, store, hook.on_terminal, shared.jobs.max_running_per_tenant
+        kube,
+        config,
+        store,
+        hook.on_terminal,
+        shared.jobs.max_running_per_tenant,
+        on_seen=hook.seen,
+        part_pages=shared.runner.part_pages,
     )
     registry = kopf.OperatorRegistry()
     register(registry, controller)

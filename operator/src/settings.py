@@ -101,9 +101,8 @@ class OperatorSettings(BaseSettings):
     engines: dict[Engine, EngineProfile] = Field(default_factory=_default_engines)
     shard_threshold_pages: int = Field(default=40, ge=0)
     """Pages; 40. An OCR document selecting more pages runs as one Indexed Job whose pods
-    (shards) each read ``shard_pages`` of it; 0 runs every document in one pod."""
-    shard_pages: int = Field(default=25, ge=1)
-    """Pages; 25. Pages one shard reads."""
+    (shards) each read one part of it (``DOCJOBS_RUNNER__PART_PAGES`` pages, the setting
+    embedded mode splits by too); 0 runs every document in one pod."""
     shard_parallelism: int = Field(default=4, ge=1)
     """Pods; 4. Shards of one document running at once."""
     shard_retries: int = Field(default=2, ge=0)
@@ -113,9 +112,10 @@ class OperatorSettings(BaseSettings):
     are kept this long for ``kubectl`` inspection; the outcome is in the DocumentJob already."""
     termination_grace_seconds: int = 10
     """Seconds; 10. A runner is a one-shot process with nothing to flush: cancel fast."""
-    s3_secret: str = "docjobs-s3"  # noqa: S105 - a Secret's name, not a secret
-    """Secret in the job's namespace with keys endpoint, bucket, accessKey, secretKey and
-    optionally secure, region; runner pods get it as ``DOCJOBS_S3__*``."""
+    url_margin_seconds: int = Field(default=300, ge=60)
+    """Seconds; 5 min. Runner pods hold no store credentials, only presigned URLs of their
+    own attempt's objects; those stop working this long after the attempt's deadline (time
+    for the Job to be created and for clocks to differ), so a leaked URL soon is useless."""
     llm_secret: str = ""
     """Secret in the job's namespace whose ``apiKey`` runner pods get as
     ``DOCJOBS_LLM__API_KEY`` (by reference, never copied into the Job); empty: none."""
@@ -136,6 +136,10 @@ class OperatorSettings(BaseSettings):
     recheck_max_seconds: float = 8.0
     """Seconds; 8. A step that failed (object store or API server unreachable) is tried
     again after 1, 2, 4 ... seconds up to this, so it resolves soon after the outage."""
+    progress_seconds: float = Field(default=2.0, gt=0)
+    """Seconds; 2. How often the progress a running single-pod attempt stores (pages read)
+    is read into its DocumentJob's status; sharded attempts show theirs from their Job.
+    Rounded up to ``tick_seconds``."""
     tick_seconds: float = 1.0
     """Seconds; 1. Granularity of retries and expiry (backoffs are seconds long)."""
     workers: int = 8

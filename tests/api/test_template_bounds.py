@@ -1,4 +1,4 @@
-"""Templates are bounded: in size (each job carries a copy) and in number per tenant."""
+"""Templates are bounded: in size (runners read them whole) and in number per tenant."""
 
 from __future__ import annotations
 

@@ -94,7 +94,6 @@ def operator(
     operator_env: dict[str, str],
 ) -> Iterator[Operator]:
     api = cluster.api()
-    cluster.create_s3_secret(namespace)
     log_path = tmp_path / "operator.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

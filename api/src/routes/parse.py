@@ -15,6 +15,7 @@ from docjobs.domain.events import PARSE_STATUS_WORDS
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.domain.models import Extract, Job
 from docjobs.templates.schema import OcrTier
+from docjobs.templates.store import content_version
 
 from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
@@ -99,8 +100,8 @@ async def _queue(
 
 
 async def _extract(submissions: SubmissionService, tenant: str, form: ParseForm) -> Extract:
-    """The operation: the template (copied into the job), the language as Tesseract's and
-    the OCR tier (the request's, else the template's)."""
+    """The operation: the template's id and content version (the version is stored with the
+    input), the language as Tesseract's and the OCR tier (the request's, else the template's)."""
     template_id, language = form.template_id, form.language
     if not template_id:
         raise ApiError(400, "missing_template_id", "templateId is required.")
@@ -112,6 +113,7 @@ async def _extract(submissions: SubmissionService, tenant: str, form: ParseForm)
     try:
         return Extract(
             template_id=template_id,
+            template_version=content_version(template.spec),
             template=template.spec,
             engine=template.spec.engine or submissions.settings.extract_default_engine,
             language=codes,
