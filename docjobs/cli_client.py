@@ -1,6 +1,6 @@
 """The ``docjobs`` commands that talk to a running server through :mod:`docjobs.client`:
 ``submit``, ``jobs list|get|cancel|result``, ``templates apply`` and
-``webhooks list|create|delete``.
+``webhooks list|create|update|delete``.
 
 The client, rich and yaml are imported where a command runs: every ``docjobs`` start (a
 runner's too) loads this module.
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from docjobs.client import Client
     from docjobs.client.core import JobStatus, SourceFormat
-    from docjobs.client.models import JobDetail
+    from docjobs.client.models import JobDetail, WebhookEndpoint
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Look at and cancel a server's jobs.")
 templates_app = typer.Typer(no_args_is_help=True, help="Manage a server's parse templates.")
@@ -304,14 +304,18 @@ def templates_apply(
 # --- webhooks --------------------------------------------------------------------------------
 
 
+def _endpoint_line(endpoint: WebhookEndpoint) -> str:
+    events = ",".join(endpoint.events)
+    return f"{endpoint.id}  {endpoint.url}  {events}  {endpoint.description}".rstrip()
+
+
 @webhooks_app.command("list")
 def webhooks_list(key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
     """List the key's tenant's webhook endpoints: id, URL, events, description."""
     with _client(url, key) as client:
         endpoints = client.webhooks.list()
     for endpoint in endpoints:
-        events = ",".join(endpoint.events)
-        typer.echo(f"{endpoint.id}  {endpoint.url}  {events}  {endpoint.description}".rstrip())
+        typer.echo(_endpoint_line(endpoint))
 
 
 @webhooks_app.command("create")
@@ -336,6 +340,41 @@ def webhooks_create(
     typer.echo("Created webhook endpoint:")
     typer.echo(f"{endpoint.id}  {endpoint.url}  {','.join(endpoint.events)}")
     typer.echo(f"secret: {endpoint.secret}")
+
+
+@webhooks_app.command("update")
+def webhooks_update(
+    endpoint_id: str,
+    key: KeyOpt,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Argument(help="Where events are POSTed from now on; unchanged when not given."),
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            help="An event to send (job.completed, job.failed, job.cancelled); repeatable; "
+            "replaces the endpoint's events; unchanged when not given.",
+            show_default=False,
+        ),
+    ] = None,
+    description: Annotated[
+        str | None,
+        typer.Option(help='A note for people ("" clears it); unchanged when not given.'),
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Change an endpoint's URL, events or description; its secret stays. Prints it as
+    `list` does."""
+    if endpoint_url is None and not event and description is None:
+        raise _fail("nothing to change: give a new URL, --event or --description", 2)
+    with _client(url, key) as client:
+        endpoint = client.webhooks.update(
+            endpoint_id, url=endpoint_url, events=event or None, description=description
+        )
+    typer.echo("Updated webhook endpoint:")
+    typer.echo(_endpoint_line(endpoint))
 
 
 @webhooks_app.command("delete")

@@ -4,7 +4,8 @@ Reads (``get``, ``values``) never call the API server: that is what lets clients
 as often as they like. The thread lists once, then watches from the list's resourceVersion
 with bookmarks, resumes each ended watch from the last version it saw, and lists again only
 when the server answers 410 Gone (the version is older than etcd's compaction window).
-Async code awaits one object's next change through ``subscribe``.
+Async code awaits one object's next change through ``subscribe``. An optional index (one key
+per object, e.g. a submission's fingerprint) finds the objects sharing a key without a scan.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -41,6 +42,7 @@ class WatchCache(Generic[T]):
         field_selector: str | None = None,
         watch_timeout_seconds: int = 300,
         name: str = "watch-cache",
+        index: Callable[[T], Hashable] | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -51,6 +53,10 @@ class WatchCache(Generic[T]):
         self.last_error = ""
         self._items: dict[str, tuple[str, T]] = {}
         """metadata.name -> (resourceVersion, parsed object)."""
+        self._key = index
+        self._index: dict[Hashable, set[str]] = {}
+        """index key -> names of the cached objects with that key (only with ``index``, which
+        must accept every parsed object: it runs on the watch thread)."""
         self._lock = threading.Lock()
         self._healthy = threading.Event()
         self._stopping = threading.Event()
@@ -94,6 +100,12 @@ class WatchCache(Generic[T]):
     def values(self) -> list[T]:
         with self._lock:
             return [value for _, value in self._items.values()]
+
+    def indexed(self, key: Hashable) -> list[T]:
+        """The cached objects whose index key is ``key``, in no particular order."""
+        with self._lock:
+            names = self._index.get(key, ())
+            return [self._items[name][1] for name in names]
 
     def observe(self, resource: JSON) -> T | None:
         """Take in an object a write just returned, so the writer reads its own write before
@@ -170,8 +182,12 @@ class WatchCache(Generic[T]):
             for name, resource in items.items()
             if (value := self._parse(resource)) is not None
         }
+        index: dict[Hashable, set[str]] = {}
+        if self._key is not None:
+            for name, (_, value) in parsed.items():
+                index.setdefault(self._key(value), set()).add(name)
         with self._lock:
-            self._items = parsed
+            self._items, self._index = parsed, index
         self._healthy.set()
         self._notify(None)
         version: str = page["metadata"]["resourceVersion"]
@@ -215,19 +231,32 @@ class WatchCache(Generic[T]):
         elif kind == "DELETED":
             name = resource["metadata"]["name"]
             with self._lock:
-                self._items.pop(name, None)
+                self._put(name, None)
             self._notify({name})
         return new_version  # BOOKMARK: only this
 
     def _store(self, resource: JSON) -> None:
         name = resource["metadata"]["name"]
         value = self._parse(resource)
+        entry = None if value is None else (resource["metadata"].get("resourceVersion", ""), value)
         with self._lock:
-            if value is None:
-                self._items.pop(name, None)
-            else:
-                self._items[name] = (resource["metadata"].get("resourceVersion", ""), value)
+            self._put(name, entry)
         self._notify({name})
+
+    def _put(self, name: str, entry: tuple[str, T] | None) -> None:
+        """Replace (None: drop) one object, its index entry with it; call holding the lock."""
+        old = self._items.pop(name, None)
+        if self._key is not None and old is not None:
+            key = self._key(old[1])
+            names = self._index.get(key, set())
+            names.discard(name)
+            if not names:
+                self._index.pop(key, None)
+        if entry is None:
+            return
+        self._items[name] = entry
+        if self._key is not None:
+            self._index.setdefault(self._key(entry[1]), set()).add(name)
 
     def _parse(self, resource: JSON) -> T | None:
         try:

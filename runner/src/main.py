@@ -23,11 +23,22 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
+from pydantic import ValidationError
+
 from docjobs.config import get_settings
-from docjobs.domain.models import PagePart, RunOutcome, WorkerRequest
+from docjobs.domain.models import (
+    EXIT_TRANSIENT,
+    JobError,
+    PagePart,
+    RunnerSummary,
+    RunOutcome,
+    WorkerRequest,
+)
 from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
+from docjobs.storage.base import ObjectNotFound
 from docjobs.storage.factory import store_from_settings
-from docjobs.storage.presigned import PresignedStore
+from docjobs.storage.presigned import PresignedRequestFailed, PresignedStore
 
 _PR_SET_PDEATHSIG = 1
 
@@ -36,7 +47,10 @@ def run_once() -> int:
     manifest_url = get_settings().runner.manifest_url
     if not manifest_url:
         raise SystemExit("a one-shot runner needs DOCJOBS_RUNNER__MANIFEST_URL (its attempt)")
-    store = PresignedStore.fetch(manifest_url)
+    try:
+        store = PresignedStore.fetch(manifest_url)
+    except (httpx.HTTPError, PresignedRequestFailed, ObjectNotFound, ValidationError) as exc:
+        return _report(_manifest_unavailable(exc))
     spec, attempt = store.manifest.spec, store.manifest.attempt
     if "DOCJOBS_PAGE_PARTS" in os.environ:
         # A shard of an Indexed Job: Kubernetes numbers the pods, the parts are in order.
@@ -49,6 +63,27 @@ def run_once() -> int:
     else:
         # The operator copies the progress into the DocumentJob: the pod has no API access.
         outcome = execute(spec, attempt, store, report_progress=True)
+    return _report(outcome)
+
+
+def _manifest_unavailable(exc: Exception) -> RunOutcome:
+    """A failed attempt, tried again: the manifest may be late, its URL expired, the object
+    store down. The message names the answer (never the URL: it carries a signature)."""
+    what = "the attempt's manifest"
+    if isinstance(exc, PresignedRequestFailed):
+        message = str(exc)  # "object store refused <what>: AccessDenied (HTTP 403)"
+    elif isinstance(exc, ObjectNotFound):
+        message = f"object store has no {what} (HTTP 404)"
+    elif isinstance(exc, ValidationError):
+        message = f"{what} is not valid ({exc.error_count()} errors)"
+    else:
+        message = f"cannot reach the object store for {what}: {type(exc).__name__}: {exc}"
+    error = JobError(reason="ManifestUnavailable", message=message[:500], permanent=False)
+    return RunOutcome(exit_code=EXIT_TRANSIENT, summary=RunnerSummary(error=error))
+
+
+def _report(outcome: RunOutcome) -> int:
+    """The summary to the termination-message path (the operator reads it) and stderr."""
     path = Path(os.environ.get("DOCJOBS_TERMINATION_LOG", "/dev/termination-log"))
     try:
         path.write_text(termination_message(outcome))

@@ -207,3 +207,49 @@ def test_webhooks_create_list_and_delete(srv) -> None:
         "webhooks", "create", "https://hooks.example.com/x", "--event", "job.eaten", env=env
     )
     assert unknown.returncode == 1 and "invalid_webhook" in unknown.stderr, unknown.stderr
+
+
+def test_webhooks_update_changes_only_what_is_given(srv) -> None:
+    env = {"DOCJOBS_URL": srv.base, "DOCJOBS_API_KEY": srv.key("cli")}
+    created = docjobs(
+        "webhooks", "create", "https://hooks.example.com/a", "--description", "ops", env=env
+    )
+    assert created.returncode == 0, created.stderr
+    endpoint_id = created.stdout.splitlines()[1].split()[0]
+
+    events = docjobs("webhooks", "update", endpoint_id, "--event", "job.failed", env=env)
+    assert events.returncode == 0, events.stderr
+    assert events.stdout.splitlines() == [
+        "Updated webhook endpoint:",
+        f"{endpoint_id}  https://hooks.example.com/a  job.failed  ops",
+    ]
+    moved = docjobs(
+        "webhooks",
+        "update",
+        endpoint_id,
+        "https://hooks.example.com/b",
+        "--description",
+        "",
+        env=env,
+    )
+    assert moved.returncode == 0, moved.stderr
+    line = f"{endpoint_id}  https://hooks.example.com/b  job.failed"
+    assert moved.stdout.splitlines()[1] == line
+    assert docjobs("webhooks", "list", env=env).stdout.splitlines() == [line]
+
+    nothing = docjobs("webhooks", "update", endpoint_id, env=env)
+    assert nothing.returncode == 2 and "nothing to change" in nothing.stderr, nothing.stderr
+    unsafe = docjobs("webhooks", "update", endpoint_id, "http://127.0.0.1:9/hook", env=env)
+    assert unsafe.returncode == 1 and "unsafe_webhook_url" in unsafe.stderr, unsafe.stderr
+    other_tenant = docjobs(
+        "webhooks",
+        "update",
+        endpoint_id,
+        "--event",
+        "job.completed",
+        "--key",
+        srv.key("other"),
+        env=env,
+    )
+    assert other_tenant.returncode == 1 and "webhook_not_found" in other_tenant.stderr
+    assert docjobs("webhooks", "list", env=env).stdout.splitlines() == [line]

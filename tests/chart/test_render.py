@@ -262,6 +262,13 @@ def test_operator_is_one_replica_recreated_and_watches_its_namespace(render: Ren
     assert find(wide, "ClusterRole", f"team-a-{RELEASE}-docjobs-operator")
 
 
+def test_operator_progress_interval_reaches_the_operator(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = render(VALUES / "defaults.yaml", "docjobs", "--set", "operator.progressSeconds=5")
+    assert _chart_settings(manifests, monkeypatch).progress_seconds == 5
+
+
 EXAMPLES = CHART / "examples"
 
 

@@ -11,9 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
+from docjobs.kube.paths import documentjobs_path
+from docjobs.kube.resources import resource_name
 from tests.docs import pdf_with_pages
 from tests.kube.helpers import api_status, documentjob, now, patch_status
 from tests.kube.test_api_kube import submit
+from tests.rig.fixtures import wait_for
 
 QUEUED = "Job queued for processing"
 
@@ -51,3 +54,30 @@ def test_failed_and_cancelled_jobs_are_followed_by_one_successor_each(
     assert (third["job_id"], third["message"]) == (f"{first}-3", QUEUED)
     again = submit(kube_server, key, pdf).json()
     assert (again["job_id"], again["message"]) == (f"{first}-3", DUPLICATE_MESSAGE)
+
+
+def test_a_job_deleted_after_its_ttl_no_longer_counts_as_a_twin(
+    kube_server, kube, namespace
+) -> None:
+    key = kube_server.key("acme")
+    pdf, _ = pdf_with_pages(1, seed=43)
+    first = submit(kube_server, key, pdf).json()["job_id"]
+    failure = {"reason": "UnreadableDocument", "message": "page 1 is damaged", "permanent": True}
+    patch_status(
+        kube, namespace, first, {"phase": "Failed", "completedAt": now(), "error": failure}
+    )
+    api_status(kube_server, key, first, "failed")
+
+    # What the operator does once the TTL has passed; the API forgets the job.
+    kube.delete(documentjobs_path(namespace, resource_name(first)))
+    url = f"{kube_server.base}/api/v1/jobs/{first}"
+    wait_for(
+        lambda: requests.get(url, headers={"X-API-Key": key}, timeout=10).status_code == 404,
+        20,
+        0.1,
+        what="the deleted job to read 404",
+    )
+
+    # With no twin left, the submission runs again under its first name, not a successor's.
+    again = submit(kube_server, key, pdf).json()
+    assert (again["job_id"], again["message"]) == (first, QUEUED)
