@@ -277,6 +277,59 @@ def is_retryable(status_code: int) -> bool:
     return status_code >= 500 or status_code in RETRYABLE_4XX
 
 
+class DeliveryTries:
+    """The tries of one message to one target, made one call of :meth:`next` at a time, so
+    the caller chooses how to wait between them: :func:`deliver` sleeps, a delivery queue
+    schedules the next try and frees its thread meanwhile.
+
+    The host is resolved and checked once, when a try first gets an answer (a DNS failure is
+    retried at the next try), so every try goes to the one checked address.
+    """
+
+    def __init__(
+        self,
+        message: WebhookMessage,
+        settings: WebhookSettings,
+        *,
+        resolver: Resolver = system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
+        tried: int = 0,
+    ) -> None:
+        self.settings = settings
+        self.ssl_context = ssl_context
+        self.tried = tried
+        self.body = event_body(
+            message.event_type, message.data, message.occurred_at or datetime.now(UTC)
+        )
+        self.msg_id = message.msg_id or f"msg_{secrets.token_hex(16)}"
+        self.signer = Webhook(message.secret)
+        self.pinned = functools.cache(lambda: resolve_target(message.url, settings, resolver))
+
+    @property
+    def left(self) -> bool:
+        return self.tried < self.settings.max_attempts
+
+    def next(self) -> tuple[DeliveryAttempt, float | None]:
+        """One try, and the seconds to wait before the next one (None: it was the last)."""
+        # A client per try: a scheduled retry holds no connection while it waits, and a TLS
+        # connection verified for one host name never carries a request for another.
+        # trust_env=False: an environment proxy would connect to the name, not the checked
+        # address.
+        with httpx.Client(
+            timeout=self.settings.timeout_seconds,
+            follow_redirects=False,
+            trust_env=False,
+            verify=self.ssl_context if self.ssl_context is not None else True,
+        ) as client:
+            attempt, final, retry_after = _try_once(
+                client, self.pinned, self.signer, self.msg_id, self.body
+            )
+        self.tried += 1
+        if final or not self.left:
+            return attempt, None
+        return attempt, backoff_seconds(self.settings, self.tried, retry_after)
+
+
 def deliver(
     message: WebhookMessage,
     settings: WebhookSettings,
@@ -294,34 +347,20 @@ def deliver(
     made before (a delivery resumed after a restart), counted against ``max_attempts``;
     ``on_attempt`` hears of each try as it ends, with the wait before the next one.
     """
-    body = event_body(message.event_type, message.data, message.occurred_at or datetime.now(UTC))
-    msg_id = message.msg_id or f"msg_{secrets.token_hex(16)}"
-    signer = Webhook(message.secret)
-    # Cached on success only: a DNS failure is retried at the next try, an answer is kept, so
-    # all tries of this delivery go to the one checked address.
-    pinned = functools.cache(lambda: resolve_target(message.url, settings, resolver))
+    tries = DeliveryTries(
+        message, settings, resolver=resolver, ssl_context=ssl_context, tried=tried
+    )
     attempts: list[DeliveryAttempt] = []
-    # One client per delivery: its pool is keyed by address, and a TLS connection verified for
-    # one host name must never carry a request for another name on the same address.
-    # trust_env=False: an environment proxy would connect to the name, not the checked address.
-    with httpx.Client(
-        timeout=settings.timeout_seconds,
-        follow_redirects=False,
-        trust_env=False,
-        verify=ssl_context if ssl_context is not None else True,
-    ) as client:
-        # A loop rather than tenacity: whether to retry and how long to wait depend on the
-        # response (status, Retry-After), and every try must be recorded; here that reads plainer.
-        for tries in range(tried + 1, settings.max_attempts + 1):
-            attempt, final, retry_after = _try_once(client, pinned, signer, msg_id, body)
-            attempts.append(attempt)
-            last = final or tries == settings.max_attempts
-            wait = None if last else backoff_seconds(settings, tries, retry_after)
-            if on_attempt is not None:
-                on_attempt(attempt, wait)
-            if wait is None:
-                break
-            sleep(wait)
+    # A loop rather than tenacity: whether to retry and how long to wait depend on the
+    # response (status, Retry-After), and every try must be recorded; here that reads plainer.
+    while tries.left:
+        attempt, wait = tries.next()
+        attempts.append(attempt)
+        if on_attempt is not None:
+            on_attempt(attempt, wait)
+        if wait is None:
+            break
+        sleep(wait)
     return attempts
 
 

@@ -69,6 +69,28 @@ def targets_of(
     return targets
 
 
+def message_to(
+    target: Target, job_id: str, event_type: str, data: dict[str, Any], occurred_at: datetime
+) -> WebhookMessage:
+    """The event for ``target``; its ``webhook-id`` depends only on the job, the target and
+    the event, so every retry and re-send carries the same one."""
+    return WebhookMessage(
+        target.url,
+        target.secret,
+        event_type,
+        data,
+        msg_id=message_id(job_id, target.name, event_type),
+        occurred_at=occurred_at,
+    )
+
+
+def internal_failure(target: Target, job_id: str, exc: Exception) -> DeliveryAttempt:
+    """A bug or a store error while delivering, as one failed attempt: it must not lose the
+    record of the other targets."""
+    log.error("webhook delivery to %s for job %s failed", target.name, job_id, exc_info=exc)
+    return DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)
+
+
 def send(
     settings: WebhookSettings,
     job_id: str,
@@ -80,23 +102,34 @@ def send(
     tried: int = 0,
     on_attempt: AttemptHook | None = None,
 ) -> list[DeliveryAttempt]:
-    """One event to one target (see :func:`deliver`) in one of the process's delivery slots;
-    its ``webhook-id`` depends only on the job, the target and the event. An internal error
-    ends it as one failed attempt, returned but not told to ``on_attempt``."""
+    """One event to one target (see :func:`deliver`) in one of the process's delivery slots.
+    An internal error ends it as one failed attempt, returned but not told to
+    ``on_attempt``."""
     try:
-        message = WebhookMessage(
-            target.url,
-            target.secret,
-            event_type,
-            data,
-            msg_id=message_id(job_id, target.name, event_type),
-            occurred_at=occurred_at,
-        )
+        message = message_to(target, job_id, event_type, data, occurred_at)
         with delivery_slots(settings.max_parallel_deliveries):
             return deliver(message, settings, tried=tried, on_attempt=on_attempt)
-    except Exception as exc:  # a bug here must not lose the record of the others
-        log.exception("webhook delivery to %s for job %s failed", target.name, job_id)
-        return [DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)]
+    except Exception as exc:
+        return [internal_failure(target, job_id, exc)]
+
+
+def undelivered_targets(
+    store: WebhookStore,
+    tenant: str,
+    job_id: str,
+    event_type: str,
+    job_webhook_url: str | None = None,
+    job_webhook_secret: str | None = None,
+) -> list[Target]:
+    """:func:`targets_of`, less those the event was delivered to before (a delivery resumed
+    after a restart): they are not sent it again."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
+    targets = targets_of(store, tenant, event_type, job_webhook_url, job_webhook_secret)
+    done = {
+        d.target for d in store.deliveries(job_id) if d.delivered and d.event_type == event_type
+    }
+    return [t for t in targets if t.name not in done]
 
 
 def deliver_job_event(
@@ -117,14 +150,9 @@ def deliver_job_event(
     ``job_webhook_secret`` overrides the tenant's job-URL secret; ``occurred_at`` (when the
     job ended) defaults to now. Unsafe targets are recorded as failed and never requested.
     """
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
-    targets = targets_of(store, tenant, event_type, job_webhook_url, job_webhook_secret)
-    # Delivered before (a delivery resumed after a restart): not again.
-    done = {
-        d.target for d in store.deliveries(job_id) if d.delivered and d.event_type == event_type
-    }
-    targets = [t for t in targets if t.name not in done]
+    targets = undelivered_targets(
+        store, tenant, job_id, event_type, job_webhook_url, job_webhook_secret
+    )
     if not targets:
         return
     when = occurred_at or datetime.now(UTC)

@@ -37,9 +37,10 @@ class WebhookSettings(BaseModel):
     """Seconds; 1 h. Cap of a receiver's ``Retry-After``, so one receiver cannot park a
     delivery thread for days."""
     max_parallel_deliveries: int = Field(default=16, ge=1)
-    """Deliveries; 16. Most deliveries (tries and the waits between them) in progress at
-    once in one process; others wait their turn, so a burst of finished jobs with slow
-    receivers holds a bounded number of connections."""
+    """Deliveries; 16. Threads delivering webhooks in one process, so at most this many tries
+    at once; other events wait in a queue, and a retry waits out its backoff without holding
+    a thread (embedded mode). A burst of finished jobs with slow receivers holds a bounded
+    number of threads and connections."""
 
     @field_validator("allowed_hosts")
     @classmethod

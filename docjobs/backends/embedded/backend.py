@@ -223,12 +223,7 @@ class EmbeddedBackend:
             self.deliveries,
             self.webhooks,
             self.settings.webhooks,
-            event.tenant,
-            event.job_id,
-            event.event_type,
-            event.data,
-            event.webhook_url,
-            event.occurred_at,
+            event,
             on_settled=lambda: self.webhooks.sent(event),
         )
 
