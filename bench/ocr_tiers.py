@@ -92,7 +92,9 @@ def main() -> None:
         )
         rows: list[tuple[str, float]] = []
         if not args.no_tesseract:
-            seconds = timed(lambda: tesseract.extract(OcrSimple(), source, "application/pdf"))
+            seconds = timed(
+                lambda: tesseract.extract(OcrSimple(), source, "application/pdf", source.parent)
+            )
             rows.append(("Tesseract (1 thread)", args.pages / seconds))
         crops = word_crops(words)
         for device in args.devices.split(","):
@@ -101,8 +103,10 @@ def main() -> None:
             settings = get_settings().doctr
             predictor = doctr_ocr.predictor_for(settings, weights)
             # Warm-up: the first batch pays for lazy initialisation.
-            doctr_ocr.extract(OcrAdvanced(pages="1"), source, "application/pdf")
-            pipeline = timed(lambda: doctr_ocr.extract(OcrAdvanced(), source, "application/pdf"))
+            doctr_ocr.extract(OcrAdvanced(pages="1"), source, "application/pdf", source.parent)
+            pipeline = timed(
+                lambda: doctr_ocr.extract(OcrAdvanced(), source, "application/pdf", source.parent)
+            )
             if device == "cuda":
                 import torch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,12 @@ from docjobs.domain.models import (
     EXIT_OK,
     EXIT_PERMANENT,
     EXIT_TRANSIENT,
+    Extract,
     JobError,
     JobSpec,
     OcrAdvanced,
     OcrSimple,
+    Operation,
     PagePart,
     ResultRef,
     RunnerSummary,
@@ -24,14 +26,32 @@ from docjobs.domain.models import (
 )
 from docjobs.runner import engines
 from docjobs.runner.engines import ocr_output
-from docjobs.storage.base import ObjectStore, outcome_key, part_key, result_key
+from docjobs.runner.progress import StoredProgress
+from docjobs.storage.base import (
+    ObjectNotFound,
+    ObjectStore,
+    outcome_key,
+    part_key,
+    progress_key,
+    result_key,
+)
+from docjobs.storage.templates import resolve_template
 
 log = logging.getLogger(__name__)
 TERMINATION_MESSAGE_LIMIT = 4096
 
 
-def execute(spec: JobSpec, attempt: int, store: ObjectStore) -> RunOutcome:
-    outcome = _run(spec, lambda scratch: _whole(spec, store, scratch))
+def execute(
+    spec: JobSpec, attempt: int, store: ObjectStore, *, report_progress: bool = False
+) -> RunOutcome:
+    """Runs the whole attempt; with ``report_progress``, the pages read so far go to the
+    attempt's progress object as they are read (for readers that cannot ask the runner)."""
+    progress = (
+        StoredProgress(store, progress_key(spec.tenant, spec.job_id, attempt))
+        if report_progress
+        else None
+    )
+    outcome = _run(spec, lambda scratch: _whole(spec, store, scratch, progress))
     _record(spec, attempt, outcome, store)
     return outcome
 
@@ -67,10 +87,30 @@ def _record(spec: JobSpec, attempt: int, outcome: RunOutcome, store: ObjectStore
     )
 
 
-def _whole(spec: JobSpec, store: ObjectStore, scratch: Path) -> RunnerSummary:
+def _whole(
+    spec: JobSpec, store: ObjectStore, scratch: Path, progress: engines.PageProgress | None
+) -> RunnerSummary:
+    operation = _with_template(spec, store)
     source = scratch / "input"
     store.download(spec.input.key, source)
-    return _store_result(spec, engines.run(spec.operation, source, spec.input.content_type), store)
+    output = engines.run(operation, source, spec.input.content_type, progress, workdir=scratch)
+    return _store_result(spec, output, store)
+
+
+def _with_template(spec: JobSpec, store: ObjectStore) -> Operation:
+    """The operation; an extract one with the template version it was submitted with."""
+    operation = spec.operation
+    if not isinstance(operation, Extract):
+        return operation
+    try:
+        template = resolve_template(operation, spec.tenant, store)
+    except ObjectNotFound:
+        raise engines.PermanentError(
+            "TemplateNotFound",
+            f"version {operation.template_version} of template {operation.template_id!r}"
+            " is not in the object store",
+        ) from None
+    return operation.model_copy(update={"template": template})
 
 
 def _read_part(
@@ -81,8 +121,11 @@ def _read_part(
     store.download(spec.input.key, source)
     narrowed = operation.model_copy(update={"pages": part.pages})
     pages = engines.read_pages(narrowed, source, spec.input.content_type)
-    key = part_key(spec.tenant, spec.job_id, attempt, part.index)
-    store.put_bytes(key, json.dumps(pages, ensure_ascii=False).encode(), "application/json")
+    stored = scratch / "part.json"
+    stored.write_text(json.dumps(pages, ensure_ascii=False), encoding="utf-8")
+    store.put_file(
+        part_key(spec.tenant, spec.job_id, attempt, part.index), stored, "application/json"
+    )
     return RunnerSummary(page_count=len(pages))
 
 
@@ -90,15 +133,21 @@ def _merge(
     spec: JobSpec, attempt: int, parts: int, store: ObjectStore, scratch: Path
 ) -> RunnerSummary:
     operation = _paged(spec)
-    pages: list[dict[str, Any]] = []
-    for index in range(parts):
-        key = part_key(spec.tenant, spec.job_id, attempt, index)
-        pages.extend(json.loads(b"".join(store.iter_chunks(key))))
+    pages = _stored_parts(spec, attempt, parts, store)
     source = scratch / "input"
     if operation.output == "searchable_pdf":  # the only result that embeds the input
         store.download(spec.input.key, source)
-    output = ocr_output.finish(operation, pages, source, spec.input.content_type)
+    output = ocr_output.finish(operation, pages, source, spec.input.content_type, scratch)
     return _store_result(spec, output, store)
+
+
+def _stored_parts(
+    spec: JobSpec, attempt: int, parts: int, store: ObjectStore
+) -> Iterator[dict[str, Any]]:
+    """The pages of the stored parts, in order, one part in memory at a time."""
+    for index in range(parts):
+        key = part_key(spec.tenant, spec.job_id, attempt, index)
+        yield from json.loads(b"".join(store.iter_chunks(key)))
 
 
 def _paged(spec: JobSpec) -> OcrSimple | OcrAdvanced:
@@ -111,7 +160,7 @@ def _paged(spec: JobSpec) -> OcrSimple | OcrAdvanced:
 
 def _store_result(spec: JobSpec, output: engines.EngineOutput, store: ObjectStore) -> RunnerSummary:
     key = result_key(spec.tenant, spec.job_id, output.extension)
-    size = store.put_bytes(key, output.data, output.content_type)
+    size = store.put_file(key, output.path, output.content_type)
     return RunnerSummary(
         result=ResultRef(key=key, content_type=output.content_type, size=size),
         page_count=output.page_count,

@@ -66,8 +66,8 @@ def test_parts_read_apart_merge_into_the_one_worker_result(make_server, tmp_path
 
     source = tmp_path / "scan.pdf"
     source.write_bytes(document)
-    alone = engines.run(OcrSimple(output="detailed"), source, "application/pdf")
-    assert result == json.loads(alone.data)
+    alone = engines.run(OcrSimple(output="detailed"), source, "application/pdf", workdir=tmp_path)
+    assert result == json.loads(alone.path.read_bytes())
     assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 10))
     parts = sorted(srv.data_dir.glob(f"objects/paged/{job_id}/attempts/1/part-*.json"))
     assert len(parts) == 5, "the document was not read in parts"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,17 +22,17 @@ Format = Literal["text", "html", "markdown", "json"]
 def convert(tmp_path: Path, source_format: Format, data: str | bytes) -> EngineOutput:
     source = tmp_path / f"input.{source_format}"
     source.write_bytes(data.encode() if isinstance(data, str) else data)
-    return to_pdf(ConvertToPdf(source_format=source_format), source)
+    return to_pdf(ConvertToPdf(source_format=source_format), source, tmp_path)
 
 
 def pdf_text(output: EngineOutput) -> str:
-    reader = PdfReader(io.BytesIO(output.data))
+    reader = PdfReader(output.path)
     return "\n".join(page.extract_text() for page in reader.pages)
 
 
 def embedded_files(output: EngineOutput) -> list[bytes]:
     """Files inside the PDF: document attachments and file-attachment annotations."""
-    reader = PdfReader(io.BytesIO(output.data))
+    reader = PdfReader(output.path)
     files = [content for contents in reader.attachments.values() for content in contents]
     for page in reader.pages:
         for annotation in page.get("/Annots") or []:
@@ -47,7 +46,7 @@ def embedded_files(output: EngineOutput) -> list[bytes]:
 def test_text_becomes_a_pdf_with_the_same_text(tmp_path: Path) -> None:
     text = "Invoice 2024-117\n  indented line <b>not bold</b> & more\nÄrger über Öl\n"
     output = convert(tmp_path, "text", text)
-    assert output.data.startswith(b"%PDF-")
+    assert output.path.read_bytes().startswith(b"%PDF-")
     assert (output.content_type, output.extension) == ("application/pdf", ".pdf")
     assert output.page_count == 1
     assert output.details == {"page_count": 1}
@@ -59,14 +58,14 @@ def test_text_becomes_a_pdf_with_the_same_text(tmp_path: Path) -> None:
 
 def test_long_text_runs_over_several_pages(tmp_path: Path) -> None:
     output = convert(tmp_path, "text", "\n".join(f"line {n}" for n in range(1, 201)))
-    reader = PdfReader(io.BytesIO(output.data))
+    reader = PdfReader(output.path)
     assert output.page_count == len(reader.pages) > 1
     assert "line 200" in pdf_text(output)
 
 
 def test_long_lines_wrap_instead_of_running_off_the_page(tmp_path: Path) -> None:
     output = convert(tmp_path, "text", "start " + "x" * 400 + " finish")
-    page = PdfReader(io.BytesIO(output.data)).pages[0]
+    page = PdfReader(output.path).pages[0]
     lines = page.extract_text().splitlines()
     assert len(lines) > 3
     assert "finish" in lines[-1]
@@ -225,7 +224,7 @@ def test_html_cannot_read_local_files(tmp_path: Path) -> None:
     )
     output = convert(tmp_path, "html", html)
     assert embedded_files(output) == []
-    leaked = output.data + pdf_text(output).encode()
+    leaked = output.path.read_bytes() + pdf_text(output).encode()
     for marker in (b"root:x:0:0", b"TOP-SECRET-7731", b"RELATIVE-SECRET-9912"):
         assert marker not in leaked
 
@@ -237,7 +236,7 @@ def test_base_element_does_not_reopen_the_filesystem(tmp_path: Path) -> None:
     )
     output = convert(tmp_path, "html", html)
     assert embedded_files(output) == []
-    assert b"root:x:0:0" not in output.data
+    assert b"root:x:0:0" not in output.path.read_bytes()
 
 
 def test_absurdly_nested_html_fails_permanently(tmp_path: Path) -> None:

@@ -95,10 +95,12 @@ def test_pages_come_back_in_order_with_their_sizes(
     source = tmp_path / "scan.pdf"
     source.write_bytes(pdf_with_pages(3)[0])
     try:
-        output = doctr_ocr.extract(OcrAdvanced(output="detailed"), source, "application/pdf")
+        output = doctr_ocr.extract(
+            OcrAdvanced(output="detailed"), source, "application/pdf", tmp_path
+        )
     finally:
         get_settings.cache_clear()
-    pages = json.loads(output.data)["data"]["pages"]
+    pages = json.loads(output.path.read_bytes())["data"]["pages"]
     assert [page["page"] for page in pages] == [1, 2, 3]
     assert output.page_count == 3
     for page in pages:
@@ -124,7 +126,7 @@ def test_a_parse_job_reading_scans_with_doctr_fails_without_weights_naming_the_s
     operation = Extract(template_id="tpl-1", template=template, ocr="advanced")
     try:
         with pytest.raises(PermanentError) as failure:
-            engines.run(operation, source, "application/pdf")
+            engines.run(operation, source, "application/pdf", workdir=tmp_path)
     finally:
         get_settings.cache_clear()
     assert failure.value.reason == "ModelWeightsMissing"

@@ -128,8 +128,9 @@ def documents(tmp_path_factory: pytest.TempPathFactory) -> Documents:
 
 
 def run_rules(path: Path, content_type: str) -> tuple[dict[str, Any], engines.EngineOutput]:
-    output = engines.run(Extract(template_id="tpl-1", template=TEMPLATE), path, content_type)
-    return json.loads(output.data), output
+    operation = Extract(template_id="tpl-1", template=TEMPLATE)
+    output = engines.run(operation, path, content_type, workdir=path.parent)
+    return json.loads(output.path.read_bytes()), output
 
 
 def test_rules_engine_reads_the_text_layer(documents: Documents) -> None:
@@ -360,11 +361,13 @@ def test_llm_engine_sends_the_schema_and_text_and_checks_the_answer(
     claude.answer_tool(answer)
     try:
         operation = Extract(template_id="tpl-1", template=TEMPLATE, engine="llm")
-        output = engines.run(operation, documents.pdf, "application/pdf")
+        output = engines.run(
+            operation, documents.pdf, "application/pdf", workdir=documents.pdf.parent
+        )
     finally:
         get_settings.cache_clear()
 
-    assert json.loads(output.data) == EXPECTED
+    assert json.loads(output.path.read_bytes()) == EXPECTED
     assert output.details == {
         "fields_found": 5,
         "fields_total": 5,

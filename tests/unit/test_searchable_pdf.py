@@ -65,15 +65,15 @@ def test_the_text_layer_holds_the_words_where_they_were_drawn(tmp_path: Path, ro
     else:
         source.write_bytes(pdf_of_images([scan()]))
 
-    output = extract(OcrSimple(output="searchable_pdf"), source, "application/pdf")
+    output = extract(OcrSimple(output="searchable_pdf"), source, "application/pdf", tmp_path)
 
     assert output.content_type == "application/pdf"
     assert output.page_count == 1
-    reader = PdfReader(io.BytesIO(output.data))
+    reader = PdfReader(output.path)
     # The page looks exactly as before: the layer is invisible.
     assert len(reader.pages) == 1
-    assert rendered(output.data) == rendered(source.read_bytes())
-    found = words_with_positions(output.data)
+    assert rendered(output.path.read_bytes()) == rendered(source.read_bytes())
+    found = words_with_positions(output.path.read_bytes())
     assert set(WORDS) <= set(found)
     points = 72 / SCAN_DPI
     for word, (left, top) in WORDS.items():
@@ -99,12 +99,12 @@ def test_a_multi_frame_tiff_becomes_one_page_per_frame_each_with_its_words(
     frames = [upright, upright.crop((0, 0, 1400, 400)), upright]
     frames[0].save(source, save_all=True, append_images=frames[1:])
 
-    output = extract(OcrSimple(output="searchable_pdf"), source, "image/tiff")
+    output = extract(OcrSimple(output="searchable_pdf"), source, "image/tiff", tmp_path)
 
-    reader = PdfReader(io.BytesIO(output.data))
+    reader = PdfReader(output.path)
     assert output.page_count == len(reader.pages) == 3
     heights = [round(float(page.mediabox.height)) for page in reader.pages]
     assert heights == [round(800 * 72 / 300), round(400 * 72 / 300), round(800 * 72 / 300)]
-    assert set(WORDS) <= set(words_with_positions(output.data, 2))
-    assert {"Invoice", "4711"} <= set(words_with_positions(output.data, 1))
-    assert not {"Total", "Paid"} & set(words_with_positions(output.data, 1))
+    assert set(WORDS) <= set(words_with_positions(output.path.read_bytes(), 2))
+    assert {"Invoice", "4711"} <= set(words_with_positions(output.path.read_bytes(), 1))
+    assert not {"Total", "Paid"} & set(words_with_positions(output.path.read_bytes(), 1))

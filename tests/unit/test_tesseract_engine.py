@@ -42,8 +42,8 @@ def save(image: Image.Image, path: Path, **options: Any) -> Path:
 
 
 def ocr(source: Path, content_type: str, **params: Any) -> tuple[EngineOutput, dict[str, Any]]:
-    output = extract(OcrSimple(**params), source, content_type)
-    return output, json.loads(output.data)
+    output = extract(OcrSimple(**params), source, content_type, source.parent)
+    return output, json.loads(output.path.read_bytes())
 
 
 def words(text: str) -> list[str]:
@@ -129,7 +129,7 @@ def test_multi_page_tiff(tmp_path: Path) -> None:
 
 def refusal(source: Path, content_type: str, **params: Any) -> PermanentError:
     with pytest.raises(PermanentError) as caught:
-        extract(OcrSimple(**params), source, content_type)
+        extract(OcrSimple(**params), source, content_type, source.parent)
     assert caught.value.message
     return caught.value
 

@@ -23,9 +23,10 @@ from docjobs.documents import plan_parts
 from docjobs.domain import fairshare, lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Action, Observation
-from docjobs.domain.models import Job, Phase, Progress, RunOutcome, WorkerRequest
+from docjobs.domain.models import Extract, Job, Phase, Progress, RunOutcome, WorkerRequest
 from docjobs.metrics import record_finished
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
+from docjobs.storage.templates import save_template_version
 
 from .paged import PagedAttempt
 from .pool import Worker, WorkerPool, run_attempt
@@ -201,8 +202,11 @@ class Supervisor:
             except Exception:
                 log.exception("supervisor pass failed; trying again")
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # comes as the wake-up does (a stop right after a submission), and stop() hangs.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), poll)
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
 
     def _schedule(self) -> None:
         free = self.pool.size - len(self.running) - len(self._extra)
@@ -286,6 +290,11 @@ class Supervisor:
             finally:
                 self._paged.pop(job_id, None)
             return
+        operation = job.spec.operation
+        if isinstance(operation, Extract) and operation.template is not None:
+            # Queued before template versions, the job carries its template; workers read
+            # templates from the store only.
+            await asyncio.to_thread(save_template_version, self.objects, job.spec.tenant, operation)
         worker = await self.pool.acquire()
         self._workers[job_id] = worker
         self.runner_pids[job_id] = worker.pid

@@ -1,7 +1,13 @@
-"""Engines turn one input document into one result, with no knowledge of jobs or storage."""
+"""Engines turn one input document into one result, with no knowledge of jobs or storage.
+
+An engine writes its result to a file in the working directory it is given (the attempt's
+scratch directory) rather than returning it, so a result of hundreds of pages is never held
+in memory whole, and the caller streams it to the object store.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,8 @@ class PermanentError(Exception):
 
 @dataclass(frozen=True)
 class EngineOutput:
-    data: bytes
+    path: Path
+    """The result, a file in the engine's working directory."""
     content_type: str
     extension: str
     page_count: int | None = None
@@ -28,32 +35,64 @@ class EngineOutput:
     """Small facts for the job status (word count, pages); never the whole result."""
 
 
+PageProgress = Callable[[int, int], None]
+"""Told ``(pages read, pages to read)`` as an engine reads a document page by page."""
+
+
+class PageCount:
+    """The pages an engine has read, told to a :data:`PageProgress` as the count changes:
+    once when the selection is known (nothing read yet), then after each page or batch."""
+
+    def __init__(self, report: PageProgress | None) -> None:
+        self.report = report
+        self.done = 0
+        self.total = 0
+
+    def selected(self, total: int) -> None:
+        self.total = total
+        self._tell()
+
+    def read(self, pages: int = 1) -> None:
+        self.done += pages
+        self._tell()
+
+    def _tell(self) -> None:
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+
 def run(
     operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract,
     source: Path,
     content_type: str,
+    progress: PageProgress | None = None,
+    *,
+    workdir: Path,
 ) -> EngineOutput:
-    """Dispatch to the engine of ``operation``; engines import lazily so a worker loads only one."""
+    """Dispatch to the engine of ``operation``; engines import lazily so a worker loads only one.
+
+    Engines that read page by page (OCR) tell ``progress`` how far they are. The result is
+    written in ``workdir``."""
     if isinstance(operation, ConvertToPdf):
         from docjobs.runner.engines import convert
 
-        return convert.to_pdf(operation, source)
+        return convert.to_pdf(operation, source, workdir)
     if isinstance(operation, OcrSimple):
         from docjobs.runner.engines import tesseract
 
-        return tesseract.extract(operation, source, content_type)
+        return tesseract.extract(operation, source, content_type, workdir, progress)
     if isinstance(operation, OcrAdvanced):
         from docjobs.runner.engines import doctr_ocr
 
-        return doctr_ocr.extract(operation, source, content_type)
+        return doctr_ocr.extract(operation, source, content_type, workdir, progress)
     if isinstance(operation, OcrVision):
         from docjobs.runner.engines import vision
 
-        return vision.extract(operation, source, content_type)
+        return vision.extract(operation, source, content_type, workdir)
     if isinstance(operation, Extract):
         from docjobs.runner.engines import extract
 
-        return extract.extract(operation, source, content_type)
+        return extract.extract(operation, source, content_type, workdir)
     raise PermanentError(
         "NotImplemented", f"operation {operation.kind!r} is not available in this release"
     )
@@ -66,7 +105,7 @@ def read_pages(
     if isinstance(operation, OcrSimple):
         from docjobs.runner.engines import tesseract
 
-        return tesseract.read_pages(operation, source, content_type)
+        return list(tesseract.read_pages(operation, source, content_type))
     from docjobs.runner.engines import doctr_ocr
 
-    return doctr_ocr.read_pages(operation, source, content_type)
+    return list(doctr_ocr.read_pages(operation, source, content_type))

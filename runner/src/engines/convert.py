@@ -66,14 +66,15 @@ class _DataUrlsOnly(URLFetcher):  # type: ignore[misc]  # weasyprint ships no ty
         return super().fetch(url, headers)
 
 
-def to_pdf(operation: ConvertToPdf, source: Path) -> EngineOutput:
+def to_pdf(operation: ConvertToPdf, source: Path, workdir: Path) -> EngineOutput:
     text = decode_text(source.read_bytes())
     if not text.strip():
         raise PermanentError("EmptyDocument", "The document is empty.")
     page = _to_html(operation.source_format, text)
+    target = workdir / "result.pdf"
     try:
         document = weasyprint.HTML(string=page, base_url=None, url_fetcher=_DataUrlsOnly()).render()
-        data = document.write_pdf()
+        document.write_pdf(target)
     except RecursionError:
         # Thousands of nested elements; the same input would fail on every retry.
         raise PermanentError(
@@ -81,7 +82,7 @@ def to_pdf(operation: ConvertToPdf, source: Path) -> EngineOutput:
         ) from None
     page_count = len(document.pages)
     return EngineOutput(
-        data=data,
+        path=target,
         content_type="application/pdf",
         extension=".pdf",
         page_count=page_count,

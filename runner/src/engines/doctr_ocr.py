@@ -19,7 +19,14 @@ import numpy as np
 from docjobs.config import DoctrSettings, get_settings
 from docjobs.domain.models import OcrAdvanced
 from docjobs.runner import weights
-from docjobs.runner.engines import EngineOutput, PermanentError, ocr_output, raster
+from docjobs.runner.engines import (
+    EngineOutput,
+    PageCount,
+    PageProgress,
+    PermanentError,
+    ocr_output,
+    raster,
+)
 
 if TYPE_CHECKING:
     from doctr.io import Document
@@ -30,25 +37,34 @@ _predictors: dict[tuple[Any, ...], OCRPredictor] = {}
 """Built predictors by what they were built from; a runner process normally holds one."""
 
 
-def extract(operation: OcrAdvanced, source: Path, content_type: str) -> EngineOutput:
-    pages = read_pages(operation, source, content_type)
-    return ocr_output.finish(operation, pages, source, content_type)
+def extract(
+    operation: OcrAdvanced,
+    source: Path,
+    content_type: str,
+    workdir: Path,
+    progress: PageProgress | None = None,
+) -> EngineOutput:
+    pages = read_pages(operation, source, content_type, progress)
+    return ocr_output.finish(operation, pages, source, content_type, workdir)
 
 
-def read_pages(operation: OcrAdvanced, source: Path, content_type: str) -> list[dict[str, Any]]:
+def read_pages(
+    operation: OcrAdvanced, source: Path, content_type: str, progress: PageProgress | None = None
+) -> Iterator[dict[str, Any]]:
+    """Each selected page's result, a batch at a time."""
     settings = get_settings()
     predictor = _configured_predictor()
     detailed = operation.output != "simple"
-    pages: list[dict[str, Any]] = []
-    for batch in _batches(
-        raster.iter_pages(source, content_type, operation.pages), settings.doctr.page_batch_size
-    ):
+    count = PageCount(progress)
+    selected = raster.iter_pages(source, content_type, operation.pages, count.selected)
+    for batch in _batches(selected, settings.doctr.page_batch_size):
         document: Document = predictor([np.asarray(page.image.convert("RGB")) for page in batch])
-        pages.extend(
+        views = [
             _page_view(page, read, detailed)
             for page, read in zip(batch, document.pages, strict=True)
-        )
-    return pages
+        ]
+        count.read(len(batch))
+        yield from views
 
 
 def read_words(image: Image.Image) -> list[ocr_output.Word]:

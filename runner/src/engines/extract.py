@@ -12,11 +12,21 @@ from pathlib import Path
 
 from docjobs.config import get_settings
 from docjobs.domain.models import Extract
-from docjobs.runner.engines import EngineOutput, extract_llm, extract_rules, extract_text
+from docjobs.runner.engines import (
+    EngineOutput,
+    PermanentError,
+    extract_llm,
+    extract_rules,
+    extract_text,
+)
 from docjobs.templates.schema import value_at
 
 
-def extract(operation: Extract, source: Path, content_type: str) -> EngineOutput:
+def extract(operation: Extract, source: Path, content_type: str, workdir: Path) -> EngineOutput:
+    """``operation.template`` must be filled in: the runner reads it from the store first."""
+    template = operation.template
+    if template is None:
+        raise PermanentError("TemplateNotFound", f"no template for {operation.template_id!r}")
     llm = operation.engine == "llm"
     document = extract_text.read(
         source,
@@ -26,18 +36,20 @@ def extract(operation: Extract, source: Path, content_type: str) -> EngineOutput
         ocr=operation.ocr,
     )
     if llm:
-        result = extract_llm.extract_fields(operation.template, document, get_settings().llm)
+        result = extract_llm.extract_fields(template, document, get_settings().llm)
     else:
-        result = extract_rules.extract_fields(operation.template, document)
-    found = sum(value_at(result, field.name) is not None for field in operation.template.fields)
+        result = extract_rules.extract_fields(template, document)
+    target = workdir / "result.json"
+    target.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+    found = sum(value_at(result, field.name) is not None for field in template.fields)
     return EngineOutput(
-        data=json.dumps(result, ensure_ascii=False).encode("utf-8"),
+        path=target,
         content_type="application/json",
         extension=".json",
         page_count=len(document.pages),
         details={
             "fields_found": found,
-            "fields_total": len(operation.template.fields),
+            "fields_total": len(template.fields),
             "engine": operation.engine,
             "ocr": operation.ocr,
         },

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,14 +48,23 @@ class Document(Protocol):
     def close(self) -> None: ...
 
 
-def iter_pages(source: Path, content_type: str, pages: str | None) -> Iterator[Page]:
+def iter_pages(
+    source: Path,
+    content_type: str,
+    pages: str | None,
+    on_selected: Callable[[int], None] | None = None,
+) -> Iterator[Page]:
     """The pages selected by ``pages`` ("1-3,5"; all when ``None``), in order.
 
     Raises :class:`PermanentError` on the first ``next()`` when the document cannot be
-    read or the selection is out of range, before any page is rendered.
+    read or the selection is out of range, before any page is rendered. ``on_selected``
+    is told how many pages were selected, before the first one is rendered.
     """
     with open_document(source, content_type) as document:
-        for number in select_pages(pages, document.page_count):
+        numbers = select_pages(pages, document.page_count)
+        if on_selected is not None:
+            on_selected(len(numbers))
+        for number in numbers:
             yield document.page(number)
 
 

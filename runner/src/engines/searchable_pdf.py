@@ -10,6 +10,7 @@ Words are written in WinAnsi encoding; characters outside it become ``?``.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,26 @@ IMAGE_DPI = 300
 Matrix = tuple[float, float, float, float, float, float]
 
 
-def build(source: Path, content_type: str, pages: list[dict[str, Any]]) -> bytes:
-    """The PDF (or the image's frames as PDF pages) with ``pages``' words laid over it."""
+def build(
+    source: Path,
+    content_type: str,
+    page_of: Callable[[int], dict[str, Any] | None],
+    target: Path,
+) -> None:
+    """Writes to ``target`` the PDF (or the image's frames as PDF pages) with the words of
+    each page ``page_of(number)`` gives (``None``: a page that was not read) laid over it.
+    """
     with source.open("rb") as stream:
         head = stream.read(documents.SNIFF_BYTES)
     if documents.sniff_content_type(head, content_type, source.name) == documents.PDF:
         writer = PdfWriter(clone_from=PdfReader(source))
     else:
         writer = _image_pdf(source, content_type)
-    by_number = {int(page["page"]): page for page in pages}
     for number, page in enumerate(writer.pages, start=1):
-        read = by_number.get(number)
+        read = page_of(number)
         if read and read.get("words"):
             page.merge_page(_text_layer(page, read))
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
+    writer.write(target)
 
 
 def _image_pdf(source: Path, content_type: str) -> PdfWriter:

@@ -8,6 +8,7 @@ text is rebuilt from it, so the text and the word boxes always come from the sam
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -18,7 +19,14 @@ from PIL import Image
 
 from docjobs.domain.models import OcrSimple
 from docjobs.languages import UnsupportedLanguage, tesseract_languages
-from docjobs.runner.engines import EngineOutput, PermanentError, ocr_output, raster
+from docjobs.runner.engines import (
+    EngineOutput,
+    PageCount,
+    PageProgress,
+    PermanentError,
+    ocr_output,
+    raster,
+)
 
 RECOGNITION_CONFIG = "--oem 1 --psm 3"
 """LSTM recogniser; fully automatic page segmentation, which finds columns and reads
@@ -48,21 +56,31 @@ class _Word:
     height: int
 
 
-def extract(operation: OcrSimple, source: Path, content_type: str) -> EngineOutput:
-    pages = read_pages(operation, source, content_type)
-    return ocr_output.finish(operation, pages, source, content_type)
+def extract(
+    operation: OcrSimple,
+    source: Path,
+    content_type: str,
+    workdir: Path,
+    progress: PageProgress | None = None,
+) -> EngineOutput:
+    pages = read_pages(operation, source, content_type, progress)
+    return ocr_output.finish(operation, pages, source, content_type, workdir)
 
 
-def read_pages(operation: OcrSimple, source: Path, content_type: str) -> list[dict[str, Any]]:
+def read_pages(
+    operation: OcrSimple, source: Path, content_type: str, progress: PageProgress | None = None
+) -> Iterator[dict[str, Any]]:
+    """Each selected page's result as soon as it is read."""
     # Tesseract's OpenMP threads would fight the other runner processes on the node;
     # the child processes pytesseract starts inherit this.
     os.environ["OMP_THREAD_LIMIT"] = "1"
     language = check_language(operation.language)
     detailed = operation.output != "simple"
-    return [
-        _recognise(page, language, detailed)
-        for page in raster.iter_pages(source, content_type, operation.pages)
-    ]
+    count = PageCount(progress)
+    for page in raster.iter_pages(source, content_type, operation.pages, count.selected):
+        read = _recognise(page, language, detailed)
+        count.read()
+        yield read
 
 
 def check_language(hint: str) -> str:

@@ -1,6 +1,7 @@
 """Vision OCR: Claude reads the page images and transcribes them through a forced tool call.
 
-Pages go in requests of ``llm.vision_pages_per_request``: PDF pages as a PDF document
+Pages go in requests of ``llm.vision_pages_per_request``, up to ``llm.vision_concurrency``
+of them at once (the answers are put back in page order): PDF pages as a PDF document
 block (Claude sees the page image and any text layer), image pages (or every page with
 ``llm.vision_page_format = "image"``) as PNG image blocks. The model records each line
 with its block and an estimated box in thousandths of the page; words get shares of their
@@ -15,7 +16,9 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -85,18 +88,50 @@ TOOL: ToolParam = {
     },
 }
 Content = DocumentBlockParam | ImageBlockParam | TextBlockParam
+Transcript = dict[int, list[dict[str, Any]]]
+"""Each page's recorded lines, by its 1-based position in the request."""
 
 
-def extract(operation: OcrVision, source: Path, content_type: str) -> EngineOutput:
+def extract(operation: OcrVision, source: Path, content_type: str, workdir: Path) -> EngineOutput:
     settings = get_settings().llm
     client = claude.client(settings, max_retries=settings.vision_max_retries)
+    try:
+        pages = _read_pages(client, settings, operation, source, content_type)
+        return ocr_output.finish(operation, pages, source, content_type, workdir)
+    finally:
+        client.close()
+
+
+def _read_pages(
+    client: anthropic.Anthropic,
+    settings: LlmSettings,
+    operation: OcrVision,
+    source: Path,
+    content_type: str,
+) -> Iterator[dict[str, Any]]:
+    """Each selected page's result, in page order, from up to ``vision_concurrency``
+    requests in flight at once.
+
+    A request's pages are rendered and encoded only when it can go, and answers are taken
+    in the order they were asked: memory holds the pages of the requests in flight.
+    """
     detailed = operation.output != "simple"
     as_pdf = settings.vision_page_format == "pdf" and _is_pdf(source, content_type)
-    pages: list[dict[str, Any]] = []
+    asked: deque[tuple[list[int], list[tuple[int, int]], Future[Transcript]]] = deque()
+
+    def answered() -> Iterator[dict[str, Any]]:
+        chunk, sizes, transcript = asked.popleft()
+        read = transcript.result()
+        for i, (number, size) in enumerate(zip(chunk, sizes, strict=True), start=1):
+            yield _page_view(number, size, read.get(i, []), detailed)
+
+    requests = ThreadPoolExecutor(settings.vision_concurrency, "docjobs-vision")
     try:
         with raster.open_document(source, content_type) as document:
             numbers = raster.select_pages(operation.pages, document.page_count)
             for chunk in _chunks(numbers, settings.vision_pages_per_request):
+                if len(asked) >= settings.vision_concurrency:
+                    yield from answered()
                 if as_pdf:
                     sizes = _pdf_pixel_sizes(source, chunk)
                     blocks: list[Content] = [_pdf_block(source, chunk)]
@@ -104,14 +139,15 @@ def extract(operation: OcrVision, source: Path, content_type: str) -> EngineOutp
                     images = [document.page(number).image for number in chunk]
                     sizes = [image.size for image in images]
                     blocks = [_image_block(image) for image in images]
-                read = _read(client, settings, blocks, len(chunk), operation.language)
-                pages.extend(
-                    _page_view(number, size, read.get(i, []), detailed)
-                    for i, (number, size) in enumerate(zip(chunk, sizes, strict=True), start=1)
+                transcript = requests.submit(
+                    _read, client, settings, blocks, len(chunk), operation.language
                 )
+                asked.append((chunk, sizes, transcript))
+            while asked:
+                yield from answered()
     finally:
-        client.close()
-    return ocr_output.finish(operation, pages, source, content_type)
+        # A failed request fails the attempt at once: the ones not yet sent are dropped.
+        requests.shutdown(wait=False, cancel_futures=True)
 
 
 def read_words(image: Image.Image, language: str) -> list[ocr_output.Word]:
@@ -179,7 +215,7 @@ def _read(
     blocks: list[Content],
     count: int,
     language: str,
-) -> dict[int, list[dict[str, Any]]]:
+) -> Transcript:
     """Each given page's recorded lines, by its 1-based position in the request."""
     prompt: TextBlockParam = {
         "type": "text",
@@ -206,7 +242,7 @@ def _read(
     recorded = answer.get("pages") if isinstance(answer, dict) else None
     if not isinstance(recorded, list):
         raise PermanentError(MALFORMED, "Claude answered without recording the pages.")
-    read: dict[int, list[dict[str, Any]]] = {}
+    read: Transcript = {}
     for page in recorded:
         if isinstance(page, dict) and isinstance(page.get("page"), int):
             lines = page.get("lines")
