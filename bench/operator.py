@@ -155,9 +155,16 @@ def namespace_with_secret(api: KubeClient, s3: dict[str, str]) -> str:
 
 
 def start_operator(
-    env: dict[str, str], ns: str, metrics_port: int, log: Path, pending: bool
+    env: dict[str, str],
+    ns: str,
+    metrics_port: int,
+    log: Path,
+    pending: bool,
+    extra: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """``docjobs operator`` on ``ns``; ``extra``: more of its environment (settings)."""
     s3_env = {f"DOCJOBS_S3__{k.upper()}": v for k, v in s3_of(env).items()}
+    s3_env.update(extra or {})
     if pending:  # runner pods select a pool no node is in: they stay Pending, nothing runs
         nowhere = {"node_selector": {"docjobs.io/pool": "none"}}
         s3_env["DOCJOBS_OPERATOR__POOLS"] = json.dumps({"cpu": nowhere, "gpu": nowhere})
@@ -193,15 +200,21 @@ def burst(jobs: Jobs, resources: list[dict[str, Any]]) -> dict[str, float]:
     return created
 
 
-def run(n: int, operation: str, env: dict[str, str], pending: bool) -> dict[str, Any]:
+def prepare(env: dict[str, str], bench: str) -> tuple[KubeClient, S3Store, str, int, Path]:
+    """The rig's API and object store, a fresh namespace with the runners' S3 Secret, a port
+    for the operator's metrics and where its log goes (``bench/results/<bench>-<ns>.log``)."""
     api = KubeClient.from_environment(kubeconfig=env["KUBECONFIG"])
     install_crd(api)
     s3 = s3_of(env)
     ns = namespace_with_secret(api, s3)
     store = S3Store.from_settings(S3Settings(**{**s3, "secure": s3["secure"] == "true"}))
-    metrics_port = free_port()
-    log = REPO / "bench" / "results" / f"operator-{ns}.log"
+    log = REPO / "bench" / "results" / f"{bench}-{ns}.log"
     log.parent.mkdir(exist_ok=True)
+    return api, store, ns, free_port(), log
+
+
+def run(n: int, operation: str, env: dict[str, str], pending: bool) -> dict[str, Any]:
+    api, store, ns, metrics_port, log = prepare(env, "operator")
     operator = start_operator(env, ns, metrics_port, log, pending)
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     try:

@@ -203,7 +203,8 @@ def _can_build() -> str:
 def local_cluster(
     command: str, timeout: float = 300, state_dir: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``scripts/local-cluster COMMAND`` for the rig in ``state_dir`` (default: the shared one)."""
+    """``scripts/local-cluster COMMAND`` for the rig in ``state_dir`` (default: the one
+    ``DOCJOBS_RIG_STATE`` names, else the shared ``.local-cluster``)."""
     # The kubelet runs under this interpreter when it has `kubernetes`, and
     # pods find this interpreter's bin dir (venv: docjobs, python3) first.
     env = dict(os.environ)
