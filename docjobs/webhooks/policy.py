@@ -39,8 +39,8 @@ class WebhookSettings(BaseModel):
     max_parallel_deliveries: int = Field(default=16, ge=1)
     """Deliveries; 16. Threads delivering webhooks in one process, so at most this many tries
     at once; other events wait in a queue, and a retry waits out its backoff without holding
-    a thread (embedded mode). A burst of finished jobs with slow receivers holds a bounded
-    number of threads and connections."""
+    a thread (the embedded backend and the operator alike). A burst of finished jobs with
+    slow receivers holds a bounded number of threads and connections."""
 
     @field_validator("allowed_hosts")
     @classmethod

@@ -4,25 +4,25 @@ A job's end event waits in its status (``status.webhooks``, written with the ter
 phase by whoever ended it: see :mod:`docjobs.backends.kubernetes.outbox`). Every watched
 DocumentJob whose outbox is ``Pending`` is delivered from there; the initial listing after
 a restart shows the ones a killed operator left. Delivery may retry for minutes, so it runs
-on a bounded thread pool (``max_parallel_deliveries`` threads), never on a handler's
-thread, and each job at most once at a time. Endpoints and signing secrets live per
-namespace (a DocumentJob's tenant is served from its namespace), hence a store *per
-namespace*: ``stores(namespace)``, the same ``SecretWebhookStore`` the API writes endpoints
-to. Without one the hook only logs.
+on one :class:`DeliveryQueue` (``max_parallel_deliveries`` threads, one try per task, a
+retry queued for when its backoff ends), never on a handler's thread, and each job at most
+once at a time. Endpoints and signing secrets live per namespace (a DocumentJob's tenant is
+served from its namespace), hence a store *per namespace*: ``stores(namespace)``, the same
+``SecretWebhookStore`` the API writes endpoints to. Without one the hook only logs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from docjobs.backends.kubernetes.outbox import Outbox, is_pending
 from docjobs.domain.models import TERMINAL_PHASE_NAMES, Job
 from docjobs.kube.client import JSON, KubeClient
 from docjobs.webhooks.policy import WebhookSettings
+from docjobs.webhooks.queue import DeliveryQueue
 from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class TerminalHook:
         self.settings = settings
         self.retry_seconds = retry_seconds
         workers = settings.max_parallel_deliveries
-        self._pool = ThreadPoolExecutor(workers, "docjobs-webhook") if stores else None
+        self._queue = DeliveryQueue(workers) if stores else None
         self._busy: set[tuple[str, str]] = set()
         """(namespace, name) of the outboxes being delivered, or waiting to be again."""
         self._guard = threading.Lock()
@@ -56,7 +56,7 @@ class TerminalHook:
     def seen(self, resource: JSON) -> None:
         """A DocumentJob was watched: deliver its end event if that is pending."""
         status = resource.get("status") or {}
-        if self._pool is None or status.get("phase") not in TERMINAL_PHASE_NAMES:
+        if self._queue is None or status.get("phase") not in TERMINAL_PHASE_NAMES:
             return
         if not is_pending(resource):
             return
@@ -65,27 +65,30 @@ class TerminalHook:
             if key in self._busy:
                 return
             self._busy.add(key)
-        self._pool.submit(self._deliver, key)
+        self._queue.submit(functools.partial(self._deliver, key))
 
     def _deliver(self, key: tuple[str, str]) -> None:
+        """Queue the outbox's tries (see :meth:`Outbox.deliver`); ``_ended`` once settled."""
         namespace, name = key
-        assert self.stores is not None
+        assert self.stores is not None and self._queue is not None
+        ended = functools.partial(self._ended, key)
         try:
-            Outbox(self.kube, namespace, self.stores(namespace), self.settings).deliver(name)
-        except Exception as exc:  # left pending in the status: tried again, never dropped
-            log.warning("webhooks of %s/%s: %s; again in %g s", *key, exc, self.retry_seconds)
-            again = threading.Timer(self.retry_seconds, self._again, (key,))
-            again.daemon = True
-            again.start()
+            outbox = Outbox(
+                self.kube, namespace, self.stores(namespace), self.settings, self._queue
+            )
+            outbox.deliver(name, ended)
+        except Exception as exc:
+            ended(exc)
+
+    def _ended(self, key: tuple[str, str], error: Exception | None) -> None:
+        if error is not None and self._queue is not None:
+            # Left pending in the status: tried again, never dropped.
+            log.warning("webhooks of %s/%s: %s; again in %g s", *key, error, self.retry_seconds)
+            self._queue.submit(functools.partial(self._deliver, key), self.retry_seconds)
             return
         with self._guard:
             self._busy.discard(key)
 
-    def _again(self, key: tuple[str, str]) -> None:
-        if self._pool is not None:
-            with contextlib.suppress(RuntimeError):  # shut down meanwhile
-                self._pool.submit(self._deliver, key)
-
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
+        if self._queue is not None:
+            self._queue.close()

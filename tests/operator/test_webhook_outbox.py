@@ -107,3 +107,25 @@ def test_failing_endpoint_keeps_its_tries_across_a_restart(
         assert [a.get("statusCode") for a in delivery["attempts"]] == [503, 503, 503]
         assert len(receiver.received) == 3
         assert len(set(_ids(receiver.received))) == 1
+
+
+def test_a_retry_waiting_its_backoff_leaves_the_only_worker_to_other_jobs(
+    jobs: Jobs, make_operator: Callable[..., Operator]
+) -> None:
+    policy = {
+        **PRIVATE_TARGETS,
+        "DOCJOBS_WEBHOOKS__MAX_PARALLEL_DELIVERIES": "1",
+        "DOCJOBS_WEBHOOKS__INITIAL_BACKOFF_SECONDS": "600",
+    }
+    with serve([(503, {}, b"{}")]) as failing, serve([(200, {}, b"{}")]) as healthy:
+        make_operator(**policy)
+        waiting = jobs.submit(CONVERT, b"first", "text/plain", webhook_url=f"{failing.url}/x")
+        failing.wait_for(1, timeout=120)
+        later = jobs.submit(CONVERT, b"later", "text/plain", webhook_url=f"{healthy.url}/x")
+        # Delivered on the one worker while the first job's retry waits out its backoff.
+        outbox = wait_for(_outbox(jobs, later, "Done"), 120, 0.1, what="the later outbox closed")
+        assert [d["state"] for d in outbox["deliveries"]] == ["Delivered"]
+        assert len(healthy.received) == 1
+        (retrying,) = jobs.status(waiting)["webhooks"]["deliveries"]
+        assert retrying["state"] == "Pending" and retrying["nextTryAt"]
+        assert len(failing.received) == 1

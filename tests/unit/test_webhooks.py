@@ -37,9 +37,9 @@ from docjobs.webhooks.delivery import (
     parse_retry_after,
     resolve_target,
 )
-from docjobs.webhooks.fanout import deliver_job_event
 from docjobs.webhooks.policy import WebhookSettings
-from docjobs.webhooks.records import MAX_ENDPOINTS_PER_TENANT
+from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
+from docjobs.webhooks.records import MAX_ENDPOINTS_PER_TENANT, PendingEvent
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -684,6 +684,27 @@ def test_tenant_secret_and_delivery_records(store: SQLiteWebhookStore) -> None:
 # --- notify ---------------------------------------------------------------------------------
 
 
+def deliver_job_events(
+    store: SQLiteWebhookStore,
+    settings: WebhookSettings,
+    events: list[PendingEvent],
+) -> None:
+    """Queue ``events`` on one queue of ``max_parallel_deliveries`` workers; wait until every
+    target of every event is settled."""
+    queue = DeliveryQueue(settings.max_parallel_deliveries)
+    settled = [threading.Event() for _ in events]
+    try:
+        for event, done in zip(events, settled, strict=True):
+            queue_job_event(queue, store, settings, event, done.set)
+        assert all(done.wait(30) for done in settled)
+    finally:
+        queue.close()
+
+
+def job_event(job_id: str, event_type: str, job_url: str | None = None) -> PendingEvent:
+    return PendingEvent(job_id, event_type, "acme", JOB, job_url, datetime.now(UTC))
+
+
 def test_job_event_goes_to_subscribed_endpoints_and_the_job_url(
     receiver: Callable[..., Receiver], store: SQLiteWebhookStore
 ) -> None:
@@ -694,7 +715,7 @@ def test_job_event_goes_to_subscribed_endpoints_and_the_job_url(
     store.create("other", other_tenant.url(), ["job.completed"])
     settings = fast(allowed_hosts=["127.0.0.1/32"])  # loopback only, 10.x stays refused
 
-    deliver_job_event(store, settings, "acme", "job-1", "job.completed", JOB, job_url.url())
+    deliver_job_events(store, settings, [job_event("job-1", "job.completed", job_url.url())])
 
     (hit,) = completed.hits
     assert Webhook(a_secret).verify(hit.body, hit.headers)["data"] == JOB
@@ -715,10 +736,10 @@ def test_job_event_goes_to_subscribed_endpoints_and_the_job_url(
 
 
 def test_job_event_without_targets_does_nothing(store: SQLiteWebhookStore) -> None:
-    deliver_job_event(store, fast(), "acme", "job-1", "job.cancelled", JOB, None)
+    deliver_job_events(store, fast(), [job_event("job-1", "job.cancelled")])
     assert store.deliveries("job-1") == []
     with pytest.raises(ValueError):
-        deliver_job_event(store, fast(), "acme", "job-1", "job.done", JOB, None)
+        deliver_job_events(store, fast(), [job_event("job-1", "job.done")])
 
 
 def test_deliveries_in_progress_never_exceed_the_setting(store: SQLiteWebhookStore) -> None:
@@ -749,17 +770,8 @@ def test_deliveries_in_progress_never_exceed_the_setting(store: SQLiteWebhookSto
         for _ in range(4):
             store.create("acme", url, ["job.completed"])
         settings = fast(allow_private_targets=True, max_parallel_deliveries=3)
-        jobs = [
-            threading.Thread(
-                target=deliver_job_event,
-                args=(store, settings, "acme", f"job-{n}", "job.completed", JOB, None),
-            )
-            for n in range(3)
-        ]
-        for job in jobs:
-            job.start()
-        for job in jobs:
-            job.join()
+        events = [job_event(f"job-{n}", "job.completed") for n in range(3)]
+        deliver_job_events(store, settings, events)
     finally:
         server.shutdown()
         server.server_close()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -33,20 +32,30 @@ from docjobs.kube.resources import (
     job_of,
     status_of,
 )
-from docjobs.webhooks.delivery import DeliveryAttempt, message_id
-from docjobs.webhooks.fanout import Target, in_parallel, send, targets_of
+from docjobs.webhooks.delivery import (
+    DeliveryAttempt,
+    DeliveryTries,
+    WebhookMessage,
+    message_id,
+)
+from docjobs.webhooks.fanout import Target, internal_failure, message_to, targets_of
 from docjobs.webhooks.policy import WebhookSettings
+from docjobs.webhooks.queue import DeliveryQueue
 from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger(__name__)
 
 WRITE_TRIES = 8
 """Outbox writes tried on conflicts (the operator or kopf wrote the DocumentJob between)."""
+RECORD_RETRY_SECONDS = 5.0
+"""Wait before writing a settled delivery's record again (the API server failed us)."""
 MAX_ERROR = 300
 """Characters of a try's error kept in the status (an exception's text can be long)."""
 
 FAILED = {"state": "Failed"}
 Change = Callable[[WebhookOutbox | None], WebhookOutbox | None]
+Ended = Callable[[Exception | None], None]
+"""Told once a job's targets are all settled: the error that kept it from being written."""
 
 
 def stored_attempt(attempt: DeliveryAttempt) -> WebhookAttempt:
@@ -104,8 +113,9 @@ def is_pending(resource: JSON) -> bool:
 
 
 class Outbox:
-    """Delivers the pending end events of one namespace's DocumentJobs; blocking (run it on
-    the operator's bounded delivery pool)."""
+    """Delivers the pending end events of one namespace's DocumentJobs on the operator's
+    :class:`DeliveryQueue`: every try is one task, and its record is written to the job's
+    status before the next one is queued for when its backoff ends."""
 
     def __init__(
         self,
@@ -113,43 +123,43 @@ class Outbox:
         namespace: str,
         store: WebhookStore,
         settings: WebhookSettings,
-        sleep: Callable[[float], None] = time.sleep,
+        queue: DeliveryQueue,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.store = store
         self.settings = settings
-        self.sleep = sleep
+        self.queue = queue
 
-    def deliver(self, name: str) -> None:
-        """Deliver the DocumentJob's pending event to every target not settled, then close
-        the outbox. Read afresh: a watch event may be older than the outbox's last write."""
+    def deliver(self, name: str, ended: Ended) -> None:
+        """Queue the DocumentJob's pending event for every target not settled; once all are,
+        close the outbox and call ``ended`` (with the error that kept a record or the close
+        from being written, if any). Read afresh: a watch event may be older than the
+        outbox's last write. Blocking (one read); raises when the read fails."""
         resource = self.client.find(documentjobs_path(self.namespace, name))
         if resource is None:
+            ended(None)
             return
         outbox = status_of(resource).webhooks
         if outbox is None or outbox.state != "Pending":
+            ended(None)
             return
         job = job_of(resource)
         event = outbox.event
         data = job_view(job)
-        ended = job.status.completed_at or datetime.now(UTC)
+        occurred = job.status.completed_at or datetime.now(UTC)
         targets = targets_of(self.store, job.spec.tenant, event, job.spec.webhook_url)
         known = {d.target: d for d in outbox.deliveries}
         todo = [t for t in targets if t.name not in known or known[t.name].state == "Pending"]
-        # One write at a time to this job: its targets' tries end together.
+        wanted = {t.name for t in targets}
+        # One write at a time to this job: its targets' tries may end together.
         writing = threading.Lock()
+        remaining = len(todo)
+        errors: list[Exception] = []
 
         def update(change: Change) -> None:
             with writing:
                 update_outbox(self.client, self.namespace, name, change)
-
-        def one(target: Target) -> None:
-            prior = known.get(target.name)
-            self._one(update, name, job.spec.job_id, target, event, data, ended, prior)
-
-        in_parallel(one, todo)
-        wanted = {t.name for t in targets}
 
         def close(current: WebhookOutbox | None) -> WebhookOutbox | None:
             if current is None:
@@ -161,54 +171,138 @@ class Outbox:
             ]
             return current.model_copy(update={"state": "Done", "deliveries": settled})
 
-        update(close)
+        def finish() -> None:
+            if errors:
+                ended(errors[0])
+                return
+            try:
+                update(close)
+            except Exception as exc:
+                ended(exc)
+                return
+            ended(None)
 
-    def _one(
+        def settled(error: Exception | None) -> None:
+            nonlocal remaining
+            with writing:
+                remaining -= 1
+                last = remaining == 0
+                if error is not None:
+                    errors.append(error)
+            if last:
+                finish()
+
+        if not todo:
+            finish()
+            return
+        job_id = job.spec.job_id
+        for target in todo:
+            message = message_to(target, job_id, event, data, occurred)
+            delivery = _TargetOutbox(self, name, job_id, message, target, update, settled)
+            delivery.resume(known.get(target.name))
+            self.queue.submit(delivery)
+
+
+class _TargetOutbox:
+    """One job's event to one target: one try per turn on the queue, written to the outbox
+    as it ends, the next queued for when its backoff ends; ``settled`` once it is settled."""
+
+    def __init__(
         self,
-        update: Callable[[Change], None],
+        outbox: Outbox,
         name: str,
         job_id: str,
+        message: WebhookMessage,
         target: Target,
-        event: str,
-        data: dict[str, object],
-        ended: datetime,
-        prior: WebhookDelivery | None,
+        update: Callable[[Change], None],
+        settled: Ended,
     ) -> None:
-        history = list(prior.attempts) if prior else []
-        tried = len(history)
-        noted: list[DeliveryAttempt] = []
+        self.outbox, self.name, self.job_id = outbox, name, job_id
+        self.message, self.target = message, target
+        self.update, self.settled = update, settled
+        self.history: list[WebhookAttempt] = []
+        self.due: datetime | None = None
+        """When the last try before a restart asked the next one to be made."""
+        self.tries: DeliveryTries | None = None
+        self.outcome: DeliveryState | None = None
+        """Set once settled: only its record is left to write (never another try)."""
 
-        def write(state: DeliveryState, next_try_at: datetime | None) -> None:
-            delivery = WebhookDelivery(
-                target=target.name,
-                webhook_id=message_id(job_id, target.name, event),
-                state=state,
-                attempts=history,
-                next_try_at=next_try_at,
-                updated_at=datetime.now(UTC),
+    def resume(self, prior: WebhookDelivery | None) -> None:
+        """Go on from the tries an earlier operator recorded: counted against
+        ``max_attempts``, and the next not before the backoff the last one asked for."""
+        if prior is not None:
+            self.history = list(prior.attempts)
+            self.due = prior.next_try_at
+
+    def __call__(self) -> None:
+        if self.outcome is None:
+            self.outcome = self._try()
+            if self.outcome == "Pending":
+                self.outcome = None
+                return
+        try:
+            self.write(self.outcome, None)
+        except Exception as exc:
+            # The answer is known: write it again later rather than deliver it again.
+            log.warning(
+                "cannot record the webhook delivery of %s/%s: %s; again in %g s",
+                self.outbox.namespace,
+                self.name,
+                exc,
+                RECORD_RETRY_SECONDS,
             )
-            update(lambda o: with_delivery(o, delivery) if o else None)
+            self.outbox.queue.submit(self, RECORD_RETRY_SECONDS)
+            return
+        self.settled(None)
 
-        def note(attempt: DeliveryAttempt, wait: float | None) -> None:
-            noted.append(attempt)
-            history.append(stored_attempt(attempt))
-            if wait is None:
-                return  # the last: written below, with its outcome
+    def _try(self) -> DeliveryState:
+        """One try (or a wait for the one that is due): ``Pending`` while more are to come,
+        else how the delivery settled."""
+        settings = self.outbox.settings
+        if len(self.history) < settings.max_attempts:
+            if self.due is not None:
+                due, self.due = self.due, None
+                if (delay := (due - datetime.now(UTC)).total_seconds()) > 0:
+                    self.outbox.queue.submit(self, delay)  # waits holding no worker
+                    return "Pending"
             try:
-                write("Pending", datetime.now(UTC) + timedelta(seconds=wait))
-            except Exception as exc:  # the delivery goes on; only a restart would repeat a try
-                log.warning("cannot record a webhook try of %s/%s: %s", self.namespace, name, exc)
-
-        if tried < self.settings.max_attempts:
-            due = prior.next_try_at if prior else None
-            if due is not None and (wait := (due - datetime.now(UTC)).total_seconds()) > 0:
-                self.sleep(wait)  # the backoff the last try before the restart asked for
-            attempts = send(
-                self.settings, job_id, target, event, data, ended, tried=tried, on_attempt=note
-            )
-            if attempts and (not noted or attempts[-1] is not noted[-1]):
-                history.append(stored_attempt(attempts[-1]))  # an internal error
-        delivered = bool(history) and delivery_attempt(history[-1]).ok
+                if self.tries is None:
+                    self.tries = DeliveryTries(self.message, settings, tried=len(self.history))
+                attempt, wait = self.tries.next()
+            except Exception as exc:
+                attempt, wait = internal_failure(self.target, self.job_id, exc), None
+            self.history.append(stored_attempt(attempt))
+            if wait is not None:
+                self.pending(wait)
+                return "Pending"
+        delivered = bool(self.history) and delivery_attempt(self.history[-1]).ok
         if not delivered:
-            log.warning("%s of %s/%s to %s not delivered", event, self.namespace, name, target.name)
-        write("Delivered" if delivered else "Failed", None)
+            log.warning(
+                "%s of %s/%s to %s not delivered",
+                self.message.event_type,
+                self.outbox.namespace,
+                self.name,
+                self.target.name,
+            )
+        return "Delivered" if delivered else "Failed"
+
+    def pending(self, wait: float) -> None:
+        """Record the try and when the next is due, then queue the next for then."""
+        try:
+            self.write("Pending", datetime.now(UTC) + timedelta(seconds=wait))
+        except Exception as exc:  # the delivery goes on; only a restart would repeat a try
+            log.warning(
+                "cannot record a webhook try of %s/%s: %s", self.outbox.namespace, self.name, exc
+            )
+        self.outbox.queue.submit(self, wait)
+
+    def write(self, state: DeliveryState, next_try_at: datetime | None) -> None:
+        delivery = WebhookDelivery(
+            target=self.target.name,
+            webhook_id=message_id(self.job_id, self.target.name, self.message.event_type),
+            state=state,
+            attempts=self.history,
+            next_try_at=next_try_at,
+            updated_at=datetime.now(UTC),
+        )
+        self.update(lambda o: with_delivery(o, delivery) if o else None)
