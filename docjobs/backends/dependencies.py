@@ -75,7 +75,9 @@ def outage_detail(exc: BaseException) -> str | None:
     """Why ``exc`` means its dependency is down, in a few words; None for any other error
     (a 404, a conflict, a refused permission: the dependency answered)."""
     if isinstance(exc, KubeError):
-        return f"HTTP {exc.status} {exc.reason}".strip() if exc.status >= 500 else None
+        # 429: the API server sheds load or is (re)initializing a resource's storage.
+        busy = exc.status >= 500 or exc.status == 429
+        return f"HTTP {exc.status} {exc.reason}".strip() if busy else None
     if isinstance(exc, S3Error):
         return exc.code if exc.code in _S3_OUTAGE_CODES else None
     if isinstance(exc, sqlite3.OperationalError):

@@ -32,6 +32,7 @@ import base64
 import contextlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
@@ -72,6 +73,11 @@ RETRIES = Retry(
     backoff_factor=0.2,
 )
 """Which requests the transport sends again; see the module docstring for why."""
+BUSY_TRIES = 4
+"""Sends of a request the API server answers 429 (it sheds load, or a resource's storage is
+(re)initializing, as after a CRD update): it has not acted, so any verb may be sent again."""
+BUSY_WAIT_SECONDS = 1.0
+"""Longest wait before sending again after a 429, whatever its ``Retry-After`` says."""
 
 
 class KubeError(Exception):
@@ -222,17 +228,23 @@ class KubeClient:
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body).encode()
-        response = self._pool.request(
-            method,
-            url,
-            body=data,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout),
-            retries=RETRIES,
-            preload_content=not stream,
-        )
-        if self.on_response is not None:
-            self.on_response(method, response.status)
+        for sent in range(1, BUSY_TRIES + 1):
+            response = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout),
+                retries=RETRIES,
+                preload_content=not stream,
+            )
+            if self.on_response is not None:
+                self.on_response(method, response.status)
+            if response.status != 429 or sent == BUSY_TRIES:
+                break
+            response.drain_conn()
+            response.release_conn()
+            time.sleep(_busy_wait(response.headers.get("Retry-After")))
         if not 200 <= response.status <= 299:
             error = _error(response.status, response.data, f"{method} {path}")
             response.release_conn()
@@ -414,3 +426,11 @@ def _error(status: int, body: bytes, request: str) -> KubeError:
     except (ValueError, AttributeError):
         reason, message = "", body.decode("utf-8", "replace")[:500]
     return KubeError(status, reason, message, request)
+
+
+def _busy_wait(retry_after: str | None) -> float:
+    try:
+        asked = float(retry_after) if retry_after else BUSY_WAIT_SECONDS
+    except ValueError:  # an HTTP date: not worth parsing for a wait this short
+        asked = BUSY_WAIT_SECONDS
+    return min(max(asked, 0.1), BUSY_WAIT_SECONDS)

@@ -10,6 +10,7 @@ answer was lost instead, and the caller reads again.
 from __future__ import annotations
 
 import http.client
+import json
 import ssl
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,9 +21,21 @@ from urllib.parse import urlsplit
 import pytest
 import urllib3
 
-from docjobs.kube.client import KubeClient, load_configuration
+from docjobs.backends.dependencies import outage_detail
+from docjobs.kube.client import KubeClient, KubeError, load_configuration
 from docjobs.kube.paths import core_path
 from tests.rig.fixtures import Cluster
+
+BUSY = json.dumps(
+    {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": "storage is (re)initializing",
+        "reason": "TooManyRequests",
+        "code": 429,
+    }
+).encode()
 
 
 class AnswerLosingRelay(ThreadingHTTPServer):
@@ -39,6 +52,9 @@ class AnswerLosingRelay(ThreadingHTTPServer):
         self.context = ssl.create_default_context(cafile=ca_file)
         self.sent: list[str] = []
         self.lose: str | None = None
+        self.busy = 0
+        """Requests still to answer 429 in the API server's place, passing nothing on (as it
+        does while it sheds load or reinitializes a resource's storage after a CRD update)."""
 
     @property
     def url(self) -> str:
@@ -54,6 +70,11 @@ class _Relay(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         relay.sent.append(self.command)
+        self.close_connection = True
+        if relay.busy:
+            relay.busy -= 1
+            self._answer(429, BUSY, {"Retry-After": "1"})
+            return
         upstream = http.client.HTTPSConnection(
             relay.upstream.hostname or "127.0.0.1",
             relay.upstream.port,
@@ -65,14 +86,18 @@ class _Relay(BaseHTTPRequestHandler):
         answer = upstream.getresponse()
         data = answer.read()
         upstream.close()
-        self.close_connection = True
         if relay.lose == self.command:
             relay.lose = None
             return  # nothing written: the connection closes without an answer
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.getheader("Content-Type") or "application/json")
+        self._answer(answer.status, data, {})
+
+    def _answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
 
@@ -142,3 +167,19 @@ def test_a_read_whose_answer_is_lost_is_asked_again(
     relay.lose = "GET"
     assert lossy.get(core_path(namespace, "configmaps", "settings"))["data"] == {"n": "7"}
     assert relay.sent == ["GET", "GET"]
+
+
+def test_a_request_the_api_server_is_too_busy_for_is_sent_again(
+    kube: KubeClient, lossy: KubeClient, relay: AnswerLosingRelay, namespace: str
+) -> None:
+    # A 429 says the server did nothing: a write is sent again too, and lands once.
+    relay.busy = 2
+    lossy.create(core_path(namespace, "configmaps"), _configmap("busy", 1))
+    assert kube.get(core_path(namespace, "configmaps", "busy"))["data"] == {"n": "1"}
+    assert relay.sent == ["POST", "POST", "POST"]
+    # Busy for longer than the client waits: the caller hears 429 (an outage, not a bug).
+    relay.busy = 10
+    with pytest.raises(KubeError) as refused:
+        lossy.get(core_path(namespace, "configmaps", "busy"))
+    assert refused.value.status == 429
+    assert outage_detail(refused.value) == "HTTP 429 TooManyRequests"
