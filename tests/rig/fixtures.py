@@ -82,25 +82,6 @@ class Cluster:
     def api(self) -> KubeClient:
         return KubeClient.from_environment(kubeconfig=str(self.kubeconfig))
 
-    def create_s3_secret(self, namespace: str, name: str = "docjobs-s3") -> None:
-        """The Secret runner pods read their S3 settings from, pointing at the rig's MinIO."""
-        s3 = self.s3
-        self.api().create(
-            f"/api/v1/namespaces/{namespace}/secrets",
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": name},
-                "stringData": {
-                    "endpoint": s3["endpoint"],
-                    "bucket": s3["bucket"],
-                    "accessKey": s3["access_key"],
-                    "secretKey": s3["secret_key"],
-                    "secure": s3["secure"],
-                },
-            },
-        )
-
     def pod_log(self, namespace: str, name: str) -> str:
         """What the pod's process wrote to stdout/stderr so far."""
         path = self.state_dir / "pods" / f"{namespace}_{name}.log"
