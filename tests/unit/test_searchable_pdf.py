@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 
 from docjobs.domain.models import OcrSimple
+from docjobs.runner.engines.searchable_pdf import build
 from docjobs.runner.engines.tesseract import extract
 from tests.docs import FONTS, pdf_of_images
 
@@ -108,3 +109,63 @@ def test_a_multi_frame_tiff_becomes_one_page_per_frame_each_with_its_words(
     assert set(WORDS) <= set(words_with_positions(output.path.read_bytes(), 2))
     assert {"Invoice", "4711"} <= set(words_with_positions(output.path.read_bytes(), 1))
     assert not {"Total", "Paid"} & set(words_with_positions(output.path.read_bytes(), 1))
+
+
+def made_up_words(words: dict[str, tuple[int, int]]) -> dict[str, object]:
+    """A page as the OCR engines report it: the words' boxes in pixels of a 1400 x 800 scan."""
+    boxes = [
+        {"text": word, "bbox": {"x": left, "y": top, "width": 27 * len(word), "height": 44}}
+        for word, (left, top) in words.items()
+    ]
+    return {"width": 1400, "height": 800, "words": boxes}
+
+
+def with_xref_stream(pdf: bytes) -> bytes:
+    """``pdf`` updated once by pypdf, which ends the file with a cross-reference stream."""
+    writer = PdfWriter(io.BytesIO(pdf), incremental=True)
+    writer.add_metadata({"/Title": "Scan"})
+    out = io.BytesIO()
+    writer.write(out)
+    assert b"/XRef" in out.getvalue()[len(pdf) :]
+    return out.getvalue()
+
+
+def page_texts(pdf: bytes) -> list[str]:
+    document = pdfium.PdfDocument(pdf)
+    try:
+        return [page.get_textpage().get_text_range() for page in document]
+    finally:
+        document.close()
+
+
+def renders(pdf: bytes) -> list[bytes]:
+    document = pdfium.PdfDocument(pdf)
+    try:
+        return [bytes(p.render(scale=0.3, grayscale=True).to_pil().tobytes()) for p in document]
+    finally:
+        document.close()
+
+
+@pytest.mark.parametrize("xref", ["table", "stream"])
+def test_a_pdf_keeps_its_bytes_and_gains_the_words_of_each_read_page(
+    tmp_path: Path, xref: str
+) -> None:
+    plain = pdf_of_images([scan(), Image.new("L", (1400, 800), 255), scan()])
+    original = with_xref_stream(plain) if xref == "stream" else plain
+    source = tmp_path / "scan.pdf"
+    source.write_bytes(original)
+    pages = {1: made_up_words({"Invoice": (120, 100)}), 3: made_up_words(WORDS)}
+    target = tmp_path / "searchable.pdf"
+
+    build(source, "application/pdf", pages.get, target)
+
+    output = target.read_bytes()
+    # Written as an update: the input is kept byte for byte (signatures stay valid).
+    assert output.startswith(original)
+    assert len(PdfReader(io.BytesIO(output)).pages) == 3
+    assert PdfReader(io.BytesIO(output)).metadata.title == ("Scan" if xref == "stream" else None)
+    assert renders(output) == renders(original)
+    first, second, third = page_texts(output)
+    assert first.split() == ["Invoice"]
+    assert second.split() == []  # a page that was not read gets no layer
+    assert set(third.split()) == set(WORDS)

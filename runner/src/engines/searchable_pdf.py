@@ -18,7 +18,7 @@ from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.generic import ContentStream, DecodedStreamObject, DictionaryObject, NameObject
 
 from docjobs import documents
-from docjobs.runner.engines import raster
+from docjobs.runner.engines import pdf_update, raster
 
 FONT = "/DocjobsOcrText"
 GLYPH_WIDTH_EM = 0.6
@@ -38,12 +38,18 @@ def build(
     """Writes to ``target`` the PDF (or the image's frames as PDF pages) with the words of
     each page ``page_of(number)`` gives (``None``: a page that was not read) laid over it.
     """
+
+    def layer(page: PageObject, number: int) -> bytes | None:
+        read = page_of(number)
+        return _text_commands(page, read) if read and read.get("words") else None
+
     with source.open("rb") as stream:
         head = stream.read(documents.SNIFF_BYTES)
-    if documents.sniff_content_type(head, content_type, source.name) == documents.PDF:
-        writer = PdfWriter(clone_from=PdfReader(source))
-    else:
-        writer = _image_pdf(source, content_type)
+        is_pdf = documents.sniff_content_type(head, content_type, source.name) == documents.PDF
+        # A PDF gets its layers appended as an update: flat in memory, however many pages.
+        if is_pdf and pdf_update.append_layers(stream, layer, {FONT: font()}, target):
+            return
+    writer = PdfWriter(clone_from=PdfReader(source)) if is_pdf else _image_pdf(source, content_type)
     for number, page in enumerate(writer.pages, start=1):
         read = page_of(number)
         if read and read.get("words"):
@@ -66,6 +72,32 @@ def _image_pdf(source: Path, content_type: str) -> PdfWriter:
 
 
 def _text_layer(page: PageObject, read: dict[str, Any]) -> PageObject:
+    layer = PageObject.create_blank_page(
+        width=float(page.mediabox.width), height=float(page.mediabox.height)
+    )
+    layer[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/Font"): DictionaryObject({NameObject(FONT): font()})}
+    )
+    content = DecodedStreamObject()
+    content.set_data(_text_commands(page, read))
+    layer.replace_contents(ContentStream(content, None))
+    return layer
+
+
+def font() -> DictionaryObject:
+    """Courier in WinAnsi encoding, the font every word is drawn in."""
+    return DictionaryObject(
+        {
+            NameObject("/Type"): NameObject("/Font"),
+            NameObject("/Subtype"): NameObject("/Type1"),
+            NameObject("/BaseFont"): NameObject("/Courier"),
+            NameObject("/Encoding"): NameObject("/WinAnsiEncoding"),
+        }
+    )
+
+
+def _text_commands(page: PageObject, read: dict[str, Any]) -> bytes:
+    """The content stream drawing the page's words invisibly, in the page's user space."""
     box = page.cropbox
     x0, y0, x1, y1 = (float(v) for v in (box.left, box.bottom, box.right, box.top))
     rotation = int(page.rotation) % 360
@@ -91,24 +123,7 @@ def _text_layer(page: PageObject, read: dict[str, Any]) -> PageObject:
             f"{a:.4f} {b:.4f} {c:.4f} {d:.4f} {e:.2f} {f:.2f} Tm <{encoded}> Tj"
         )
     commands.append("ET")
-    layer = PageObject.create_blank_page(
-        width=float(page.mediabox.width), height=float(page.mediabox.height)
-    )
-    font = DictionaryObject(
-        {
-            NameObject("/Type"): NameObject("/Font"),
-            NameObject("/Subtype"): NameObject("/Type1"),
-            NameObject("/BaseFont"): NameObject("/Courier"),
-            NameObject("/Encoding"): NameObject("/WinAnsiEncoding"),
-        }
-    )
-    layer[NameObject("/Resources")] = DictionaryObject(
-        {NameObject("/Font"): DictionaryObject({NameObject(FONT): font})}
-    )
-    content = DecodedStreamObject()
-    content.set_data("\n".join(commands).encode("ascii"))
-    layer.replace_contents(ContentStream(content, None))
-    return layer
+    return "\n".join(commands).encode("ascii")
 
 
 def _shown_to_user_space(rotation: int, x0: float, y0: float, x1: float, y1: float) -> Matrix:
