@@ -61,8 +61,10 @@ def runner_pods(kube: KubeClient, ns: str) -> list[dict[str, Any]]:
 
 
 def stored_outcomes(s3: Minio, bucket: str, tenant: str, job_id: str) -> list[str]:
+    """The attempts that stored an outcome (``attempts/<n>.json``); an attempt's folder
+    ``attempts/<n>/`` holds its manifest and progress, not a run."""
     prefix = f"{tenant}/{job_id}/attempts/"
-    return [o.object_name for o in s3.list_objects(bucket, prefix=prefix, recursive=True)]
+    return [o.object_name for o in s3.list_objects(bucket, prefix=prefix) if not o.is_dir]
 
 
 def ocr(server: Server, key: str, pdf: bytes) -> requests.Response:
