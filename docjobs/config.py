@@ -86,6 +86,46 @@ class RunnerSettings(BaseModel):
     the runner's whole object store. Empty: the store the S3 or data-directory settings name."""
 
 
+class CeilingSettings(BaseModel):
+    """What one request or one attempt may cost at most. A job that reaches a ceiling fails
+    permanently with a code naming it (never retried); a request that would, gets a 4xx."""
+
+    max_pages: int = Field(default=2000, ge=1)
+    """Pages; 2,000. Most pages of a document sent for OCR or parsing (``too_many_pages``)."""
+    max_convert_pages: int = Field(default=1000, ge=1)
+    """Pages; 1,000. Most pages a conversion to PDF may lay out."""
+    max_image_pixels: int = Field(default=100_000_000, ge=1)
+    """Pixels; 100 million. Largest image, TIFF frame or rendered page (RGB: ~300 MB)."""
+    max_stream_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+    """Bytes; 256 MiB. Most bytes one PDF stream may decompress to."""
+    attempt_cpu_seconds: int = Field(default=900, ge=1)
+    """CPU seconds; 15 min. Most CPU time one attempt may use in its runner process."""
+    inspect_seconds: float = Field(default=10.0, gt=0)
+    """Seconds; 10. Longest the API spends counting an upload's pages (in a child process)."""
+    inspect_memory_mb: int = Field(default=512, ge=64)
+    """MiB; 512. Most memory the child that counts an upload's pages may take."""
+    pattern_seconds: float = Field(default=2.0, gt=0)
+    """Seconds; 2. Longest a template pattern may take to compile when it is checked."""
+    pattern_memory_mb: int = Field(default=256, ge=32)
+    """MiB; 256. Most memory the child that checks a template pattern may take."""
+
+
+class ServerSettings(BaseModel):
+    """Connections the HTTP server accepts, so that idle or slow clients cannot take its file
+    descriptors or its loop."""
+
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds; 10. A client must send a request's whole head within this time."""
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Seconds; 60. Longest wait for the next piece of a request body."""
+    max_connections: int = Field(default=2048, ge=1)
+    """Connections; 2,048. Open connections at once; further ones are closed at once."""
+    max_connections_per_client: int = Field(default=256, ge=1)
+    """Connections; 256. Open connections at once from one client address."""
+    max_event_streams_per_tenant: int = Field(default=32, ge=1)
+    """Streams; 32. Open ``/events`` streams at once per tenant (429 above it)."""
+
+
 class RateLimitSettings(BaseModel):
     enabled: bool = True
     """Whether processing, template and webhook-endpoint requests are rate limited per
@@ -232,6 +272,8 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     jobs: JobSettings = JobSettings()
     runner: RunnerSettings = RunnerSettings()
+    ceilings: CeilingSettings = CeilingSettings()
+    server: ServerSettings = ServerSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     s3: S3Settings = S3Settings()
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
