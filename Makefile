@@ -4,7 +4,7 @@ DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint unit
+.PHONY: setup serve test lint unit rig
 
 setup:
 	@VENV=$(VENV) scripts/setup
@@ -15,7 +15,13 @@ serve: setup
 lint: setup
 	VENV=$(VENV) scripts/check
 
-test: lint
+# The rig's binaries (control plane, MinIO, helm), built before pytest starts: a cold build
+# takes longer than any test may. Progress goes to the terminal; a warm cache returns at once.
+rig:
+	@if command -v go >/dev/null; then tests/rig/build.sh >/dev/null; \
+	else echo "no Go toolchain: the rig cannot be built, its tests will be skipped"; fi
+
+test: lint rig
 	$(VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: setup

@@ -98,6 +98,8 @@ def serve(
     import uvicorn
 
     from docjobs.api.app import create_app
+    from docjobs.backends.embedded.backend import EmbeddedBackend
+    from docjobs.backends.embedded.lock import DataDirectoryInUse
     from docjobs.bootstrap import create_backend
 
     settings = _mode_settings(data_dir, backend_name, namespace)
@@ -108,6 +110,12 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with _kube_errors(settings):
         backend = create_backend(settings)
+    if isinstance(backend, EmbeddedBackend):
+        try:
+            backend.lock.acquire()
+        except DataDirectoryInUse as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     if settings.backend == "kubernetes":
         typer.echo(
             f"Jobs: DocumentJobs in namespace {settings.kubernetes.namespace}; files: bucket"

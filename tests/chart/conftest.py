@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.rig.fixtures import RIG_DIR, cluster, kubectl, namespace  # noqa: F401
+from tests.rig.fixtures import (  # noqa: F401
+    RIG_DIR,
+    build_outside_test_timeout,
+    cluster,
+    kubectl,
+    namespace,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "docjobs"
@@ -33,16 +39,12 @@ def _helm_path() -> Path:
 
 @pytest.fixture(scope="session")
 def helm() -> str:
-    """The pinned helm; built on first use (a few minutes), skipped without Go."""
+    """The pinned helm; built on first use outside the test's timeout, skipped without Go."""
     path = _helm_path()
     if not path.exists():
         if shutil.which("go") is None:
             pytest.skip("helm is not built and there is no Go toolchain to build it")
-        build = subprocess.run(
-            [str(RIG_DIR / "build.sh")], text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        if build.returncode != 0:
-            pytest.fail(f"tests/rig/build.sh failed:\n{build.stdout[-5000:]}", pytrace=False)
+        build_outside_test_timeout()
     return str(path)
 
 

@@ -122,10 +122,11 @@ def _read_env(path: Path) -> dict[str, str]:
     return env
 
 
-def _build_outside_test_timeout() -> None:
-    """Build the binaries if missing. A cold build takes ~9 minutes on two
-    cores, longer than the per-test pytest-timeout; its (signal-method) alarm
-    is paused for the build only and re-armed with what was left."""
+def build_outside_test_timeout() -> None:
+    """Build the binaries if missing: the one path every fixture that needs them takes.
+    ``make test`` builds them before pytest starts (``make rig``); this covers a pytest run
+    by hand. A cold build takes longer than the per-test pytest-timeout, so its
+    (signal-method) alarm is paused for the build only and re-armed with what was left."""
     remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
     try:
         build = subprocess.run(
@@ -238,7 +239,7 @@ def cluster() -> Iterator[Cluster]:
         if local_cluster("status", 30).returncode != 0:
             if why := _can_build():
                 pytest.skip(f"local cluster rig unavailable: {why}")
-            _build_outside_test_timeout()
+            build_outside_test_timeout()
         up = local_cluster("up", 300)
         if up.returncode != 0:
             pytest.fail(f"scripts/local-cluster up failed:\n{up.stdout}", pytrace=False)

@@ -43,6 +43,7 @@ from docjobs.storage.factory import runner_environment, store_environment, store
 from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
 from docjobs.webhooks.records import PendingEvent
 
+from .lock import DataDirectoryLock
 from .pool import WorkerPool
 from .supervisor import Supervisor
 
@@ -57,6 +58,7 @@ class EmbeddedBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         data_dir = settings.data_dir.resolve()
+        self.lock = DataDirectoryLock(data_dir)
         self.db = SQLiteDatabase(data_dir / "docjobs.db")
         self.store = SQLiteJobStore(self.db)
         self.keys = SQLiteKeyStore(self.db, settings.rate_limits.plans)
@@ -83,6 +85,8 @@ class EmbeddedBackend:
         )
 
     async def start(self) -> None:
+        # Before recovery touches a job: a second server must change nothing.
+        self.lock.acquire()
         await asyncio.to_thread(self.objects.prepare)
         await asyncio.to_thread(self._sweep_leftovers)
         self.monitor.start()
@@ -100,6 +104,7 @@ class EmbeddedBackend:
         await self.supervisor.stop()
         self.deliveries.close()  # what it held stays in the outbox, resent on the next start
         self.db.close()
+        self.lock.release()
 
     def _check_database(self) -> None:
         self.db.query("SELECT count(*) FROM sqlite_master")
