@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -115,15 +115,18 @@ def _submit_one(
     return client.convert(path, SOURCE_FORMATS[path.suffix.lower()]).job_id
 
 
-def _check_submission(paths: Sequence[Path], operation: Operation, template: str | None) -> None:
+def _check_submission(operation: Operation, template: str | None) -> None:
     if operation is Operation.PARSE and template is None:
         raise _fail("--op parse needs --template ID", 2)
-    for path in paths:
-        if not path.is_file():
-            raise _fail(f"{path}: no such file", 2)
-        if operation is Operation.CONVERT and path.suffix.lower() not in SOURCE_FORMATS:
-            known = ", ".join(SOURCE_FORMATS)
-            raise _fail(f"{path}: convert takes files ending in {known}", 2)
+
+
+def _refusal(path: Path, operation: Operation) -> str | None:
+    """Why ``path`` cannot be sent at all, before the server is asked."""
+    if not path.is_file():
+        return "no such file"
+    if operation is Operation.CONVERT and path.suffix.lower() not in SOURCE_FORMATS:
+        return f"convert takes files ending in {', '.join(SOURCE_FORMATS)}"
+    return None
 
 
 def _follow(client: Client, submitted: list[Submitted], timeout: float) -> None:
@@ -187,24 +190,38 @@ def submit(
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 3600.0,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """Submit documents as jobs; prints one `FILE JOB_ID` line each. With --wait, exits
-    non-zero when a job does not complete, printing why."""
-    _check_submission(files, op, template)
+    """Submit documents, one job each. Prints `FILE  JOB_ID` for each accepted file and
+    `FILE: refused: REASON` for each refused one, then exits 1 if any was refused. With
+    --wait, follows the jobs and exits 1 as well when one does not complete."""
+    from docjobs.client import DocjobsError
+
+    _check_submission(op, template)
+    refused = False
     with _client(url, key) as client:
-        submitted = [
-            Submitted(path, _submit_one(client, path, op, tier, template)) for path in files
-        ]
-        for item in submitted:
-            typer.echo(f"{item.path}  {item.job_id}")
-        if not wait:
-            return
-        _follow(client, submitted, timeout)
-    unfinished = [item for item in submitted if item.job and item.job.status != "complete"]
+        submitted: list[Submitted] = []
+        for path in files:
+            reason = _refusal(path, op)
+            if reason is None:
+                try:
+                    job_id = _submit_one(client, path, op, tier, template)
+                except DocjobsError as exc:
+                    if exc.status_code in (401, 403):
+                        raise  # a wrong key refuses every file alike: one line says it
+                    reason = f"{exc.code}: {exc.message}"
+            if reason is not None:
+                typer.echo(f"{path}: refused: {reason}", err=True)
+                refused = True
+                continue
+            submitted.append(Submitted(path, job_id))
+            typer.echo(f"{path}  {job_id}")
+        if wait and submitted:
+            _follow(client, submitted, timeout)
+    unfinished = [item for item in submitted if wait and item.job and item.job.status != "complete"]
     for item in unfinished:
         assert item.job is not None
-        reason = f": {item.job.error.code}: {item.job.error.message}" if item.job.error else ""
-        typer.echo(f"{item.path}: job {item.job_id} {item.job.status}{reason}", err=True)
-    if unfinished:
+        why = f": {item.job.error.code}: {item.job.error.message}" if item.job.error else ""
+        typer.echo(f"{item.path}: job {item.job_id} {item.job.status}{why}", err=True)
+    if refused or unfinished:
         raise typer.Exit(1)
 
 

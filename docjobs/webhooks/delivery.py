@@ -98,6 +98,13 @@ class DeliveryAttempt:
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
 
+    @property
+    def outcome(self) -> str:
+        """The answer in words, for logs: ``HTTP 500`` or the error that stood for one."""
+        if self.status_code is not None:
+            return f"HTTP {self.status_code}"
+        return self.error or "no answer"
+
 
 # --- secrets, ids and payloads --------------------------------------------------------------
 
@@ -184,8 +191,18 @@ def resolve_target(
         return PinnedTarget(url, host, str(ip), port, parsed.scheme)
     if not refused:
         raise OSError(f"{host} has no addresses")
-    raise UnsafeTarget(f"{host} resolves only to addresses not allowed: {', '.join(refused)}")
+    raise UnsafeTarget(
+        f"{host} resolves only to addresses not allowed: {', '.join(refused)}"
+        + PRIVATE_TARGETS_HINT
+    )
 
+
+PRIVATE_TARGETS_HINT = (
+    "; to deliver to private or loopback addresses (a receiver on this machine, say), set"
+    " DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true or list the host in"
+    " DOCJOBS_WEBHOOKS__ALLOWED_HOSTS"
+)
+"""Said with every refusal of a private target: the setting is what a local trial needs."""
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -199,7 +216,7 @@ def _check_host(host: str, literal: IPAddress | None, settings: WebhookSettings)
     if literal is not None:
         _check_address(literal, host, settings)
     elif (host == "localhost" or host.endswith(".localhost")) and not _host_allowed(host, settings):
-        raise UnsafeTarget(f"{host} is a loopback name")
+        raise UnsafeTarget(f"{host} is a loopback name{PRIVATE_TARGETS_HINT}")
 
 
 def _check_address(ip: IPAddress, host: str, settings: WebhookSettings) -> None:
@@ -207,7 +224,7 @@ def _check_address(ip: IPAddress, host: str, settings: WebhookSettings) -> None:
         return
     networks = [net for net in map(network, settings.allowed_hosts) if net is not None]
     if not any(ip in net for net in networks):
-        raise UnsafeTarget(f"{ip} is not a public address")
+        raise UnsafeTarget(f"{ip} is not a public address{PRIVATE_TARGETS_HINT}")
 
 
 def _parse(url: str) -> tuple[httpx.URL, str, int, IPAddress | None]:

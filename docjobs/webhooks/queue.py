@@ -118,7 +118,12 @@ class _TargetDelivery:
         event_type = self.message.event_type
         if not attempt.ok:
             log.warning(
-                "%s of job %s to %s not delivered", event_type, self.job_id, self.target.name
+                "%s of job %s to %s not delivered after %d tries; the last: %s",
+                event_type,
+                self.job_id,
+                self.target.name,
+                len(self.attempts),
+                attempt.outcome,
             )
         self.store.record(self.job_id, self.target.name, event_type, self.attempts, attempt.ok)
         self.settled()

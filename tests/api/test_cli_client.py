@@ -109,12 +109,28 @@ def test_exit_codes_and_the_reason_of_a_failed_job(srv, tmp_path: Path) -> None:
     no_template = docjobs("submit", str(scan), "--op", "parse", *where)
     assert no_template.returncode == 2 and "--template" in no_template.stderr
     missing = docjobs("submit", str(tmp_path / "none.pdf"), "--op", "ocr", *where)
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert missing.returncode == 1 and "none.pdf: refused: no such file" in missing.stderr
     wrong_key = docjobs("jobs", "list", "--url", srv.base, "--key", "dj_wrong")
     assert wrong_key.returncode == 1 and "invalid_api_key" in wrong_key.stderr
     bad_spec = tmp_path / "bad.yaml"
     bad_spec.write_text("- just\n- a list\n")
     assert docjobs("templates", "apply", str(bad_spec), *where).returncode == 2
+
+
+def test_submit_sends_every_acceptable_file_and_names_each_refusal(srv, tmp_path: Path) -> None:
+    where = ("--url", srv.base, "--key", srv.key("batch"))
+    good, good2, bad = tmp_path / "good.pdf", tmp_path / "good2.pdf", tmp_path / "bad.docx"
+    good.write_bytes(pdf_with_pages(1, seed=11)[0])
+    good2.write_bytes(pdf_with_pages(1, seed=12)[0])
+    bad.write_bytes(b"PK\x03\x04 a word document, not a scan" * 10)
+
+    done = docjobs("submit", str(good), str(bad), str(good2), "--op", "ocr", *where)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    accepted = [line.split() for line in done.stdout.splitlines()]
+    assert [path for path, _ in accepted] == [str(good), str(good2)]
+    assert all(job_id.startswith("job_") for _, job_id in accepted)
+    assert re.fullmatch(rf"{re.escape(str(bad))}: refused: \w+: .+", done.stderr.strip())
 
 
 def test_jobs_list_get_result_and_cancel(srv, tmp_path: Path) -> None:

@@ -166,6 +166,8 @@ async def test_loopback_webhooks_are_refused_by_default(api) -> None:
             response = await api.post(key, "/v1/webhooks", json={"url": url})
             assert response.status_code == 400, url
             assert response.json()["error"]["code"] == "unsafe_webhook_url"
+            # A user trying webhooks locally learns which setting allows it.
+            assert "DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS" in response.json()["error"]["message"]
         template_id = (await api.post(key, "/v1/templates", json=INVOICE_TEMPLATE)).json()[
             "templateId"
         ]

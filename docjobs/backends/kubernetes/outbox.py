@@ -278,11 +278,13 @@ class _TargetOutbox:
         delivered = bool(self.history) and delivery_attempt(self.history[-1]).ok
         if not delivered:
             log.warning(
-                "%s of %s/%s to %s not delivered",
+                "%s of %s/%s to %s not delivered after %d tries; the last: %s",
                 self.message.event_type,
                 self.outbox.namespace,
                 self.name,
                 self.target.name,
+                len(self.history),
+                delivery_attempt(self.history[-1]).outcome if self.history else "none made",
             )
         return "Delivered" if delivered else "Failed"
 
