@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -281,7 +281,12 @@ def jobs_result(
 # --- templates -------------------------------------------------------------------------------
 
 
-def _read_spec(path: Path) -> dict[str, Any]:
+TEMPLATE_KIND = "DocumentTemplate"
+
+
+def _read_spec(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The template in ``path``, and the id a DocumentTemplate resource names (its
+    ``metadata.name``, the ``templateId`` clients send); a plain template names none."""
     import yaml
 
     try:
@@ -289,24 +294,49 @@ def _read_spec(path: Path) -> dict[str, Any]:
         spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
         raise _fail(f"{path}: {exc}", 2) from None
+    named: str | None = None
+    if isinstance(spec, dict) and spec.get("kind") == TEMPLATE_KIND:
+        metadata = spec.get("metadata")
+        named = metadata.get("name") if isinstance(metadata, dict) else None
+        spec = spec.get("spec")
+        if isinstance(spec, dict):
+            # Whose template it is follows from the key, not from the file.
+            spec = {k: v for k, v in spec.items() if k != "tenant"}
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise _fail(f"{path}: a template is a mapping with a 'name'", 2)
-    return spec
+        raise _fail(
+            f"{path}: a template is a mapping with a 'name', or a {TEMPLATE_KIND} resource"
+            " whose spec has one",
+            2,
+        )
+    return spec, named if isinstance(named, str) else None
 
 
 @templates_app.command("apply")
 def templates_apply(
-    file: Annotated[Path, typer.Argument(help="The template, as JSON or YAML.")],
+    file: Annotated[
+        Path,
+        typer.Argument(help="A template (JSON or YAML), or a DocumentTemplate resource."),
+    ],
     key: KeyOpt,
     template_id: Annotated[
         str | None,
-        typer.Option("--id", help="Replace this template [the one of the same name, if any]."),
+        typer.Option(
+            "--id",
+            help="Replace this template. Default: the resource's metadata.name if the server"
+            " has it, else the template of the same name, else a new one.",
+            show_default=False,
+        ),
     ] = None,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
     """Create a template from FILE, or replace the one it names; prints `ID NAME` last."""
-    spec = _read_spec(file)
+    from docjobs.client.errors import TemplateNotFound
+
+    spec, named = _read_spec(file)
     with _client(url, key) as client:
+        if template_id is None and named is not None:
+            with suppress(TemplateNotFound):
+                template_id = client.templates.get(named).template_id
         if template_id is None:
             same_name = [t for t in client.templates.list() if t.name == spec["name"]]
             template_id = same_name[0].template_id if same_name else None
@@ -316,6 +346,38 @@ def templates_apply(
             template, verb = client.templates.update(template_id, spec), "Replaced"
     typer.echo(f"{verb} template:")
     typer.echo(f"{template.template_id}  {template.name}")
+
+
+@templates_app.command("list")
+def templates_list(key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """List the tenant's templates: id, name, fields, last change."""
+    with _client(url, key) as client:
+        templates = client.templates.list()
+    rows = [(t.template_id, t.name, str(len(t.fields)), t.updated_at) for t in templates]
+    _table(("ID", "NAME", "FIELDS", "UPDATED"), rows)
+
+
+@templates_app.command("get")
+def templates_get(template_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Print a template as JSON."""
+    with _client(url, key) as client:
+        template = client.templates.get(template_id)
+    typer.echo(template.model_dump_json(indent=2, by_alias=True))
+
+
+@templates_app.command("delete")
+def templates_delete(template_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Delete a template; jobs that ran with it keep their results."""
+    with _client(url, key) as client:
+        client.templates.delete(template_id)
+    typer.echo(f"Deleted {template_id}")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns as wide as their longest cell, under a header."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 # --- webhooks --------------------------------------------------------------------------------

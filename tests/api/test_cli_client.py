@@ -17,6 +17,7 @@ import yaml
 from tests.conftest import BIN
 from tests.docs import INVOICE_TEMPLATE, pdf_with_pages
 
+REPO = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -269,3 +270,26 @@ def test_webhooks_update_changes_only_what_is_given(srv) -> None:
     )
     assert other_tenant.returncode == 1 and "webhook_not_found" in other_tenant.stderr
     assert docjobs("webhooks", "list", env=env).stdout.splitlines() == [line]
+
+
+def test_templates_apply_a_resource_then_list_get_and_delete(srv) -> None:
+    where = ("--url", srv.base, "--key", srv.key("templater"))
+    example = REPO / "charts" / "docjobs" / "examples" / "templates" / "invoice.yaml"
+
+    created = docjobs("templates", "apply", str(example), *where)
+    assert created.returncode == 0, created.stderr
+    template_id, name = created.stdout.splitlines()[-1].split()
+    assert name == "Invoice"
+    again = docjobs("templates", "apply", str(example), *where)
+    assert again.stdout.splitlines() == ["Replaced template:", f"{template_id}  Invoice"]
+
+    listed = docjobs("templates", "list", *where).stdout.splitlines()
+    assert listed[0].split() == ["ID", "NAME", "FIELDS", "UPDATED"]
+    assert [row.split()[:3] for row in listed[1:]] == [[template_id, "Invoice", "4"]]
+    shown = json.loads(docjobs("templates", "get", template_id, *where).stdout)
+    assert shown["fields"][0]["name"] == "invoice.number"
+
+    assert docjobs("templates", "delete", template_id, *where).returncode == 0
+    assert docjobs("templates", "list", *where).stdout.splitlines()[1:] == []
+    gone = docjobs("templates", "get", template_id, *where)
+    assert gone.returncode == 1 and "template_not_found" in gone.stderr, gone.stderr
