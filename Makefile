@@ -3,11 +3,16 @@ VENV ?= .venv
 DATA_DIR ?= ./data
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Extras besides the runtime: `make serve` installs none (no PyTorch); `make setup
+# EXTRAS=doctr` adds advanced OCR; the tests and linters install everything.
+EXTRAS ?=
 
 .PHONY: setup serve test lint unit rig
 
 setup:
-	@VENV=$(VENV) scripts/setup
+	@VENV=$(VENV) EXTRAS=$(EXTRAS) scripts/setup
+
+lint test unit: EXTRAS = dev,doctr
 
 serve: setup
 	$(VENV)/bin/docjobs serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)

@@ -30,7 +30,9 @@ def create_key_store(settings: Settings) -> KeyStore:
         from docjobs.kube.client import KubeClient
 
         kube = settings.kubernetes
-        client = KubeClient.from_environment(kube.request_timeout_seconds)
+        client = KubeClient.from_environment(
+            kube.request_timeout_seconds, connect_timeout=kube.connect_timeout_seconds
+        )
         return SecretKeyStore(client, kube.namespace, kube.keys_secret, plans=plans)
     if settings.backend == "embedded":
         from docjobs.backends.embedded.database import SQLiteDatabase

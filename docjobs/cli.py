@@ -14,7 +14,16 @@ import typer
 from docjobs import cli_client
 from docjobs.config import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    # Markdown joins a docstring's wrapped lines into paragraphs, as a terminal should show them.
+    rich_markup_mode="markdown",
+    help="docjobs: document conversion, OCR and template parsing as jobs.\n\n"
+    "`serve` runs the service (embedded mode by default); `submit`, `jobs`, `templates` and"
+    " `webhooks` talk to a running server (`--url`, `--key` or DOCJOBS_URL, DOCJOBS_API_KEY);"
+    " `keys` manages API keys, `models` docTR's weights.",
+)
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
 models_app = typer.Typer(no_args_is_help=True, help="Manage model weight files (docTR).")
@@ -95,9 +104,8 @@ def serve(
     Kubernetes mode: DocumentJobs in NAMESPACE, files in S3 (DOCJOBS_S3_* variables)."""
     import logging
 
-    import uvicorn
-
     from docjobs.api.app import create_app
+    from docjobs.api.server import serve as serve_app
     from docjobs.backends.embedded.backend import EmbeddedBackend
     from docjobs.backends.embedded.lock import DataDirectoryInUse
     from docjobs.bootstrap import create_backend
@@ -130,8 +138,14 @@ def serve(
             f" --tenant NAME --data-dir {settings.data_dir}\n"
             f"API key: {key}"
         )
-    typer.echo(f"docjobs on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings, backend), host=host, port=port, log_level="info")
+    from docjobs.capabilities import CapabilityCache, banner
+
+    typer.echo("\n".join(banner(CapabilityCache(settings).refresh())))
+    typer.echo(
+        f"docjobs on http://{host}:{port}  (console: http://{host}:{port}/console,"
+        f" API docs: http://{host}:{port}/docs)"
+    )
+    serve_app(create_app(settings, backend), host, port, settings.server)
 
 
 def _first_key_plan(plans: dict[str, str]) -> str:
@@ -203,11 +217,24 @@ def keys_revoke(
 
 @models_app.command("fetch")
 def models_fetch(
-    url: Annotated[str, typer.Option(help="Where the weights file is (http or https).")],
-    sha256: Annotated[str, typer.Option(help="The file's SHA-256; nothing is kept without it.")],
+    url: Annotated[
+        str | None,
+        typer.Option(help="A mirror's weights file (http or https); needs --sha256."),
+    ] = None,
+    sha256: Annotated[
+        str | None,
+        typer.Option(help="The --url file's SHA-256; nothing is kept without it."),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option(help="File name in the directory, e.g. db_resnet50.pt [the URL's last part]."),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Without --url: a mirror holding docTR's release files under their own names "
+            "[docTR's published URLs]."
+        ),
     ] = None,
     directory: Annotated[
         Path | None,
@@ -218,18 +245,44 @@ def models_fetch(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Download a weights file into the weights directory, checking its SHA-256; for image
-    builds and air-gapped mirrors (runners never download weights themselves)."""
-    from docjobs.runner.weights import WeightsError, fetch
+    """Download docTR's weights into the weights directory, checking their SHA-256.
+
+    Without --url: the two files advanced OCR's architectures need
+    (DOCJOBS_DOCTR__DETECTION_ARCH, DOCJOBS_DOCTR__RECOGNITION_ARCH; db_resnet50 and
+    crnn_vgg16_bn by default) from docTR's published URLs, each checked against the SHA-256
+    digits its release name carries. With --url and --sha256: one file, e.g. from a mirror.
+    Runners never download weights themselves."""
+    from docjobs.runner.weights import PUBLISHED, WeightsError, fetch, fetch_published
 
     settings = _settings(data_dir=data_dir)
     target_dir = directory or settings.doctr.weights_directory(settings.data_dir)
+    if url is None and sha256 is not None:
+        typer.echo("error: --sha256 checks a --url; give both, or neither", err=True)
+        raise typer.Exit(2)
+    if url is not None and sha256 is None:
+        typer.echo("error: --url needs --sha256 (the file's SHA-256)", err=True)
+        raise typer.Exit(2)
+    archs = (settings.doctr.detection_arch, settings.doctr.recognition_arch)
+    unknown = [arch for arch in archs if arch not in PUBLISHED]
+    if url is None and unknown:
+        typer.echo(
+            f"error: no published weights known for {', '.join(unknown)}; fetch them with "
+            f"--url URL --sha256 HASH --name ARCH.pt (known: {', '.join(PUBLISHED)})",
+            err=True,
+        )
+        raise typer.Exit(2)
     try:
-        path = fetch(url, sha256, target_dir, name)
+        if url is not None and sha256 is not None:
+            paths = [fetch(url, sha256, target_dir, name)]
+        else:
+            paths = [fetch_published(PUBLISHED[arch], target_dir, base_url or "") for arch in archs]
     except (WeightsError, OSError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"{path}")
+    for path in paths:
+        typer.echo(f"{path}")
+    if target_dir.resolve() != settings.doctr.weights_directory(settings.data_dir).resolve():
+        typer.echo(f"Point the server at them: DOCJOBS_DOCTR__WEIGHTS_DIR={directory}", err=True)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

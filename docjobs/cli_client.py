@@ -1,5 +1,5 @@
 """The ``docjobs`` commands that talk to a running server through :mod:`docjobs.client`:
-``submit``, ``jobs list|get|cancel|result``, ``templates apply`` and
+``submit``, ``jobs list|get|cancel|delete|result``, ``templates apply`` and
 ``webhooks list|create|update|delete``.
 
 The client, rich and yaml are imported where a command runs: every ``docjobs`` start (a
@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,9 +26,9 @@ if TYPE_CHECKING:
 
     from docjobs.client import Client
     from docjobs.client.core import JobStatus, SourceFormat
-    from docjobs.client.models import JobDetail, WebhookEndpoint
+    from docjobs.client.models import JobDetail, JobListEntry, WebhookEndpoint
 
-jobs_app = typer.Typer(no_args_is_help=True, help="Look at and cancel a server's jobs.")
+jobs_app = typer.Typer(no_args_is_help=True, help="Look at, cancel and erase a server's jobs.")
 templates_app = typer.Typer(no_args_is_help=True, help="Manage a server's parse templates.")
 webhooks_app = typer.Typer(
     no_args_is_help=True, help="Manage the endpoints told about the tenant's finished jobs."
@@ -177,7 +178,9 @@ def _draw(bars: Progress, item: Submitted) -> None:
 
 
 def submit(
-    files: Annotated[list[Path], typer.Argument(help="Documents to submit, one job each.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="Documents to submit, one job each.")
+    ],
     op: Annotated[Operation, typer.Option("--op", help="What to do with each file.")],
     key: KeyOpt,
     tier: Annotated[Tier, typer.Option(help="OCR tier (--op ocr).")] = Tier.SIMPLE,
@@ -232,15 +235,71 @@ def submit(
 def jobs_list(
     key: KeyOpt,
     status: Annotated[Status | None, typer.Option(help="Only jobs in this state.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    operation: Annotated[
+        str | None,
+        typer.Option(
+            help="Only jobs of this operation: convert, ocr.simple, ocr.advanced, ocr.vision"
+            " or extract.",
+            show_default=False,
+        ),
+    ] = None,
+    file_name: Annotated[
+        str | None,
+        typer.Option(help="Only files whose name starts with this.", show_default=False),
+    ] = None,
+    created_after: Annotated[
+        datetime | None,
+        typer.Option(help="Only jobs created after this time (UTC).", show_default=False),
+    ] = None,
+    created_before: Annotated[
+        datetime | None,
+        typer.Option(help="Only jobs created before this time (UTC).", show_default=False),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page, newest first.")] = 20,
+    cursor: Annotated[
+        str | None,
+        typer.Option(
+            help="Show the page this cursor (printed below a page) points to.", show_default=False
+        ),
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Show every page.")] = False,
     url: UrlOpt = DEFAULT_URL,
 ) -> None:
-    """List the key's tenant's jobs: id, status, operation, created."""
+    """List the tenant's jobs, newest first: id, status, operation, file, pages, created,
+    and why a failed job failed. When more follow, says how to see them."""
     wanted: JobStatus | None = status.value if status else None
+    rows: list[tuple[str, ...]] = []
     with _client(url, key) as client:
-        listed = client.jobs.list(wanted, limit)
-    for job in listed.jobs:
-        typer.echo(f"{job.job_id}  {job.status:<10}  {job.operation:<8}  {job.created_at}")
+        while True:
+            page = client.jobs.list(
+                wanted,
+                limit,
+                cursor=cursor,
+                operation=operation,
+                created_after=created_after,
+                created_before=created_before,
+                file_name=file_name,
+            )
+            rows += [_job_row(job) for job in page.jobs]
+            cursor = page.next_cursor
+            if not every or cursor is None:
+                break
+    if not rows:
+        typer.echo("No jobs.", err=True)
+        return
+    _table(("ID", "STATUS", "OPERATION", "FILE", "PAGES", "CREATED", "REASON"), rows)
+    if cursor is not None:
+        typer.echo(f"{len(rows)} of {page.total} jobs; next page: --cursor {cursor}", err=True)
+
+
+def _job_row(job: JobListEntry) -> tuple[str, ...]:
+    progress = job.progress
+    if progress is not None and progress.pages_total:
+        pages = f"{progress.pages_done}/{progress.pages_total}"
+    else:
+        pages = "" if job.page_count is None else str(job.page_count)
+    reason = f"{job.error.code}: {job.error.message}" if job.error else ""
+    return (job.job_id, job.status, job.operation, job.file_name, pages, job.created_at, reason)
 
 
 @jobs_app.command("get")
@@ -253,10 +312,20 @@ def jobs_get(job_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
 
 @jobs_app.command("cancel")
 def jobs_cancel(job_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
-    """Cancel a pending or running job."""
+    """Cancel a pending or running job (`delete` erases a finished one)."""
     with _client(url, key) as client:
         client.jobs.cancel(job_id)
     typer.echo(f"Cancelled {job_id}")
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Erase a finished job for good (its document, result and records); a pending or
+    running one is cancelled instead, and erased by a second delete once it has ended."""
+    with _client(url, key) as client:
+        finished = client.jobs.get(job_id).finished
+        client.jobs.delete(job_id)
+    typer.echo(f"Erased {job_id}" if finished else f"Cancelled {job_id}")
 
 
 @jobs_app.command("result")

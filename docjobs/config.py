@@ -70,6 +70,9 @@ class RunnerSettings(BaseModel):
     worker, not the host."""
     max_jobs_per_worker: int = 200
     """Jobs; 200. A warm worker is replaced after this many jobs, bounding leaks in engines."""
+    torch_idle_seconds: float = Field(default=30.0, gt=0)
+    """Seconds; 30. A warm worker that ran docTR holds PyTorch and its models (~1 GB); it is
+    retired once idle this long, so the memory goes back when the docTR work is done."""
     poll_seconds: float = 0.5
     """Seconds; 0.5. How often the supervisor looks for due retries when nothing wakes it."""
     sweep_seconds: float = 30.0
@@ -98,6 +101,9 @@ class CeilingSettings(BaseModel):
     """Pixels; 100 million. Largest image, TIFF frame or rendered page (RGB: ~300 MB)."""
     max_stream_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
     """Bytes; 256 MiB. Most bytes one PDF stream may decompress to."""
+    max_svg_elements: int = Field(default=200_000, ge=1)
+    """Elements; 200,000. Most elements an SVG of a conversion may draw, counting each
+    ``<use>`` as the copy it makes (nested uses multiply)."""
     attempt_cpu_seconds: int = Field(default=900, ge=1)
     """CPU seconds; 15 min. Most CPU time one attempt may use in its runner process."""
     inspect_seconds: float = Field(default=10.0, gt=0)
@@ -119,11 +125,24 @@ class ServerSettings(BaseModel):
     body_timeout_seconds: float = Field(default=60.0, gt=0)
     """Seconds; 60. Longest wait for the next piece of a request body."""
     max_connections: int = Field(default=2048, ge=1)
-    """Connections; 2,048. Open connections at once; further ones are closed at once."""
+    """Connections; 2,048. Open connections at once; past it, the one waiting longest for a
+    request head is closed to make room (the new one when none waits). Lowered to what the
+    open file limit allows."""
     max_connections_per_client: int = Field(default=256, ge=1)
-    """Connections; 256. Open connections at once from one client address."""
+    """Connections; 256. Open connections at once from one client address (behind a proxy,
+    the proxy's: at least its pool of upstream connections)."""
     max_event_streams_per_tenant: int = Field(default=32, ge=1)
     """Streams; 32. Open ``/events`` streams at once per tenant (429 above it)."""
+    dependency_threads: int = Field(default=40, ge=1)
+    """Threads; 40. Blocking calls to one dependency (the database, the object store, the
+    Kubernetes API server) at once; each has threads of its own, so one that hangs never
+    holds up calls to another."""
+    stall_seconds: float = Field(default=120.0, gt=0)
+    """Seconds; 120. ``/healthz`` answers 503 (``process_stalled``) once a dependency's
+    threads have all been busy without one call finishing for this long, or the event loop
+    has lagged this long: the process can no longer serve, and a liveness probe restarts
+    it. Longer than the S3 and Kubernetes timeouts let one call hold a thread, so a
+    dependency that hangs makes the API refuse what needs it, never restart."""
 
 
 class RateLimitSettings(BaseModel):
@@ -163,6 +182,12 @@ class S3Settings(BaseModel):
     secret_key: str = ""
     secure: bool = True
     region: str | None = None
+    connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    """Seconds; 3. Opening a connection to the object store; a reachable one accepts in
+    milliseconds."""
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    """Seconds; 30. Longest wait for the next bytes of an answer (not for a whole transfer):
+    a hung object store holds a request's thread this long at most."""
 
 
 class KubernetesSettings(BaseModel):
@@ -175,7 +200,10 @@ class KubernetesSettings(BaseModel):
     """Seconds; 5 min. The server ends each watch after this; the cache resumes from the last
     resourceVersion, so a silently dropped connection is noticed within this time."""
     request_timeout_seconds: float = 30.0
-    """Seconds; 30. One API-server request other than a watch."""
+    """Seconds; 30. Longest wait for the next bytes of an API-server answer, watches excepted
+    (they wait their own timeout plus a grace)."""
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Seconds; 5. Opening a connection to the API server, watches included."""
     start_timeout_seconds: float = 30.0
     """Seconds; 30. The API refuses to start if its caches cannot list within this time."""
     keys_secret: str = "docjobs-api-keys"  # noqa: S105 - a name, not a secret

@@ -3,7 +3,9 @@
 The API calls this so that a user whose document can never be processed learns it at
 once, with a 4xx answer, instead of from a failed job minutes later. Everything here
 reads headers and structure only: images are never decoded and PDF content streams are
-never interpreted, so hostile input costs little time and memory.
+never interpreted. A PDF's page tree is walked in a child process under the inspection
+ceilings (:mod:`docjobs.bounded`), so a hostile file costs the API a bounded time and no
+memory that outlives the check.
 
 The runner reuses the pure helpers (:func:`sniff_content_type`, :func:`validate_pages`,
 :func:`decode_text`) so that the API and the engines agree on what a document is.
@@ -19,8 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
-from pypdf import PasswordType, PdfReader
 
+from docjobs.bounded import Bounds, CeilingReached, run_bounded
 from docjobs.domain.models import JobSpec
 from docjobs.domain.sharding import page_parts, splittable
 from docjobs.languages import (
@@ -28,6 +30,10 @@ from docjobs.languages import (
     installed_tesseract_languages,
     tesseract_languages,
 )
+from docjobs.pdf_pages import limit_pypdf_warnings
+
+# The runner reads PDFs with pypdf too (searchable PDFs, failure reasons): one budget for all.
+limit_pypdf_warnings()
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +43,8 @@ JPEG = "image/jpeg"
 TIFF = "image/tiff"
 OCR_CONTENT_TYPES = frozenset({PDF, PNG, JPEG, TIFF})
 
-MAX_IMAGE_PIXELS = 100_000_000
-"""Pixels of one image or TIFF frame; a decoded page this large is already ~300 MB in RGB."""
 MAX_TIFF_FRAMES = 2_000
-"""Frames we are willing to walk; each one is an IFD seek, and hostile files chain millions."""
+"""Frames the runner walks; each one is an IFD seek, and hostile files chain millions."""
 SNIFF_BYTES = 1024
 """How much of a file :func:`sniff_content_type` needs (PDF headers may sit after junk)."""
 
@@ -92,6 +96,17 @@ class DocumentError(Exception):
 
 
 @dataclass(frozen=True)
+class InspectionCeilings:
+    """What inspecting one upload may cost: the ``ceilings`` settings the API passes in
+    (this layer cannot read the settings); the defaults are the settings' defaults."""
+
+    max_pages: int = 2000
+    max_image_pixels: int = 100_000_000
+    seconds: float = 10.0
+    memory_mb: int = 512
+
+
+@dataclass(frozen=True)
 class Inspection:
     content_type: str
     page_count: int | None
@@ -122,7 +137,10 @@ def sniff_content_type(head: bytes, declared: str | None, file_name: str | None)
 
 
 def inspect_for_ocr(
-    path: Path, declared_content_type: str | None, file_name: str | None
+    path: Path,
+    declared_content_type: str | None,
+    file_name: str | None,
+    ceilings: InspectionCeilings | None = None,
 ) -> Inspection:
     """Check that ``path`` is a PDF or image an OCR engine can read, and count its pages.
 
@@ -130,8 +148,11 @@ def inspect_for_ocr(
     still rebuild the page tree (the renderer, PDFium, repairs at least as much); when it
     cannot, the upload is refused as ``unreadable_pdf``: a failed upload is the usual
     cause and only the user can fix it. A PDF encrypted with an empty user password opens
-    in every viewer without a prompt, so it is accepted like any other.
+    in every viewer without a prompt, so it is accepted like any other. A document of more
+    pages or pixels than ``ceilings`` allow is refused (``too_many_pages``,
+    ``image_too_large``).
     """
+    ceilings = ceilings or InspectionCeilings()
     head = _read_head(path)
     content_type = sniff_content_type(head, declared_content_type, file_name)
     if content_type not in OCR_CONTENT_TYPES:
@@ -141,8 +162,8 @@ def inspect_for_ocr(
             f"OCR accepts PDF, PNG, JPEG and TIFF documents, not {content_type}.",
         )
     if content_type == PDF:
-        return Inspection(content_type, pdf_page_count(path))
-    return Inspection(content_type, _image_page_count(path, content_type))
+        return Inspection(content_type, pdf_page_count(path, ceilings))
+    return Inspection(content_type, _image_page_count(path, content_type, ceilings))
 
 
 def inspect_for_conversion(path: Path, source_format: SourceFormat) -> Inspection:
@@ -213,11 +234,15 @@ def validate_pages(pages: str | None, page_count: int) -> list[int]:
             )
         first = _page_number(match[1], page_count)
         last = _page_number(match[2], page_count) if match[2] else first
-        if first < 1 or last < first:
+        if first < 1:
+            raise DocumentError(422, "invalid_page_range", "Pages are numbered from 1.")
+        if last < first and first <= page_count:
             raise DocumentError(
-                422, "invalid_page_range", f"Page range {shown!r} must run upwards from page 1."
+                422,
+                "invalid_page_range",
+                f"Page range {shown!r} ends before it starts; write the lower page first.",
             )
-        if last > page_count:
+        if max(first, last) > page_count:
             raise DocumentError(
                 422,
                 "page_range_out_of_bounds",
@@ -237,29 +262,60 @@ def _page_number(digits: str, page_count: int) -> int:
     return int(digits) if len(digits) <= len(str(page_count)) else page_count + 1
 
 
-def pdf_page_count(path: Path) -> int:
-    """Pages of the PDF at ``path``; ``encrypted_pdf``, ``unreadable_pdf`` or ``no_pages``."""
+def pdf_page_count(path: Path, ceilings: InspectionCeilings | None = None) -> int:
+    """Pages of the PDF at ``path``; ``encrypted_pdf``, ``unreadable_pdf``, ``no_pages``,
+    ``too_many_pages``, or ``document_too_complex`` when counting them takes more time or
+    memory than ``ceilings`` allow. Blocks for up to ``ceilings.seconds``."""
+    ceilings = ceilings or InspectionCeilings()
+    bounds = Bounds(ceilings.seconds, ceilings.memory_mb)
+    argument = {"path": str(path), "max_pages": ceilings.max_pages}
     try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED:
-            raise DocumentError(
-                400,
-                "encrypted_pdf",
-                "The PDF is password-protected; upload a copy without a password.",
-            )
-        page_count = len(reader.pages)
-    except DocumentError:
-        raise
-    except Exception as exc:  # pypdf raises many types on damaged input; all mean the same
-        log.info("unreadable PDF %s: %s: %s", path.name, type(exc).__name__, exc)
+        found = run_bounded("docjobs.pdf_pages:count_pages", argument, bounds)
+    except CeilingReached as exc:
+        log.info("PDF %s: page count stopped: %s", path.name, exc)
+        raise too_complex(exc) from None
+    code = found["code"]
+    if code == "ok":
+        return int(found["pages"])
+    if code == "encrypted_pdf":
         raise DocumentError(
             400,
-            "unreadable_pdf",
-            "The PDF is damaged or truncated and cannot be read; try uploading it again.",
-        ) from None
-    if page_count == 0:
+            "encrypted_pdf",
+            "The PDF is password-protected; upload a copy without a password.",
+        )
+    if code == "no_pages":
         raise DocumentError(400, "no_pages", "The PDF has no pages.")
-    return page_count
+    if code == "too_many_pages":
+        raise too_many_pages("The PDF", ceilings.max_pages)
+    log.info("unreadable PDF %s: %s", path.name, found.get("detail"))
+    raise DocumentError(
+        400,
+        "unreadable_pdf",
+        "The PDF is damaged or truncated and cannot be read; try uploading it again.",
+    )
+
+
+def too_many_pages(what: str, max_pages: int) -> DocumentError:
+    return DocumentError(
+        422,
+        "too_many_pages",
+        f"{what} has more than {max_pages} pages, which exceeds the ceiling of {max_pages} "
+        "pages (DOCJOBS_CEILINGS__MAX_PAGES); split it into smaller files.",
+    )
+
+
+def too_complex(exc: CeilingReached) -> DocumentError:
+    """The refusal of a document whose structure took more than the inspection ceilings."""
+    if exc.ceiling == "seconds":
+        ceiling = f"{exc.bounds.seconds:g} s (DOCJOBS_CEILINGS__INSPECT_SECONDS)"
+    else:
+        ceiling = f"{exc.bounds.memory_mb} MiB (DOCJOBS_CEILINGS__INSPECT_MEMORY_MB)"
+    return DocumentError(
+        422,
+        "document_too_complex",
+        f"Reading the document's structure exceeds the ceiling of {ceiling}; "
+        "save it again with a PDF tool, or split it into smaller files.",
+    )
 
 
 def check_language(hint: str) -> str:
@@ -283,14 +339,14 @@ def _read_head(path: Path) -> bytes:
     return head
 
 
-def _image_page_count(path: Path, content_type: str) -> int:
+def _image_page_count(path: Path, content_type: str, ceilings: InspectionCeilings) -> int:
     try:
         # Image.open parses the header only; pixels are decoded on load(), never called here.
         with Image.open(path) as image:
-            _check_pixels(image.size)
-            return _tiff_frame_count(image) if content_type == TIFF else 1
+            _check_pixels(image.size, ceilings)
+            return _tiff_frame_count(image, ceilings) if content_type == TIFF else 1
     except Image.DecompressionBombError:
-        raise _too_large(None) from None
+        raise _too_large(None, ceilings) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         # Pillow reports corrupt headers as any of these.
         log.info("unreadable image %s: %s: %s", path.name, type(exc).__name__, exc)
@@ -299,36 +355,34 @@ def _image_page_count(path: Path, content_type: str) -> int:
         ) from None
 
 
-def _tiff_frame_count(image: Image.Image) -> int:
-    """Walk the TIFF frame chain, checking each frame's size, up to MAX_TIFF_FRAMES."""
+def _tiff_frame_count(image: Image.Image, ceilings: InspectionCeilings) -> int:
+    """Walk the TIFF frame chain, checking each frame's size, up to the page ceiling."""
     frames = 0
     while True:
-        _check_pixels(image.size)
+        _check_pixels(image.size, ceilings)
         frames += 1
-        if frames > MAX_TIFF_FRAMES:
-            raise DocumentError(
-                400,
-                "too_many_pages",
-                f"The TIFF has more than {MAX_TIFF_FRAMES} pages; split it into smaller files.",
-            )
+        if frames > ceilings.max_pages:
+            raise too_many_pages("The TIFF", ceilings.max_pages)
         try:
             image.seek(frames)
         except EOFError:
             return frames
 
 
-def _check_pixels(size: tuple[int, int]) -> None:
+def _check_pixels(size: tuple[int, int], ceilings: InspectionCeilings) -> None:
     width, height = size
-    if width * height > MAX_IMAGE_PIXELS:
-        raise _too_large(size)
+    if width * height > ceilings.max_image_pixels:
+        raise _too_large(size, ceilings)
 
 
-def _too_large(size: tuple[int, int] | None) -> DocumentError:
+def _too_large(size: tuple[int, int] | None, ceilings: InspectionCeilings) -> DocumentError:
     dimensions = f" ({size[0]}x{size[1]} pixels)" if size else ""
     return DocumentError(
         400,
         "image_too_large",
-        f"The image{dimensions} exceeds the limit of {MAX_IMAGE_PIXELS // 1_000_000} megapixels.",
+        f"The image{dimensions} exceeds the ceiling of "
+        f"{ceilings.max_image_pixels / 1_000_000:g} megapixels "
+        "(DOCJOBS_CEILINGS__MAX_IMAGE_PIXELS).",
     )
 
 

@@ -170,3 +170,16 @@ def png_claiming(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
         + chunk(b"IEND", b"")
     )
+
+
+def svg_use_bomb(levels: int = 11, fan: int = 10) -> str:
+    """An SVG of nested <use>: each level draws the one below ``fan`` times (10^11 rects)."""
+    parts = [
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+        ' width="100" height="100"><defs><rect id="l0" width="1" height="1"/>'
+    ]
+    for level in range(1, levels):
+        uses = f'<use xlink:href="#l{level - 1}"/>' * fan
+        parts.append(f'<g id="l{level}">{uses}</g>')
+    parts.append(f'</defs><use xlink:href="#l{levels - 1}"/></svg>')
+    return "".join(parts)

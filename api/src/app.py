@@ -18,7 +18,11 @@ from . import errors
 from .gate import ApiKeyGateMiddleware
 from .metrics import RequestMetricsMiddleware
 from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
+from .reference import ReferencePolicyMiddleware
 from .routes import console, convert, events, health, jobs, ocr, parse, templates, webhooks
+from .routes.capabilities import capability_cache
+from .routes.capabilities import router as capabilities_router
+from .routes.events import OpenStreams
 from .uploads import BodyLimitMiddleware
 from .views import RenderedDetails
 
@@ -42,6 +46,9 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
         summary="Asynchronous document processing: convert, OCR, extract.",
         version="0.1.0",
         lifespan=lifespan,
+        # The badge would load an image from validator.swagger.io; nothing comes from
+        # another host.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.backend = backend
@@ -52,17 +59,28 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     )
     app.state.verified_keys = VerifiedKeyCache(settings.key_cache_seconds)
     app.state.rendered_details = RenderedDetails()
+    app.state.capabilities = capability_cache(settings)
+    app.state.event_streams = OpenStreams(settings.server.max_event_streams_per_tenant)
     errors.install(app)
     app.add_middleware(
         BodyLimitMiddleware,
         upload_bytes=settings.limits.max_upload_bytes,
         json_bytes=settings.limits.max_json_bytes,
     )
-    # Outside the body limit: an anonymous request is refused before any of its body is read.
-    app.add_middleware(ApiKeyGateMiddleware, backend=backend, verified=app.state.verified_keys)
+    # Outside the body limit: an anonymous or rate-limited request is refused before any of
+    # its body is read.
+    app.add_middleware(
+        ApiKeyGateMiddleware,
+        backend=backend,
+        verified=app.state.verified_keys,
+        limiter=app.state.rate_limiter,
+        rate_limits=settings.rate_limits,
+    )
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(ReferencePolicyMiddleware)
     for module in (convert, ocr, jobs, events, parse, templates, webhooks, health):
         app.include_router(module.router)
+    app.include_router(capabilities_router)
     console.install(app)
     return app

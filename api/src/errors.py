@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -58,12 +59,29 @@ def error_response(
     return JSONResponse(error_body(code, message, **extra), status_code, headers=headers)
 
 
+_FORMATS_IN_WORDS = {"pages": "page numbers and ranges separated by commas, such as 1-3,5"}
+"""What a field whose pattern did not match expects, instead of the raw pattern."""
+
+
 def _validation_message(exc: RequestValidationError) -> str:
+    return problems_in_words(exc.errors())
+
+
+def problems_in_words(errors: Sequence[Any]) -> str:
+    """Each refused field and why, in words: never a raw pattern."""
     parts = []
-    for error in exc.errors():
+    for error in errors:
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query"))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+        message = error.get("msg", "invalid")
+        if error.get("type") == "string_pattern_mismatch":
+            field = str(error.get("loc", ("",))[-1])
+            message = f"expected {_FORMATS_IN_WORDS.get(field, 'another format')}"
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts) or "invalid request"
+
+
+def _is_missing_file(error: Any) -> bool:
+    return bool(error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body", "file"))
 
 
 def _allowed_methods(request: Request) -> str:
@@ -99,7 +117,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_parameters", _validation_message(exc))
+        if any(_is_missing_file(error) for error in exc.errors()):
+            # The same mistake as on the routes that read the form themselves: the same answer.
+            return error_response(400, "missing_file", "Send the document as a 'file' part.")
+        # A ceiling that validation enforces is answered with its own code.
+        types = {error.get("type") for error in exc.errors()}
+        code = "pattern_too_complex" if "pattern_too_complex" in types else "invalid_parameters"
+        return error_response(422, code, _validation_message(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,6 +1,9 @@
 """Per-tenant rate limits by plan (moving window), with the usual headers on every answer.
 
-Counts live in the process (``memory://``) or in Redis, shared by every API replica.
+Counts live in the process (``memory://``) or in Redis, shared by every API replica. A
+request with a body is counted by the key gate when its route first asks for the body,
+before any of it is read, so a tenant over its rate is refused without sending its upload;
+other requests are counted by their route's dependency.
 """
 
 from __future__ import annotations
@@ -9,14 +12,18 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from enum import Enum
+from typing import Any
 
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docjobs.auth.keys import Principal
 
 from .deps import PrincipalDep, SettingsDep
 from .errors import ApiError
@@ -26,6 +33,15 @@ log = logging.getLogger(__name__)
 
 MANAGEMENT = "management"
 """The counts of template and webhook-endpoint requests, apart from those of processing."""
+COUNTED_SCOPE_KEY = "docjobs.rate_counted"
+"""Set in a request's scope once it has been counted, so that it is counted once."""
+
+
+class Rate(Enum):
+    """Which rate a route's requests count against."""
+
+    PLAN = "plan"
+    MANAGEMENT = "management"
 
 
 class RateLimiter:
@@ -84,28 +100,51 @@ class RateLimiter:
 
 async def rate_limited(request: Request, principal: PrincipalDep, settings: SettingsDep) -> None:
     """Processing routes: the tenant's plan's rate."""
-    if settings.rate_limits.enabled:
-        limiter: RateLimiter = request.app.state.rate_limiter
-        await _count(request, limiter, limiter.hit, principal.plan, principal.tenant)
+    if settings.rate_limits.enabled and not request.scope.get(COUNTED_SCOPE_KEY):
+        await count(request.scope, request.app.state.rate_limiter, Rate.PLAN, principal)
 
 
 async def management_rate_limited(
     request: Request, principal: PrincipalDep, settings: SettingsDep
 ) -> None:
     """Template and webhook-endpoint routes: ``rate_limits.management`` per tenant."""
-    if settings.rate_limits.enabled:
-        limiter: RateLimiter = request.app.state.rate_limiter
-        await _count(request, limiter, limiter.hit_management, principal.tenant)
+    if settings.rate_limits.enabled and not request.scope.get(COUNTED_SCOPE_KEY):
+        await count(request.scope, request.app.state.rate_limiter, Rate.MANAGEMENT, principal)
 
 
-async def _count(
-    request: Request, limiter: RateLimiter, hit: Callable[..., dict[str, str]], *args: str
-) -> None:
-    if limiter.local:
-        headers = hit(*args)
-    else:  # a network round trip: off the event loop
-        headers = await asyncio.to_thread(hit, *args)
-    request.state.rate_limit_headers = headers
+_RATE_OF_DEPENDENCY: dict[Any, Rate] = {
+    rate_limited: Rate.PLAN,
+    management_rate_limited: Rate.MANAGEMENT,
+}
+
+
+async def count(scope: Scope, limiter: RateLimiter, rate: Rate, principal: Principal) -> None:
+    """Counts the request of ``scope`` against ``rate``; raises 429 (or 503) when it is over."""
+
+    def hit() -> dict[str, str]:
+        if rate is Rate.PLAN:
+            return limiter.hit(principal.plan, principal.tenant)
+        return limiter.hit_management(principal.tenant)
+
+    # Redis is a network round trip: off the event loop.
+    headers = hit() if limiter.local else await asyncio.to_thread(hit)
+    scope[COUNTED_SCOPE_KEY] = True
+    scope.setdefault("state", {})["rate_limit_headers"] = headers
+
+
+def rate_of_route(route: object) -> Rate | None:
+    """The rate the requests of ``route`` (a request scope's ``route``) count against; None
+    for a route without a rate or one the scope does not name."""
+    dependant = getattr(route, "dependant", None)
+    return _rate_in(dependant) if isinstance(dependant, Dependant) else None
+
+
+def _rate_in(dependant: Dependant) -> Rate | None:
+    for sub in dependant.dependencies:
+        rate = _RATE_OF_DEPENDENCY.get(sub.call) or _rate_in(sub)
+        if rate is not None:
+            return rate
+    return None
 
 
 class RateLimitHeadersMiddleware:

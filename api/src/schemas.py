@@ -112,10 +112,26 @@ class JobDetail(JobSummary):
     )
 
 
+class JobListEntry(JobSummary):
+    file_name: str
+    page_count: int | None
+    progress: JobProgress | None = Field(
+        default=None, description="Pages read so far, as in the job's own view."
+    )
+    error: JobFailure | None = Field(default=None, description="Why it failed, once it did.")
+
+
 class JobList(BaseModel):
-    jobs: list[JobSummary]
-    total: int = Field(description="All of the tenant's jobs in that status.")
+    jobs: list[JobListEntry]
+    total: int = Field(
+        description="All of the tenant's jobs that pass the filters, on this page or any other."
+    )
     limit: int
+    next_cursor: str | None = Field(
+        default=None,
+        description="Send it as `cursor` (with the same filters) for the next, older page; "
+        "absent on the last page.",
+    )
 
 
 class OcrBox(BaseModel):
@@ -336,4 +352,10 @@ class Readiness(BaseModel):
     dependencies: dict[str, str] = Field(
         description="Each service the API relies on: `ok`, or why it is down.",
         examples=[{"kubernetes": "ok", "objectStore": "no answer for 2 s"}],
+    )
+    tiers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each OCR tier and the LLM engine: `available`, or why not (information: "
+        "the service is ready without them; `GET /api/v1/capabilities` says how to enable one).",
+        examples=[{"simple": "available", "advanced": "unavailable: no docTR weights ..."}],
     )

@@ -20,17 +20,18 @@ from docjobs.config import Settings
 from docjobs.documents import (
     DocumentError,
     Inspection,
+    InspectionCeilings,
     check_language,
     inspect_for_conversion,
     inspect_for_ocr,
     validate_pages,
 )
-from docjobs.domain.idempotency import fingerprint
+from docjobs.domain.idempotency import fingerprint, same_request
 from docjobs.domain.models import ConvertToPdf, Extract, Job, OcrParams, Operation
 from docjobs.webhooks.delivery import check_url
 
 from .deps import BackendDep, SettingsDep
-from .errors import ApiError
+from .errors import ApiError, problems_in_words
 from .uploads import SavedUpload, Upload, save_upload
 
 IdempotencyKey = Annotated[
@@ -105,6 +106,14 @@ class SubmissionService:
             job, created = await self.backend.submit(submission)
         finally:
             saved.discard()
+        reused = request.idempotency_key and not created
+        if reused and not same_request(job, request.operation, saved.sha256):
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                f"This Idempotency-Key was first sent with another document or other"
+                f" parameters, for job {job.spec.job_id}; send a new key for a new request.",
+            )
         return Submitted(job, created, interactive)
 
     def _inspect(self, operation: Operation, saved: SavedUpload) -> tuple[Inspection, bool]:
@@ -113,7 +122,9 @@ class SubmissionService:
         if isinstance(operation, ConvertToPdf):
             found = inspect_for_conversion(saved.path, operation.source_format)
             return found, saved.size <= limits.sync_convert_bytes
-        found = inspect_for_ocr(saved.path, saved.declared_type, saved.file_name)
+        found = inspect_for_ocr(
+            saved.path, saved.declared_type, saved.file_name, self.inspection_ceilings()
+        )
         if isinstance(operation, Extract):
             return found, True
         assert isinstance(operation, OcrParams)
@@ -124,6 +135,15 @@ class SubmissionService:
             "ocr.vision": limits.sync_vision_pages,
         }[operation.kind]
         return found, len(selected) <= sync_pages
+
+    def inspection_ceilings(self) -> InspectionCeilings:
+        ceilings = self.settings.ceilings
+        return InspectionCeilings(
+            max_pages=ceilings.max_pages,
+            max_image_pixels=ceilings.max_image_pixels,
+            seconds=ceilings.inspect_seconds,
+            memory_mb=ceilings.inspect_memory_mb,
+        )
 
 
 async def submission_service(
@@ -155,7 +175,4 @@ async def tesseract_language(hint: str) -> str:
 
 def invalid_parameters(exc: ValidationError) -> ApiError:
     """422 naming each form field an operation refused, and why."""
-    problems = [
-        f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
-    ]
-    return ApiError(422, "invalid_parameters", "; ".join(problems))
+    return ApiError(422, "invalid_parameters", problems_in_words(exc.errors()))

@@ -54,7 +54,7 @@ async def sync_answer(backend: Backend, job: Job) -> Response:
     error = status.error
     if error is not None and error.permanent:
         code = 422 if error.reason in _PARAMETER_REASONS else 400
-        raise ApiError(code, snake(error.reason), error.message, headers=headers)
+        raise ApiError(code, error.code, error.message, headers=headers)
     message = error.message if error else "processing failed"
     raise ApiError(503, "processing_failed", f"Processing failed: {message}", headers=headers)
 
@@ -70,10 +70,6 @@ async def result_response(backend: Backend, job: Job, headers: dict[str, str]) -
         headers["Content-Disposition"] = f'attachment; filename="{_ascii(stem)}.{extension}"'
     # A sync iterator: Starlette reads it in a worker thread, off the event loop.
     return StreamingResponse(chunks, media_type=result.content_type, headers=headers)
-
-
-def snake(reason: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", reason).lower()
 
 
 def _ascii(name: str) -> str:

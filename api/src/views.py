@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from docjobs.domain.clock import iso
-from docjobs.domain.events import job_view
+from docjobs.domain.events import job_view, pages_read
 from docjobs.domain.models import Job, Phase
 from docjobs.templates.store import Template
 from docjobs.webhooks.records import DeliveryRecord, WebhookEndpoint
@@ -17,6 +17,7 @@ from .schemas import (
     JobAccepted,
     JobDetail,
     JobFailure,
+    JobListEntry,
     JobProgress,
     JobSummary,
     ParseJob,
@@ -79,6 +80,29 @@ def job_summary(job: Job) -> JobSummary:
     )
 
 
+def page_count(job: Job) -> int | None:
+    return pages_read(job)
+
+
+def job_failure(job: Job) -> JobFailure | None:
+    error = job.status.error
+    return None if error is None else JobFailure(code=error.code, message=error.message)
+
+
+def job_list_entry(job: Job) -> JobListEntry:
+    """Unset optional keys stay off the wire: the list is answered with ``exclude_unset``."""
+    entry = JobListEntry(
+        **job_summary(job).model_dump(),
+        file_name=job.spec.input.file_name,
+        page_count=page_count(job),
+    )
+    if (failure := job_failure(job)) is not None:
+        entry.error = failure
+    if job.status.progress is not None:
+        entry.progress = JobProgress(**job.status.progress.model_dump())
+    return entry
+
+
 def job_detail(job: Job, base_url: str) -> JobDetail:
     """Unset optional keys stay off the wire: routes answer it with ``exclude_unset``."""
     spec, status = job.spec, job.status
@@ -86,15 +110,15 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
         **job_summary(job).model_dump(),
         started_at=iso(status.started_at),
         attempts=status.attempts,
-        page_count=status.page_count if status.page_count is not None else spec.input.page_count,
+        page_count=page_count(job),
         file_name=spec.input.file_name,
         message=status.message,
         result_url=result_url(base_url, spec.job_id),
     )
     if status.phase is Phase.RETRYING:
         detail.next_attempt_at = iso(status.next_attempt_at)
-    if status.error is not None:
-        detail.error = JobFailure(code=status.error.reason, message=status.error.message)
+    if (failure := job_failure(job)) is not None:
+        detail.error = failure
     if status.progress is not None:
         detail.progress = JobProgress(**status.progress.model_dump())
     return detail

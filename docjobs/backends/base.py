@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import itertools
 import json
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,6 +78,72 @@ def job_spec(
     )
 
 
+ListPosition = tuple[float, str]
+"""Where a job stands in a tenant's listing: its creation time (a POSIX timestamp) and id.
+Listings run newest first, ties broken by the id, descending."""
+
+
+def listing_position(job: Job) -> ListPosition:
+    return job.spec.created_at.timestamp(), job.spec.job_id
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """One page of a tenant's jobs: those that pass every filter given, after ``after``."""
+
+    tenant: str
+    limit: int
+    phases: frozenset[Phase] | None = None
+    operation: str | None = None
+    """An operation's kind (``convert``, ``ocr.simple``...)."""
+    created_after: datetime | None = None
+    """Exclusive, as is ``created_before``."""
+    created_before: datetime | None = None
+    file_name: str | None = None
+    """A prefix of the uploaded file's name (the whole name matches too), case-sensitive."""
+    after: ListPosition | None = None
+    """The last job of the previous page: this page starts with the next older one."""
+
+    def matches(self, job: Job) -> bool:
+        """Whether ``job`` passes the filters (not the tenant, nor the position)."""
+        spec = job.spec
+        created = spec.created_at
+        return (
+            (self.phases is None or job.status.phase in self.phases)
+            and (self.operation is None or spec.operation.kind == self.operation)
+            and (self.created_after is None or created > self.created_after)
+            and (self.created_before is None or created < self.created_before)
+            and (self.file_name is None or spec.input.file_name.startswith(self.file_name))
+        )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    total: int
+    """Every job of the tenant that passes the query's filters, on any page."""
+    more: bool
+    """Older jobs that pass the filters follow the page's last one."""
+
+
+def encode_cursor(position: ListPosition) -> str:
+    """An opaque token for the page after ``position``."""
+    raw = json.dumps([position[0], position[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> ListPosition:
+    """The position ``encode_cursor`` made the token of; ``ValueError`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, job_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ValueError("not a cursor this API gave") from exc
+    if not isinstance(created, int | float) or not isinstance(job_id, str):
+        raise ValueError("not a cursor this API gave")
+    return float(created), job_id
+
+
 def store_input(objects: ObjectStore, key: str, submission: Submission) -> int:
     """Copies the submission's file to ``key``, and stores the template version an extract
     job runs with if it is new (blocking); the file's size."""
@@ -131,11 +199,19 @@ class Backend(Protocol):
         """The tenant's job, an expired one included (``job.expired``), or None."""
         ...
 
-    async def list_jobs(
-        self, tenant: str, phases: Iterable[Phase] | None, limit: int
-    ) -> tuple[list[Job], int]: ...
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """A page of the tenant's jobs, newest first, read through an index of the tenant's
+        jobs by creation time (never a scan of every tenant's)."""
+        ...
 
     async def cancel(self, tenant: str, job_id: str) -> Job | None: ...
+
+    async def erase(self, job: Job) -> None:
+        """Deletes a finished job for good: its input, result and attempt records in the
+        object store, then the job itself; it then reads as unknown. Raises
+        ``DependencyUnavailable`` with nothing deleted from the job store when the object
+        store cannot be reached, so that the erasure can be asked for again."""
+        ...
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         """The job once terminal, or as it stands when ``timeout`` seconds have passed."""

@@ -3,10 +3,18 @@
 An outage is neither the caller's fault nor a bug: the API answers it with 503 and
 ``Retry-After``, and ``/readyz`` names the dependency. A ``DependencyMonitor`` checks each
 dependency in a thread of its own, because a stopped process (or a dropped network path)
-accepts connections and never answers: a client would wait out its timeout, with retries,
-on every request. Every blocking call the API makes goes through ``DependencyMonitor.call``,
-which runs it in a worker thread, so the event loop keeps serving, and gives up on it (the
-thread finishes on its own) as soon as the dependency it needs is known to be down.
+accepts connections and never answers: a client would wait out its timeout on every
+request. Every blocking call the API makes goes through ``DependencyMonitor.call``, which
+runs it in a worker thread, so the event loop keeps serving.
+
+What a hung dependency may cost is bounded three ways. A call for a dependency known to be
+down is refused before it takes a thread. Each dependency has a pool of threads of its own,
+so calls stuck on the object store never hold up key checks or API-server writes; a call
+still queued when its pool has been stuck (every thread busy, none finishing) for
+``STUCK_PATIENCE`` seconds is refused too. And the clients' connect and read timeouts (S3
+and Kubernetes settings) end each stuck call in the end. ``stalls`` tells ``/healthz`` when
+the process can no longer serve: a pool stuck, or the event loop lagging, for longer than
+the server's ``stall_seconds``.
 """
 
 from __future__ import annotations
@@ -18,8 +26,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 import urllib3.exceptions
 from minio.error import InvalidResponseError, S3Error, ServerError
@@ -52,7 +61,18 @@ RETRY_AFTER_SECONDS = 5
 _WATCH_STEP = 0.1
 """Seconds between two looks at the monitor while a call waits on its dependency."""
 OFFLOAD_THREADS = 40
-"""Threads for blocking calls (anyio's default number); further calls wait for one."""
+"""Threads per dependency for blocking calls (anyio's default number); further calls wait
+for one."""
+STUCK_PATIENCE = 10.0
+"""Seconds a dependency's threads may all be busy with none finishing before a call waiting
+for one is refused: the dependency does not answer these calls, whatever its check says."""
+STALL_SECONDS = 120.0
+"""Seconds a pool may stay stuck, or the event loop lag, before ``stalls`` reports it: more
+than the clients' timeouts let one call take (``ServerSettings.stall_seconds``)."""
+LOOP_LAG_TOLERANCE = 1.0
+"""Seconds the event loop may take to run a callback before it counts as lagging."""
+_LOOP_PROBE_INTERVAL = 0.5
+"""Seconds between two probes of the event loop."""
 
 _S3_OUTAGE_CODES = {"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout"}
 
@@ -96,11 +116,102 @@ def outage_detail(exc: BaseException) -> str | None:
     return None
 
 
+@dataclass
+class _Call:
+    """One call handed to a pool: whether a thread has taken it yet."""
+
+    future: Future[Any] | None = None
+    started: bool = False
+
+    def abandon(self) -> None:
+        """Not to be run if no thread took it yet (at once: not at the loop's next turn, as
+        cancelling the loop's future would); a call in progress ends on its own."""
+        if self.future is not None:
+            self.future.cancel()
+
+
+class DependencyPool:
+    """The threads that make one dependency's blocking calls, and whether they are stuck."""
+
+    def __init__(self, name: str, threads: int) -> None:
+        self.threads = threads
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"docjobs-{name}")
+        self._lock = threading.Lock()
+        self._running = 0
+        self._full_since: float | None = None
+        """When every thread became busy with none finishing since; None while one is free."""
+
+    def submit(self, work: Callable[[], R]) -> tuple[asyncio.Future[R], _Call]:
+        """``work`` queued for a thread of this pool, as a future of the running loop."""
+        call = _Call()
+
+        def run() -> R:
+            with self._lock:
+                call.started = True
+                self._running += 1
+                if self._running >= self.threads and self._full_since is None:
+                    self._full_since = time.monotonic()
+            try:
+                return work()
+            finally:
+                with self._lock:
+                    self._running -= 1
+                    self._full_since = None  # a thread came free: not stuck
+
+        future = self._executor.submit(run)
+        call.future = future
+        return asyncio.wrap_future(future), call
+
+    def stuck_for(self) -> float:
+        """Seconds every thread has been busy without one call finishing; 0 while not."""
+        with self._lock:
+            since = self._full_since
+        return 0.0 if since is None else time.monotonic() - since
+
+
+class LoopWatch:
+    """How long the event loop has been lagging: probed from a thread of its own, which asks
+    the loop to run a callback every ``_LOOP_PROBE_INTERVAL`` seconds."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stopping: threading.Event) -> None:
+        self._loop = loop
+        self._stopping = stopping
+        self._lagging_since: float | None = None
+
+    def start(self) -> None:
+        threading.Thread(target=self._probe, name="loop-watch", daemon=True).start()
+
+    def lagging_for(self) -> float:
+        """Seconds since the loop last ran a callback within ``LOOP_LAG_TOLERANCE``; 0 while
+        it does."""
+        since = self._lagging_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _probe(self) -> None:
+        while not self._stopping.wait(_LOOP_PROBE_INTERVAL):
+            answered = threading.Event()
+            asked = time.monotonic()
+            try:
+                self._loop.call_soon_threadsafe(answered.set)
+            except RuntimeError:  # the loop is closed: nothing left to watch
+                return
+            if answered.wait(LOOP_LAG_TOLERANCE):
+                self._lagging_since = None
+                continue
+            if self._lagging_since is None:
+                self._lagging_since = asked
+            # Only an answer in time ends the lag: a loop that keeps answering late lags on.
+            while not answered.wait(_LOOP_PROBE_INTERVAL):
+                if self._stopping.is_set() or self._loop.is_closed():
+                    return
+
+
 class DependencyMonitor:
     """Whether each dependency answers, from a check run every ``interval`` seconds.
 
     A dependency is down while its last check failed with an outage error, or while the
-    check in progress has waited ``patience`` seconds or more.
+    check in progress has waited ``patience`` seconds or more. Calls for one dependency run
+    on its own pool of ``threads`` threads.
     """
 
     def __init__(
@@ -108,26 +219,62 @@ class DependencyMonitor:
         checks: Mapping[str, Callable[[], object]],
         interval: float = CHECK_INTERVAL,
         patience: float = PATIENCE,
+        threads: int = OFFLOAD_THREADS,
+        stall_seconds: float = STALL_SECONDS,
+        stuck_patience: float = STUCK_PATIENCE,
     ) -> None:
         self._checks = dict(checks)
         self._interval = interval
         self._patience = patience
+        self._threads = threads
+        self._stall_seconds = stall_seconds
+        self._stuck_patience = stuck_patience
         self._lock = threading.Lock()
         self._failures: dict[str, str] = {}
         self._asking_since: dict[str, float] = {}
         self._stopping = threading.Event()
-        self._threads = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="docjobs-call")
+        self._pools = {name: DependencyPool(name, threads) for name in self._checks}
+        self._loop_watch: LoopWatch | None = None
 
     def start(self) -> None:
+        """Starts the checks and, when called on an event loop, the watch of that loop."""
         for name in self._checks:
             thread = threading.Thread(
                 target=self._watch, args=(name,), name=f"check-{name}", daemon=True
             )
             thread.start()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._loop_watch = LoopWatch(loop, self._stopping)
+        self._loop_watch.start()
 
     def stop(self) -> None:
         """Ends the checks; a check stuck on a silent dependency ends with its timeout."""
         self._stopping.set()
+
+    def _pool(self, dependency: str) -> DependencyPool:
+        with self._lock:
+            pool = self._pools.get(dependency)
+            if pool is None:
+                pool = self._pools[dependency] = DependencyPool(dependency, self._threads)
+            return pool
+
+    def stalls(self) -> dict[str, str]:
+        """What keeps this process from serving, for longer than ``stall_seconds``: each
+        dependency whose threads are all stuck, and ``eventLoop`` when it lags; empty while
+        it serves."""
+        found: dict[str, str] = {}
+        with self._lock:
+            pools = dict(self._pools)
+        for name, pool in pools.items():
+            if (stuck := pool.stuck_for()) >= self._stall_seconds:
+                found[name] = f"all {pool.threads} threads busy, none done for {stuck:.0f} s"
+        watch = self._loop_watch
+        if watch is not None and (lag := watch.lagging_for()) >= self._stall_seconds:
+            found["eventLoop"] = f"lagging for {lag:.0f} s"
+        return found
 
     def problem(self, dependency: str) -> str | None:
         """Why ``dependency`` is down, or None while it answers."""
@@ -151,21 +298,40 @@ class DependencyMonitor:
     async def call(
         self, dependency: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
     ) -> R:
-        """``fn(*args, **kwargs)`` in a worker thread, as a call that may need
-        ``dependency``: its outage errors become DependencyUnavailable, and so does the
-        dependency going down while the call waits (a call that needs nothing from it,
-        such as a cache hit, returns before anyone looks)."""
+        """``fn(*args, **kwargs)`` in a thread of ``dependency``'s pool, as a call that needs
+        ``dependency``: refused at once while it is known to be down, before it takes a
+        thread it would only hold; its outage errors become DependencyUnavailable, and so
+        does the dependency going down while the call waits, or its pool staying stuck while
+        the call waits for a thread."""
+        self.require(dependency)
+        return await self._run(dependency, functools.partial(fn, *args, **kwargs))
+
+    async def consult(
+        self, dependency: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """As ``call``, for a call mostly answered from memory (a cache) that needs
+        ``dependency`` only on a miss: it runs while ``dependency`` is down, and a hit
+        returns before anyone looks; a miss is given up on as ``call`` gives up."""
+        return await self._run(dependency, functools.partial(fn, *args, **kwargs))
+
+    async def _run(self, dependency: str, work: Callable[[], R]) -> R:
+        pool = self._pool(dependency)
         # A future of a pool of its own rather than anyio's to_thread in a task: far cheaper
         # under load, and every poll of a job is such a call (bench/reads.py).
-        work = functools.partial(fn, *args, **kwargs)
-        future = asyncio.get_running_loop().run_in_executor(self._threads, work)
+        future, queued = pool.submit(work)
         try:
             while not future.done():
                 await asyncio.wait({future}, timeout=_WATCH_STEP)
-                if not future.done() and (why := self.problem(dependency)) is not None:
+                if future.done():
+                    break
+                if (why := self.problem(dependency)) is not None:
+                    raise DependencyUnavailable(dependency, why)
+                if not queued.started and (stuck := pool.stuck_for()) >= self._stuck_patience:
+                    why = f"all {pool.threads} calls in progress, none done for {stuck:.0f} s"
                     raise DependencyUnavailable(dependency, why)
         finally:
-            future.cancel()  # a no-op once done; unstarted, it never runs; else it ends alone
+            queued.abandon()  # a no-op once done; unstarted, it never runs; else it ends alone
+            future.cancel()
         try:
             return future.result()
         except Exception as exc:

@@ -18,7 +18,7 @@ from typing import Any, Generic, Literal, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from .errors import error_of
+from .errors import JobFinished, error_of
 from .models import (
     CreatedWebhookEndpoint,
     JobAccepted,
@@ -42,6 +42,37 @@ JobStatus = Literal["pending", "processing", "complete", "failed", "cancelled"]
 RETRIED_STATUSES = frozenset({429, 503})
 MAX_RETRY_WAIT = 60.0
 """Seconds; the longest ``Retry-After`` the client waits out instead of raising."""
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """What a job list may be narrowed to, besides its status; all given must hold."""
+
+    cursor: str | None = None
+    """A previous page's ``next_cursor``."""
+    operation: str | None = None
+    """``convert``, ``ocr.simple``, ``ocr.advanced``, ``ocr.vision`` or ``extract``."""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    file_name: str | None = None
+    """The start of the uploaded file's name (or all of it)."""
+
+    def params(self) -> dict[str, str | None]:
+        return {
+            "cursor": self.cursor,
+            "operation": self.operation,
+            "created_after": None if self.created_after is None else self.created_after.isoformat(),
+            "created_before": (
+                None if self.created_before is None else self.created_before.isoformat()
+            ),
+            "file_name": self.file_name,
+        }
+
+
+def refuse_finished(job: JobDetail) -> None:
+    """``cancel``'s check: a finished job is left alone (``delete`` erases it)."""
+    if job.status in ("complete", "failed"):
+        raise JobFinished(409, "job_finished", f"Job {job.job_id!r} is already {job.status}.")
 
 
 @dataclass(frozen=True)
@@ -122,7 +153,10 @@ class Requests:
         self, document: Document, source_format: SourceFormat, file_name: str | None
     ) -> Call[JobAccepted]:
         path = f"/api/v1/convert/{source_format}-to-pdf"
-        upload = _upload(document, file_name or f"document.{_extension(source_format)}")
+        default_name = (
+            None if isinstance(document, Path) else f"document.{_extension(source_format)}"
+        )
+        upload = _upload(document, file_name or default_name)
         request = self.request("POST", path, params={"async": "true"}, files={"file": upload})
         return Call(request, _model(JobAccepted))
 
@@ -165,11 +199,12 @@ class Requests:
     def get_job(self, job_id: str) -> Call[JobDetail]:
         return Call(self.request("GET", f"/api/v1/jobs/{job_id}"), _model(JobDetail))
 
-    def list_jobs(self, status: JobStatus | None, limit: int) -> Call[JobList]:
-        params = _form(status=status, limit=str(limit))
+    def list_jobs(self, status: JobStatus | None, limit: int, filters: JobFilters) -> Call[JobList]:
+        params = _form(status=status, limit=str(limit), **filters.params())
         return Call(self.request("GET", "/api/v1/jobs", params=params), _model(JobList))
 
-    def cancel_job(self, job_id: str) -> Call[None]:
+    def delete_job(self, job_id: str) -> Call[None]:
+        """Cancels an unfinished job, erases a finished one."""
         return Call(self.request("DELETE", f"/api/v1/jobs/{job_id}"), _nothing)
 
     def job_result(self, job_id: str) -> Call[bytes]:

@@ -129,6 +129,30 @@ class InternalError(DocjobsError):
     code = "internal_error"
 
 
+class IdempotencyKeyReused(DocjobsError):
+    """The Idempotency-Key was first sent with another document or other parameters."""
+
+    code = "idempotency_key_reused"
+
+
+class TooManyPages(DocjobsError):
+    code = "too_many_pages"
+
+
+class DocumentTooComplex(DocjobsError):
+    code = "document_too_complex"
+
+
+class PatternTooComplex(DocjobsError):
+    code = "pattern_too_complex"
+
+
+class TierUnavailable(DocjobsError):
+    """The OCR tier or engine asked for is not set up on this server; the message says how."""
+
+    code = "tier_unavailable"
+
+
 _BY_CODE: dict[str, type[DocjobsError]] = {cls.code: cls for cls in DocjobsError.__subclasses__()}
 
 

@@ -66,10 +66,21 @@ class JobDetail(JobSummary):
         return self.status in TERMINAL_STATUSES
 
 
+class JobListEntry(JobSummary):
+    file_name: str = ""
+    page_count: int | None = None
+    progress: JobProgress | None = None
+    error: JobFailure | None = None
+
+
 class JobList(_Wire):
-    jobs: list[JobSummary]
+    jobs: list[JobListEntry]
     total: int
+    """Every job that passes the filters, on this page or another."""
     limit: int
+    next_cursor: str | None = None
+    """Give it as ``cursor`` (with the same filters) for the next, older page; None on the
+    last page."""
 
 
 class ParseJobAccepted(_CamelWire):

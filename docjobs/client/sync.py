@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -13,11 +14,13 @@ from .core import (
     Call,
     Document,
     EventReader,
+    JobFilters,
     JobStatus,
     OcrOutput,
     OcrTier,
     Requests,
     SourceFormat,
+    refuse_finished,
     retry_delay,
 )
 from .models import (
@@ -102,11 +105,32 @@ class Jobs:
     def get(self, job_id: str) -> JobDetail:
         return self.client.send(self.client.requests.get_job(job_id))
 
-    def list(self, status: JobStatus | None = None, limit: int = 20) -> JobList:
-        return self.client.send(self.client.requests.list_jobs(status, limit))
+    def list(
+        self,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        *,
+        cursor: str | None = None,
+        operation: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        file_name: str | None = None,
+    ) -> JobList:
+        """One page of the tenant's jobs, newest first; the next with ``cursor`` set to this
+        page's ``next_cursor`` (and the same filters)."""
+        filters = JobFilters(cursor, operation, created_after, created_before, file_name)
+        return self.client.send(self.client.requests.list_jobs(status, limit, filters))
 
     def cancel(self, job_id: str) -> None:
-        self.client.send(self.client.requests.cancel_job(job_id))
+        """Cancels a pending or processing job; raises ``JobFinished`` for a complete or
+        failed one, which it leaves as it is."""
+        refuse_finished(self.get(job_id))
+        self.client.send(self.client.requests.delete_job(job_id))
+
+    def delete(self, job_id: str) -> None:
+        """Cancels an unfinished job; erases a finished one for good (its input, result and
+        records), after which it is unknown (``JobNotFound``)."""
+        self.client.send(self.client.requests.delete_job(job_id))
 
     def result(self, job_id: str) -> bytes:
         return self.client.send(self.client.requests.job_result(job_id))

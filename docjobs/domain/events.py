@@ -22,6 +22,23 @@ EVENT_OF_PHASE = {
 }
 
 
+def pages_read(job: Job) -> int | None:
+    """The pages the job reads, the same in every view and at every phase: the count its
+    runner reported, else the pages its ``pages`` parameter selects of the upload's."""
+    if job.status.page_count is not None:
+        return job.status.page_count
+    total = job.spec.input.page_count
+    pages = getattr(job.spec.operation, "pages", None)
+    if total is None or not pages:
+        return total
+    selected: set[int] = set()
+    # Validated when the job was submitted (documents.validate_pages): well formed, in range.
+    for span in pages.replace(" ", "").split(","):
+        first, _, last = span.partition("-")
+        selected.update(range(int(first), min(int(last or first), total) + 1))
+    return len(selected)
+
+
 def job_view(job: Job, result: object = None) -> dict[str, Any]:
     spec, status = job.spec, job.status
     operation = spec.operation
@@ -33,7 +50,7 @@ def job_view(job: Job, result: object = None) -> dict[str, Any]:
         "templateId": getattr(operation, "template_id", None),
         "result": result,
         "error": status.error.message if status.error and status.phase.terminal else None,
-        "pageCount": status.page_count,
+        "pageCount": pages_read(job),
         "attempts": status.attempts,
         "createdAt": iso(spec.created_at),
         "startedAt": iso(status.started_at),

@@ -1,7 +1,8 @@
 """Which waiting jobs start next: tenants take turns, whoever has fewest running goes first.
 
 A pure function, so that one tenant's burst of jobs cannot starve another tenant's single
-job: that job starts on the next free worker, however many the burst queued before it.
+job: that job starts on the next free worker, however many the burst queued before it, and
+whether the burst's callers wait for their answers (sync requests) or not.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ def next_jobs(
     ``waiting`` is each tenant's queue in its own order; ``running`` counts the jobs each
     tenant has running; ``cap`` (0: none) is the most one tenant may run at once. A job in
     ``waited`` has a caller waiting for its answer: it goes first within its tenant's queue,
-    and that tenant before those with nobody waiting. ``turns`` numbers the tenants' last
-    starts (higher: later): between tenants running as many jobs, the one served longest
-    ago goes first, so tenants take turns however old their queues are.
+    never before another tenant's job (a tenant calling synchronously from many threads
+    would otherwise take every worker). ``turns`` numbers the tenants' last starts (higher:
+    later): between tenants running as many jobs, the one served longest ago goes first, so
+    tenants take turns however old their queues are.
     """
     queues: dict[str, list[Job]] = {}
     for job in waiting:
@@ -46,10 +48,9 @@ def next_jobs(
         if not open_tenants:
             break
 
-        def rank(tenant: str) -> tuple[bool, int, int, float]:
+        def rank(tenant: str) -> tuple[int, int, float]:
             head = ordered[tenant][0]
-            waits = head.spec.job_id not in waited
-            return (waits, busy[tenant], last.get(tenant, -1), head.spec.created_at.timestamp())
+            return (busy[tenant], last.get(tenant, -1), head.spec.created_at.timestamp())
 
         tenant = min(open_tenants, key=rank)
         chosen.append(ordered[tenant].popleft())

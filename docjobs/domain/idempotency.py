@@ -24,6 +24,14 @@ def reusable(job: Job) -> bool:
     return job.status.phase in REUSABLE_PHASES and not job.cancel_requested
 
 
+def same_request(job: Job, operation: BaseModel, sha256: str) -> bool:
+    """Whether ``job`` was submitted with this document and these parameters: an
+    ``Idempotency-Key`` sent again with anything else is a client's mistake, not a repeat."""
+    return job.spec.input.sha256 == sha256 and job.spec.operation.model_dump(
+        mode="json"
+    ) == operation.model_dump(mode="json")
+
+
 def fingerprint(
     tenant: str, operation: BaseModel, sha256: str, idempotency_key: str | None = None
 ) -> str:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from docjobs.domain.models import (
     EXIT_OK,
     EXIT_PERMANENT,
+    ConvertToPdf,
     JobError,
     JobSpec,
     JobStatus,
@@ -141,11 +142,17 @@ def decide(spec: JobSpec, status: JobStatus, observation: Observation) -> Decisi
                 return _fail(status, error.model_copy(update={"permanent": True}), now)
             return _retry_or_fail(spec, status, error.model_copy(update={"permanent": False}), now)
         case AttemptTimedOut(at=now):
+            deterministic = isinstance(spec.operation, ConvertToPdf)
             error = JobError(
                 reason="DeadlineExceeded",
                 message=f"attempt ran longer than {spec.timeout_seconds:g} s",
-                permanent=False,
+                permanent=deterministic,
             )
+            if deterministic:
+                # A conversion does the same work from the same bytes on every attempt: one
+                # that ran out of time will run out again. OCR and extraction are retried
+                # once, as they may have lost their time to a slow or contended engine.
+                return _fail(status, error, now)
             if status.error is not None and status.error.reason == error.reason:
                 # The attempt before timed out too: a document that ran out of time twice
                 # would hold a worker for the full deadline on every further attempt.

@@ -6,6 +6,7 @@ A job is a :class:`JobSpec` (what to do, decided once at submission) and a
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -206,8 +207,23 @@ class ResultRef(_Model):
 
 class JobError(_Model):
     reason: str
+    """CamelCase, as the runner reports it and ``kubectl get dj`` shows it."""
     message: str
     permanent: bool
+
+    @property
+    def code(self) -> str:
+        """The reason in the API's words: failed jobs, sync answers and webhooks alike."""
+        return error_code(self.reason)
+
+
+_WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def error_code(reason: str) -> str:
+    """``PageRangeOutOfBounds`` as ``page_range_out_of_bounds``, ``InvalidJSON`` as
+    ``invalid_json``; a code already in snake_case stays as it is."""
+    return _WORD_BOUNDARY.sub("_", reason).lower()
 
 
 class RunnerSummary(_Model):

@@ -5,12 +5,15 @@ as often as they like. The thread lists once, then watches from the list's resou
 with bookmarks, resumes each ended watch from the last version it saw, and lists again only
 when the server answers 410 Gone (the version is older than etcd's compaction window).
 Async code awaits one object's next change through ``subscribe``. An optional index (one key
-per object, e.g. a submission's fingerprint) finds the objects sharing a key without a scan.
+per object, e.g. a submission's fingerprint) finds the objects sharing a key without a scan;
+optional groups (one group and a sort key per object, e.g. a tenant and a creation time) keep
+each group's objects in order, so that a page of one group is read without a scan of all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterator
@@ -20,6 +23,8 @@ from typing import Generic, TypeVar
 from .client import JSON, KubeClient, KubeError, WatchStream
 
 T = TypeVar("T")
+SortKey = tuple[float, str]
+"""An object's place in its group: groups are kept in ascending order of it."""
 log = logging.getLogger("docjobs.kube")
 
 LIST_PAGE = 500
@@ -37,12 +42,13 @@ class WatchCache(Generic[T]):
         self,
         client: KubeClient,
         path: str,
-        parse: Callable[[JSON], T],
+        parse: Callable[[JSON], T | None],
         *,
         field_selector: str | None = None,
         watch_timeout_seconds: int = 300,
         name: str = "watch-cache",
         index: Callable[[T], Hashable] | None = None,
+        group: Callable[[T], tuple[Hashable, SortKey]] | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -57,6 +63,9 @@ class WatchCache(Generic[T]):
         self._index: dict[Hashable, set[str]] = {}
         """index key -> names of the cached objects with that key (only with ``index``, which
         must accept every parsed object: it runs on the watch thread)."""
+        self._group_of = group
+        self._groups: dict[Hashable, list[tuple[SortKey, str]]] = {}
+        """group -> (sort key, name) of its cached objects, ascending (only with ``group``)."""
         self._lock = threading.Lock()
         self._healthy = threading.Event()
         self._stopping = threading.Event()
@@ -106,6 +115,40 @@ class WatchCache(Generic[T]):
         with self._lock:
             names = self._index.get(key, ())
             return [self._items[name][1] for name in names]
+
+    def page(
+        self,
+        group: Hashable,
+        before: SortKey | None,
+        accept: Callable[[T], bool],
+        limit: int,
+    ) -> tuple[list[T], int, bool]:
+        """Up to ``limit`` of the group's objects that ``accept`` takes, from the last before
+        ``before`` (None: from the last) downwards; how many of the whole group it takes;
+        whether more it takes follow the page."""
+        with self._lock:
+            entries = self._groups.get(group, [])
+            end = len(entries) if before is None else bisect.bisect_left(entries, (before, ""))
+            taken: list[T] = []
+            total = 0
+            more = False
+            for position in range(len(entries) - 1, -1, -1):
+                value = self._items[entries[position][1]][1]
+                if not accept(value):
+                    continue
+                total += 1
+                if position < end:
+                    if len(taken) < limit:
+                        taken.append(value)
+                    else:
+                        more = True
+            return taken, total, more
+
+    def forget(self, name: str) -> None:
+        """Drop an object its writer just deleted, before the watch says so."""
+        with self._lock:
+            self._put(name, None)
+        self._notify({name})
 
     def observe(self, resource: JSON) -> T | None:
         """Take in an object a write just returned, so the writer reads its own write before
@@ -186,8 +229,15 @@ class WatchCache(Generic[T]):
         if self._key is not None:
             for name, (_, value) in parsed.items():
                 index.setdefault(self._key(value), set()).add(name)
+        groups: dict[Hashable, list[tuple[SortKey, str]]] = {}
+        if self._group_of is not None:
+            for name, (_, value) in parsed.items():
+                group, sort_key = self._group_of(value)
+                groups.setdefault(group, []).append((sort_key, name))
+            for entries in groups.values():
+                entries.sort()
         with self._lock:
-            self._items, self._index = parsed, index
+            self._items, self._index, self._groups = parsed, index, groups
         self._healthy.set()
         self._notify(None)
         version: str = page["metadata"]["resourceVersion"]
@@ -244,7 +294,8 @@ class WatchCache(Generic[T]):
         self._notify({name})
 
     def _put(self, name: str, entry: tuple[str, T] | None) -> None:
-        """Replace (None: drop) one object, its index entry with it; call holding the lock."""
+        """Replace (None: drop) one object, its index and group entries with it; call holding
+        the lock."""
         old = self._items.pop(name, None)
         if self._key is not None and old is not None:
             key = self._key(old[1])
@@ -252,11 +303,22 @@ class WatchCache(Generic[T]):
             names.discard(name)
             if not names:
                 self._index.pop(key, None)
+        if self._group_of is not None and old is not None:
+            group, sort_key = self._group_of(old[1])
+            entries = self._groups.get(group, [])
+            at = bisect.bisect_left(entries, (sort_key, name))
+            if at < len(entries) and entries[at] == (sort_key, name):
+                del entries[at]
+            if not entries:
+                self._groups.pop(group, None)
         if entry is None:
             return
         self._items[name] = entry
         if self._key is not None:
             self._index.setdefault(self._key(entry[1]), set()).add(name)
+        if self._group_of is not None:
+            group, sort_key = self._group_of(entry[1])
+            bisect.insort(self._groups.setdefault(group, []), (sort_key, name))
 
     def _parse(self, resource: JSON) -> T | None:
         try:

@@ -22,8 +22,10 @@ what the caller does with the answer:
   there (the operator's steps are written for exactly that).
 - No retries on 429/5xx answers: the caller gets the ``KubeError`` and its own backoff
   decides (kopf's handlers, the operator's tick, the watch cache's loop).
-- Connect timeout 5 s; the read timeout (``request_timeout``) bounds each wait for data,
-  and a watch's read timeout is its server-side timeout plus 30 s.
+- Every request, watches included, has a connect timeout (``connect_timeout``, 5 s by
+  default) and a read timeout bounding each wait for data: ``request_timeout``, and for a
+  watch its server-side timeout plus 30 s. So a hung API server holds a thread for a read
+  timeout (two for a GET, whose lost answer is asked for again) at most.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ DataKind = Literal["secrets", "configmaps"]
 Propagation = Literal["Background", "Foreground", "Orphan"]
 
 CONNECT_TIMEOUT = 5.0
-"""Seconds to open a connection; a reachable API server accepts in milliseconds."""
+"""Seconds to open a connection by default; a reachable API server accepts in
+milliseconds."""
 WATCH_GRACE = 30.0
 """Seconds a watch may stay silent beyond its server-side timeout before we give up on it."""
 
@@ -179,11 +182,13 @@ class KubeClient:
         request_timeout: float = 30.0,
         pool_size: int = 10,
         on_response: ResponseHook | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         self.configuration = configuration
         # Read once: the kubeconfig loader's token hook copies its host back on every request.
         self.host = str(configuration.host).rstrip("/")
         self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
         self.on_response = on_response
         configuration.connection_pool_maxsize = pool_size
         # The package's pool: TLS files, verification, proxy and socket options as the
@@ -197,8 +202,11 @@ class KubeClient:
         kubeconfig: str | None = None,
         pool_size: int = 10,
         on_response: ResponseHook | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> KubeClient:
-        return cls(load_configuration(kubeconfig), request_timeout, pool_size, on_response)
+        return cls(
+            load_configuration(kubeconfig), request_timeout, pool_size, on_response, connect_timeout
+        )
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": APPLICATION_JSON}
@@ -234,7 +242,7 @@ class KubeClient:
                 url,
                 body=data,
                 headers=headers,
-                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout),
+                timeout=urllib3.Timeout(connect=self.connect_timeout, read=read_timeout),
                 retries=RETRIES,
                 preload_content=not stream,
             )

@@ -19,13 +19,12 @@ from typing import IO, Literal, Protocol
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from docjobs.config import S3Settings
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import JobSpec
 from docjobs.storage.base import ObjectNotFound, ObjectStore
 
 Method = Literal["GET", "PUT"]
-REQUEST_TIMEOUT_SECONDS = 60.0
-"""Seconds without progress (connecting, or between bytes) before a request gives up."""
 _S3_CODE = re.compile(r"<Code>([^<]+)</Code>")
 
 
@@ -81,17 +80,24 @@ class PresignedRequestFailed(OSError):
     """The object store answered a presigned request with an error."""
 
 
+def request_timeout(settings: S3Settings) -> httpx.Timeout:
+    """The object store's connect timeout, and its read timeout for every other wait
+    (between bytes sent or received, and for a connection of the pool)."""
+    return httpx.Timeout(settings.read_timeout_seconds, connect=settings.connect_timeout_seconds)
+
+
 class PresignedStore:
     """An ``ObjectStore`` over one attempt's presigned URLs (plain HTTP, no credentials)."""
 
     def __init__(self, manifest: AttemptManifest, client: httpx.Client | None = None) -> None:
         self.manifest = manifest
-        self.client = client or httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS)
+        self.client = client or httpx.Client(timeout=request_timeout(S3Settings()))
 
     @classmethod
-    def fetch(cls, manifest_url: str) -> PresignedStore:
-        """The store of the attempt whose manifest ``manifest_url`` (a presigned GET) names."""
-        client = httpx.Client(timeout=REQUEST_TIMEOUT_SECONDS)
+    def fetch(cls, manifest_url: str, settings: S3Settings | None = None) -> PresignedStore:
+        """The store of the attempt whose manifest ``manifest_url`` (a presigned GET) names;
+        its requests time out as ``settings`` say (the defaults when not given)."""
+        client = httpx.Client(timeout=request_timeout(settings or S3Settings()))
         answer = client.get(manifest_url)
         _check(answer, "the attempt's manifest")
         return cls(AttemptManifest.model_validate_json(answer.content), client)

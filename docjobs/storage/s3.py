@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
@@ -19,6 +22,30 @@ from docjobs.storage.base import ObjectNotFound, safe_key
 _MISSING = ("NoSuchKey", "NoSuchObject", "NoSuchBucket")
 _MAX_PRESIGNED = timedelta(days=7)
 """The longest life S3 (SigV4) allows a presigned URL."""
+CONNECTIONS = 40
+"""Connections kept open to the object store: one per thread that may call it at once."""
+
+
+def http_client(settings: S3Settings) -> urllib3.PoolManager:
+    """The minio client's connection pool, with the settings' connect and read timeouts
+    (the SDK's own wait 5 minutes each, retries included). A request goes out again when no
+    connection opened, or when the store answered a server error; never after a read
+    timed out: a hung store would hold the thread a read timeout per retry."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(
+            connect=settings.connect_timeout_seconds, read=settings.read_timeout_seconds
+        ),
+        maxsize=CONNECTIONS,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(
+            total=3,
+            connect=2,
+            read=0,
+            backoff_factor=0.2,
+            status_forcelist=[500, 502, 503, 504],
+        ),
+    )
 
 
 class S3Store:
@@ -34,6 +61,7 @@ class S3Store:
             secret_key=settings.secret_key,
             secure=settings.secure,
             region=settings.region,
+            http_client=http_client(settings),
         )
         return cls(client, settings.bucket)
 

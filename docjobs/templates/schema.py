@@ -16,8 +16,10 @@ from typing import Any, Literal
 
 import regex as regex_engine
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from docjobs.templates import values as template_values
+from docjobs.templates.patterns import PatternTooComplex, check_expansion
 
 FieldType = Literal["string", "number", "integer", "date", "currency", "boolean", "list"]
 Extractor = Literal["rules", "llm"]
@@ -78,6 +80,12 @@ class TemplateField(BaseModel):
     def _compiles(cls, regex: str | None) -> str | None:
         if regex is None:
             return None
+        try:
+            # Counted repeats multiply when nested: a 40-character pattern can compile to
+            # gigabytes, so what it compiles to is bounded before it is compiled.
+            check_expansion(regex)
+        except PatternTooComplex as exc:
+            raise PydanticCustomError("pattern_too_complex", str(exc)) from None
         try:
             # The rules engine runs patterns with the `regex` module, for its timeout.
             groups = regex_engine.compile(regex).groups

@@ -134,8 +134,9 @@ class TenantSlots:
     """Running DocumentJobs per tenant, for the per-tenant cap (``max_running_per_tenant``).
 
     Fed from the watch streams, like the agenda, so a restarted operator counts the jobs
-    already running; an attempt this operator starts counts from the moment it is granted,
-    before the watch shows it, so two workers cannot both take a tenant's last slot.
+    already running, those an API pod runs under a claim (sync requests) included; an
+    attempt this operator starts counts from the moment it is granted, before the watch
+    shows it, so two workers cannot both take a tenant's last slot.
     """
 
     def __init__(self, cap: int) -> None:

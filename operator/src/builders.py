@@ -356,6 +356,8 @@ class RunnerExit:
     exit_code: int
     message: str
     """The termination message: the runner's JSON summary, when it got to write one."""
+    reason: str = ""
+    """The kubelet's word for how the container ended (``OOMKilled``, ``Error``...)."""
 
 
 def runner_exit(pods: list[JSON]) -> RunnerExit | None:
@@ -368,7 +370,11 @@ def runner_exit(pods: list[JSON]) -> RunnerExit | None:
                 ended.append(
                     (
                         terminated.get("finishedAt") or "",
-                        RunnerExit(int(terminated["exitCode"]), terminated.get("message") or ""),
+                        RunnerExit(
+                            int(terminated["exitCode"]),
+                            terminated.get("message") or "",
+                            terminated.get("reason") or "",
+                        ),
                     )
                 )
     return max(ended, key=lambda pair: pair[0])[1] if ended else None
@@ -387,6 +393,11 @@ def observation_of(end: JobEnd, exit: RunnerExit | None, now: datetime) -> Obser
         return AttemptTimedOut(now)
     code = exit.exit_code if exit is not None else None
     summary = summary_of(exit.message) if exit is not None else None
+    if exit is not None and exit.reason == "OOMKilled" and summary is None:
+        # The container outgrew its memory limit before the runner's own (a lower data
+        # limit) could refuse the allocation: the document needs more than a pod may have,
+        # on every attempt.
+        return RunnerExited(EXIT_PERMANENT, RunnerSummary(error=out_of_memory()), now)
     if code is None:
         if end.reason == "PodFailurePolicy":  # only exit 42 fails a Job by policy
             code = EXIT_PERMANENT
@@ -401,6 +412,17 @@ def observation_of(end: JobEnd, exit: RunnerExit | None, now: datetime) -> Obser
         )
         return RunnerExited(EXIT_TRANSIENT, RunnerSummary(error=missing), now)
     return RunnerExited(code, summary or RunnerSummary(), now)
+
+
+def out_of_memory() -> JobError:
+    return JobError(
+        reason="MemoryCeilingExceeded",
+        message=(
+            "The document needs more memory than its runner pod's limit"
+            " (DOCJOBS_OPERATOR__ENGINES, limits.memory)"
+        ),
+        permanent=True,
+    )
 
 
 def reported(end: JobEnd, exit: RunnerExit | None) -> bool:

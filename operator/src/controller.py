@@ -221,7 +221,9 @@ class Controller:
             tenant = str((resource.get("spec") or {}).get("tenant", ""))
             phase = (resource.get("status") or {}).get("phase")
             running = phase == Phase.PROCESSING.value
-            freed = self.slots.seen(ref, tenant, running)
+            # A claimed job runs on an API pod's workers, from its creation: it holds one of
+            # its tenant's slots as a runner Job does.
+            freed = self.slots.seen(ref, tenant, running or claim_of(resource) is not None)
             if self.on_seen is not None:
                 self.on_seen(resource)
             attempts = (resource.get("status") or {}).get("attempts")

@@ -94,7 +94,12 @@ def run(
         # the operator signs, so without a store no attempt could run.
         raise SystemExit("the operator needs the object store: set DOCJOBS_S3__ENDPOINT")
     store = S3Store.from_settings(shared.s3)
-    kube = KubeClient.from_environment(pool_size=config.workers + 4, on_response=count_request)
+    kube = KubeClient.from_environment(
+        shared.kubernetes.request_timeout_seconds,
+        pool_size=config.workers + 4,
+        on_response=count_request,
+        connect_timeout=shared.kubernetes.connect_timeout_seconds,
+    )
     hook = TerminalHook(kube, webhook_stores(kube), shared.webhooks)
     controller = Controller(
         kube,

@@ -26,6 +26,7 @@ from docjobs.domain.models import (
 )
 from docjobs.runner import engines
 from docjobs.runner.engines import ocr_output
+from docjobs.runner.limits import within_ceilings
 from docjobs.runner.progress import StoredProgress
 from docjobs.storage.base import (
     ObjectNotFound,
@@ -51,7 +52,9 @@ def execute(
         if report_progress
         else None
     )
-    outcome = _run(spec, lambda scratch: _whole(spec, store, scratch, progress))
+    outcome = _run(
+        spec, lambda scratch: within_ceilings(lambda: _whole(spec, store, scratch, progress))
+    )
     _record(spec, attempt, outcome, store)
     return outcome
 
@@ -65,7 +68,10 @@ def execute_part(
     failed part is recorded as the attempt's outcome when it ends the attempt
     (``record_failure``), not where the part alone is tried again (a Kubernetes shard).
     """
-    outcome = _run(spec, lambda scratch: _read_part(spec, attempt, part, store, scratch))
+    outcome = _run(
+        spec,
+        lambda scratch: within_ceilings(lambda: _read_part(spec, attempt, part, store, scratch)),
+    )
     if record_failure and outcome.exit_code != EXIT_OK:
         _record(spec, attempt, outcome, store)
     return outcome
@@ -73,7 +79,9 @@ def execute_part(
 
 def merge_parts(spec: JobSpec, attempt: int, parts: int, store: ObjectStore) -> RunOutcome:
     """The result from the attempt's ``parts`` stored parts, in their order."""
-    outcome = _run(spec, lambda scratch: _merge(spec, attempt, parts, store, scratch))
+    outcome = _run(
+        spec, lambda scratch: within_ceilings(lambda: _merge(spec, attempt, parts, store, scratch))
+    )
     _record(spec, attempt, outcome, store)
     return outcome
 
@@ -169,9 +177,21 @@ def _store_result(spec: JobSpec, output: engines.EngineOutput, store: ObjectStor
 
 
 def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
+    """``work`` in a scratch directory of its own, removed when it ends in any way this
+    process lives through. A process killed mid-attempt leaves it in its ``TMPDIR``, which
+    goes with the process: a warm worker's own directory, removed by its pool; a runner
+    pod's ``/tmp`` emptyDir, removed with the pod."""
     try:
-        with tempfile.TemporaryDirectory(prefix="docjobs-") as scratch:
-            summary = work(Path(scratch))
+        with tempfile.TemporaryDirectory(
+            prefix="docjobs-attempt-", ignore_cleanup_errors=True
+        ) as scratch:
+            # The libraries under the engines (pytesseract's page images and text) make
+            # temp files of their own: in the scratch, they go with it.
+            outer, tempfile.tempdir = tempfile.tempdir, scratch
+            try:
+                summary = work(Path(scratch))
+            finally:
+                tempfile.tempdir = outer
     except engines.PermanentError as exc:
         error = JobError(reason=exc.reason, message=exc.message, permanent=True)
         return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))

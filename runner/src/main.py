@@ -18,7 +18,6 @@ import ctypes
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ from docjobs.domain.models import (
     WorkerRequest,
 )
 from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
+from docjobs.runner.limits import enforce_ceilings
 from docjobs.storage.base import ObjectNotFound
 from docjobs.storage.factory import store_from_settings
 from docjobs.storage.presigned import PresignedRequestFailed, PresignedStore
@@ -47,6 +47,7 @@ def run_once() -> int:
     manifest_url = get_settings().runner.manifest_url
     if not manifest_url:
         raise SystemExit("a one-shot runner needs DOCJOBS_RUNNER__MANIFEST_URL (its attempt)")
+    enforce_ceilings()
     try:
         store = PresignedStore.fetch(manifest_url)
     except (httpx.HTTPError, PresignedRequestFailed, ObjectNotFound, ValidationError) as exc:
@@ -95,7 +96,7 @@ def _report(outcome: RunOutcome) -> int:
 
 def serve_worker() -> int:
     _die_with_parent()
-    _limit_memory(get_settings().runner.memory_limit_mb)
+    enforce_ceilings()
     # Engines and the libraries under them may print; only protocol lines may reach stdout.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
@@ -123,13 +124,6 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() == 1:
         sys.exit(0)
-
-
-def _limit_memory(megabytes: int) -> None:
-    # The data limit counts what a worker allocates (heap, anonymous mappings), not the
-    # address space its libraries map: PyTorch's alone maps ~4 GiB it never touches.
-    limit = megabytes * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
 def main(argv: list[str] | None = None) -> int:

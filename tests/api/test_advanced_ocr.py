@@ -7,7 +7,6 @@ what the API promises whatever the model: pages, shapes, boxes within their page
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -111,22 +110,24 @@ def test_the_documented_python_client_completes_against_advanced(
     assert re.search(r"Extracted text \(\d+ words\)", run.stdout)
 
 
-def test_without_weights_the_job_fails_naming_the_setting(tmp_path: Path) -> None:
+def test_without_weights_requests_are_refused_at_once_naming_the_fix(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data", env={**doctr_env(tmp_path / "no-weights"), **ONE_WORKER})
     srv.start()
     try:
         key = srv.key("no-weights")
-        submitted = post(srv, key, pdf_with_pages(1)[0], query="?async=true")
-        assert submitted.status_code == 202, submitted.text
-        job_id = submitted.json()["job_id"]
-        job = wait_for(srv, key, job_id)
-        assert job["status"] == "failed"
-        assert job["attempts"] == 1, "a permanent failure is not retried"
-        assert "DOCJOBS_DOCTR__WEIGHTS_DIR" in json.dumps(job["error"])
-        assert "docjobs models fetch" in job["error"]["message"]
-        # The sync path answers at once with the same reason.
-        sync = post(srv, key, pdf_with_pages(1, seed=2)[0])
-        assert sync.status_code == 400
-        assert sync.json()["error"]["code"] == "model_weights_missing"
+        for query, seed in (("?async=true", 1), ("", 2)):
+            pdf = pdf_with_pages(1, seed=seed)[0]
+            started = time.monotonic()
+            refused = post(srv, key, pdf, query=query)
+            assert time.monotonic() - started < 1, "no worker, no model, no upload stored"
+            assert refused.status_code == 503, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "tier_unavailable"
+            assert "docjobs models fetch" in error["message"]
+            assert str(tmp_path / "no-weights") in error["message"]
+        listing = requests.get(
+            f"{srv.base}/api/v1/jobs", headers={"X-API-Key": key}, timeout=10
+        ).json()
+        assert listing["jobs"] == [], "nothing was queued"
     finally:
         srv.stop()

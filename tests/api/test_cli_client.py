@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN
+from tests.conftest import BIN, Server
 from tests.docs import INVOICE_TEMPLATE, pdf_with_pages
+from tests.receivers import serve as serve_http
+
+LLM_REFUSAL = json.dumps(
+    {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+).encode()
 
 REPO = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -77,11 +82,19 @@ def test_submit_waits_with_a_page_bar_per_job_and_one_for_all(srv, tmp_path: Pat
     assert any(re.search(r"all files.* 2/2 files", line) for line in frames)
 
 
-def test_exit_codes_and_the_reason_of_a_failed_job(srv, tmp_path: Path) -> None:
+def test_exit_codes_and_the_reason_of_a_failed_job(make_server, tmp_path: Path) -> None:
+    # The language model stand-in refuses the key: every job of an llm template fails for good.
+    with serve_http([(401, {}, LLM_REFUSAL)]) as refusing:
+        srv = make_server(
+            DOCJOBS_LLM__BASE_URL=refusing.url, DOCJOBS_LLM__API_KEY="refused-key"
+        ).start()
+        _exit_codes_and_the_reason_of_a_failed_job(srv, tmp_path)
+
+
+def _exit_codes_and_the_reason_of_a_failed_job(srv: Server, tmp_path: Path) -> None:
     key = srv.key("cli")
     where = ["--url", srv.base, "--key", key]
     spec = tmp_path / "invoice.yaml"
-    # No language model is configured here: every job of an llm template fails for good.
     spec.write_text(yaml.safe_dump({**INVOICE_TEMPLATE, "engine": "llm"}))
     created = docjobs("templates", "apply", str(spec), *where)
     assert created.returncode == 0, created.stderr
@@ -163,17 +176,29 @@ def test_jobs_list_get_result_and_cancel(srv, tmp_path: Path) -> None:
 
     listed = docjobs("jobs", "list", "--status", "complete", env=env)
     assert listed.returncode == 0, listed.stderr
-    assert [line.split()[:3] for line in listed.stdout.splitlines()] == [
-        [job_id, "complete", "convert"]
-    ]
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "OPERATION", "FILE", "PAGES", "CREATED", "REASON"]
+    assert [line.split()[:4] for line in rows] == [[job_id, "complete", "convert", "page.html"]]
+    assert rows[0].index("page.html") == header.index("FILE"), "columns aligned"
     deadline = time.monotonic() + 60
     while json.loads(docjobs("jobs", "get", long_id, env=env).stdout)["status"] != "cancelled":
         assert time.monotonic() < deadline, "the cancelled job never stopped"
         time.sleep(0.5)
-    assert docjobs("jobs", "list", "--status", "cancelled", env=env).stdout.split()[:2] == [
-        long_id,
-        "cancelled",
-    ]
+    cancelled_rows = docjobs("jobs", "list", "--status", "cancelled", env=env).stdout
+    assert cancelled_rows.splitlines()[1].split()[:2] == [long_id, "cancelled"]
+
+    first = docjobs("jobs", "list", "--limit", "1", env=env)
+    assert len(first.stdout.splitlines()) == 2 and "--cursor " in first.stderr, first.stderr
+    cursor = first.stderr.split("--cursor ")[-1].strip()
+    second = docjobs("jobs", "list", "--limit", "1", "--cursor", cursor, env=env)
+    assert second.stdout.splitlines()[1].split()[0] == job_id and "--cursor" not in second.stderr
+    every = docjobs("jobs", "list", "--limit", "1", "--all", env=env)
+    assert [line.split()[0] for line in every.stdout.splitlines()[1:]] == [long_id, job_id]
+
+    erased = docjobs("jobs", "delete", job_id, env=env)
+    assert erased.returncode == 0 and erased.stdout.strip() == f"Erased {job_id}"
+    unknown = docjobs("jobs", "get", job_id, env=env)
+    assert unknown.returncode == 1 and "job_not_found" in unknown.stderr
 
 
 def test_webhooks_create_list_and_delete(srv) -> None:

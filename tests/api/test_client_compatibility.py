@@ -11,13 +11,14 @@ import pytest
 
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from tests.api.test_bad_input import assert_error
-from tests.docs import INVOICE_TEMPLATE, invoice_pdf, pdf_with_pages
+from tests.docs import INVOICE_TEMPLATE, invoice_pdf, pdf_with_pages, svg_use_bomb
 
 pytestmark = pytest.mark.anyio
 
 OCR = "/api/v1/ocr/extract/simple"
 PARSE_ASYNC = "/v1/documents/parse/async"
 QUEUED = "Job queued for processing"
+HTML = "/api/v1/convert/html-to-pdf"
 TO_THE_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
@@ -29,25 +30,18 @@ async def create_template(api: Any, key: str, **changes: Any) -> str:
 
 async def test_a_failed_twin_runs_again(api) -> None:
     key = api.key("retry-after-failure")
-    # No language model is configured here: every job of an llm template fails for good.
-    template_id = await create_template(api, key, engine="llm")
-    pdf = invoice_pdf(number="INV-RETRY-1")
+    # Past the SVG ceiling: the conversion fails for good, on every attempt.
+    html = f"<html><body>{svg_use_bomb()}</body></html>"
 
     async def submit() -> dict[str, Any]:
-        response = await api.post(
-            key,
-            PARSE_ASYNC,
-            files={"file": ("a.pdf", pdf, "application/pdf")},
-            data={"templateId": template_id},
-        )
+        response = await api.post(key, f"{HTML}?async=true", data={"content": html})
         assert response.status_code == 202, response.text
         return dict(response.json())
 
     first = await submit()
-    assert (await api.wait_for(key, first["jobId"]))["status"] == "failed"
+    assert (await api.wait_for(key, first["job_id"]))["status"] == "failed"
     again = await submit()
-    assert again["jobId"] != first["jobId"]
-    assert again["message"] == QUEUED
+    assert again["job_id"] != first["job_id"]
 
 
 async def test_a_cancelled_twin_runs_again_and_its_successor_is_the_duplicate(api) -> None:

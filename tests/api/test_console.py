@@ -54,6 +54,11 @@ def test_console_loads_without_a_key_under_a_strict_policy(server, api_key) -> N
     redirect = requests.get(f"{server.base}/console", allow_redirects=False, timeout=10)
     assert redirect.status_code == 307
     assert redirect.headers["location"] == "console/"
+    for path in ("/", "/console"):
+        # The server's root is where a person starts; HEAD answers as GET does.
+        assert requests.head(server.base + path, timeout=10).status_code == 307, path
+    page = requests.get(f"{server.base}/", timeout=10)
+    assert page.url.endswith("/console/")
     page = requests.get(f"{server.base}/console", timeout=10)
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
@@ -92,7 +97,7 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     # --no-sandbox: containers give Chromium no user namespaces for its sandbox.
-    for argument in ("--headless=new", "--no-sandbox", "--window-size=1400,1000"):
+    for argument in ("--headless=new", "--no-sandbox", "--window-size=1400,900"):
         options.add_argument(argument)
     options.add_experimental_option(
         "prefs",
@@ -140,6 +145,25 @@ def click(driver: webdriver.Chrome, job_id: str, label: str) -> None:
 
 def status_in_row(driver: webdriver.Chrome, job_id: str) -> str:
     return str(driver.find_element(By.CSS_SELECTOR, f"tr[data-job='{job_id}'] .status").text)
+
+
+def in_view(driver: webdriver.Chrome, element_id: str) -> bool:
+    """Whether the element's top shows in the window, as it is scrolled now (to a pixel:
+    scrolling to an element leaves it a fraction of one off)."""
+    return bool(
+        driver.execute_script(
+            "const box = document.getElementById(arguments[0]).getBoundingClientRect();"
+            "return box.height > 0 && box.top > -1 && box.top < window.innerHeight - 40;",
+            element_id,
+        )
+    )
+
+
+def row_cells(driver: webdriver.Chrome, job_id: str) -> dict[str, str]:
+    """The job's row, cell by cell, under the table's headers."""
+    headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#jobs thead th")]
+    cells = driver.find_elements(By.CSS_SELECTOR, f"tr[data-job='{job_id}'] td")
+    return {name: cell.text for name, cell in zip(headers, cells, strict=True) if name}
 
 
 def downloaded(folder: Path, suffix: str) -> Path:
@@ -206,8 +230,10 @@ def test_console_submits_follows_downloads_and_cancels_jobs(
     text = json.loads(downloaded(tmp_path / "downloads", ".json").read_text())
     assert text["data"]["page_count"] == SCAN_PAGES
 
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
     click(browser, scan_job, "Details")
     wait(browser, lambda d: d.find_element(By.ID, "deliveries-state").text == "None.")
+    assert in_view(browser, "detail"), "the details opened out of sight"
     fields = browser.find_element(By.ID, "detail-fields").text
     assert "Attempts\n1" in fields and "File\nscan0.pdf" in fields, fields
 
@@ -225,3 +251,85 @@ def test_console_submits_follows_downloads_and_cancels_jobs(
     browser.find_element(By.ID, "forget-key").click()
     assert browser.execute_script("return sessionStorage.length") == 0
     assert not browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
+
+
+@needs_chromium
+def test_console_shows_jobs_sent_elsewhere_their_failures_and_pages(
+    make_server, browser: webdriver.Chrome
+) -> None:
+    """Jobs submitted with an HTTP client, not in this tab: the list shows their file, pages
+    and failure reason from the API alone, a page at a time."""
+    srv = make_server(
+        DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_CEILINGS__MAX_CONVERT_PAGES="2"
+    ).start()
+    key = srv.key("elsewhere")
+    headers = {"X-API-Key": key}
+
+    def sent(path: str, **upload: Any) -> str:
+        response = requests.post(
+            f"{srv.base}{path}", headers=headers, params={"async": "true"}, timeout=60, **upload
+        )
+        assert response.status_code == 202, response.text
+        return str(response.json()["job_id"])
+
+    older = [sent("/api/v1/convert/text-to-pdf", data={"content": f"note {n}"}) for n in range(20)]
+    scan = pdf_with_pages(3, seed=41)[0]
+    scan_job = sent("/api/v1/ocr/extract/simple", files={"file": ("outside.pdf", scan)})
+    too_long = "\n".join(f"line {n}" for n in range(2000))
+    failed_job = sent(
+        "/api/v1/convert/text-to-pdf", files={"file": ("long.txt", too_long.encode())}
+    )
+    for job_id in (*older, scan_job, failed_job):
+        wait_for_job(srv.base, headers, job_id)
+    failure = requests.get(f"{srv.base}/api/v1/jobs/{failed_job}", headers=headers).json()
+    assert failure["status"] == "failed", failure
+
+    browser.get(f"{srv.base}/console")
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait(browser, lambda d: d.find_element(By.ID, "key-state").text == "Key accepted.")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"tr[data-job='{scan_job}']"))
+
+    scan_row = row_cells(browser, scan_job)
+    assert scan_row["File"] == "outside.pdf", scan_row
+    assert scan_row["Progress"] == "3/3 pages", scan_row
+    assert scan_row["Status"] == "complete" and not scan_row["Reason"], scan_row
+    failed_row = row_cells(browser, failed_job)
+    assert failed_row["File"] == "long.txt", failed_row
+    assert failed_row["Reason"] == f"{failure['error']['code']}: {failure['error']['message']}"
+    assert "DOCJOBS_CEILINGS__MAX_CONVERT_PAGES" in failed_row["Reason"]
+
+    # 22 jobs, 20 a page, newest first: the two newest and 18 notes, then the 2 oldest.
+    def shown(d: webdriver.Chrome) -> list[str]:
+        return [
+            r.get_attribute("data-job") for r in d.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
+        ]
+
+    first_page = shown(browser)
+    assert first_page == [failed_job, scan_job, *older[::-1][:18]]
+    assert browser.find_element(By.ID, "jobs-state").text == "Jobs 1-20 of 22, newest first."
+    assert not browser.find_element(By.ID, "previous-page").is_enabled()
+    browser.find_element(By.ID, "next-page").click()
+    wait(browser, lambda d: shown(d) == older[1::-1])
+    assert browser.find_element(By.ID, "jobs-state").text == "Jobs 21-22 of 22, newest first."
+    assert not browser.find_element(By.ID, "next-page").is_enabled()
+    assert row_cells(browser, older[0])["File"], "a conversion's row names its file too"
+    browser.find_element(By.ID, "previous-page").click()
+    wait(browser, lambda d: shown(d) == first_page)
+
+    browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+    click(browser, failed_job, "Details")
+    wait(browser, lambda d: "Error" in d.find_element(By.ID, "detail-fields").text)
+    assert in_view(browser, "detail"), "the details opened out of sight"
+    problems = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not problems, problems
+
+
+def wait_for_job(base: str, headers: dict[str, str], job_id: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = requests.get(f"{base}/api/v1/jobs/{job_id}", headers=headers, timeout=10).json()
+        if job["status"] in ("complete", "failed", "cancelled"):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{job_id} never ended")

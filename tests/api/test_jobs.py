@@ -1,4 +1,5 @@
-"""The job API of the jobs API: sync and async answers, auto-async, list, cancel, expiry."""
+"""The job API of the jobs API: sync and async answers, auto-async, list, cancel, erasure,
+expiry."""
 
 from __future__ import annotations
 
@@ -89,7 +90,69 @@ async def test_async_flag_list_and_result(api) -> None:
     assert (await api.get(key, "/api/v1/jobs?status=failed")).json()["total"] == 0
     result = await api.get(key, f"/api/v1/jobs/{ids[0]}/result")
     assert "document 0" in PdfReader(io.BytesIO(result.content)).pages[0].extract_text()
-    assert (await api.request("DELETE", key, f"/api/v1/jobs/{ids[0]}")).status_code == 409
+
+
+@pytest.mark.anyio
+async def test_deleting_a_finished_job_erases_it_and_its_files(api) -> None:
+    key = api.key("eraser")
+    backend = api.app.state.backend
+    objects = backend.settings.data_dir / "objects" / "eraser"
+    database = backend.settings.data_dir / "docjobs.db"
+    done = []
+    for n, family in enumerate(("/api/v1/jobs", "/v1/jobs")):
+        response = await api.post(
+            key, "/api/v1/convert/text-to-pdf", data={"content": f"private letter {n}"}
+        )
+        assert response.status_code == 200
+        job_id = response.headers["X-Job-Id"]
+        files = [p for p in (objects / job_id).rglob("*") if p.is_file()]
+        assert len(files) >= 2, files  # the input and the result at least
+
+        erased = await api.request("DELETE", key, f"{family}/{job_id}")
+        assert erased.status_code == 204, erased.text
+        for path in (
+            f"/api/v1/jobs/{job_id}",
+            f"/api/v1/jobs/{job_id}/result",
+            f"/v1/jobs/{job_id}",
+        ):
+            gone = await api.get(key, path)
+            assert gone.status_code == 404, path
+            assert gone.json()["error"]["code"] == "job_not_found", path
+        again = await api.request("DELETE", key, f"{family}/{job_id}")
+        assert again.status_code == 404
+        assert not (objects / job_id).exists()
+        assert not any(p.exists() for p in files)
+        done.append(job_id)
+
+    listed = (await api.get(key, "/api/v1/jobs")).json()
+    assert listed["total"] == 0 and listed["jobs"] == []
+    db = sqlite3.connect(database)
+    try:
+        for table in ("jobs", "job_events", "webhook_deliveries"):
+            rows = db.execute(
+                f"SELECT count(*) FROM {table} WHERE job_id IN (?, ?)", tuple(done)
+            ).fetchone()
+            assert rows == (0,), table
+    finally:
+        db.close()
+
+
+@pytest.mark.anyio
+async def test_deleting_an_unfinished_job_cancels_it_and_again_erases_it(api) -> None:
+    key = api.key("second-thoughts")
+    long = pdf_with_pages(30, seed=31)[0]
+    job_id = (
+        await api.post(
+            key, f"{OCR}?async=true", files={"file": ("long.pdf", long, "application/pdf")}
+        )
+    ).json()["job_id"]
+    assert (await api.request("DELETE", key, f"/api/v1/jobs/{job_id}")).status_code == 204
+    cancelled = await api.wait_for(key, job_id)
+    assert cancelled["status"] == "cancelled", "a running job is cancelled, not erased"
+    assert (await api.request("DELETE", key, f"/v1/jobs/{job_id}")).status_code == 204
+    assert (await api.get(key, f"/api/v1/jobs/{job_id}")).status_code == 404
+    objects = api.app.state.backend.settings.data_dir / "objects" / "second-thoughts" / job_id
+    assert not objects.exists()
 
 
 def test_large_inputs_switch_to_async_on_their_own(server, api_key) -> None:

@@ -123,10 +123,22 @@ def test_same_file_twice_returns_the_original_job(server, tmp_path) -> None:
             f"{server.base}/api/v1/convert/text-to-pdf?async=true",
             headers={**headers(first_key), "Idempotency-Key": "order-42"},
             data={"content": text},
-        ).json()
-        for text in ("first body", "second body")
+        )
+        for text in ("first body", "first body", "second body")
     ]
-    assert keyed[0]["job_id"] == keyed[1]["job_id"]
+    assert keyed[0].status_code == 202
+    assert keyed[1].json()["job_id"] == keyed[0].json()["job_id"]
+    # The same key with another document is the client's mistake, named, not a silent repeat.
+    assert keyed[2].status_code == 422
+    error = keyed[2].json()["error"]
+    assert error["code"] == "idempotency_key_reused"
+    assert keyed[0].json()["job_id"] in error["message"]
+    other_parameters = requests.post(
+        f"{server.base}/api/v1/convert/html-to-pdf?async=true",
+        headers={**headers(first_key), "Idempotency-Key": "order-42"},
+        data={"content": "first body"},
+    )
+    assert other_parameters.status_code == 422
 
 
 @pytest.mark.anyio

@@ -140,3 +140,51 @@ def test_a_silent_object_store_answers_503_and_readyz_names_it(
 
     wait_ready(kube_server)
     assert convert(kube_server, key, "after the outage").status_code == 202
+
+
+def test_downloads_stuck_on_a_hung_object_store_hold_up_no_key_check_or_read(
+    kube_server: Server, cluster: Cluster
+) -> None:
+    """More downloads than the API has threads for the object store, while it hangs: each
+    is refused within seconds, and afterwards keys are checked again (the key cache has
+    expired), jobs read and templates written as if nothing had happened."""
+    key = kube_server.key("acme")
+    finished = requests.post(
+        f"{kube_server.base}/api/v1/convert/text-to-pdf",
+        headers=headers(key),
+        data={"content": "a result to download"},
+        timeout=120,
+    )
+    assert finished.status_code == 200, finished.text
+    job_id = finished.headers["X-Job-Id"]
+    result_url = f"{kube_server.base}/api/v1/jobs/{job_id}/result"
+    job_url = f"{kube_server.base}/api/v1/jobs/{job_id}"
+
+    with paused(cluster, "minio"):
+        with ThreadPoolExecutor(30) as clients:
+            downloads = list(
+                clients.map(
+                    lambda _: timed(lambda: requests.get(result_url, headers=headers(key))),
+                    range(90),
+                )
+            )
+        for answer, took in downloads:
+            assert_outage(answer, "object store")
+            assert took < OUTAGE_ANSWER_SECONDS
+        time.sleep(6)  # past the verified-key cache: the next request checks the key again
+        other = kube_server.key("globex")
+        for asker in (key, other):
+            polled, took = timed(lambda: requests.get(job_url, headers=headers(asker), timeout=10))
+            assert polled.status_code == (200 if asker == key else 404) and took < 2.0
+        template = {"name": "receipt", "fields": [{"name": "total", "type": "number"}]}
+        created, took = timed(
+            lambda: requests.post(
+                f"{kube_server.base}/v1/templates", headers=headers(key), json=template, timeout=30
+            )
+        )
+        assert created.status_code == 201 and took < 2.0, created.text
+        assert requests.get(f"{kube_server.base}/healthz", timeout=5).status_code == 200
+
+    wait_ready(kube_server)
+    downloaded = requests.get(result_url, headers=headers(key), timeout=30)
+    assert downloaded.status_code == 200 and downloaded.content.startswith(b"%PDF")

@@ -5,7 +5,9 @@ the outcomes runners stored), each ending is sent to the webhook once, and the j
 ``kubectl get dj`` agree.
 
 Faults against the rig (API server, MinIO, node gpu-0) are always undone in a ``finally``:
-``local-cluster up`` restarts what was killed, on the same ports with the same data. They
+``local-cluster up`` restarts what was killed, on the same ports with the same data, and a
+process stopped with SIGSTOP (hung: connections open, nothing answers) is resumed. While the
+longer ones last, the API must go on answering reads of job status. They
 act on the rig the ``cluster`` fixture uses: run them on a rig of their own with
 ``DOCJOBS_RIG_STATE=/tmp/faultrig`` while others share the default one. Run only this suite
 with ``pytest -m faults``; ``DOCJOBS_FAULT_BURST`` sets the burst's size (100).
@@ -22,6 +24,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,6 +186,104 @@ def object_store_down(rig: Rig) -> Iterator[None]:
         control.heal(rig.cluster.state_dir)
 
 
+@dataclass
+class Read:
+    status: int | str
+    """The HTTP status, or the exception's name when none came."""
+    seconds: float
+    what: str
+
+
+READ_SECONDS = 5.0
+"""How long a read of job status or ``/healthz`` may take while a dependency hangs or is
+down: it needs neither (the watch caches, the key cache)."""
+
+
+@contextmanager
+def reads_answered(rig: Rig) -> Iterator[None]:
+    """Reads a client keeps making meanwhile (a job's status, ``/healthz``), each answered
+    200 within ``READ_SECONDS``: checked when the block ends."""
+    reads: list[Read] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        for n in itertools.count():
+            if stop.wait(0.5):
+                return
+            job_id = rig.accepted[n % len(rig.accepted)]
+            for what in (f"/api/v1/jobs/{job_id}", "/healthz"):
+                started = time.monotonic()
+                try:
+                    status: int | str = requests.get(
+                        rig.api.base + what, headers={"X-API-Key": rig.key}, timeout=30
+                    ).status_code
+                except requests.RequestException as exc:
+                    status = type(exc).__name__
+                reads.append(Read(status, time.monotonic() - started, what))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        reader.join(60)
+    failed = [r for r in reads if r.status != 200 or r.seconds > READ_SECONDS]
+    assert len(reads) > 20 and not failed, failed[:10]
+
+
+def _completed(rig: Rig) -> list[str]:
+    done = []
+    for job_id in list(rig.accepted):
+        answer = requests.get(
+            f"{rig.api.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": rig.key}, timeout=10
+        )
+        if answer.status_code == 200 and answer.json()["status"] == "complete":
+            done.append(job_id)
+    return done
+
+
+def _download(rig: Rig, job_id: str) -> tuple[int, float, requests.Response]:
+    started = time.monotonic()
+    answer = requests.get(
+        f"{rig.api.base}/api/v1/jobs/{job_id}/result", headers={"X-API-Key": rig.key}, timeout=60
+    )
+    return answer.status_code, time.monotonic() - started, answer
+
+
+@contextmanager
+def object_store_hung(rig: Rig) -> Iterator[None]:
+    """MinIO stopped (SIGSTOP) for 60 s while clients ask for 100 results: each download is
+    refused (503, Retry-After) within seconds, and none of them holds up anything else."""
+    done = wait_for(lambda: _completed(rig) or None, 180, 1.0, what="a completed job")
+    with reads_answered(rig), control.stopped(rig.cluster.state_dir, "minio"):
+        started = time.monotonic()
+        with ThreadPoolExecutor(20) as clients:
+            downloads = list(clients.map(lambda n: _download(rig, done[n % len(done)]), range(100)))
+        late = [(status, seconds) for status, seconds, _ in downloads if seconds > READ_SECONDS]
+        assert not late, late[:10]
+        assert {status for status, _, _ in downloads} == {503}, downloads[0][2].text
+        assert all(int(answer.headers["Retry-After"]) > 0 for _, _, answer in downloads)
+        time.sleep(max(0.0, 60 - (time.monotonic() - started)))
+    # Resumed: the results are there again.
+    wait_for(lambda: _download(rig, done[0])[0] == 200, 60, 1.0, what="a result after MinIO")
+    yield
+
+
+@contextmanager
+def api_server_down_long(rig: Rig) -> Iterator[None]:
+    """The API server down for 90 s: longer than the node lifecycle controller's grace, so
+    the nodes read Ready=Unknown (tainted unreachable) until their kubelet says Ready
+    again; runner pods created after it must still be scheduled."""
+    with reads_answered(rig):
+        control.kill(rig.cluster.state_dir, "kube-apiserver")
+        try:
+            time.sleep(90)
+        finally:
+            control.heal(rig.cluster.state_dir)
+    yield
+
+
 @contextmanager
 def runner_pods_deleted(rig: Rig) -> Iterator[None]:
     kube = rig.cluster.api()
@@ -222,6 +323,8 @@ FAULTS: dict[str, Callable[[Rig], AbstractContextManager[None]]] = {
     "operator kill -9 and restart": operator_killed,
     "API server restart": api_server_restarted,
     "MinIO down": object_store_down,
+    "MinIO hung under result downloads": object_store_hung,
+    "API server down 90 s": api_server_down_long,
     "runner pods deleted": runner_pods_deleted,
     "API kill -9 and restart": api_killed,
     "node gpu-0 deleted and re-registered": gpu_node_reregistered,

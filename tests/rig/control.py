@@ -44,6 +44,18 @@ def kill(state_dir: Path, component: str) -> None:
         time.sleep(0.05)
 
 
+@contextmanager
+def stopped(state_dir: Path, component: str) -> Iterator[None]:
+    """A component's process group stopped with SIGSTOP, as a hung process or a cut network
+    path is: its port accepts connections and nothing answers. Resumed whatever happens."""
+    pid = pids(state_dir)[component]
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+
+
 def heal(state_dir: Path | None = None) -> None:
     """``local-cluster up``: restarts the dead components; fails the test if it cannot."""
     done = local_cluster("up", 300, state_dir)

@@ -33,7 +33,14 @@ log = logging.getLogger("kubelet")
 
 LEASE_NS = "kube-node-lease"
 LEASE_SECONDS = 40
-HEARTBEAT_EVERY = 10.0  # lease renewals; node status every 3rd beat
+HEARTBEAT_EVERY = 10.0  # lease renewals; node status every 3rd beat, or when not Ready
+CONDITIONS = [
+    ("Ready", "True", "KubeletReady", "rig process kubelet is posting ready status"),
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory", ""),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure", ""),
+    ("PIDPressure", "False", "KubeletHasSufficientPID", ""),
+]
+"""What the kubelet reports of its nodes, always: (type, status, reason, message)."""
 BASE_CAPACITY = {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"}
 
 
@@ -62,6 +69,32 @@ NODES = [
 
 def micro_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def conditions(before: dict[str, JSON]) -> list[JSON]:
+    """``CONDITIONS`` as node conditions, heartbeat now; a condition's transition time is
+    kept from ``before`` (conditions by type) while its status stays what it was."""
+    t = now()
+    made = []
+    for kind, status, reason, message in CONDITIONS:
+        was = before.get(kind) or {}
+        since = was.get("lastTransitionTime") if was.get("status") == status else None
+        made.append(
+            {
+                "type": kind,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastHeartbeatTime": t,
+                "lastTransitionTime": since or t,
+            }
+        )
+    return made
+
+
+def _ready(node: JSON) -> bool:
+    found = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in found)
 
 
 class Kubelet:
@@ -105,20 +138,7 @@ class Kubelet:
                     "spec": {"taints": spec.taints},
                 },
             )
-        t = now()
-        conds = [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "KubeletReady",
-                "message": "rig process kubelet is posting ready status",
-            },
-            {"type": "MemoryPressure", "status": "False", "reason": "KubeletHasSufficientMemory"},
-            {"type": "DiskPressure", "status": "False", "reason": "KubeletHasNoDiskPressure"},
-            {"type": "PIDPressure", "status": "False", "reason": "KubeletHasSufficientPID"},
-        ]
-        for c in conds:
-            c.update(lastHeartbeatTime=t, lastTransitionTime=t)
+        conds = conditions({})
         self.kube.patch(
             f"{path}/status",
             {
@@ -185,17 +205,12 @@ class Kubelet:
             for name, spec in self.nodes.items():
                 try:
                     self.renew_lease(name)
-                    if beat % 3 == 0:
-                        t = now()
-                        conds = [
-                            {"type": c, "lastHeartbeatTime": t}
-                            for c in ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
-                        ]
-                        self.kube.patch(
-                            f"/api/v1/nodes/{name}/status",
-                            {"status": {"conditions": conds}},
-                            STRATEGIC_MERGE_PATCH,
-                        )
+                    node = self.kube.get(f"/api/v1/nodes/{name}")
+                    # After an API-server outage the node lifecycle controller has set Ready
+                    # to Unknown (and tainted the node unreachable): only the kubelet's own
+                    # status says Ready again, and then the controller lifts the taint.
+                    if beat % 3 == 0 or not _ready(node):
+                        self.post_status(name, node)
                 except KubeError as e:
                     if e.status == 404:  # node deleted under us: come back
                         self._try(lambda: self.register(spec))
@@ -203,6 +218,17 @@ class Kubelet:
                         log.warning("heartbeat %s: %s", name, e)
                 except Exception as e:
                     log.warning("heartbeat %s: %s", name, e)
+
+    def post_status(self, name: str, node: JSON) -> None:
+        """The node's conditions as the kubelet sees them, heartbeat time now."""
+        before = (node.get("status") or {}).get("conditions") or []
+        if not _ready(node):
+            log.info("node %s: reporting Ready again", name)
+        self.kube.patch(
+            f"/api/v1/nodes/{name}/status",
+            {"status": {"conditions": conditions({c["type"]: c for c in before})}},
+            STRATEGIC_MERGE_PATCH,
+        )
 
     def _try(self, fn: Any) -> None:
         try:

@@ -243,3 +243,22 @@ def test_absurdly_nested_html_fails_permanently(tmp_path: Path) -> None:
     with pytest.raises(PermanentError) as caught:
         convert(tmp_path, "html", "<div>" * 5000 + "deep" + "</div>" * 5000)
     assert caught.value.reason == "DocumentTooComplex"
+
+
+def test_refused_fetches_and_rendering_steps_stay_out_of_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = tmp_path / "page.html"
+    source.write_text(
+        '<p>remote parts</p><img src="http://169.254.169.254/x.png">'
+        '<link rel="stylesheet" href="file:///etc/passwd">'
+    )
+    with caplog.at_level("INFO"):
+        to_pdf(ConvertToPdf(source_format="html"), source, tmp_path)
+    assert [r for r in caplog.records if r.name.startswith("weasyprint")] == []
+    broken = tmp_path / "broken.html"
+    broken.write_text('<img src="data:image/png;base64,AAAA">')
+    with caplog.at_level("INFO"):
+        to_pdf(ConvertToPdf(source_format="html"), broken, tmp_path)
+    # A resource that was served and turned out broken is still worth a line.
+    assert any(r.levelname == "ERROR" for r in caplog.records if r.name == "weasyprint")

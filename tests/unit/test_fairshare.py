@@ -1,4 +1,5 @@
-"""Which waiting jobs start next: tenants take turns; a waited job goes first; the cap holds."""
+"""Which waiting jobs start next: tenants take turns; a waited job goes first within its
+tenant's queue, never before another tenant's; the cap holds."""
 
 from __future__ import annotations
 
@@ -52,11 +53,26 @@ def test_no_tenant_runs_more_than_the_cap() -> None:
     assert len(next_jobs(waiting, {"a": 3}, 8, cap=0)) == 8
 
 
-def test_a_job_with_a_waiting_caller_goes_first() -> None:
+def test_a_job_with_a_waiting_caller_goes_first_within_its_tenants_queue() -> None:
     waiting = [job("a", 0), job("a", 1), job("b", 2), job("b", 3)]
-    assert ids(next_jobs(waiting, {}, 2, waited={"b_3"})) == ["b_3", "a_0"]
+    assert ids(next_jobs(waiting, {}, 2, waited={"b_3"})) == ["a_0", "b_3"]
+    assert ids(next_jobs(waiting, {"a": 1}, 1, waited={"b_3"})) == ["b_3"]
     # Once nobody waits, the same job is one of its tenant's queue again.
     assert ids(next_jobs(waiting, {}, 2)) == ["a_0", "b_2"]
+
+
+def test_waiting_callers_never_jump_another_tenants_queue() -> None:
+    # Tenant a calls synchronously from four threads; b queued one job before them.
+    calls = [job("a", n) for n in range(10, 14)]
+    single = job("b", 0)
+    waited = {j.spec.job_id for j in calls}
+    assert ids(next_jobs([*calls, single], {"a": 1}, 1, waited=waited)) == ["b_0"]
+    assert ids(next_jobs([*calls, single], {}, 2, waited=waited, turns={"a": 5})) == [
+        "b_0",
+        "a_10",
+    ]
+    # The cap counts the callers' jobs like any other: no more of a's start.
+    assert next_jobs(calls, {"a": 2}, 4, cap=2, waited=waited) == []
 
 
 def test_tenants_take_turns_however_old_their_queues() -> None:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from docjobs.domain import lifecycle
 from docjobs.domain.lifecycle import Action
 from docjobs.domain.models import (
+    ConvertToPdf,
     InputRef,
     JobError,
     JobSpec,
@@ -176,3 +177,18 @@ def test_a_timeout_after_another_failure_is_still_retried() -> None:
     second = lifecycle.decide(job, first.status, lifecycle.AttemptStarted(t1))
     second = lifecycle.decide(job, second.status, lifecycle.AttemptTimedOut(t1))
     assert second.status.phase is Phase.RETRYING
+
+
+def test_a_conversion_that_ran_out_of_time_fails_at_once() -> None:
+    conversion = spec(max_attempts=5).model_copy(
+        update={"operation": ConvertToPdf(source_format="html")}
+    )
+    decision = run(conversion, lifecycle.AttemptStarted(T0), lifecycle.AttemptTimedOut(T0))
+    assert decision.status.phase is Phase.FAILED and decision.status.attempts == 1
+    error = decision.status.error
+    assert error is not None and error.reason == "DeadlineExceeded" and error.permanent
+    assert decision.actions == (Action.NOTIFY,)
+    # OCR that ran out of time gets another attempt: an engine may have been starved.
+    ocr = run(spec(max_attempts=5), lifecycle.AttemptStarted(T0), lifecycle.AttemptTimedOut(T0))
+    assert ocr.status.phase is Phase.RETRYING
+    assert ocr.status.error is not None and not ocr.status.error.permanent

@@ -9,10 +9,14 @@ const TERMINAL = new Set(["complete", "failed", "cancelled"]);
 const MAX_STREAMS = 4; // a browser opens 6 connections per host: leave 2 for the rest
 const REFRESH_MS = 5000;
 const RECONNECT_MS = 2000;
+const PAGE_SIZE = 20;
 
 const jobs = new Map(); // job id -> what is known of it (a summary, then the job's events)
 const streams = new Map(); // job id -> AbortController of its event stream
 let selected = null; // the job whose details are shown
+// The cursors of the pages before the one shown, and the one shown ("" is the newest page).
+const cursors = [""];
+let nextCursor = null;
 
 const $ = (id) => document.getElementById(id);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -69,6 +73,7 @@ async function useKey(event) {
   event.preventDefault();
   stopStreams();
   jobs.clear();
+  firstPage();
   sessionStorage.setItem(KEY_ITEM, $("key").value.trim());
   $("key").value = "";
   await start();
@@ -78,6 +83,7 @@ function forgetKey() {
   sessionStorage.removeItem(KEY_ITEM);
   stopStreams();
   jobs.clear();
+  firstPage();
   closeDetail();
   renderJobs();
   notice("key-state", "No key.");
@@ -138,6 +144,7 @@ async function submitJob(event) {
     jobs.set(id, { job_id: id, status: "pending", file_name: fileName, ...jobs.get(id) });
     notice("submit-state", `${id}: ${accepted.message}.`);
     $("file").value = "";
+    firstPage(); // a new job is the newest: it is on the first page
     await refreshJobs();
   } catch (error) {
     notice("submit-state", error.message, true);
@@ -156,7 +163,11 @@ async function loadTemplateIds() {
 // --- the jobs -----------------------------------------------------------------------------
 
 async function refreshJobs() {
-  const { jobs: listed, total } = await getJson("api/v1/jobs?limit=50");
+  const cursor = cursors.at(-1);
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (cursor) query.set("cursor", cursor);
+  const { jobs: listed, total, next_cursor: next } = await getJson(`api/v1/jobs?${query}`);
+  nextCursor = next ?? null;
   const known = new Map(jobs);
   jobs.clear();
   for (const summary of listed) {
@@ -164,9 +175,34 @@ async function refreshJobs() {
     // A followed job's stream is newer than any list.
     jobs.set(summary.job_id, streams.has(summary.job_id) ? { ...summary, ...before } : { ...before, ...summary });
   }
-  notice("jobs-state", total > listed.length ? `The newest ${listed.length} of ${total} jobs.` : `${total} jobs.`);
+  const first = (cursors.length - 1) * PAGE_SIZE;
+  notice("jobs-state", listed.length ? `Jobs ${first + 1}-${first + listed.length} of ${total}, newest first.` : `${total} jobs.`);
+  $("previous-page").disabled = cursors.length === 1;
+  $("next-page").disabled = nextCursor === null;
   renderJobs();
   followActive();
+}
+
+async function turnPage(forward) {
+  if (forward && nextCursor === null) return;
+  if (forward) cursors.push(nextCursor);
+  else if (cursors.length > 1) cursors.pop();
+  stopStreams();
+  jobs.clear();
+  try {
+    await refreshJobs();
+  } catch (error) {
+    notice("jobs-state", error.message, true);
+  }
+}
+
+function firstPage() {
+  cursors.length = 1;
+  nextCursor = null;
+}
+
+function failureText(job) {
+  return job.error ? `${job.error.code}: ${job.error.message}` : "";
 }
 
 function update(job) {
@@ -203,6 +239,7 @@ function renderJobs() {
       el("td", {}, job.file_name ?? ""),
       el("td", { class: `status ${job.status}` }, job.status),
       el("td", { class: "progress" }, progressView(job.progress)),
+      el("td", { class: "reason" }, failureText(job)),
       el("td", { class: "created" }, localTime(job.created_at)),
       actions,
     );
@@ -314,6 +351,8 @@ async function showDetail(id) {
   notice("deliveries-state", "Loading…");
   try {
     update(await getJson(jobPath(id)));
+    // Above the list: brought into sight, however far down the row clicked was.
+    $("detail").scrollIntoView({ block: "start" });
     loadDeliveries(id);
   } catch (error) {
     notice("jobs-state", `${id}: ${error.message}`, true);
@@ -336,7 +375,7 @@ function renderDetail(job) {
     ["Attempts", job.attempts],
     ["Message", job.message],
     ["Next attempt", localTime(job.next_attempt_at)],
-    ["Error", job.error ? `${job.error.code}: ${job.error.message}` : ""],
+    ["Error", failureText(job)],
     ["Created", localTime(job.created_at)],
     ["Started", localTime(job.started_at)],
     ["Completed", localTime(job.completed_at)],
@@ -377,6 +416,8 @@ $("submit-form").addEventListener("submit", submitJob);
 $("route").addEventListener("change", showRouteFields);
 $("refresh").addEventListener("click", () => start());
 $("close-detail").addEventListener("click", closeDetail);
+$("previous-page").addEventListener("click", () => turnPage(false));
+$("next-page").addEventListener("click", () => turnPage(true));
 setInterval(() => {
   if (apiKey() && !document.hidden) refreshJobs().catch((error) => notice("jobs-state", error.message, true));
 }, REFRESH_MS);

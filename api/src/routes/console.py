@@ -62,6 +62,13 @@ async def console_root() -> RedirectResponse:
     return RedirectResponse("console/", status_code=307)
 
 
+async def service_root() -> RedirectResponse:
+    # A person who opens the server's address in a browser wants the console; API clients
+    # never request the root.
+    return RedirectResponse("console/", status_code=307)
+
+
 def install(app: FastAPI) -> None:
-    app.add_api_route("/console", console_root, include_in_schema=False)
+    app.add_api_route("/", service_root, methods=list(READ_METHODS), include_in_schema=False)
+    app.add_api_route("/console", console_root, methods=list(READ_METHODS), include_in_schema=False)
     app.mount("/console", ConsoleFiles(directory=CONSOLE_DIR, html=True), name="console")

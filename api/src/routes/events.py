@@ -4,22 +4,30 @@ Each event is the job as ``GET /api/v1/jobs/{id}`` shows it, sent when it change
 is the job's revision (``attempts.stage.pagesDone``), which only grows over a job's life: a
 client that reconnects with ``Last-Event-ID`` gets the job as it stands if it moved on
 since, then every later change, so it misses no state the job is in. The stream ends with
-the terminal event (``end``), whose ``result_url`` is where the result is.
+the terminal event (``end``), whose ``result_url`` is where the result is; a stream of a
+finished job sends it unless ``Last-Event-ID`` is that event's own id, so a client that
+resumes with an id beyond the job's last event still learns the end.
+
+A tenant has at most ``server.max_event_streams_per_tenant`` streams open at once in one
+API process; one more is refused with 429 before it starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from docjobs.backends.base import Backend
 from docjobs.domain.models import Job, Phase
 
 from ..deps import BackendDep, PrincipalDep
+from ..errors import ApiError
 from ..schemas import error_responses
 from ..views import job_detail
 from .jobs import _job
@@ -76,7 +84,10 @@ async def _stream(
             if job is None or job.expired:
                 return
             now = revision(job)
-            if seen is None or now > seen:
+            # A finished job's end goes to every client but the one that saw that very end,
+            # one that claims to have seen past it included.
+            ended = job.status.phase.terminal and now != seen
+            if seen is None or now > seen or ended:
                 moved = seen is None or now[:2] != seen[:2]  # another attempt or stage
                 name = "end" if job.status.phase.terminal else "status" if moved else "progress"
                 yield _event(job, name, base_url)
@@ -89,6 +100,51 @@ async def _stream(
                 yield ": keep-alive\n\n"
 
 
+class OpenStreams:
+    """How many event streams each tenant has open in this process, up to ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, tenant: str) -> None:
+        """Counts one more stream of ``tenant`` in; 429 when it has ``limit`` open."""
+        if self.open[tenant] >= self.limit:
+            raise ApiError(
+                429,
+                "too_many_event_streams",
+                f"Tenant {tenant!r} has {self.open[tenant]} event streams open, the ceiling of"
+                f" {self.limit} per tenant (DOCJOBS_SERVER__MAX_EVENT_STREAMS_PER_TENANT); close"
+                " one, or poll the job instead.",
+                headers={"Retry-After": str(int(KEEPALIVE_SECONDS))},
+            )
+        self.open[tenant] += 1
+
+    def release(self, tenant: str) -> None:
+        self.open[tenant] -= 1
+        if self.open[tenant] <= 0:
+            del self.open[tenant]
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream that calls ``on_close`` once it ends, however it ends (the client gone
+    before its first event included)."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
 @router.get(
     "/{job_id}/events",
     summary="Follow a job's status and progress",
@@ -99,7 +155,7 @@ async def _stream(
             "as `GET /api/v1/jobs/{job_id}` shows it, ending with the `end` event.",
             "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
         },
-        **error_responses(404),
+        **error_responses(404, 429),
     },
 )
 async def job_events(
@@ -117,9 +173,7 @@ async def job_events(
     if last_event_id is not None:
         attempts, stage, pages = map(int, last_event_id.split("."))
         seen = (attempts, stage, pages)
+    streams: OpenStreams = request.app.state.event_streams
+    streams.acquire(principal.tenant)
     stream = _stream(backend, principal.tenant, job_id, seen, str(request.base_url))
-    return StreamingResponse(
-        stream,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return EventStreamResponse(stream, lambda: streams.release(principal.tenant))

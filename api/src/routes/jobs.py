@@ -1,12 +1,17 @@
-"""``/api/v1/jobs``: poll, list, download, cancel."""
+"""``/api/v1/jobs``: poll, list, download, cancel or erase; and erasure through the parse
+API's ``/v1/jobs/{jobId}``."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import BeforeValidator
 
+from docjobs.backends.base import JobQuery, decode_cursor, encode_cursor, listing_position
 from docjobs.domain.clock import iso
 from docjobs.domain.models import Job, Phase
 
@@ -21,11 +26,19 @@ from ..schemas import (
     error_responses,
 )
 from ..submit import result_response
-from ..views import PHASES_OF_WORD, STATUS_WORDS, RenderedDetails, job_summary
+from ..views import PHASES_OF_WORD, STATUS_WORDS, RenderedDetails, job_list_entry
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
+jobs_api = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
+parse_jobs = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 
 StatusWord = Literal["pending", "processing", "complete", "failed", "cancelled"]
+OperationKind = Literal["convert", "ocr.simple", "ocr.advanced", "ocr.vision", "extract"]
+DELETE_DESCRIPTION = (
+    "A pending or processing job is cancelled (it ends as `cancelled`). A finished job "
+    "(complete, failed or cancelled) is erased: its input, result, attempt records and "
+    "webhook delivery records are deleted, and the job then answers 404 `job_not_found` "
+    "like one that never existed: nothing of it is kept."
+)
 
 
 async def _job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Job:
@@ -42,21 +55,88 @@ async def _job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Job
     return job
 
 
-@router.get("", summary="List jobs", response_model=JobList)
+DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def _date_time(value: object) -> object:
+    """ISO 8601 date and time only: not a bare date, nor a number of seconds."""
+    if isinstance(value, str) and not DATE_TIME.match(value):
+        raise ValueError("an ISO 8601 date and time, such as 2025-03-01T08:00:00Z")
+    return value
+
+
+QueryTime = Annotated[datetime, BeforeValidator(_date_time)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+@jobs_api.get(
+    "",
+    summary="List jobs",
+    description="The tenant's jobs, newest first, a page at a time: each page that has a "
+    "next one carries `next_cursor`; send it back as `cursor` with the same filters. The "
+    "filters combine (all must hold).",
+    response_model=JobList,
+    response_model_exclude_unset=True,
+)
 async def list_jobs(
     backend: BackendDep,
     settings: SettingsDep,
     principal: PrincipalDep,
     status: Annotated[StatusWord | None, Query(description="Only jobs in this status.")] = None,
     limit: Annotated[int, Query(ge=1, description="At most this many, newest first.")] = 20,
+    cursor: Annotated[
+        str | None, Query(description="A previous page's `next_cursor`: the page after it.")
+    ] = None,
+    operation: Annotated[
+        OperationKind | None, Query(description="Only jobs of this operation.")
+    ] = None,
+    created_after: Annotated[
+        QueryTime | None,
+        Query(description="Only jobs created after this time (ISO 8601; UTC without a zone)."),
+    ] = None,
+    created_before: Annotated[
+        QueryTime | None, Query(description="Only jobs created before this time.")
+    ] = None,
+    file_name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            description="Only jobs whose uploaded file's name starts with this "
+            "(the whole name matches too); case-sensitive.",
+        ),
+    ] = None,
 ) -> JobList:
     limit = min(limit, settings.limits.list_max)
-    phases = PHASES_OF_WORD[status] if status else None
-    jobs, total = await backend.list_jobs(principal.tenant, phases, limit)
-    return JobList(jobs=[job_summary(j) for j in jobs], total=total, limit=limit)
+    try:
+        after = decode_cursor(cursor) if cursor is not None else None
+    except ValueError:
+        raise ApiError(
+            422, "invalid_parameters", "cursor: not a next_cursor this API gave."
+        ) from None
+    query = JobQuery(
+        tenant=principal.tenant,
+        limit=limit,
+        phases=frozenset(PHASES_OF_WORD[status]) if status else None,
+        operation=operation,
+        created_after=_utc(created_after),
+        created_before=_utc(created_before),
+        file_name=file_name,
+        after=after,
+    )
+    page = await backend.list_jobs(query)
+    listed = JobList(jobs=[job_list_entry(j) for j in page.jobs], total=page.total, limit=limit)
+    if page.more and page.jobs:
+        listed.next_cursor = encode_cursor(listing_position(page.jobs[-1]))
+    return listed
 
 
-@router.get(
+@jobs_api.get(
     "/{job_id}",
     summary="Get a job's status",
     response_model=JobDetail,
@@ -73,7 +153,7 @@ async def get_job(
     return Response(rendered.body(job, str(request.base_url)), media_type="application/json")
 
 
-@router.get(
+@jobs_api.get(
     "/{job_id}/result",
     summary="Download a job's result",
     response_class=Response,
@@ -100,17 +180,49 @@ async def get_result(backend: BackendDep, principal: PrincipalDep, job_id: str) 
     return await result_response(backend, job, {"X-Job-Id": job_id})
 
 
-@router.delete(
+@jobs_api.delete(
     "/{job_id}",
     status_code=204,
-    summary="Cancel a job",
+    summary="Cancel or erase a job",
+    description=DELETE_DESCRIPTION,
     response_class=Response,
-    responses={204: {"description": "Cancelled."}, **error_responses(404, 409)},
+    responses={204: {"description": "Cancelled, or erased."}, **error_responses(404)},
 )
-async def cancel_job(backend: BackendDep, principal: PrincipalDep, job_id: str) -> Response:
+async def cancel_or_erase_job(
+    backend: BackendDep, principal: PrincipalDep, job_id: str
+) -> Response:
     job = await _job(backend, principal, job_id)
-    if job.status.phase in (Phase.COMPLETE, Phase.FAILED):
-        word = STATUS_WORDS[job.status.phase]
-        raise ApiError(409, "job_finished", f"Job {job_id!r} is already {word}.", status=word)
-    await backend.cancel(principal.tenant, job_id)
+    await _cancel_or_erase(backend, principal.tenant, job)
     return Response(status_code=204)
+
+
+@parse_jobs.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Cancel or erase a job (the parse API)",
+    description=DELETE_DESCRIPTION,
+    response_class=Response,
+    responses={204: {"description": "Cancelled, or erased."}, **error_responses(404)},
+)
+async def cancel_or_erase_parse_job(
+    backend: BackendDep, principal: PrincipalDep, job_id: str
+) -> Response:
+    job = await backend.get(principal.tenant, job_id)
+    if job is None or job.expired:
+        raise ApiError(404, "job_not_found", f"No job {job_id!r}.")
+    await _cancel_or_erase(backend, principal.tenant, job)
+    return Response(status_code=204)
+
+
+async def _cancel_or_erase(backend: BackendDep, tenant: str, job: Job) -> None:
+    """Only a job already finished when asked is erased: a cancelled one is kept until
+    asked again, so that its end can be seen."""
+    if job.status.phase.terminal:
+        await backend.erase(job)
+    else:
+        await backend.cancel(tenant, job.spec.job_id)
+
+
+router = APIRouter()
+router.include_router(jobs_api)
+router.include_router(parse_jobs)

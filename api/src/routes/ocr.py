@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from docjobs.capabilities import TIER_NAMES, TierName
 from docjobs.domain.models import OcrAdvanced, OcrSimple, OcrVision
 
 from ..deps import AsyncFlag, PrincipalDep
@@ -23,8 +24,22 @@ from ..submission import (
 )
 from ..submit import answer
 from ..uploads import Upload
+from .capabilities import tier_checked_route
 
-router = APIRouter(prefix="/api/v1/ocr/extract", tags=["ocr"], dependencies=[Depends(rate_limited)])
+_TIERS: dict[str, TierName] = {name: name for name in TIER_NAMES}
+
+
+def _tier_of(path: str) -> TierName:
+    return _TIERS[path.rsplit("/", 1)[-1]]
+
+
+# A request for a tier this server cannot run is refused before its upload is read.
+router = APIRouter(
+    prefix="/api/v1/ocr/extract",
+    tags=["ocr"],
+    dependencies=[Depends(rate_limited)],
+    route_class=tier_checked_route(_tier_of),
+)
 
 Output = Annotated[
     Literal["simple", "detailed", "searchable_pdf"],

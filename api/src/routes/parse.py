@@ -31,6 +31,7 @@ from ..submission import (
 )
 from ..uploads import Upload
 from ..views import delivery_view, json_response, parse_job
+from .capabilities import require_extract_tiers
 
 router = APIRouter(tags=["documents"], responses=error_responses(401, 422, 503))
 
@@ -80,6 +81,7 @@ class ParseForm:
 
 
 async def _queue(
+    request: Request,
     submissions: SubmissionService,
     tenant: str,
     form: ParseForm,
@@ -88,6 +90,7 @@ async def _queue(
     interactive: bool,
 ) -> Submitted:
     operation = await _extract(submissions, tenant, form)
+    await require_extract_tiers(request, operation)
     submission = SubmissionRequest(
         operation, Upload(form.file), tenant, interactive, idempotency_key, form.webhook_url
     )
@@ -140,6 +143,7 @@ def _accepted(job: Job, created: bool) -> ParseJobAccepted:
     responses={**_QUEUED, **_SUBMIT_ERRORS},
 )
 async def parse_async(
+    request: Request,
     principal: PrincipalDep,
     submissions: Submissions,
     idempotency_key: IdempotencyKey = None,
@@ -151,7 +155,7 @@ async def parse_async(
 ) -> ParseJobAccepted:
     form = ParseForm(file, template_id, language, ocr, webhook_url)
     submitted = await _queue(
-        submissions, principal.tenant, form, idempotency_key, interactive=False
+        request, submissions, principal.tenant, form, idempotency_key, interactive=False
     )
     return _accepted(submitted.job, submitted.created)
 
@@ -174,7 +178,9 @@ async def parse(
     ocr: OcrField = None,
 ) -> ParseJob | JSONResponse:
     form = ParseForm(file, template_id, language, ocr)
-    submitted = await _queue(submissions, principal.tenant, form, idempotency_key, interactive=True)
+    submitted = await _queue(
+        request, submissions, principal.tenant, form, idempotency_key, interactive=True
+    )
     backend = submissions.backend
     job = await backend.wait(
         submitted.job.spec.job_id, submissions.settings.limits.sync_wait_seconds

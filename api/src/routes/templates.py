@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Response
 
-from docjobs.templates.schema import TemplateSpec
+from docjobs.bounded import Bounds
+from docjobs.config import Settings
+from docjobs.templates.patterns import PatternTooComplex, check_compiles
+from docjobs.templates.schema import TemplateField, TemplateSpec
 from docjobs.templates.store import TemplateQuotaExceeded, TemplateTooLarge
 
-from ..deps import BackendDep, PrincipalDep
+from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
 from ..jsonbody import OffLoopJsonRoute
 from ..ratelimit import management_rate_limited
@@ -58,6 +62,32 @@ def bounds_answered() -> Iterator[None]:
         raise ApiError(429, "template_quota_exceeded", str(exc)) from None
 
 
+def patterns_of(fields: list[TemplateField]) -> list[str]:
+    found = []
+    for field in fields:
+        if field.regex is not None:
+            found.append(field.regex)
+        found.extend(patterns_of(field.items))
+    return found
+
+
+async def check_patterns(spec: TemplateSpec, settings: Settings) -> None:
+    """Compile the template's patterns in a child process under the pattern ceilings
+    (422 ``pattern_too_complex`` past them), so that no pattern costs the API more: the
+    body's validation bounded what they compile to already, this bounds what it missed."""
+    patterns = patterns_of(spec.fields)
+    if not patterns:
+        return
+    ceilings = settings.ceilings
+    bounds = Bounds(ceilings.pattern_seconds, ceilings.pattern_memory_mb)
+    try:
+        errors = await asyncio.to_thread(check_compiles, patterns, bounds)
+    except PatternTooComplex as exc:
+        raise ApiError(422, "pattern_too_complex", str(exc)) from None
+    if errors:
+        raise ApiError(422, "invalid_parameters", "; ".join(errors))
+
+
 @router.post(
     "",
     status_code=201,
@@ -66,8 +96,9 @@ def bounds_answered() -> Iterator[None]:
     responses=error_responses(400, 413, 429),
 )
 async def create_template(
-    backend: BackendDep, principal: PrincipalDep, spec: TemplateBody
+    backend: BackendDep, principal: PrincipalDep, settings: SettingsDep, spec: TemplateBody
 ) -> TemplateView:
+    await check_patterns(spec, settings)
     with bounds_answered():
         template = await backend.offload(backend.templates.create, principal.tenant, spec)
     return template_view(template)
@@ -101,8 +132,13 @@ async def get_template(
     responses=error_responses(400, 404, 413),
 )
 async def replace_template(
-    backend: BackendDep, principal: PrincipalDep, template_id: str, spec: TemplateBody
+    backend: BackendDep,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    template_id: str,
+    spec: TemplateBody,
 ) -> TemplateView:
+    await check_patterns(spec, settings)
     with bounds_answered():
         template = await backend.offload(
             backend.templates.replace, principal.tenant, template_id, spec

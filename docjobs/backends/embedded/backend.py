@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from docjobs.backends.base import (
+    JobPage,
+    JobQuery,
     Submission,
     job_spec,
     json_result,
@@ -43,12 +45,15 @@ from docjobs.storage.factory import runner_environment, store_environment, store
 from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
 from docjobs.webhooks.records import PendingEvent
 
+from . import scratch
 from .lock import DataDirectoryLock
 from .pool import WorkerPool
 from .supervisor import Supervisor
 
 WEBHOOK_RESULT_LIMIT = 256 * 1024
 """Bytes; JSON results up to this size travel inside the webhook payload."""
+ATTEMPTS_FOLDER = "attempts"
+"""Under the data directory's ``tmp``: the runner workers' scratch directories."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,12 +73,20 @@ class EmbeddedBackend:
         # Every delivery's tries, and building each event's payload, on a fixed set of threads.
         self.deliveries = DeliveryQueue(settings.webhooks.max_parallel_deliveries)
         self.monitor = DependencyMonitor(
-            {DATABASE: self._check_database, OBJECT_STORE: self.objects.prepare}
+            {DATABASE: self._check_database, OBJECT_STORE: self.objects.prepare},
+            threads=settings.server.dependency_threads,
+            stall_seconds=settings.server.stall_seconds,
         )
         env = store_environment(
             settings, {**runner_environment(os.environ), "DOCJOBS_BACKEND": "embedded"}
         )
-        pool = WorkerPool(settings.runner.concurrency, settings.runner.max_jobs_per_worker, env)
+        pool = WorkerPool(
+            settings.runner.concurrency,
+            settings.runner.max_jobs_per_worker,
+            env,
+            scratch_root=data_dir / "tmp" / ATTEMPTS_FOLDER,
+        )
+        pool.torch_idle_seconds = settings.runner.torch_idle_seconds
         self.supervisor = Supervisor(
             settings,
             self.store,
@@ -140,10 +153,15 @@ class EmbeddedBackend:
             job = await self.offload(self.store.read, job_id)
         return job if job is not None and job.spec.tenant == tenant else None
 
-    async def list_jobs(
-        self, tenant: str, phases: Iterable[Phase] | None, limit: int
-    ) -> tuple[list[Job], int]:
-        return await self.offload(self.store.list_jobs, tenant, phases, limit)
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        return await self.offload(self.store.list_jobs, query)
+
+    async def erase(self, job: Job) -> None:
+        prefix, _ = object_keys(job.spec.tenant, job.spec.job_id)
+        self.monitor.require(DATABASE, OBJECT_STORE)
+        # The files first: should the store fail, the job is still there to erase again.
+        await self.monitor.call(OBJECT_STORE, self.objects.delete_prefix, prefix)
+        await self.offload(self.store.erase, job.spec.job_id, _forget_deliveries(job.spec.job_id))
 
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
         job = await self.offload(self.store.get, job_id, tenant)
@@ -236,7 +254,19 @@ class EmbeddedBackend:
         return self.store.count_by_phase()
 
 
+def _forget_deliveries(job_id: str) -> Callable[[sqlite3.Connection], None]:
+    """What the job's webhook deliveries recorded (their targets, answers and errors), erased
+    with the job."""
+
+    def forget(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM webhook_deliveries WHERE job_id = ?", (job_id,))
+
+    return forget
+
+
 def sweep_scratch(directory: Path) -> None:
-    """Deletes uploads a killed process left half-saved: at start, none is in progress."""
+    """Deletes uploads a killed process left half-saved, and its workers' scratch directories
+    (tenants' inputs and OCR text of attempts that never ended): at start, neither is in use."""
     for leftover in directory.glob("upload-*"):
         leftover.unlink(missing_ok=True)
+    scratch.sweep(directory / ATTEMPTS_FOLDER, shared=False)

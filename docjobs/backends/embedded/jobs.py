@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from docjobs.backends.base import JobPage, JobQuery
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.backends.embedded.recent import RecentJobs
 from docjobs.domain.clock import utcnow
@@ -33,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     spec TEXT NOT NULL,
     status TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs (tenant, created_at);
+DROP INDEX IF EXISTS jobs_tenant;
+CREATE INDEX IF NOT EXISTS jobs_listing ON jobs (tenant, created_at, job_id);
 CREATE INDEX IF NOT EXISTS jobs_phase ON jobs (phase, interactive, created_at);
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs (expires_at) WHERE expired = 0;
 CREATE INDEX IF NOT EXISTS jobs_fingerprint ON jobs (tenant, fingerprint);
@@ -106,20 +108,53 @@ class SQLiteJobStore:
             self.recent.keep(job, mark)
         return job
 
-    def list_jobs(
-        self, tenant: str, phases: Iterable[Phase] | None, limit: int
-    ) -> tuple[list[Job], int]:
-        where, args = "tenant = ? AND expired = 0", [tenant]
-        if phases is not None:
-            wanted = [p.value for p in phases]
+    def list_jobs(self, query: JobQuery) -> JobPage:
+        """Walks the tenant's part of ``jobs_listing`` from the query's position, newest
+        first, until the page is full: the filters are checked on those rows only."""
+        where = "tenant = ? AND expired = 0"
+        args: list[object] = [query.tenant]
+        if query.phases is not None:
+            wanted = [p.value for p in query.phases]
             where += f" AND phase IN ({','.join('?' * len(wanted))})"
             args += wanted
+        if query.operation is not None:
+            where += " AND json_extract(spec, '$.operation.kind') = ?"
+            args.append(query.operation)
+        if query.created_after is not None:
+            where += " AND created_at > ?"
+            args.append(query.created_after.timestamp())
+        if query.created_before is not None:
+            where += " AND created_at < ?"
+            args.append(query.created_before.timestamp())
+        if query.file_name is not None:
+            where += " AND substr(json_extract(spec, '$.input.file_name'), 1, ?) = ?"
+            args += [len(query.file_name), query.file_name]
         total = self.db.query(f"SELECT count(*) AS n FROM jobs WHERE {where}", tuple(args))[0]["n"]
+        if query.after is not None:
+            where += " AND (created_at, job_id) < (?, ?)"
+            args += list(query.after)
         rows = self.db.query(
-            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC LIMIT ?",
-            (*args, limit),
+            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at DESC, job_id DESC LIMIT ?",
+            (*args, query.limit + 1),
         )
-        return [_job(r) for r in rows], int(total)
+        jobs = [_job(r) for r in rows[: query.limit]]
+        return JobPage(jobs, int(total), more=len(rows) > query.limit)
+
+    def erase(self, job_id: str, also: Callable[[sqlite3.Connection], None] | None = None) -> bool:
+        """Deletes a finished job and its history; False if there was none (or it is not
+        finished). ``also`` writes in the same transaction."""
+        finished = [phase.value for phase in Phase if phase.terminal]
+        with self.recent_forgotten(job_id), self.db.transaction() as conn:
+            cursor = conn.execute(
+                f"DELETE FROM jobs WHERE job_id = ? AND phase IN ({','.join('?' * len(finished))})",
+                (job_id, *finished),
+            )
+            if cursor.rowcount == 0:
+                return False
+            conn.execute("DELETE FROM job_events WHERE job_id = ?", (job_id,))
+            if also is not None:
+                also(conn)
+            return True
 
     def save_status(
         self,

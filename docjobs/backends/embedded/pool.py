@@ -2,7 +2,8 @@
 
 A worker runs in its own session so that killing it takes its engine's children (Tesseract)
 with it, and it dies with the supervisor (PR_SET_PDEATHSIG) so a killed service leaves no
-worker behind.
+worker behind. With a scratch root, each worker writes its attempts' files in a directory
+of its own there (its ``TMPDIR``), removed once the worker is dead (see :mod:`.scratch`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,21 @@ import contextlib
 import os
 import signal
 import sys
+from pathlib import Path
 
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited
-from docjobs.domain.models import JobError, RunnerSummary, RunOutcome, WorkerRequest
+from docjobs.domain.models import (
+    EXIT_PERMANENT,
+    Extract,
+    JobError,
+    OcrAdvanced,
+    RunnerSummary,
+    RunOutcome,
+    WorkerRequest,
+)
+
+from . import scratch as scratch_dirs
 
 
 class WorkerDied(Exception):
@@ -25,9 +37,13 @@ class WorkerDied(Exception):
 
 
 class Worker:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, scratch: Path | None = None) -> None:
         self.process = process
         self.jobs_done = 0
+        self.holds_torch = False
+        """Whether it has run docTR: PyTorch and the models stay in its memory (~1 GB)."""
+        self.scratch = scratch
+        """The worker's own directory for its attempts' files, if the pool gave it one."""
 
     @property
     def pid(self) -> int:
@@ -62,12 +78,25 @@ class Worker:
 
 
 class WorkerPool:
-    def __init__(self, size: int, max_jobs_per_worker: int, env: dict[str, str]) -> None:
+    torch_idle_seconds: float = 30.0
+    """A worker holding PyTorch is retired once idle this long, giving its memory back; the
+    next docTR job loads it again in a fresh worker (seconds)."""
+
+    def __init__(
+        self,
+        size: int,
+        max_jobs_per_worker: int,
+        env: dict[str, str],
+        scratch_root: Path | None = None,
+    ) -> None:
         self.size = size
         self.max_jobs_per_worker = max_jobs_per_worker
         self.env = env
+        self.scratch_root = scratch_root
+        """Where the workers' scratch directories go; None: the system's temp directory."""
         self._idle: list[Worker] = []
         self._all: set[Worker] = set()
+        self._removals: set[asyncio.Task[None]] = set()
 
     async def warm_up(self) -> None:
         for _ in range(self.size - len(self._idle)):
@@ -78,39 +107,74 @@ class WorkerPool:
             worker = self._idle.pop()
             if worker.alive:
                 return worker
-            self._all.discard(worker)
+            self.discard(worker)
         return await self._spawn()
 
     def release(self, worker: Worker) -> None:
         if worker.alive and worker.jobs_done < self.max_jobs_per_worker:
             self._idle.append(worker)
+            if worker.holds_torch:
+                asyncio.get_running_loop().call_later(
+                    self.torch_idle_seconds, self._retire_if_idle, worker, worker.jobs_done
+                )
         else:
-            self._all.discard(worker)
-            worker.kill()
+            self.discard(worker)
 
     def discard(self, worker: Worker) -> None:
+        """Kills ``worker``; its scratch directory goes once it is dead."""
         self._all.discard(worker)
         worker.kill()
+        if worker.scratch is not None:
+            removal = asyncio.create_task(self._remove_scratch(worker), name="worker-scratch")
+            self._removals.add(removal)
+            removal.add_done_callback(self._removals.discard)
+
+    def _retire_if_idle(self, worker: Worker, jobs_done: int) -> None:
+        """Retires ``worker`` if it has stayed idle since it had done ``jobs_done`` jobs."""
+        if worker.jobs_done == jobs_done and worker in self._idle:
+            self._idle.remove(worker)
+            self.discard(worker)
 
     async def close(self) -> None:
         for worker in list(self._all):
             await worker.reap()
+            if worker.scratch is not None:
+                await asyncio.to_thread(scratch_dirs.remove, worker.scratch)
+        await asyncio.gather(*self._removals, return_exceptions=True)
         self._all.clear()
         self._idle.clear()
 
+    @staticmethod
+    async def _remove_scratch(worker: Worker) -> None:
+        # Only once the worker and its engine's children are gone can nothing write there.
+        await worker.reap()
+        assert worker.scratch is not None
+        await asyncio.to_thread(scratch_dirs.remove, worker.scratch)
+
     async def _spawn(self) -> Worker:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "docjobs.runner",
-            "--worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=self.env,
-            start_new_session=True,
-            limit=1 << 20,
-        )
-        worker = Worker(process)
+        env, directory = self.env, None
+        if self.scratch_root is not None:
+            directory = await asyncio.to_thread(scratch_dirs.worker_directory, self.scratch_root)
+            # Engines' libraries (pytesseract, WeasyPrint) write temp files of their own:
+            # they land there too, and go with the directory.
+            env = {**env, "TMPDIR": str(directory)}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "docjobs.runner",
+                "--worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                limit=1 << 20,
+            )
+        except BaseException:
+            if directory is not None:
+                await asyncio.to_thread(scratch_dirs.remove, directory)
+            raise
+        worker = Worker(process, directory)
         self._all.add(worker)
         return worker
 
@@ -127,13 +191,34 @@ async def run_attempt(
         return AttemptTimedOut(utcnow())
     except WorkerDied as died:
         pool.discard(worker)
-        return RunnerExited(died.returncode or 1, _died(died), utcnow())
+        summary = _died(died)
+        code = EXIT_PERMANENT if summary.error and summary.error.permanent else died.returncode
+        return RunnerExited(code or 1, summary, utcnow())
+    worker.holds_torch = worker.holds_torch or loads_torch(request)
     pool.release(worker)
     return RunnerExited(outcome.exit_code, outcome.summary, utcnow())
 
 
+def loads_torch(request: WorkerRequest) -> bool:
+    """Whether the attempt runs docTR, which loads PyTorch into the worker."""
+    operation = request.spec.operation
+    return isinstance(operation, OcrAdvanced) or (
+        isinstance(operation, Extract) and operation.ocr == "advanced"
+    )
+
+
 def _died(died: WorkerDied) -> RunnerSummary:
     code = died.returncode
+    if code == -signal.SIGABRT:
+        # A worker runs under its data limit, and the native libraries it drives (PDFium,
+        # GLib) abort when an allocation is refused there rather than fail the call: what
+        # made it abort would do so again on every attempt.
+        message = (
+            "the runner process aborted: the document needs more memory than its ceiling"
+            " (DOCJOBS_RUNNER__MEMORY_LIMIT_MB)"
+        )
+        error = JobError(reason="MemoryCeilingExceeded", message=message, permanent=True)
+        return RunnerSummary(error=error)
     how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited ({code})"
     return RunnerSummary(
         error=JobError(reason="RunnerCrashed", message=f"the runner process {how}", permanent=False)

@@ -213,7 +213,8 @@ class Supervisor:
         if free <= 0:
             return
         now = utcnow()
-        # Only while a sync caller still waits does its job go first.
+        # Only while a sync caller still waits does its job go first, and only within its
+        # tenant's queue: fair share between tenants holds for sync callers too.
         waited = set(self._waiters)
         waiting: list[Job] = []
         for job in self.store.runnable(now, free + len(self.running), waited):

@@ -13,11 +13,21 @@ import contextlib
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager
 from typing import ParamSpec, TypeVar
 
-from docjobs.backends.base import Submission, job_spec, json_result, opened_result, store_input
+from docjobs.backends.base import (
+    JobPage,
+    JobQuery,
+    ListPosition,
+    Submission,
+    job_spec,
+    json_result,
+    listing_position,
+    opened_result,
+    store_input,
+)
 from docjobs.backends.dependencies import (
     KUBERNETES,
     OBJECT_STORE,
@@ -61,6 +71,11 @@ def submission_of(job: Job) -> tuple[str, str | None]:
     return job.spec.tenant, job.spec.fingerprint
 
 
+def tenant_listing(job: Job) -> tuple[Hashable, ListPosition]:
+    """The watch cache's groups: each tenant's jobs in the order listings read them."""
+    return job.spec.tenant, listing_position(job)
+
+
 def sequence_of(job_id: str) -> int:
     """1 for ``job_<hex>``, n for its n-th successor ``job_<hex>-n``."""
     _, dash, number = job_id.rpartition("-")
@@ -82,7 +97,9 @@ class KubeBackend:
             )
         self.settings = settings
         self.namespace = kube.namespace
-        self.client = client or KubeClient.from_environment(kube.request_timeout_seconds)
+        self.client = client or KubeClient.from_environment(
+            kube.request_timeout_seconds, connect_timeout=kube.connect_timeout_seconds
+        )
         self.objects = objects or S3Store.from_settings(settings.s3)
         self.jobs: WatchCache[Job] = WatchCache(
             self.client,
@@ -91,6 +108,7 @@ class KubeBackend:
             watch_timeout_seconds=kube.watch_timeout_seconds,
             name="documentjobs-cache",
             index=submission_of,
+            group=tenant_listing,
         )
         self.keys = SecretKeyStore(
             self.client,
@@ -111,11 +129,17 @@ class KubeBackend:
             {
                 KUBERNETES: lambda: self.client.get_text("/readyz"),
                 OBJECT_STORE: self.objects.prepare,
-            }
+            },
+            threads=settings.server.dependency_threads,
+            stall_seconds=settings.server.stall_seconds,
         )
         self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor)
 
-    def _parse(self, resource: JSON) -> Job:
+    def _parse(self, resource: JSON) -> Job | None:
+        """None for a DocumentJob being deleted (erased, or expired): it waits only for the
+        operator's finalizer, and reads as gone meanwhile."""
+        if resource["metadata"].get("deletionTimestamp"):
+            return None
         outbox = (resource.get("status") or {}).get("webhooks")
         if outbox:
             self._delivery_notes[resource["metadata"]["name"]] = {"status": {"webhooks": outbox}}
@@ -161,6 +185,11 @@ class KubeBackend:
         return report
 
     async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        key_check: bool = call == self.keys.authenticate
+        if key_check:
+            # Answered from the key Secret's watch cache: keys go on working while the API
+            # server is down; only a key the cache does not know asks it.
+            return await self.monitor.consult(KUBERNETES, call, *args, **kwargs)
         return await self.monitor.call(KUBERNETES, call, *args, **kwargs)
 
     # --- submission ------------------------------------------------------------------------
@@ -207,7 +236,7 @@ class KubeBackend:
         # Claimed in the create itself: the operator never sees the job unclaimed. docTR
         # jobs are not: they need the GPU runner image (torch, weights) on the GPU pool.
         warm = submission.interactive and engine_of(submission.operation) is not Engine.DOCTR
-        claim = self.claimed.reserve() if warm else None
+        claim = await self.claimed.reserve(submission.tenant) if warm else None
         if claim is not None:
             body["metadata"]["annotations"] = claim.annotations()
         created: JSON | None = None
@@ -224,7 +253,7 @@ class KubeBackend:
             raise
         finally:
             if claim is not None and created is None:
-                self.claimed.unreserve()
+                self.claimed.unreserve(submission.tenant)
         job = self.jobs.observe(created)
         assert job is not None
         if claim is not None:
@@ -256,17 +285,9 @@ class KubeBackend:
     async def get(self, tenant: str, job_id: str) -> Job | None:
         return self._tenant_job(tenant, resource_name(job_id))
 
-    async def list_jobs(
-        self, tenant: str, phases: Iterable[Phase] | None, limit: int
-    ) -> tuple[list[Job], int]:
-        wanted = set(phases) if phases is not None else None
-        jobs = [
-            j
-            for j in self.jobs.values()
-            if j.spec.tenant == tenant and (wanted is None or j.status.phase in wanted)
-        ]
-        jobs.sort(key=lambda j: j.spec.created_at, reverse=True)
-        return jobs[:limit], len(jobs)
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        jobs, total, more = self.jobs.page(query.tenant, query.after, query.matches, query.limit)
+        return JobPage(jobs, total, more)
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         name = resource_name(job_id)
@@ -310,6 +331,19 @@ class KubeBackend:
                 return None
             raise
         return self.jobs.observe(patched)
+
+    async def erase(self, job: Job) -> None:
+        """The S3 prefix first (should S3 fail, the DocumentJob stays to erase again), then
+        the DocumentJob: the operator keeps nothing else of it, and never creates one."""
+        prefix, _ = object_keys(job.spec.tenant, job.spec.job_id)
+        self.monitor.require(KUBERNETES, OBJECT_STORE)
+        await self.monitor.call(OBJECT_STORE, self.objects.delete_prefix, prefix)
+        name = resource_name(job.spec.job_id)
+        await self.offload(
+            self.client.delete, documentjobs_path(self.namespace, name), missing_ok=True
+        )
+        self.jobs.forget(name)
+        self._delivery_notes.pop(name, None)
 
     # --- results ---------------------------------------------------------------------------
 

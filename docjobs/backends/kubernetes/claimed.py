@@ -8,6 +8,11 @@ renews the claim while the work runs. If the process dies, the claim lapses and 
 operator takes the job over; the outcome the worker stored wins there too. The job's end
 event is left to the operator, which delivers it from the outbox the terminal status write
 puts in the status (see :mod:`.outbox`): one deliverer, durable whichever process dies.
+
+A claimed job counts against its tenant's cap (``max_running_per_tenant``) like a runner
+Job: a tenant already running as many jobs as its cap gets no claim, and its sync request
+waits for the operator as an async one would. The workers' scratch directories live under
+this host's temp directory, one per worker, removed with it and swept at start.
 """
 
 from __future__ import annotations
@@ -17,9 +22,13 @@ import contextlib
 import logging
 import os
 import socket
+import tempfile
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from docjobs.backends.dependencies import KUBERNETES, DependencyMonitor
+from docjobs.backends.embedded import scratch
 from docjobs.backends.embedded.pool import Worker, WorkerPool, run_attempt
 from docjobs.config import Settings
 from docjobs.domain import lifecycle
@@ -30,7 +39,7 @@ from docjobs.kube.cache import WatchCache
 from docjobs.kube.claims import Claim, claim_of, released
 from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import documentjobs_path
-from docjobs.kube.resources import job_of, status_of
+from docjobs.kube.resources import job_of, resource_name, status_of
 from docjobs.kube.status import bookkeep, status_patch
 from docjobs.metrics import record_finished
 from docjobs.storage.factory import store_environment
@@ -41,6 +50,8 @@ WRITE_TRIES = 5
 """Status writes tried on conflicts (a renewal or the operator wrote in between)."""
 RELEASE_SECONDS = 2.0
 """Seconds a stopping process gives each release of a claim; unreleased ones lapse."""
+SCRATCH_FOLDER = "docjobs-attempts"
+"""Under the temp directory: the claimed workers' scratch directories, of every process."""
 
 
 @dataclass
@@ -57,6 +68,11 @@ class _Held:
     def name(self) -> str:
         name: str = self.resource["metadata"]["name"]
         return name
+
+    @property
+    def tenant(self) -> str:
+        tenant: str = self.resource["spec"]["tenant"]
+        return tenant
 
     def saw(self, resource: JSON) -> None:
         """Keep the newest version of the resource a write returned."""
@@ -82,12 +98,20 @@ class ClaimedJobs:
         self.claim_seconds = kube.claim_seconds
         self.holder = f"{socket.gethostname()}/{os.getpid()}"
         env = store_environment(settings, {**os.environ, "DOCJOBS_BACKEND": "kubernetes"})
-        self.pool = WorkerPool(self.size, settings.runner.max_jobs_per_worker, env)
+        self.scratch_root = Path(tempfile.gettempdir()) / SCRATCH_FOLDER
+        self.pool = WorkerPool(
+            self.size, settings.runner.max_jobs_per_worker, env, scratch_root=self.scratch_root
+        )
         self._reserved = 0
+        self._unstarted: Counter[str] = Counter()
+        """Claims reserved per tenant whose jobs are not yet created and running."""
         self._held: dict[str, _Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        # Other API processes may share this host's temp directory: only the directories of
+        # processes that are gone are swept.
+        await asyncio.to_thread(scratch.sweep, self.scratch_root, shared=True)
         await self.pool.warm_up()
 
     async def stop(self) -> None:
@@ -103,29 +127,57 @@ class ClaimedJobs:
             except Exception as exc:  # it lapses instead
                 log.warning("cannot release the claim on %s: %s", name, exc)
 
-    def reserve(self) -> Claim | None:
-        """A claim for a job about to be created, if a worker is free for it; give it back
-        with :meth:`unreserve` unless :meth:`run` took it."""
+    async def reserve(self, tenant: str) -> Claim | None:
+        """A claim for a job of ``tenant`` about to be created, if a worker is free for it
+        and the tenant runs fewer jobs than its cap; give it back with :meth:`unreserve`
+        unless :meth:`run` took it."""
         if self._reserved >= self.size:
             return None
+        cap = self.settings.jobs.max_running_per_tenant
+        if cap > 0:
+            # A scan of every cached job: in a thread, off the loop.
+            processing = await asyncio.to_thread(self._processing, tenant)
+            held = {name for name, job in self._held.items() if job.tenant == tenant}
+            if len(processing | held) + self._unstarted[tenant] >= cap:
+                return None
+            if self._reserved >= self.size:  # taken while this one counted
+                return None
         self._reserved += 1
+        self._unstarted[tenant] += 1
         return Claim(self.holder, utcnow(), self.claim_seconds)
 
-    def unreserve(self) -> None:
+    def unreserve(self, tenant: str) -> None:
+        """Gives back a claim that :meth:`run` did not take (the create failed)."""
         self._reserved -= 1
+        self._forget_unstarted(tenant)
+
+    def _forget_unstarted(self, tenant: str) -> None:
+        self._unstarted[tenant] -= 1
+        if self._unstarted[tenant] <= 0:
+            del self._unstarted[tenant]
+
+    def _processing(self, tenant: str) -> set[str]:
+        """The DocumentJobs of ``tenant`` that run now, as the watch cache knows them: runner
+        Jobs and claimed jobs of every API process alike."""
+        return {
+            resource_name(job.spec.job_id)
+            for job in self.jobs.values()
+            if job.spec.tenant == tenant and job.status.phase is Phase.PROCESSING
+        }
 
     def run(self, created: JSON) -> None:
         """Runs the job just created under a reserved claim, in the background: the request
         waits on the job as any sync request does, and may answer 202 before it ends."""
         held = _Held(created)
         self._held[held.name] = held
+        self._forget_unstarted(held.tenant)
         task = asyncio.create_task(self._run(held), name=f"claimed-{held.name}")
         self._tasks.add(task)
 
         def done(_: asyncio.Task[None]) -> None:
             self._tasks.discard(task)
             self._held.pop(held.name, None)
-            self.unreserve()
+            self._reserved -= 1
 
         task.add_done_callback(done)
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import weasyprint
 from markdown_it import MarkdownIt
-from weasyprint.urls import URLFetcher
+from weasyprint.urls import URLFetcher, URLFetcherResponse
 
+from docjobs.config import get_settings
 from docjobs.documents import DocumentError, decode_text, parse_json
 from docjobs.domain.models import ConvertToPdf
-from docjobs.runner.engines import EngineOutput, PermanentError
+from docjobs.runner.engines import EngineOutput, PermanentError, render_ceilings
+from docjobs.runner.engines.render_ceilings import RenderRefused, ResourceCeilings
 
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9.+-]*):")
 
@@ -50,20 +53,43 @@ img { max-width: 100%; }
 """
 
 
+class RefusedFetch(ValueError):
+    """A URL the conversion does not fetch: the service's policy at work, not a fault."""
+
+
+class _QuietRefusals(logging.Filter):
+    """WeasyPrint logs each resource the fetcher refuses at ERROR; a document full of
+    remote images would fill the log with what is, here, the expected outcome."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # WeasyPrint wraps the fetcher's exception, keeping its class name in the message.
+        return RefusedFetch.__name__ not in record.getMessage()
+
+
+logging.getLogger("weasyprint").addFilter(_QuietRefusals())
+# One line per rendering step of every conversion: nothing an operator acts on.
+logging.getLogger("weasyprint.progress").setLevel(logging.WARNING)
+
+
 class _DataUrlsOnly(URLFetcher):  # type: ignore[misc]  # weasyprint ships no types
     """Serves ``data:`` URLs, which carry their content inline, and refuses all others.
 
-    WeasyPrint logs a refused resource and renders without it.
+    WeasyPrint logs a refused resource and renders without it. A served resource past a
+    ceiling (an image's pixels, an SVG's elements) stops the conversion instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, ceilings: ResourceCeilings) -> None:
         super().__init__(allowed_protocols=("data",), allow_redirects=False, timeout=1)
+        self.ceilings = ceilings
 
     def fetch(self, url: str, headers: dict[str, str] | None = None) -> Any:
         match = _SCHEME.match(url)
         if match is None or match[1].lower() != "data":
-            raise ValueError(f"refused to fetch {url[:100]!r}: only data: URLs are allowed")
-        return super().fetch(url, headers)
+            raise RefusedFetch(f"refused to fetch {url[:100]!r}: only data: URLs are allowed")
+        response = super().fetch(url, headers)
+        body = response.read()  # a data: URL's content, already whole in the document
+        self.ceilings.check(body, response.content_type)
+        return URLFetcherResponse(response.url, body, response.headers, response.status)
 
 
 def to_pdf(operation: ConvertToPdf, source: Path, workdir: Path) -> EngineOutput:
@@ -72,14 +98,25 @@ def to_pdf(operation: ConvertToPdf, source: Path, workdir: Path) -> EngineOutput
         raise PermanentError("EmptyDocument", "The document is empty.")
     page = _to_html(operation.source_format, text)
     target = workdir / "result.pdf"
+    ceilings = ResourceCeilings(get_settings().ceilings)
     try:
-        document = weasyprint.HTML(string=page, base_url=None, url_fetcher=_DataUrlsOnly()).render()
-        document.write_pdf(target)
+        html = weasyprint.HTML(string=page, base_url=None, url_fetcher=_DataUrlsOnly(ceilings))
+        for svg in render_ceilings.inline_svgs(html.etree_element):
+            refusal = render_ceilings.svg_refusal(svg, ceilings.ceilings.max_svg_elements)
+            if refusal is not None:
+                raise refusal
+        document = html.render()
+        if ceilings.refusal is None:
+            document.write_pdf(target)
+    except RenderRefused as refused:
+        raise refused.error from None
     except RecursionError:
         # Thousands of nested elements; the same input would fail on every retry.
         raise PermanentError(
             "DocumentTooComplex", "The document nests elements too deeply to lay out."
         ) from None
+    if ceilings.refusal is not None:  # refused inside an SVG, which WeasyPrint drew without
+        raise ceilings.refusal
     page_count = len(document.pages)
     return EngineOutput(
         path=target,

@@ -25,9 +25,12 @@ from typing import Any
 
 import regex as regex_engine
 
+from docjobs.bounded import Bounds
+from docjobs.config import get_settings
 from docjobs.runner.engines import PermanentError, extract_table
 from docjobs.runner.engines.extract_labels import after_label, label_pattern, labels_for, read_value
 from docjobs.runner.engines.extract_text import Cell, DocumentText, Line
+from docjobs.templates.patterns import PatternTooComplex, check_compiles
 from docjobs.templates.schema import TemplateField, TemplateSpec, shape_result
 
 REGEX_TIMEOUT_SECONDS = 2.0
@@ -60,6 +63,7 @@ _TITLES = frozenset(
 
 def extract_fields(spec: TemplateSpec, document: DocumentText) -> dict[str, Any]:
     """The template's fields read from ``document``, shaped as the job result."""
+    check_patterns(spec)
     lines = document.lines
     finder = _LabelFinder(lines, spec.fields)
     values: dict[str, object] = {}
@@ -75,6 +79,25 @@ def extract_fields(spec: TemplateSpec, document: DocumentText) -> dict[str, Any]
                 value = _letterhead(lines)
             values[field.name] = value
     return shape_result(spec.fields, values)
+
+
+def check_patterns(spec: TemplateSpec) -> None:
+    """Compile the template's patterns in a child process under the pattern ceilings before
+    this process compiles them: a template may come from elsewhere than the API (a
+    ``DocumentTemplate`` applied with kubectl), and a pattern past a ceiling fails the job
+    for good, naming it, instead of taking the runner's memory."""
+    patterns = [field.regex for field in spec.fields if field.regex is not None]
+    if not patterns:
+        return
+    ceilings = get_settings().ceilings
+    try:
+        errors = check_compiles(
+            patterns, Bounds(ceilings.pattern_seconds, ceilings.pattern_memory_mb)
+        )
+    except PatternTooComplex as exc:
+        raise PermanentError("PatternTooComplex", str(exc)) from None
+    if errors:
+        raise PermanentError("InvalidTemplate", "; ".join(errors))
 
 
 def _by_regex(field: TemplateField, pattern_text: str, text: str) -> object:

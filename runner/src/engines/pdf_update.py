@@ -26,6 +26,8 @@ from pypdf.generic import (
     PdfObject,
 )
 
+from docjobs.runner.engines import pdf_actions
+
 Layer = Callable[[PageObject, int], bytes | None]
 """The content to draw over page ``number`` (1-based), or ``None`` to leave it as it is."""
 
@@ -58,8 +60,15 @@ def append_layers(
         wrap: tuple[IndirectObject, IndirectObject] | None = None
         font_refs: DictionaryObject | None = None
         for number, page in enumerate(reader.pages, start=1):
+            reference = page.indirect_reference
+            assert reference is not None  # every page read from a file has one
+            for annotation, clean in pdf_actions.referenced_annotations(page):
+                writer.put(annotation, clean)
             content = layer(page, number)
             if content is None:
+                cleaned = pdf_actions.clean_page(page)
+                if cleaned is not None:
+                    writer.put(reference, cleaned)
                 continue
             if wrap is None or font_refs is None:
                 wrap = (writer.add(_stream(b"q\n")), writer.add(_stream(b"\nQ\n")))
@@ -67,16 +76,20 @@ def append_layers(
                     {NameObject(name): writer.add(font) for name, font in fonts.items()}
                 )
             drawn = writer.add(_stream(content))
-            reference = page.indirect_reference
-            assert reference is not None  # every page read from a file has one
-            writer.put(reference, _with_layer(page, wrap, drawn, font_refs))
+            shown = pdf_actions.clean_page(page) or page
+            writer.put(reference, _with_layer(shown, wrap, drawn, font_refs))
+        root = reader.trailer.raw_get("/Root")
+        found = root.get_object() if isinstance(root, IndirectObject) else None
+        catalog = pdf_actions.clean_catalog(found) if isinstance(found, DictionaryObject) else None
+        if isinstance(root, IndirectObject) and catalog is not None:
+            writer.put(root, catalog)
         trailer = {
             NameObject(key): reader.trailer.raw_get(key)
             for key in _CARRIED
             if key in reader.trailer
         }
         trailer[NameObject("/Prev")] = NumberObject(offset)
-        if wrap is not None:  # no page gained a layer: the input as it is
+        if writer.wrote:  # nothing to add or take out: the input as it is
             writer.finish(DictionaryObject(trailer), as_stream=is_stream)
     return True
 
@@ -100,7 +113,7 @@ def _last_xref(source: BinaryIO) -> tuple[int, bool] | None:
 
 
 def _with_layer(
-    page: PageObject,
+    page: DictionaryObject,
     wrap: tuple[IndirectObject, IndirectObject],
     drawn: IndirectObject,
     font_refs: DictionaryObject,
@@ -149,6 +162,10 @@ class _ObjectWriter:
         self._out = out
         self._next = first_number
         self._offsets: dict[int, tuple[int, int]] = {}
+
+    @property
+    def wrote(self) -> bool:
+        return bool(self._offsets)
 
     def add(self, obj: PdfObject) -> IndirectObject:
         """Writes ``obj`` as a new object, returning the reference to it."""

@@ -18,16 +18,26 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from docjobs import documents
+from docjobs.config import get_settings
 from docjobs.runner.engines import PermanentError
+from docjobs.runner.engines.pdf_streams import StreamMeter
 
 TARGET_DPI = 300
 """Tesseract is trained on text at roughly 300 DPI; lower loses small print."""
 MAX_RENDER_PIXELS = 40_000_000
-"""Cap on one rendered PDF page (an A0 poster at 300 DPI would be 140 MP)."""
+"""Cap on one rendered PDF page (an A0 poster at 300 DPI would be 140 MP); a larger page is
+rendered at a lower resolution, and so is one above the pixel ceiling."""
+PIXELS_SETTING = "DOCJOBS_CEILINGS__MAX_IMAGE_PIXELS"
+PAGES_SETTING = "DOCJOBS_CEILINGS__MAX_PAGES"
 
-# The runner runs one job per process, so the global limit is ours to set. Pillow warns
-# above it and refuses at twice it; _decoding() turns both into a permanent failure.
-Image.MAX_IMAGE_PIXELS = documents.MAX_IMAGE_PIXELS
+
+def max_image_pixels() -> int:
+    """The pixel ceiling, also made Pillow's own limit in this process (the runner's: it
+    runs one attempt at a time). Pillow warns above it and refuses at twice it;
+    ``_decoding()`` turns both into a permanent failure."""
+    ceiling = get_settings().ceilings.max_image_pixels
+    Image.MAX_IMAGE_PIXELS = ceiling
+    return ceiling
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,7 @@ def open_document(source: Path, content_type: str) -> Iterator[Document]:
         head = stream.read(documents.SNIFF_BYTES)
     # Trust the bytes over the recorded type, which came from the uploading client.
     kind = documents.sniff_content_type(head, content_type, source.name)
+    max_image_pixels()
     document: Document
     if kind == documents.PDF:
         document = _PdfDocument(source)
@@ -84,6 +95,13 @@ def open_document(source: Path, content_type: str) -> Iterator[Document]:
             "UnsupportedMediaType", f"OCR reads PDF, PNG, JPEG and TIFF, not {kind}."
         )
     try:
+        ceiling = get_settings().ceilings.max_pages
+        if document.page_count > ceiling:
+            raise PermanentError(
+                "TooManyPages",
+                f"The document has {document.page_count} pages, more than the ceiling of"
+                f" {ceiling} pages ({PAGES_SETTING}).",
+            )
         yield document
     finally:
         document.close()
@@ -109,9 +127,18 @@ class _PdfDocument:
         if self.page_count == 0:
             self._pdf.close()
             raise PermanentError("EmptyDocument", "The PDF has no pages.")
+        self._streams = StreamMeter(source, get_settings().ceilings.max_stream_bytes)
 
     def page(self, number: int) -> Page:
-        page = self._pdf[number - 1]
+        self._streams.check_page(number)
+        try:
+            # A damaged page tree (a /Count its kids do not hold) fails here, the same on
+            # every attempt.
+            page = self._pdf[number - 1]
+        except pdfium.PdfiumError as exc:
+            raise PermanentError(
+                "UnreadableDocument", f"Page {number} cannot be read: {exc}"
+            ) from None
         try:
             width, height = page.get_size()
             if not all(0 < side < math.inf for side in (width, height)):
@@ -146,6 +173,8 @@ def _pdf_load_error(source: Path, exc: pdfium.PdfiumError) -> PermanentError:
         "encrypted_pdf": "EncryptedDocument",
         "no_pages": "EmptyDocument",
         "unreadable_pdf": "UnreadableDocument",
+        "too_many_pages": "TooManyPages",
+        "document_too_complex": "DocumentTooComplex",
     }
     try:
         documents.pdf_page_count(source)
@@ -155,16 +184,18 @@ def _pdf_load_error(source: Path, exc: pdfium.PdfiumError) -> PermanentError:
 
 
 def render_scale(width_pt: float, height_pt: float) -> float:
-    """Pixels per PDF point: TARGET_DPI, lowered so the page stays under MAX_RENDER_PIXELS."""
+    """Pixels per PDF point: TARGET_DPI, lowered so the page stays under MAX_RENDER_PIXELS
+    and the pixel ceiling."""
     scale = TARGET_DPI / 72
+    most = min(MAX_RENDER_PIXELS, get_settings().ceilings.max_image_pixels)
 
     def pixels(scale: float) -> int:
         # pypdfium2 rounds each side up.
         return math.ceil(width_pt * scale) * math.ceil(height_pt * scale)
 
-    if pixels(scale) > MAX_RENDER_PIXELS:
-        scale = math.sqrt(MAX_RENDER_PIXELS / (width_pt * height_pt))
-        while pixels(scale) > MAX_RENDER_PIXELS:
+    if pixels(scale) > most:
+        scale = math.sqrt(most / (width_pt * height_pt))
+        while pixels(scale) > most:
             scale *= 0.999
     return scale
 
@@ -191,7 +222,7 @@ class _ImageDocument:
         with _decoding():
             self._image.seek(number - 1)
             width, height = self._image.size
-            if width * height > documents.MAX_IMAGE_PIXELS:
+            if width * height > max_image_pixels():
                 raise _too_large()
             # Phones store photos sideways and record the rotation in EXIF.
             upright = ImageOps.exif_transpose(self._image)
@@ -235,5 +266,6 @@ def _decoding() -> Iterator[None]:
 def _too_large() -> PermanentError:
     return PermanentError(
         "ImageTooLarge",
-        f"The image exceeds {documents.MAX_IMAGE_PIXELS // 1_000_000} megapixels per page.",
+        f"The image exceeds the ceiling of {get_settings().ceilings.max_image_pixels} pixels"
+        f" per page ({PIXELS_SETTING}).",
     )

@@ -4,7 +4,8 @@ Each recognised word is drawn in text render mode 3 (neither filled nor stroked)
 place it was read from, so viewers can search and select it while the page looks as it
 did. The font is Courier, one of the PDF's standard fonts (no embedding), because every
 glyph is 0.6 em wide: horizontal scaling then stretches each word to its box exactly.
-Words are written in WinAnsi encoding; characters outside it become ``?``.
+Words are written in WinAnsi encoding; characters outside it become ``?``. What the input
+would run when opened (JavaScript, launch actions) is left out (:mod:`pdf_actions`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.generic import ContentStream, DecodedStreamObject, DictionaryObject, NameObject
 
 from docjobs import documents
-from docjobs.runner.engines import pdf_update, raster
+from docjobs.runner.engines import pdf_actions, pdf_update, raster
 
 FONT = "/DocjobsOcrText"
 GLYPH_WIDTH_EM = 0.6
@@ -50,6 +51,7 @@ def build(
         if is_pdf and pdf_update.append_layers(stream, layer, {FONT: font()}, target):
             return
     writer = PdfWriter(clone_from=PdfReader(source)) if is_pdf else _image_pdf(source, content_type)
+    pdf_actions.clean_writer(writer)
     for number, page in enumerate(writer.pages, start=1):
         read = page_of(number)
         if read and read.get("words"):

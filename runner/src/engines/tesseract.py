@@ -8,6 +8,7 @@ text is rebuilt from it, so the text and the word boxes always come from the sam
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import groupby
@@ -17,8 +18,10 @@ from typing import Any
 import pytesseract
 from PIL import Image
 
+from docjobs.config import get_settings
 from docjobs.domain.models import OcrSimple
 from docjobs.languages import UnsupportedLanguage, tesseract_languages
+from docjobs.runner import limits
 from docjobs.runner.engines import (
     EngineOutput,
     PageCount,
@@ -138,8 +141,14 @@ def read_words(image: Image.Image, number: int, language: str, config: str) -> l
     try:
         tsv = pytesseract.image_to_data(image, lang=language, config=config)
     except pytesseract.TesseractError as exc:
+        # Tesseract runs under the limits the runner inherited: it aborts when refused
+        # memory at the data limit, and the kernel stops it past the CPU limit.
+        if exc.status == -signal.SIGABRT:
+            raise limits.memory_exceeded() from None
+        if exc.status == -signal.SIGXCPU:
+            raise limits.CpuCeilingExceeded(get_settings().ceilings.attempt_cpu_seconds) from None
         if exc.status < 0:
-            raise  # killed by a signal (out of memory, deadline): worth another attempt
+            raise  # killed by another signal (the deadline): worth another attempt
         raise PermanentError(
             "OcrFailed", f"Tesseract failed on page {number}: {exc.message}"
         ) from None
