@@ -317,6 +317,13 @@ def test_console_shows_jobs_sent_elsewhere_their_failures_and_pages(
     browser.find_element(By.ID, "previous-page").click()
     wait(browser, lambda d: shown(d) == first_page)
 
+    # Every row's buttons within the window: nothing to scroll sideways for.
+    overflow = browser.execute_script(
+        "const list = document.getElementById('jobs-section');"
+        "return Math.max(list.scrollWidth - list.clientWidth,"
+        " document.documentElement.scrollWidth - document.documentElement.clientWidth)"
+    )
+    assert overflow <= 0, f"the job list is {overflow} px wider than the window"
     browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
     click(browser, failed_job, "Details")
     wait(browser, lambda d: "Error" in d.find_element(By.ID, "detail-fields").text)

@@ -234,7 +234,7 @@ function renderJobs() {
     return el(
       "tr",
       { "data-job": id, class: id === selected ? "selected" : "" },
-      el("td", {}, el("code", {}, id)),
+      el("td", { class: "job" }, el("code", { title: id }, id)),
       el("td", {}, job.operation ?? ""),
       el("td", {}, job.file_name ?? ""),
       el("td", { class: `status ${job.status}` }, job.status),

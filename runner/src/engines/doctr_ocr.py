@@ -153,10 +153,10 @@ def _load(model: Any, arch: str, config: DoctrSettings, directory: Path) -> None
     if path is None:
         raise PermanentError(
             "ModelWeightsMissing",
-            f"No docTR weights for {arch!r} in {directory}. Put {arch}.pt there with "
-            f"`docjobs models fetch --url URL --sha256 HASH --name {arch}.pt` and set "
-            "DOCJOBS_DOCTR__WEIGHTS_DIR to that directory (or DOCJOBS_DOCTR__WEIGHTS_PREFIX "
-            "to an object-store prefix holding it).",
+            f"No docTR weights for {arch!r} in {directory}. `docjobs models fetch` puts the"
+            " default pair there (`--url`/`--sha256` for a mirror); set"
+            " DOCJOBS_DOCTR__WEIGHTS_DIR to that directory (or DOCJOBS_DOCTR__WEIGHTS_PREFIX"
+            " to an object-store prefix holding them).",
         )
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
