@@ -5,11 +5,13 @@ the ``ceilings`` settings."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -26,6 +28,8 @@ REGEX_BOMB = "(?:(?:(?:(?:a{100}){100}){100}){100})"
 RSS_GROWTH_MB = 150
 """What one refusal may add to the API process (the upload's bytes included); reading the
 610,000-page tree in this process used to add 380 MB."""
+HEALTH_MEDIAN_SECONDS = 0.1
+"""``/healthz`` while a bomb is refused: a probe restarts a pod that cannot answer."""
 REFUSED_WITHIN_SECONDS = 20.0
 """Generous: a refusal takes a second or two, on a busy machine a few more."""
 
@@ -60,12 +64,27 @@ async def template_id(api: InProcessApi, key: str) -> str:
     return str(created.json()["templateId"])
 
 
-async def refused(call: Any, status: int, code: str) -> dict[str, Any]:
-    """The error of the refusal ``call`` gets, checked to come in time and cost little."""
+async def refused(api: InProcessApi, call: Any, status: int, code: str) -> dict[str, Any]:
+    """The error of the refusal ``call`` gets, checked to come in time and cost little, while
+    ``/healthz`` keeps answering at its usual pace (the app shares this event loop)."""
     before = rss_mb()
+    latencies: list[float] = []
+    answered = anyio.Event()
+
+    async def probe_health() -> None:
+        while not answered.is_set():
+            sent = time.monotonic()
+            assert (await api.client.get("/healthz")).status_code == 200
+            latencies.append(time.monotonic() - sent)
+            await anyio.sleep(0.05)
+
     started = time.monotonic()
-    response: httpx.Response = await call()
+    async with anyio.create_task_group() as probes:
+        probes.start_soon(probe_health)
+        response: httpx.Response = await call()
+        answered.set()
     elapsed = time.monotonic() - started
+    assert statistics.median(latencies) < HEALTH_MEDIAN_SECONDS, sorted(latencies)
     assert response.status_code == status, response.text
     error: dict[str, Any] = response.json()["error"]
     assert error["code"] == code, error
@@ -87,7 +106,7 @@ async def test_a_pattern_that_compiles_to_gigabytes_is_refused_on_create_and_rep
 ) -> None:
     bomb = {"name": "bomb", "fields": [{"name": "x", "regex": REGEX_BOMB}]}
     error = await refused(
-        lambda: api.post(key, "/v1/templates", json=bomb), 422, "pattern_too_complex"
+        api, lambda: api.post(key, "/v1/templates", json=bomb), 422, "pattern_too_complex"
     )
     assert "fields.0.regex" in error["message"] and "10,000" in error["message"]
 
@@ -96,6 +115,7 @@ async def test_a_pattern_that_compiles_to_gigabytes_is_refused_on_create_and_rep
     assert created.status_code == 201, created.text
     template_id = created.json()["templateId"]
     await refused(
+        api,
         lambda: api.request("PUT", key, f"/v1/templates/{template_id}", json=bomb),
         422,
         "pattern_too_complex",
@@ -120,7 +140,7 @@ async def test_a_100000_page_pdf_is_refused_at_submission(
     assert len(pdf) < 12 * 1024 * 1024
     if path.startswith(PARSE):
         params = {**params, "templateId": template_id}
-    error = await refused(lambda: upload(api, key, path, pdf, **params), 422, "too_many_pages")
+    error = await refused(api, lambda: upload(api, key, path, pdf, **params), 422, "too_many_pages")
     assert "2000 pages (DOCJOBS_CEILINGS__MAX_PAGES)" in error["message"]
 
 
@@ -128,7 +148,7 @@ async def test_a_610000_page_tree_is_refused_without_holding_the_apis_memory(
     api: InProcessApi, key: str
 ) -> None:
     pdf = page_tree_pdf(610_000, page=b"<<>>")
-    await refused(lambda: upload(api, key, OCR, pdf), 422, "too_many_pages")
+    await refused(api, lambda: upload(api, key, OCR, pdf), 422, "too_many_pages")
 
 
 @pytest.mark.parametrize("path", [OCR, PARSE])
@@ -138,9 +158,10 @@ async def test_a_page_tree_that_claims_pages_it_lacks_is_unreadable(
     # Claims 100,000 pages, holds one: no reader can render pages 2 to 100,000.
     damaged = page_tree_pdf(1, declared=100_000)
     params = {"templateId": template_id} if path == PARSE else {}
-    await refused(lambda: upload(api, key, path, damaged, **params), 400, "unreadable_pdf")
+    await refused(api, lambda: upload(api, key, path, damaged, **params), 400, "unreadable_pdf")
     # Claims fewer pages than it holds: refused too, for the same reason.
     await refused(
+        api,
         lambda: upload(api, key, path, page_tree_pdf(3, declared=2), **params),
         400,
         "unreadable_pdf",
@@ -169,6 +190,6 @@ async def test_a_pattern_check_past_its_time_ceiling_is_refused_naming_it(
         key = api.key("impatient")
         spec = {"name": "dates", "fields": [{"name": "date", "regex": r"\d{4}-\d{2}"}]}
         error = await refused(
-            lambda: api.post(key, "/v1/templates", json=spec), 422, "pattern_too_complex"
+            api, lambda: api.post(key, "/v1/templates", json=spec), 422, "pattern_too_complex"
         )
         assert "DOCJOBS_CEILINGS__PATTERN_SECONDS" in error["message"]
