@@ -27,7 +27,7 @@ rig:
 	else echo "no Go toolchain: the rig cannot be built, its tests will be skipped"; fi
 
 test: lint rig
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
 
 unit: setup
 	$(VENV)/bin/python -m pytest -q tests/unit
