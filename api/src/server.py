@@ -308,8 +308,11 @@ def serve(app: Any, host: str, port: int, settings: ServerSettings) -> None:
     )
     # uvicorn sets its loggers up when its config is made: the filter goes on after that.
     logging.getLogger("uvicorn.error").addFilter(InvalidRequestFilter(guard.summary))
+    # The port first, the app's start-up (recovery of the jobs left running) after: a server
+    # that cannot serve must exit before it changes anything.
+    listening = config.bind_socket()  # logs why and exits when the port is taken
     server = uvicorn.Server(config)
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets=[listening])
     if not server.started:  # the port is taken, or the app did not start
         raise SystemExit(STARTUP_FAILURE)

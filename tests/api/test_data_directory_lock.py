@@ -3,6 +3,7 @@ once, names the directory and leaves the first server's jobs alone."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import time
 
@@ -63,3 +64,31 @@ def test_a_killed_server_leaves_no_lock_behind(make_server) -> None:
     srv.kill()
     srv.start(timeout=60)
     assert requests.get(f"{srv.base}/readyz", timeout=5).status_code == 200
+
+
+def test_a_server_whose_port_is_taken_exits_before_recovering_any_job(make_server) -> None:
+    stranded = make_server(DOCJOBS_RUNNER__CONCURRENCY="1", DOCJOBS_RUNNER__PART_PAGES="0")
+    stranded.start()
+    key = stranded.key("stranded")
+    document, _ = pdf_with_pages(6, seed=7)
+    submitted = requests.post(
+        f"{stranded.base}/api/v1/ocr/extract/simple?async=true",
+        headers={"X-API-Key": key},
+        files={"file": ("six.pdf", document, "application/pdf")},
+    )
+    job_url = f"{stranded.base}/api/v1/jobs/{submitted.json()['job_id']}"
+    deadline = time.monotonic() + 60
+    while requests.get(job_url, headers={"X-API-Key": key}).json()["status"] != "processing":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stranded.kill()  # the job stays "processing" in the database, for recovery to find
+    holder = make_server().start()  # another directory's server, on the port to be asked for
+
+    done, _ = second_serve(str(stranded.data_dir), holder.port)
+
+    assert done.returncode != 0
+    assert "address already in use" in done.stderr.lower(), done.stderr
+    db = sqlite3.connect(stranded.data_dir / "docjobs.db")
+    phases = [row[0] for row in db.execute("SELECT phase FROM jobs")]
+    db.close()
+    assert phases == ["Processing"], "a server that could not serve recovered jobs"
