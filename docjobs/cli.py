@@ -240,7 +240,7 @@ def models_fetch(
         Path | None,
         typer.Option(
             "--dir",
-            help="Weights directory [env DOCJOBS_DOCTR__WEIGHTS_DIR; <data dir>/models].",
+            help="Weights directory [env DOCJOBS_DOCTR__WEIGHTS_DIR; the data directory's models].",
         ),
     ] = None,
     data_dir: DataDir = None,

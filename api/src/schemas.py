@@ -271,6 +271,11 @@ class ParseJob(CamelModel):
         "else null. Larger results only at `resultUrl`."
     )
     error: str | None = Field(description="Why the job failed, once it has.")
+    error_code: str | None = Field(
+        default=None,
+        description="The failure's code, the same word as the jobs API's `error.code`.",
+        examples=["too_many_pages"],
+    )
     page_count: int | None
     attempts: int
     created_at: Timestamp

@@ -50,6 +50,7 @@ def job_view(job: Job, result: object = None) -> dict[str, Any]:
         "templateId": getattr(operation, "template_id", None),
         "result": result,
         "error": status.error.message if status.error and status.phase.terminal else None,
+        "errorCode": status.error.code if status.error and status.phase.terminal else None,
         "pageCount": pages_read(job),
         "attempts": status.attempts,
         "createdAt": iso(spec.created_at),

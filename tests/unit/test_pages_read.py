@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from docjobs.domain.events import job_view, pages_read
-from docjobs.domain.models import InputRef, Job, JobSpec, JobStatus, OcrSimple, Phase
+from docjobs.domain.models import InputRef, Job, JobError, JobSpec, JobStatus, OcrSimple, Phase
 
 
 def job(pages: str | None, total: int, counted: int | None, phase: Phase) -> Job:
@@ -36,3 +36,17 @@ def test_a_page_selection_counts_while_processing_as_at_the_end() -> None:
 def test_a_failed_job_shows_the_uploads_pages_in_the_parse_view_too() -> None:
     failed = job(None, 25, None, Phase.FAILED)
     assert job_view(failed)["pageCount"] == pages_read(failed) == 25
+
+
+def test_a_failed_job_names_its_code_in_the_parse_view() -> None:
+    failed = job(None, 25, None, Phase.FAILED).model_copy(
+        update={
+            "status": JobStatus(
+                phase=Phase.FAILED,
+                error=JobError(reason="TooManyPages", message="too long", permanent=True),
+            )
+        }
+    )
+    view = job_view(failed)
+    assert (view["error"], view["errorCode"]) == ("too long", "too_many_pages")
+    assert job_view(job(None, 25, None, Phase.PROCESSING))["errorCode"] is None
