@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import io
 import time
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from docjobs.api.app import create_app
 from docjobs.domain.models import error_code
 from tests.api.conftest import InProcessApi, app_settings, running
 from tests.docs import pdf_with_pages, png_claiming, svg_use_bomb
+from tests.hostile_pdfs import flate_bomb_pdf
 
 HTML = "/api/v1/convert/html-to-pdf"
 OCR = "/api/v1/ocr/extract/simple"
@@ -45,37 +45,6 @@ def png_bomb(side: int = 13_000) -> str:
     """HTML with a data: PNG whose header claims ``side`` x ``side`` pixels."""
     data = base64.b64encode(png_claiming(side, side)).decode()
     return f'<html><body><p>bomb</p><img src="data:image/png;base64,{data}"></body></html>'
-
-
-def flate_bomb_pdf(inflated: int) -> bytes:
-    """A one-page PDF whose content stream inflates to ``inflated`` bytes of spaces."""
-    packer = zlib.compressobj(9)
-    chunk = b" " * (1 << 20)
-    data = packer.compress(b"BT /F1 12 Tf 72 700 Td (Hello) Tj ET\n")
-    for start in range(0, inflated, len(chunk)):
-        data += packer.compress(chunk[: inflated - start])
-    data += packer.flush()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
-        b" /Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(data) + data + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref,
-    )
-    return bytes(out)
 
 
 @pytest.fixture(scope="module")
