@@ -155,7 +155,6 @@ class Outbox:
         # One write at a time to this job: its targets' tries may end together.
         writing = threading.Lock()
         remaining = len(todo)
-        errors: list[Exception] = []
 
         def update(change: Change) -> None:
             with writing:
@@ -172,9 +171,6 @@ class Outbox:
             return current.model_copy(update={"state": "Done", "deliveries": settled})
 
         def finish() -> None:
-            if errors:
-                ended(errors[0])
-                return
             try:
                 update(close)
             except Exception as exc:
@@ -182,13 +178,12 @@ class Outbox:
                 return
             ended(None)
 
-        def settled(error: Exception | None) -> None:
+        def settled() -> None:
+            # A target settles only once its record is written (it writes again until then).
             nonlocal remaining
             with writing:
                 remaining -= 1
                 last = remaining == 0
-                if error is not None:
-                    errors.append(error)
             if last:
                 finish()
 
@@ -215,7 +210,7 @@ class _TargetOutbox:
         message: WebhookMessage,
         target: Target,
         update: Callable[[Change], None],
-        settled: Ended,
+        settled: Callable[[], None],
     ) -> None:
         self.outbox, self.name, self.job_id = outbox, name, job_id
         self.message, self.target = message, target
@@ -253,7 +248,7 @@ class _TargetOutbox:
             )
             self.outbox.queue.submit(self, RECORD_RETRY_SECONDS)
             return
-        self.settled(None)
+        self.settled()
 
     def _try(self) -> DeliveryState:
         """One try (or a wait for the one that is due): ``Pending`` while more are to come,
