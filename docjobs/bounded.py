@@ -100,7 +100,9 @@ class _Zygote:
         self.calls: dict[int, _Call] = {}
         self.numbers = count(1)
         self.lock = threading.Lock()
-        self.answers = Path(tempfile.mkdtemp(prefix="docjobs-bounded-"))
+        # Removed with this object, at the latest when the process exits.
+        self._answers = tempfile.TemporaryDirectory(prefix="docjobs-bounded-")
+        self.answers = Path(self._answers.name)
         threading.Thread(target=self._read, name="docjobs-zygote", daemon=True).start()
 
     @property

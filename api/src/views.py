@@ -80,10 +80,6 @@ def job_summary(job: Job) -> JobSummary:
     )
 
 
-def page_count(job: Job) -> int | None:
-    return pages_read(job)
-
-
 def job_failure(job: Job) -> JobFailure | None:
     error = job.status.error
     return None if error is None else JobFailure(code=error.code, message=error.message)
@@ -94,7 +90,7 @@ def job_list_entry(job: Job) -> JobListEntry:
     entry = JobListEntry(
         **job_summary(job).model_dump(),
         file_name=job.spec.input.file_name,
-        page_count=page_count(job),
+        page_count=pages_read(job),
     )
     if (failure := job_failure(job)) is not None:
         entry.error = failure
@@ -110,7 +106,7 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
         **job_summary(job).model_dump(),
         started_at=iso(status.started_at),
         attempts=status.attempts,
-        page_count=page_count(job),
+        page_count=pages_read(job),
         file_name=spec.input.file_name,
         message=status.message,
         result_url=result_url(base_url, spec.job_id),

@@ -26,7 +26,7 @@ from docjobs.domain.models import (
 )
 from docjobs.runner import engines
 from docjobs.runner.engines import ocr_output
-from docjobs.runner.limits import within_ceilings
+from docjobs.runner.limits import memory_exceeded, within_ceilings
 from docjobs.runner.progress import StoredProgress
 from docjobs.storage.base import (
     ObjectNotFound,
@@ -192,15 +192,10 @@ def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
                 summary = work(Path(scratch))
             finally:
                 tempfile.tempdir = outer
-    except engines.PermanentError as exc:
-        error = JobError(reason=exc.reason, message=exc.message, permanent=True)
-        return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))
-    except MemoryError:
-        error = JobError(
-            reason="OutOfMemory",
-            message="the document needs more memory than allowed",
-            permanent=True,
-        )
+    except (engines.PermanentError, MemoryError) as exc:
+        # Out of memory outside an engine's work (storing, merging): the same ceiling.
+        failure = exc if isinstance(exc, engines.PermanentError) else memory_exceeded()
+        error = JobError(reason=failure.reason, message=failure.message, permanent=True)
         return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))
     except Exception as exc:
         log.exception("attempt of %s failed", spec.job_id)
