@@ -26,8 +26,9 @@ rig:
 	@if command -v go >/dev/null; then tests/rig/build.sh >/dev/null; \
 	else echo "no Go toolchain: the rig cannot be built, its tests will be skipped"; fi
 
+# The fault suite runs beside the rest, on a rig of its own (scripts/test says why).
 test: lint rig
-	$(VENV)/bin/python -m pytest -q -rs -p no:cacheprovider --durations=20 $(PYTEST_ARGS)
+	VENV=$(VENV) scripts/test $(PYTEST_ARGS)
 
 unit: setup
 	$(VENV)/bin/python -m pytest -q tests/unit

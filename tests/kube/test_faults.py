@@ -10,7 +10,8 @@ process stopped with SIGSTOP (hung: connections open, nothing answers) is resume
 longer ones last, the API must go on answering reads of job status. They
 act on the rig the ``cluster`` fixture uses: run them on a rig of their own with
 ``DOCJOBS_RIG_STATE=/tmp/faultrig`` while others share the default one. Run only this suite
-with ``pytest -m faults``; ``DOCJOBS_FAULT_BURST`` sets the burst's size (100).
+with ``pytest -m faults``; ``DOCJOBS_FAULT_BURST`` sets the burst's size (60; the
+fault strikes once half of it is accepted, so most of it is in flight through the fault).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from tests.rig.fixtures import Cluster, kubectl, wait_for
 
 pytestmark = pytest.mark.faults
 
-BURST = int(os.environ.get("DOCJOBS_FAULT_BURST", "100"))
+BURST = int(os.environ.get("DOCJOBS_FAULT_BURST", "60"))
 RESEND_SECONDS = 180
 """How long the client goes on sending a refused request: longer than any fault lasts."""
 TERMINAL = ("complete", "failed", "cancelled")
