@@ -1,4 +1,5 @@
-"""``docjobs``: the one composition root; each subcommand imports only what it runs."""
+"""``docjobs``, the command line: each subcommand imports only what it runs (every runner
+start loads this module) and takes its backend and stores from :mod:`docjobs.bootstrap`."""
 
 from __future__ import annotations
 

@@ -7,15 +7,15 @@ never interpreted. A PDF's page tree is walked in a child process under the insp
 ceilings (:mod:`docjobs.bounded`), so a hostile file costs the API a bounded time and no
 memory that outlives the check.
 
-The runner reuses the pure helpers (:func:`sniff_content_type`, :func:`validate_pages`,
-:func:`decode_text`) so that the API and the engines agree on what a document is.
+The runner reuses the pure helpers (:func:`sniff_content_type`, :func:`decode_text`) so
+that the API and the engines agree on what a document is; page selections are the
+domain's (:mod:`docjobs.domain.pages`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,8 +23,6 @@ from typing import Literal
 from PIL import Image, UnidentifiedImageError
 
 from docjobs.bounded import Bounds, CeilingReached, run_bounded
-from docjobs.domain.models import JobSpec
-from docjobs.domain.sharding import page_parts, splittable
 from docjobs.languages import (
     UnsupportedLanguage,
     installed_tesseract_languages,
@@ -82,7 +80,6 @@ _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "application/gzip"),
     (b"\x7fELF", "application/x-executable"),
 )
-_PAGE_SPAN = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
 class DocumentError(Exception):
@@ -214,52 +211,6 @@ def parse_json(text: str) -> object:
             "invalid_json",
             "The JSON holds a number with too many digits or is nested too deeply to read.",
         ) from None
-
-
-def validate_pages(pages: str | None, page_count: int) -> list[int]:
-    """1-based page numbers selected by ``pages`` ("1-3,5"), in order and without repeats.
-
-    ``None`` or a blank string selects every page.
-    """
-    if pages is None or not pages.strip():
-        return list(range(1, page_count + 1))
-    selected: dict[int, None] = {}
-    for part in pages.split(","):
-        span = re.sub(r"\s+", "", part)
-        shown = span if len(span) <= 40 else f"{span[:37]}..."
-        match = _PAGE_SPAN.match(span)
-        if match is None:
-            raise DocumentError(
-                422, "invalid_page_range", f"{shown!r} is not a page number or range."
-            )
-        first = _page_number(match[1], page_count)
-        last = _page_number(match[2], page_count) if match[2] else first
-        if first < 1:
-            raise DocumentError(422, "invalid_page_range", "Pages are numbered from 1.")
-        if last < first and first <= page_count:
-            raise DocumentError(
-                422,
-                "invalid_page_range",
-                f"Page range {shown!r} ends before it starts; write the lower page first.",
-            )
-        if max(first, last) > page_count:
-            raise DocumentError(
-                422,
-                "page_range_out_of_bounds",
-                f"Page range {shown!r} goes past the end: the document has {_pages(page_count)}.",
-            )
-        selected.update(dict.fromkeys(range(first, last + 1)))
-    return list(selected)
-
-
-def _page_number(digits: str, page_count: int) -> int:
-    """``digits`` as a number; any number past the last page reads as the page after it.
-
-    A number with more digits than the page count is past the end whatever it is, and
-    one of thousands of digits would pass int()'s limit (4,300) and fail as a 500.
-    """
-    digits = digits.lstrip("0") or "0"
-    return int(digits) if len(digits) <= len(str(page_count)) else page_count + 1
 
 
 def pdf_page_count(path: Path, ceilings: InspectionCeilings | None = None) -> int:
@@ -396,20 +347,3 @@ def _not_text(source_format: str, found: str) -> DocumentError:
         "unsupported_media_type",
         f"Conversion from {source_format} needs a text file, but this looks like {found}.",
     )
-
-
-def _pages(count: int) -> str:
-    return "1 page" if count == 1 else f"{count} pages"
-
-
-def plan_parts(spec: JobSpec, part_pages: int, more_than: int) -> list[str]:
-    """The page selections of the parts ``spec``'s document is read in, apart and at once:
-    none unless its operation reads page by page and selects more than ``more_than`` pages."""
-    operation = spec.operation
-    if part_pages < 1 or not spec.input.page_count or not splittable(operation):
-        return []
-    try:
-        selected = validate_pages(getattr(operation, "pages", None), spec.input.page_count)
-    except DocumentError:
-        return []  # the runner reports the bad selection as the job's failure
-    return page_parts(selected, part_pages) if len(selected) > more_than else []

@@ -24,11 +24,12 @@ from docjobs.documents import (
     check_language,
     inspect_for_conversion,
     inspect_for_ocr,
-    validate_pages,
 )
+from docjobs.domain.engines import profile_of
 from docjobs.domain.idempotency import fingerprint, same_request
-from docjobs.domain.models import ConvertToPdf, Extract, Job, OcrParams, Operation
-from docjobs.webhooks.delivery import check_url
+from docjobs.domain.models import ConvertToPdf, Job, OcrParams, Operation
+from docjobs.domain.pages import InvalidPageSelection, validate_pages
+from docjobs.webhooks.targets import check_url
 
 from .deps import BackendDep, SettingsDep
 from .errors import ApiError, problems_in_words
@@ -117,24 +118,30 @@ class SubmissionService:
         return Submitted(job, created, interactive)
 
     def _inspect(self, operation: Operation, saved: SavedUpload) -> tuple[Inspection, bool]:
-        """What the document is, and whether it is small enough to wait for."""
-        limits = self.settings.limits
+        """What the document is, and whether it is small enough to wait for (the bound the
+        operation's profile names: bytes of the upload, or pages selected)."""
+        selected: list[int] = []
         if isinstance(operation, ConvertToPdf):
             found = inspect_for_conversion(saved.path, operation.source_format)
-            return found, saved.size <= limits.sync_convert_bytes
-        found = inspect_for_ocr(
-            saved.path, saved.declared_type, saved.file_name, self.inspection_ceilings()
-        )
-        if isinstance(operation, Extract):
+        else:
+            found = inspect_for_ocr(
+                saved.path, saved.declared_type, saved.file_name, self.inspection_ceilings()
+            )
+            selected = self._selected_pages(operation, found)
+        bound = profile_of(operation).sync_limit
+        if bound is None:
             return found, True
-        assert isinstance(operation, OcrParams)
-        selected = validate_pages(operation.pages, found.page_count or 0)
-        sync_pages = {
-            "ocr.simple": limits.sync_tesseract_pages,
-            "ocr.advanced": limits.sync_doctr_pages,
-            "ocr.vision": limits.sync_vision_pages,
-        }[operation.kind]
-        return found, len(selected) <= sync_pages
+        measured = len(selected) if bound.counts_pages else saved.size
+        return found, measured <= bound.of(self.settings.limits)
+
+    @staticmethod
+    def _selected_pages(operation: Operation, found: Inspection) -> list[int]:
+        """The pages a job of ``operation`` reads: those its ``pages`` selects, or all."""
+        pages = operation.pages if isinstance(operation, OcrParams) else None
+        try:
+            return validate_pages(pages, found.page_count or 0)
+        except InvalidPageSelection as exc:
+            raise DocumentError(422, exc.code, exc.message) from None
 
     def inspection_ceilings(self) -> InspectionCeilings:
         ceilings = self.settings.ceilings

@@ -6,6 +6,7 @@ from typing import Any
 
 from docjobs.domain.clock import iso
 from docjobs.domain.models import Job, Phase
+from docjobs.domain.pages import InvalidPageSelection, validate_pages
 
 PARSE_STATUS_WORDS = {
     Phase.PENDING: "pending",
@@ -31,12 +32,10 @@ def pages_read(job: Job) -> int | None:
     pages = getattr(job.spec.operation, "pages", None)
     if total is None or not pages:
         return total
-    selected: set[int] = set()
-    # Validated when the job was submitted (documents.validate_pages): well formed, in range.
-    for span in pages.replace(" ", "").split(","):
-        first, _, last = span.partition("-")
-        selected.update(range(int(first), min(int(last or first), total) + 1))
-    return len(selected)
+    try:
+        return len(validate_pages(pages, total))
+    except InvalidPageSelection:  # refused at submission; a job made past the API reads whole
+        return total
 
 
 def job_view(job: Job, result: object = None) -> dict[str, Any]:

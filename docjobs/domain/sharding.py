@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from docjobs.domain.models import OcrAdvanced, OcrSimple, Operation
+from docjobs.domain.engines import splittable
+from docjobs.domain.models import JobSpec
+from docjobs.domain.pages import InvalidPageSelection, validate_pages
 
 
-def splittable(operation: Operation) -> bool:
-    """Operations whose result is its pages read one by one, so parts can be merged."""
-    return isinstance(operation, OcrSimple | OcrAdvanced)
+def plan_parts(spec: JobSpec, part_pages: int, more_than: int) -> list[str]:
+    """The page selections of the parts ``spec``'s document is read in, apart and at once:
+    none unless its operation reads page by page and selects more than ``more_than`` pages."""
+    operation = spec.operation
+    if part_pages < 1 or not spec.input.page_count or not splittable(operation):
+        return []
+    try:
+        selected = validate_pages(operation.pages, spec.input.page_count)
+    except InvalidPageSelection:
+        return []  # the runner reports the bad selection as the job's failure
+    return page_parts(selected, part_pages) if len(selected) > more_than else []
 
 
 def page_parts(pages: Sequence[int], part_size: int) -> list[str]:

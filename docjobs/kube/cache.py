@@ -16,7 +16,7 @@ import asyncio
 import bisect
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
@@ -49,6 +49,7 @@ class WatchCache(Generic[T]):
         name: str = "watch-cache",
         index: Callable[[T], Hashable] | None = None,
         group: Callable[[T], tuple[Hashable, SortKey]] | None = None,
+        dropped: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.path = path
@@ -64,6 +65,10 @@ class WatchCache(Generic[T]):
         """index key -> names of the cached objects with that key (only with ``index``, which
         must accept every parsed object: it runs on the watch thread)."""
         self._group_of = group
+        self._dropped = dropped
+        """Told the name of every object the cache lets go (deleted, being deleted, gone at a
+        relist), on the thread that lets it go, so whoever keeps something per object (beside
+        the parsed value) can let go of it too."""
         self._groups: dict[Hashable, list[tuple[SortKey, str]]] = {}
         """group -> (sort key, name) of its cached objects, ascending (only with ``group``)."""
         self._lock = threading.Lock()
@@ -148,6 +153,7 @@ class WatchCache(Generic[T]):
         """Drop an object its writer just deleted, before the watch says so."""
         with self._lock:
             self._put(name, None)
+        self._drop({name})
         self._notify({name})
 
     def observe(self, resource: JSON) -> T | None:
@@ -237,7 +243,9 @@ class WatchCache(Generic[T]):
             for entries in groups.values():
                 entries.sort()
         with self._lock:
+            gone = self._items.keys() - parsed.keys()
             self._items, self._index, self._groups = parsed, index, groups
+        self._drop(gone)
         self._healthy.set()
         self._notify(None)
         version: str = page["metadata"]["resourceVersion"]
@@ -282,6 +290,7 @@ class WatchCache(Generic[T]):
             name = resource["metadata"]["name"]
             with self._lock:
                 self._put(name, None)
+            self._drop({name})
             self._notify({name})
         return new_version  # BOOKMARK: only this
 
@@ -291,6 +300,8 @@ class WatchCache(Generic[T]):
         entry = None if value is None else (resource["metadata"].get("resourceVersion", ""), value)
         with self._lock:
             self._put(name, entry)
+        if entry is None:
+            self._drop({name})
         self._notify({name})
 
     def _put(self, name: str, entry: tuple[str, T] | None) -> None:
@@ -326,6 +337,11 @@ class WatchCache(Generic[T]):
         except Exception as exc:  # one malformed object must not stop the cache
             log.warning("%s: ignoring %s: %s", self.name, resource["metadata"].get("name"), exc)
             return None
+
+    def _drop(self, names: Iterable[str]) -> None:
+        if self._dropped is not None:
+            for name in names:
+                self._dropped(name)
 
     def _notify(self, names: set[str] | None) -> None:
         """Wake the subscribers of ``names`` (all of them for None)."""

@@ -26,6 +26,10 @@ class ObjectStore(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Removes the object ``key``; one already gone is no error."""
+        ...
+
     def delete_prefix(self, prefix: str) -> None: ...
 
     def folders(self, prefix: str) -> Iterator[str]:

@@ -70,6 +70,9 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(self.path(prefix.rstrip("/")), ignore_errors=True)
 

@@ -167,6 +167,9 @@ class PresignedStore:
                 answer.read()
             yield answer
 
+    def delete(self, key: str) -> None:
+        raise KeyNotGranted(f"a runner may not delete objects ({key!r})")
+
     def delete_prefix(self, prefix: str) -> None:
         raise KeyNotGranted(f"a runner may not delete objects ({prefix!r})")
 

@@ -109,6 +109,10 @@ class S3Store:
             raise
         return True
 
+    def delete(self, key: str) -> None:
+        # S3 answers a delete of a missing key with success, as the protocol asks.
+        self.client.remove_object(self.bucket, safe_key(key))
+
     def delete_prefix(self, prefix: str) -> None:
         folder = safe_key(prefix.rstrip("/")) + "/"
         names = (

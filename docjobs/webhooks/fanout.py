@@ -1,4 +1,4 @@
-"""Where a job's end event goes, and the message each target is sent (by a delivery queue).
+"""Where a job's end event goes, and the message each target is sent (by the driver).
 
 Targets are the tenant's endpoints subscribed to the event, plus the URL given with the job.
 A job's own URL is signed with the tenant's job-URL secret (``WebhookStore.tenant_secret``):
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from docjobs.webhooks.delivery import EVENT_TYPES, DeliveryAttempt, WebhookMessage, message_id
+from docjobs.webhooks.delivery import DeliveryAttempt
+from docjobs.webhooks.messages import WebhookMessage, message_id
 from docjobs.webhooks.records import WebhookStore
 
 log = logging.getLogger(__name__)
@@ -66,22 +67,3 @@ def internal_failure(target: Target, job_id: str, exc: Exception) -> DeliveryAtt
     record of the other targets."""
     log.error("webhook delivery to %s for job %s failed", target.name, job_id, exc_info=exc)
     return DeliveryAttempt(datetime.now(UTC), None, f"internal error: {exc}", 0)
-
-
-def undelivered_targets(
-    store: WebhookStore,
-    tenant: str,
-    job_id: str,
-    event_type: str,
-    job_webhook_url: str | None = None,
-    job_webhook_secret: str | None = None,
-) -> list[Target]:
-    """:func:`targets_of`, less those the event was delivered to before (a delivery resumed
-    after a restart): they are not sent it again."""
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"event type must be one of {', '.join(EVENT_TYPES)}")
-    targets = targets_of(store, tenant, event_type, job_webhook_url, job_webhook_secret)
-    done = {
-        d.target for d in store.deliveries(job_id) if d.delivered and d.event_type == event_type
-    }
-    return [t for t in targets if t.name not in done]

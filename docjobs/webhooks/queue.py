@@ -3,8 +3,9 @@
 Every try of every delivery is one task on :class:`DeliveryQueue`: a burst of finished jobs
 waits in the queue instead of starting a thread each, and a retry is scheduled for when its
 backoff ends instead of slept through, so a receiver that is down holds no thread while its
-deliveries wait. What must survive a restart is kept by the caller (an outbox): the queue
-itself is memory only, and a closed queue drops what it holds.
+deliveries wait. What must survive a restart is kept in a journal by the driver
+(:mod:`docjobs.webhooks.driver`): the queue itself is memory only, and a closed queue drops
+what it holds.
 """
 
 from __future__ import annotations
@@ -15,11 +16,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-
-from docjobs.webhooks.delivery import DeliveryAttempt, DeliveryTries, WebhookMessage
-from docjobs.webhooks.fanout import Target, internal_failure, message_to, undelivered_targets
-from docjobs.webhooks.policy import WebhookSettings
-from docjobs.webhooks.records import PendingEvent, WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -82,79 +78,3 @@ class DeliveryQueue:
                 task()
             except Exception:  # one delivery's failure must not stop the others
                 log.exception("webhook delivery task failed")
-
-
-class _TargetDelivery:
-    """One event to one target on the queue: one try per turn, the next one queued for when
-    its backoff ends; once settled, its record is written and ``settled`` called."""
-
-    def __init__(
-        self,
-        queue: DeliveryQueue,
-        store: WebhookStore,
-        settings: WebhookSettings,
-        job_id: str,
-        target: Target,
-        message: WebhookMessage,
-        settled: Task,
-    ) -> None:
-        self.queue, self.store, self.settings = queue, store, settings
-        self.job_id, self.target, self.message = job_id, target, message
-        self.settled = settled
-        self.tries: DeliveryTries | None = None
-        self.attempts: list[DeliveryAttempt] = []
-
-    def __call__(self) -> None:
-        try:
-            if self.tries is None:
-                self.tries = DeliveryTries(self.message, self.settings)
-            attempt, wait = self.tries.next()
-        except Exception as exc:
-            attempt, wait = internal_failure(self.target, self.job_id, exc), None
-        self.attempts.append(attempt)
-        if wait is not None:
-            self.queue.submit(self, wait)
-            return
-        event_type = self.message.event_type
-        if not attempt.ok:
-            log.warning(
-                "%s of job %s to %s not delivered after %d tries; the last: %s",
-                event_type,
-                self.job_id,
-                self.target.name,
-                len(self.attempts),
-                attempt.outcome,
-            )
-        self.store.record(self.job_id, self.target.name, event_type, self.attempts, attempt.ok)
-        self.settled()
-
-
-def queue_job_event(
-    queue: DeliveryQueue,
-    store: WebhookStore,
-    settings: WebhookSettings,
-    event: PendingEvent,
-    on_settled: Task,
-) -> None:
-    """Queue ``event`` for every target not delivered to before; returns at once.
-    ``on_settled`` runs on a worker once every target is settled (delivered, or given up on
-    and recorded as failed), at once when there is none; never when the queue is closed
-    first, so an outbox entry it would remove stays for the next start."""
-    job_id, event_type = event.job_id, event.event_type
-    targets = undelivered_targets(store, event.tenant, job_id, event_type, event.webhook_url)
-    if not targets:
-        on_settled()
-        return
-    remaining, guard = len(targets), threading.Lock()
-
-    def settled() -> None:
-        nonlocal remaining
-        with guard:
-            remaining -= 1
-            last = remaining == 0
-        if last:
-            on_settled()
-
-    for target in targets:
-        message = message_to(target, job_id, event_type, event.data, event.occurred_at)
-        queue.submit(_TargetDelivery(queue, store, settings, job_id, target, message, settled))

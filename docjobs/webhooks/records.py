@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from pydantic import TypeAdapter
 
 from docjobs.auth.keys import check_tenant
-from docjobs.webhooks.delivery import EVENT_TYPES, DeliveryAttempt, new_secret
+from docjobs.webhooks.delivery import DeliveryAttempt
+from docjobs.webhooks.messages import EVENT_TYPES, new_secret
 
 MAX_ENDPOINTS_PER_TENANT = 20
 """Each ending job is sent to every endpoint: this bounds the fan-out one tenant can cause."""
@@ -78,15 +79,6 @@ class WebhookStore(Protocol):
     ) -> builtins.list[tuple[WebhookEndpoint, str]]: ...
 
     def tenant_secret(self, tenant: str) -> str: ...
-
-    def record(
-        self,
-        job_id: str,
-        target: str,
-        event_type: str,
-        attempts: Sequence[DeliveryAttempt],
-        delivered: bool,
-    ) -> DeliveryRecord: ...
 
     def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]: ...
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from docjobs.config import OperatorSettings
 from docjobs.domain.models import TERMINAL_PHASE_NAMES, JobSpec, Phase
 from docjobs.kube.claims import claim_of
 from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.status import parse_time
 
 from .builders import Unschedulable
-from .settings import OperatorSettings
 
 _DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from docjobs.documents import plan_parts
+from docjobs.config import OperatorSettings
 from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited, RunnerLost
 from docjobs.domain.models import (
     DOMAIN,
@@ -28,12 +28,10 @@ from docjobs.domain.models import (
     RunOutcome,
     engine_of,
 )
-from docjobs.domain.sharding import selection_size
+from docjobs.domain.sharding import plan_parts, selection_size
 from docjobs.kube.client import JSON
 from docjobs.kube.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
 from docjobs.kube.status import parse_time
-
-from .settings import OperatorSettings
 
 CONTAINER = "runner"
 LABEL_ENGINE = f"{DOMAIN}/engine"

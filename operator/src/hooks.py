@@ -1,7 +1,7 @@
 """Where webhook delivery plugs into the operator: the outbox of each ended DocumentJob.
 
 A job's end event waits in its status (``status.webhooks``, written with the terminal
-phase by whoever ended it: see :mod:`docjobs.backends.kubernetes.outbox`). Every watched
+phase by whoever ended it: see :mod:`docjobs.kube.outbox`). Every watched
 DocumentJob whose outbox is ``Pending`` is delivered from there; the initial listing after
 a restart shows the ones a killed operator left. Delivery may retry for minutes, so it runs
 on one :class:`DeliveryQueue` (``max_parallel_deliveries`` threads, one try per task, a
@@ -18,9 +18,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from docjobs.backends.kubernetes.outbox import Outbox, is_pending
 from docjobs.domain.models import TERMINAL_PHASE_NAMES, Job
 from docjobs.kube.client import JSON, KubeClient
+from docjobs.kube.outbox import Outbox, is_pending
 from docjobs.webhooks.policy import WebhookSettings
 from docjobs.webhooks.queue import DeliveryQueue
 from docjobs.webhooks.records import WebhookStore

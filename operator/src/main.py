@@ -6,34 +6,36 @@ starts, and kopf runs ``standalone`` (peering would need kopf's own cluster-wide
 Two operators overlapping briefly (a partitioned node) would still not duplicate work: Job
 names are deterministic and status writes are conditional on the resourceVersion.
 
-The cluster comes from ``KUBECONFIG`` (or ``~/.kube/config``) outside a pod and from the
-service account inside one; S3 settings (for expiring objects) from ``DOCJOBS_S3__*``.
+The Kubernetes client, the object store and the webhook stores come from
+:mod:`docjobs.bootstrap` (the cluster from ``KUBECONFIG`` or the pod's service account, S3
+from ``DOCJOBS_S3__*``); this module assembles the controller and the webhook hook from them
+and registers kopf's handlers. Its settings are the ``operator`` section of the one
+:class:`docjobs.config.Settings` (``DOCJOBS_OPERATOR__*``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import kopf
 from prometheus_client import start_http_server
 
-from docjobs.backends.kubernetes.webhooks import SecretWebhookStore
-from docjobs.config import get_settings
+from docjobs.bootstrap import create_kube_client, create_signing_store, create_webhook_stores
+from docjobs.config import OperatorSettings, Settings, get_settings
 from docjobs.domain.models import DOMAIN
-from docjobs.kube.client import KubeClient
+from docjobs.kube.client import ConfigurationError
 from docjobs.kube.resources import LABEL_JOB
-from docjobs.storage.s3 import S3Store
-from docjobs.webhooks.records import WebhookStore
 
 from .controller import Controller
 from .handlers import register
 from .hooks import TerminalHook
 from .metrics import API_REQUESTS
-from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SPARE_CONNECTIONS = 4
+"""API-server connections beyond one per worker thread: the tick thread and the webhook
+deliveries share the client too."""
 
 
 def kopf_settings(config: OperatorSettings) -> kopf.OperatorSettings:
@@ -58,19 +60,6 @@ def kopf_settings(config: OperatorSettings) -> kopf.OperatorSettings:
     return settings
 
 
-def webhook_stores(client: KubeClient) -> Callable[[str], WebhookStore]:
-    """Each namespace's webhook endpoints, as the API registered them; one client for all."""
-    secret = get_settings().kubernetes.webhooks_secret
-    stores: dict[str, WebhookStore] = {}
-
-    def store_for(namespace: str) -> WebhookStore:
-        if namespace not in stores:
-            stores[namespace] = SecretWebhookStore(client, namespace, secret)
-        return stores[namespace]
-
-    return store_for
-
-
 def count_request(verb: str, code: int) -> None:
     API_REQUESTS.labels(verb, str(code)).inc()
 
@@ -79,36 +68,32 @@ def run(
     namespace: str | None = None,
     liveness_port: int | None = 8080,
     metrics_port: int | None = 9090,
-    config: OperatorSettings | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT. ``namespace=None``: all namespaces."""
-    config = config or OperatorSettings()
+    settings = settings or get_settings()
+    config = settings.operator
     namespace = namespace or config.namespace
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # One line per handled event, one per liveness probe otherwise.
     logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    shared = get_settings()
-    if not shared.s3.endpoint:
-        # Runner pods hold no store credentials: they reach the store only through URLs
-        # the operator signs, so without a store no attempt could run.
-        raise SystemExit("the operator needs the object store: set DOCJOBS_S3__ENDPOINT")
-    store = S3Store.from_settings(shared.s3)
-    kube = KubeClient.from_environment(
-        shared.kubernetes.request_timeout_seconds,
-        pool_size=config.workers + 4,
-        on_response=count_request,
-        connect_timeout=shared.kubernetes.connect_timeout_seconds,
+    try:
+        store = create_signing_store(settings)
+    except ConfigurationError as exc:
+        raise SystemExit(f"the operator needs the object store: {exc}") from None
+    kube = create_kube_client(
+        settings, connections=config.workers + SPARE_CONNECTIONS, on_response=count_request
     )
-    hook = TerminalHook(kube, webhook_stores(kube), shared.webhooks)
+    hook = TerminalHook(kube, create_webhook_stores(settings, kube), settings.webhooks)
     controller = Controller(
         kube,
         config,
         store,
         hook.on_terminal,
-        shared.jobs.max_running_per_tenant,
+        settings.jobs.max_running_per_tenant,
         on_seen=hook.seen,
-        part_pages=shared.runner.part_pages,
+        part_pages=settings.runner.part_pages,
     )
     registry = kopf.OperatorRegistry()
     register(registry, controller)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from docjobs.config import DoctrSettings
+from docjobs.config import DoctrSettings, OperatorSettings
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import Engine, Extract, JobSpec, engine_of
 from docjobs.storage.base import (
@@ -25,8 +25,6 @@ from docjobs.storage.base import (
     weights_key,
 )
 from docjobs.storage.presigned import SigningStore, sign_manifest
-
-from .settings import OperatorSettings
 
 _DOCTR_ENV = "DOCJOBS_DOCTR__"
 

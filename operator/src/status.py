@@ -1,14 +1,21 @@
 """The operator's view of a DocumentJob status: which attempt is current, how old it is,
-and the messages it shows while a runner waits (the bookkeeping is
-:mod:`docjobs.kube.status`, shared with the API)."""
+what a look at it is for, and the notes a step writes besides the lifecycle's decision
+(the tenant cap, the current Job, shards done, pages read, a runner waiting for a node).
+
+Pure functions; the bookkeeping every writer adds is :mod:`docjobs.kube.status`, shared
+with the API."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
-from docjobs.domain.models import JobStatus, Phase
-from docjobs.kube.status import parse_time
+from docjobs.domain.lifecycle import is_runnable
+from docjobs.domain.models import Job, JobStatus, Phase, Progress
+from docjobs.kube.claims import claim_of
+from docjobs.kube.resources import DocumentJobStatus
+from docjobs.kube.status import parse_time, with_progress
 
 WAITING = "Waiting for a node: "
 TENANT_CAP = "Waiting for a slot: "
@@ -25,3 +32,94 @@ def is_current(status: JobStatus, attempt: int) -> bool:
 def age(resource: dict[str, Any], now: datetime) -> float:
     created = parse_time(resource["metadata"].get("creationTimestamp"))
     return max((now - created).total_seconds(), 0.0) if created else 0.0
+
+
+def runs(status: DocumentJobStatus, attempt: int, job: str) -> bool:
+    """Whether ``job`` is the runner Job of ``attempt``, and that attempt still current."""
+    return is_current(status, attempt) and status.current_job == job
+
+
+def claim_held(resource: dict[str, Any], now: datetime) -> bool:
+    """Whether an API pod runs the job under a live claim (the operator then leaves it)."""
+    claim = claim_of(resource)
+    return claim is not None and claim.held(now)
+
+
+class Move(Enum):
+    """What a look at a DocumentJob is for, before any store or slot is consulted."""
+
+    CANCEL = "cancel"
+    CLAIMED = "claimed"
+    """An API pod runs it on its own workers."""
+    TAKE_OVER = "take over"
+    """Its claim lapsed during an attempt."""
+    START = "start"
+    EXPIRE = "expire"
+    """Ended: it may have outlived its TTL."""
+    WAIT = "wait"
+
+
+def next_move(resource: dict[str, Any], job: Job, now: datetime) -> Move:
+    phase = job.status.phase
+    if job.cancel_requested and not phase.terminal:
+        return Move.CANCEL
+    claim = claim_of(resource)
+    if claim is not None and claim.held(now):
+        return Move.CLAIMED
+    if claim is not None and phase is Phase.PROCESSING:
+        return Move.TAKE_OVER
+    if is_runnable(job.status, now):
+        return Move.START
+    return Move.EXPIRE if phase.terminal else Move.WAIT
+
+
+# --- what a step writes besides the lifecycle's decision -----------------------------------
+
+
+def with_tenant_cap(status: DocumentJobStatus, busy: int) -> DocumentJobStatus:
+    """Why a runnable job waits: ``busy`` jobs of its tenant run, as many as it may."""
+    if status.phase not in (Phase.PENDING, Phase.RETRYING):
+        return status
+    reason = f"{TENANT_CAP}{busy} jobs of this tenant are running, its limit"
+    return status.model_copy(update={"message": reason})
+
+
+def with_current_job(status: DocumentJobStatus, attempt: int, job: str) -> DocumentJobStatus:
+    """``job`` exists now as ``attempt``'s runner (or merge) Job."""
+    return status.model_copy(update={"current_job": job}) if status.attempts == attempt else status
+
+
+def with_merge_job(status: DocumentJobStatus, attempt: int, job: str) -> DocumentJobStatus:
+    """Every shard of ``attempt`` succeeded: its merge Job ``job`` is the current one."""
+    if not is_current(status, attempt):
+        return status
+    return status.model_copy(update={"current_job": job})
+
+
+def with_shards_done(
+    status: DocumentJobStatus, attempt: int, done: int, total: int, progress: Progress | None
+) -> DocumentJobStatus:
+    """How far a sharded attempt is: ``2/4 shards done`` and its pages done."""
+    if not is_current(status, attempt):
+        return status
+    if progress is not None:
+        status = with_progress(status, progress)
+    return status.model_copy(update={"message": f"{PROCESSING}: {done}/{total} shards done"})
+
+
+def with_pages_read(
+    status: DocumentJobStatus, attempt: int, job: str, progress: Progress
+) -> DocumentJobStatus:
+    """The pages the runner of ``job`` stored as read, while it runs ``attempt``."""
+    return with_progress(status, progress) if runs(status, attempt, job) else status
+
+
+def with_waiting(status: DocumentJobStatus, attempt: int, message: str | None) -> DocumentJobStatus:
+    """Why ``attempt``'s runner waits (the scheduler's ``message``); ``None``: it got a
+    node after all, and the waiting note goes."""
+    if not is_current(status, attempt):
+        return status
+    if message is None and not status.message.startswith(WAITING):
+        return status
+    text = f"{WAITING}{message}" if message else PROCESSING
+    return status.model_copy(update={"message": text})

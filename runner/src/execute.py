@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from docjobs.domain.engines import PagedOperation, splittable
 from docjobs.domain.models import (
     EXIT_OK,
     EXIT_PERMANENT,
@@ -16,8 +17,6 @@ from docjobs.domain.models import (
     Extract,
     JobError,
     JobSpec,
-    OcrAdvanced,
-    OcrSimple,
     Operation,
     PagePart,
     ResultRef,
@@ -158,12 +157,11 @@ def _stored_parts(
         yield from json.loads(b"".join(store.iter_chunks(key)))
 
 
-def _paged(spec: JobSpec) -> OcrSimple | OcrAdvanced:
-    if not isinstance(spec.operation, OcrSimple | OcrAdvanced):
-        raise engines.PermanentError(
-            "NotSplittable", f"{spec.operation.kind} is not read page by page"
-        )
-    return spec.operation
+def _paged(spec: JobSpec) -> PagedOperation:
+    operation = spec.operation
+    if not splittable(operation):
+        raise engines.PermanentError("NotSplittable", f"{operation.kind} is not read page by page")
+    return operation
 
 
 def _store_result(spec: JobSpec, output: engines.EngineOutput, store: ObjectStore) -> RunnerSummary:

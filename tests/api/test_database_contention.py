@@ -52,9 +52,8 @@ def test_a_write_lock_holds_up_only_the_requests_that_write(make_server) -> None
     key = server.key("acme")
     before = convert(server, key, "before the lock")
     assert before.status_code == 202
-    # Finished first: the job supervisor records status changes on the event loop (one
-    # writer, so two changes of a job never interleave); one due while the lock is held
-    # would wait there for it.
+    # Finished first, so that the submission is the one write waiting for the lock (a
+    # status write waiting meanwhile: test_status_steps_off_loop.py).
     wait_for(lambda: status(before.json()["status_url"], key) == "complete", 60, 0.1)
 
     with write_lock(server.data_dir / "docjobs.db"), ThreadPoolExecutor(1) as pool:

@@ -7,6 +7,7 @@ stands in for it (``tests.receivers``).
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import pytest
@@ -248,3 +249,47 @@ def test_webhook_delivery_resumes_after_a_crash(make_server) -> None:
         assert resumed.headers["webhook-id"] == receiver.received[0].headers["webhook-id"]
         time.sleep(1)
         assert len(receiver.received) == tried_before + 1, "delivered more than once"
+
+
+def test_a_failing_delivery_keeps_its_tries_across_a_kill(make_server) -> None:
+    srv = make_server(
+        DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS="true",
+        DOCJOBS_WEBHOOKS__MAX_ATTEMPTS="3",
+        DOCJOBS_WEBHOOKS__INITIAL_BACKOFF_SECONDS="3",
+        DOCJOBS_WEBHOOKS__MAX_BACKOFF_SECONDS="3",
+    ).start()
+    key = srv.key("tries")
+    with serve([(500, {}, b"{}")]) as receiver:
+        requests.post(f"{srv.base}/v1/webhooks", headers=headers(key), json={"url": receiver.url})
+        job_id = requests.post(
+            f"{srv.base}/api/v1/convert/text-to-pdf?async=true",
+            headers=headers(key),
+            data={"content": "announce me"},
+        ).json()["job_id"]
+        receiver.wait_for(1)
+        db = sqlite3.connect(srv.data_dir / "docjobs.db")
+        deadline = time.monotonic() + 10
+        while not db.execute("SELECT 1 FROM webhook_tries WHERE job_id = ?", (job_id,)).fetchone():
+            assert time.monotonic() < deadline, "the first try was not recorded"
+            time.sleep(0.05)
+        db.close()
+
+        srv.kill()  # SIGKILL, during the first try's backoff
+        assert len(receiver.received) == 1
+        srv.start()
+
+        deadline = time.monotonic() + 60
+        view = requests.get(f"{srv.base}/v1/jobs/{job_id}", headers=headers(key)).json()
+        while not view["webhooks"]:
+            assert time.monotonic() < deadline, "the delivery did not settle"
+            time.sleep(0.2)
+            view = requests.get(f"{srv.base}/v1/jobs/{job_id}", headers=headers(key)).json()
+        time.sleep(1)
+        # Three tries in all, the one before the kill counted: the policy's, no more.
+        assert len(receiver.received) == 3
+        first, second, _ = receiver.received
+        assert second.at - first.at >= 3  # the recorded backoff, kept across the restart
+        assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+    (delivery,) = view["webhooks"]
+    assert delivery["delivered"] is False
+    assert [a["statusCode"] for a in delivery["attempts"]] == [500, 500, 500]

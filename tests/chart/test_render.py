@@ -14,10 +14,9 @@ import typer
 import yaml
 
 from docjobs.cli import app
-from docjobs.config import Settings
+from docjobs.config import OperatorSettings, Settings
 from docjobs.domain.models import InputRef, JobSpec
 from docjobs.operator.builders import build_job
-from docjobs.operator.settings import OperatorSettings
 
 from .conftest import CHART, RELEASE, REPO, VALUES, Manifest, Render, find, run_helm
 
@@ -104,7 +103,7 @@ def _chart_settings(manifests: list[Manifest], monkeypatch: pytest.MonkeyPatch) 
     config = find(manifests, "ConfigMap", f"{RELEASE}-docjobs-config")["data"]
     for name, value in config.items():
         monkeypatch.setenv(name, value)
-    return OperatorSettings()
+    return Settings().operator
 
 
 def _runner_jobs(settings: OperatorSettings) -> list[Manifest]:

@@ -1,13 +1,13 @@
 """Sync requests in kubernetes mode on the API's warm workers, under a claim the operator
-honours and takes over once it lapses: on the rig, with the real operator and MinIO."""
+honours and takes over once it lapses: on the rig, with the real operator and MinIO. How
+the operator and the claims decide is tested in process (``tests/unit/test_claimed_jobs.py``);
+here what needs a real API process, operator and cluster."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,23 +15,14 @@ import requests
 from minio import Minio
 from standardwebhooks.webhooks import Webhook
 
-from docjobs.domain.clock import utcnow
-from docjobs.domain.models import (
-    InputRef,
-    JobSpec,
-    OcrSimple,
-    ResultRef,
-    RunnerSummary,
-    RunOutcome,
-)
-from docjobs.kube.claims import CLAIM_ANNOTATION, Claim
+from docjobs.kube.claims import CLAIM_ANNOTATION
 from docjobs.kube.client import KubeClient
 from docjobs.kube.paths import documentjobs_path, jobs_path
-from docjobs.kube.resources import LABEL_JOB, resource_name, to_resource
+from docjobs.kube.resources import LABEL_JOB, resource_name
 from docjobs.storage.base import outcome_key
 from tests.conftest import Server
 from tests.docs import INVOICE_TEMPLATE, pdf_with_pages
-from tests.kube.helpers import documentjob, patch_status
+from tests.kube.helpers import documentjob
 from tests.receivers import serve
 from tests.rig.fixtures import Cluster, wait_for
 
@@ -189,50 +180,6 @@ def test_killed_api_job_is_taken_over_by_the_operator_and_completes_once(
     assert documentjob(kube, namespace, job_id)["status"]["attempts"] == 1
 
 
-def test_outcome_stored_before_the_api_died_wins_over_a_second_run(
-    operator: Operator, kube: KubeClient, s3: Minio, cluster: Cluster, namespace: str
-) -> None:
-    """The API's worker stored its outcome, then the API died before writing the status:
-    the operator completes the job from that outcome, with no runner Job."""
-    job_id, tenant, bucket = "job_0123456789abcdef01234567", "acme", cluster.s3["bucket"]
-    spec = JobSpec(
-        job_id=job_id,
-        tenant=tenant,
-        operation=OcrSimple(),
-        input=InputRef(
-            key=f"{tenant}/{job_id}/input",
-            file_name="scan.pdf",
-            content_type="application/pdf",
-            sha256="0" * 64,
-            size=1,
-        ),
-        interactive=True,
-        fingerprint="0" * 64,
-        created_at=utcnow(),
-    )
-    body = to_resource(spec, namespace)
-    body["metadata"]["annotations"] = Claim("api-0/1", utcnow(), CLAIM_SECONDS).annotations()
-    kube.create(documentjobs_path(namespace), body)
-    patch_status(kube, namespace, job_id, {"phase": "Processing", "attempts": 1})
-    result = f"{tenant}/{job_id}/result.json"
-    _put(s3, bucket, result, b'{"text": "stored"}')
-    outcome = RunOutcome(
-        exit_code=0,
-        summary=RunnerSummary(
-            result=ResultRef(key=result, content_type="application/json", size=18)
-        ),
-    )
-    _put(s3, bucket, outcome_key(tenant, job_id, 1), outcome.model_dump_json().encode())
-    lapsed_by = utcnow() + timedelta(seconds=CLAIM_SECONDS)
-
-    name = resource_name(job_id)
-    wait_for(lambda: _phase(kube, namespace, name) == "Complete" or None, 60, 0.2, what="done")
-    assert utcnow() >= lapsed_by  # not before the claim lapsed
-    status = documentjob(kube, namespace, job_id)["status"]
-    assert status["attempts"] == 1 and status["result"]["key"] == result
-    assert runner_jobs(kube, namespace) == []
-
-
 def test_sync_requests_beyond_the_warm_workers_fall_back_to_runner_jobs(
     cluster: Cluster, namespace: str, crd: None, operator: Operator, kube: KubeClient, tmp_path
 ) -> None:
@@ -310,10 +257,6 @@ def _phase(kube: KubeClient, ns: str, name: str) -> str | None:
     status = kube.get(documentjobs_path(ns, name)).get("status") or {}
     phase: str | None = status.get("phase")
     return phase
-
-
-def _put(s3: Minio, bucket: str, key: str, data: bytes) -> None:
-    s3.put_object(bucket, key, io.BytesIO(data), len(data))
 
 
 def _ignore_errors(call: Any, *args: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from docjobs.config import OperatorSettings
 from docjobs.domain.lifecycle import AttemptTimedOut, RunnerExited, RunnerLost
 from docjobs.domain.models import InputRef, JobSpec, Progress, RunnerSummary, RunOutcome
 from docjobs.kube.crd import documentjob_crd
@@ -29,7 +30,6 @@ from docjobs.operator.builders import (
     shards_done,
     unschedulable,
 )
-from docjobs.operator.settings import OperatorSettings
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RESOURCE = {"metadata": {"name": "job-abc", "namespace": "ns", "uid": "u-1"}}

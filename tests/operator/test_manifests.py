@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from docjobs.config import OperatorSettings
 from docjobs.domain.models import Extract, InputRef, JobSpec
 from docjobs.operator.manifests import grants
-from docjobs.operator.settings import OperatorSettings
 
 
 def _spec(operation: dict[str, Any]) -> JobSpec:

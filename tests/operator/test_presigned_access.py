@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from docjobs.config import OperatorSettings
 from docjobs.domain.clock import utcnow
 from docjobs.kube.resources import job_of
 from docjobs.operator.builders import MANIFEST_ENV
 from docjobs.operator.manifests import write_manifest
-from docjobs.operator.settings import OperatorSettings
 from docjobs.storage.base import ObjectNotFound, outcome_key, part_key
 from docjobs.storage.presigned import AttemptManifest, KeyNotGranted, PresignedStore
 from docjobs.storage.s3 import S3Store

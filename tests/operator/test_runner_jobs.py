@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from docjobs.domain.models import RetryPolicy
-from docjobs.kube.client import KubeError
 from docjobs.kube.status import parse_time
 from tests.docs import pdf_with_pages, png_bytes, recovered, sentence_lines, text_image
 from tests.doctr_weights import doctr_env, save_stand_in_weights
@@ -234,34 +233,6 @@ def test_unschedulable_runner_fails_the_attempt_with_the_schedulers_message(
     assert status["error"]["reason"] == "Unschedulable"
     assert "didn't match Pod's node affinity/selector" in status["error"]["message"]
     wait_for(lambda: not jobs.runner_jobs(name), 30, 0.1, what="the stuck Job to be deleted")
-
-
-def test_finished_documentjob_expires_with_its_objects(
-    jobs: Jobs, operator: Operator, store
-) -> None:
-    name = jobs.submit(
-        {"kind": "convert", "sourceFormat": "markdown"},
-        b"# Short-lived\n",
-        "text/markdown",
-        ttl_seconds_after_finished=2,
-    )
-    status = jobs.wait(name, timeout=60)
-    assert status["phase"] == "Complete"
-    job_id = jobs.get(name)["spec"]["jobId"]
-    assert store.exists(status["result"]["key"])
-
-    def gone() -> bool:
-        try:
-            jobs.get(name)
-        except KubeError as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, 30, 0.2, what="the DocumentJob to expire")
-    assert not store.exists(status["result"]["key"])
-    assert not store.exists(f"acme/{job_id}/input")
-    # Its runner Job goes with it (owned by the DocumentJob: the garbage collector).
-    wait_for(lambda: not jobs.runner_jobs(name), 30, 0.2, what="the runner Job to be collected")
 
 
 def test_a_long_scan_runs_as_shards_merged_into_the_one_pod_result(

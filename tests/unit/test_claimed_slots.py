@@ -9,7 +9,7 @@ from typing import Any
 
 from docjobs.backends.dependencies import DependencyMonitor
 from docjobs.backends.kubernetes.claimed import ClaimedJobs
-from docjobs.config import Settings
+from docjobs.config import OperatorSettings, Settings
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import Job
 from docjobs.kube.cache import WatchCache
@@ -17,7 +17,6 @@ from docjobs.kube.claims import Claim
 from docjobs.kube.resources import job_of
 from docjobs.operator.agenda import Ref
 from docjobs.operator.controller import Controller
-from docjobs.operator.settings import OperatorSettings
 from tests.unit.test_documentjob_spec import documentjob_resource
 
 

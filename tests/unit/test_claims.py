@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from docjobs.config import OperatorSettings
 from docjobs.kube.claims import CLAIM_ANNOTATION, Claim, claim_of, released
 from docjobs.operator.agenda import Agenda
-from docjobs.operator.settings import OperatorSettings
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -173,33 +173,7 @@ def test_damaged_image_is_refused(tmp_path: Path) -> None:
     expect_error(400, "unreadable_image", documents.inspect_for_ocr, path, None, None)
 
 
-# --- page selection and language ---------------------------------------------------------
-
-
-def test_page_selection() -> None:
-    assert documents.validate_pages(None, 3) == [1, 2, 3]
-    assert documents.validate_pages("1-3,5", 5) == [1, 2, 3, 5]
-    assert documents.validate_pages(" 4 , 1 - 2, 2 ", 4) == [4, 1, 2]
-
-
-@pytest.mark.parametrize(
-    ("pages", "code"),
-    [
-        ("6", "page_range_out_of_bounds"),
-        ("1-3,4-9", "page_range_out_of_bounds"),
-        ("0", "invalid_page_range"),
-        ("3-1", "invalid_page_range"),
-        ("a", "invalid_page_range"),
-        # Past int()'s digit limit (4,300): still a 422.
-        pytest.param("9" * 5000, "page_range_out_of_bounds", id="5000-digits"),
-        pytest.param("1-" + "9" * 5000, "page_range_out_of_bounds", id="range-to-5000-digits"),
-        pytest.param("0" * 5000 + "6", "page_range_out_of_bounds", id="5000-leading-zeros"),
-    ],
-)
-def test_bad_page_selection(pages: str, code: str) -> None:
-    error = expect_error(422, code, documents.validate_pages, pages, 5)
-    if code == "page_range_out_of_bounds":
-        assert "5 pages" in error.message
+# --- language ---------------------------------------------------------------------------
 
 
 def test_installed_languages() -> None:

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from docjobs.documents import plan_parts
 from docjobs.domain.models import EXIT_OK, EXIT_PERMANENT, InputRef, JobSpec, PagePart
+from docjobs.domain.sharding import plan_parts
 from docjobs.runner.execute import execute, execute_part, merge_parts
 from docjobs.storage.base import outcome_key
 from docjobs.storage.local import LocalStore

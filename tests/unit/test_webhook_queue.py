@@ -11,9 +11,11 @@ import pytest
 
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
-from docjobs.webhooks.delivery import message_id
+from docjobs.webhooks.driver import deliver_event
+from docjobs.webhooks.fanout import targets_of
+from docjobs.webhooks.messages import message_id
 from docjobs.webhooks.policy import WebhookSettings
-from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
+from docjobs.webhooks.queue import DeliveryQueue, Task
 from docjobs.webhooks.records import PendingEvent
 from tests.receivers import serve
 
@@ -28,6 +30,19 @@ def store(tmp_path: Path) -> Iterator[SQLiteWebhookStore]:
     db = SQLiteDatabase(tmp_path / "jobs.db")
     yield SQLiteWebhookStore(db)
     db.close()
+
+
+def queue_job_event(
+    queue: DeliveryQueue,
+    store: SQLiteWebhookStore,
+    settings: WebhookSettings,
+    event: PendingEvent,
+    on_settled: Task,
+) -> None:
+    """The event's delivery as embedded mode queues it: the SQLite journal, every target."""
+    targets = targets_of(store, event.tenant, event.event_type, event.webhook_url)
+    journal = store.journal(event.job_id, event.event_type)
+    deliver_event(queue, settings, journal, event, targets, on_settled)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,20 +26,17 @@ from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
 from docjobs.webhooks.delivery import (
     DeliveryAttempt,
-    UnsafeTarget,
-    WebhookMessage,
+    Network,
     backoff_seconds,
-    check_url,
-    deliver,
-    is_public_address,
-    message_id,
-    new_secret,
     parse_retry_after,
-    resolve_target,
 )
+from docjobs.webhooks.driver import DeliveryJournal, PriorTries, deliver_event
+from docjobs.webhooks.fanout import Target, targets_of
+from docjobs.webhooks.messages import WebhookMessage, message_id, new_secret
 from docjobs.webhooks.policy import WebhookSettings
-from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
+from docjobs.webhooks.queue import DeliveryQueue
 from docjobs.webhooks.records import MAX_ENDPOINTS_PER_TENANT, PendingEvent
+from docjobs.webhooks.targets import UnsafeTarget, check_url, is_public_address, resolve_target
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -157,8 +154,72 @@ def no_dns(host: str, port: int) -> list[str]:
     raise AssertionError(f"resolver called for {host}")
 
 
-def no_retry(seconds: float) -> None:
-    raise AssertionError(f"unexpected retry after {seconds} s")
+class MemoryJournal:
+    """A journal in memory: what the driver recorded, and the tries a restart left."""
+
+    def __init__(self, prior: dict[str, PriorTries] | None = None) -> None:
+        self.before = prior or {}
+        self.waits: list[float] = []
+        """Seconds from each pending try's record to the next try it asked for."""
+        self.tried = threading.Event()
+        self.settled: list[tuple[str, bool]] = []
+
+    def prior(self) -> dict[str, PriorTries]:
+        return self.before
+
+    def record_try(
+        self, target: str, attempts: Sequence[DeliveryAttempt], next_try_at: datetime
+    ) -> None:
+        self.waits.append((next_try_at - datetime.now(UTC)).total_seconds())
+        self.tried.set()
+
+    def settle(self, target: str, attempts: Sequence[DeliveryAttempt], delivered: bool) -> None:
+        self.attempts = list(attempts)
+        self.settled.append((target, delivered))
+
+
+def start(
+    message: WebhookMessage,
+    settings: WebhookSettings,
+    journal: DeliveryJournal,
+    network: Network | None = None,
+) -> tuple[DeliveryQueue, threading.Event]:
+    """The message's delivery to one target through the driver, on a queue of its own."""
+    queue, done = DeliveryQueue(1), threading.Event()
+    event = PendingEvent(
+        "job-1",
+        message.event_type,
+        "acme",
+        dict(message.data),
+        None,
+        message.occurred_at or datetime.now(UTC),
+    )
+    target = Target("target", message.url, message.secret)
+    try:
+        deliver_event(queue, settings, journal, event, [target], done.set, network)
+    except BaseException:
+        queue.close()
+        raise
+    return queue, done
+
+
+def deliver(
+    message: WebhookMessage,
+    settings: WebhookSettings,
+    *,
+    journal: MemoryJournal | None = None,
+    resolver: Callable[[str, int], list[str]] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> list[DeliveryAttempt]:
+    """Every try of the message to one target until it settles, through the driver."""
+    journal = journal or MemoryJournal()
+    network = Network(resolver or Network().resolver, ssl_context)
+    queue, done = start(message, settings, journal, network)
+    try:
+        assert done.wait(25), "the delivery did not settle"
+    finally:
+        queue.close()
+    return journal.attempts
 
 
 def statuses(attempts: list[DeliveryAttempt]) -> list[int | None]:
@@ -220,16 +281,20 @@ def test_500_then_success_retries_with_doubling_capped_backoff(
     receiver: Callable[..., Receiver],
 ) -> None:
     r = receiver((500, {}), (502, {}), (503, {}), (200, {}))
-    secret, sleeps = new_secret(), list[float]()
+    secret, journal = new_secret(), MemoryJournal()
 
     attempts = deliver(
         WebhookMessage(r.url(), secret, "job.failed", JOB),
-        fast(allow_private_targets=True, max_backoff_seconds=0.03),
-        sleep=sleeps.append,
+        fast(allow_private_targets=True, initial_backoff_seconds=0.1, max_backoff_seconds=0.3),
+        journal=journal,
     )
 
     assert statuses(attempts) == [500, 502, 503, 200]
-    assert sleeps == [0.01, 0.02, 0.03]  # doubled, then capped
+    # Each pending try recorded with the next one's due time: doubled, then capped.
+    assert journal.waits == pytest.approx([0.1, 0.2, 0.3], abs=0.05)
+    gaps = [later.at - earlier.at for earlier, later in zip(r.hits, r.hits[1:], strict=False)]
+    assert all(gap >= wait - 0.01 for gap, wait in zip(gaps, (0.1, 0.2, 0.3), strict=True))
+    assert journal.settled == [("target", True)]
     assert len({h.headers["webhook-id"] for h in r.hits}) == 1  # receivers can dedupe
     for hit in r.hits:  # every try is signed (and timestamped) afresh
         assert Webhook(secret).verify(hit.body, hit.headers)["type"] == "job.failed"
@@ -239,24 +304,40 @@ def test_resumed_delivery_counts_earlier_tries_and_reports_each_one(
     receiver: Callable[..., Receiver],
 ) -> None:
     r = receiver((500, {}))
-    heard: list[tuple[int | None, float | None]] = []
+    before = tuple(DeliveryAttempt(datetime.now(UTC), 500, None, 1) for _ in range(2))
+    resumed = time.monotonic()
+    due = datetime.now(UTC) + timedelta(seconds=0.5)
+    journal = MemoryJournal({"target": PriorTries(before, next_try_at=due)})
 
     attempts = deliver(
         WebhookMessage(r.url(), new_secret(), "job.completed", JOB),
         fast(
             allow_private_targets=True,
             max_attempts=4,
-            initial_backoff_seconds=0.5,
+            initial_backoff_seconds=0.05,
             max_backoff_seconds=9,
         ),
-        sleep=lambda _: None,
-        tried=2,
-        on_attempt=lambda attempt, wait: heard.append((attempt.status_code, wait)),
+        journal=journal,
     )
 
-    # Two tries before a restart: two left of four, the backoff going on from the third.
-    assert statuses(attempts) == [500, 500] and len(r.hits) == 2
-    assert heard == [(500, 2.0), (500, None)]
+    # Two tries before a restart: two left of four, not before the due time the last one
+    # asked for, the backoff going on from the third.
+    assert statuses(attempts) == [500] * 4 and len(r.hits) == 2
+    assert r.hits[0].at - resumed >= 0.45
+    assert journal.waits == pytest.approx([0.2], abs=0.05)
+    assert journal.settled == [("target", False)]
+
+
+def test_a_settled_target_is_not_sent_again(receiver: Callable[..., Receiver]) -> None:
+    r = receiver()
+    failed = (DeliveryAttempt(datetime.now(UTC), 410, None, 1),)
+    journal = MemoryJournal({"target": PriorTries(failed, settled=True)})
+    message = WebhookMessage(r.url(), new_secret(), "job.completed", JOB)
+
+    queue, done = start(message, LOCAL, journal)
+    queue.close()
+
+    assert done.is_set() and r.hits == [] and journal.settled == []
 
 
 def test_429_retry_after_is_honoured(receiver: Callable[..., Receiver]) -> None:
@@ -274,14 +355,16 @@ def test_429_retry_after_is_honoured(receiver: Callable[..., Receiver]) -> None:
 def test_retry_after_on_503_as_http_date(receiver: Callable[..., Receiver]) -> None:
     later = datetime.now(UTC) + timedelta(seconds=30)
     r = receiver((503, {"Retry-After": later.strftime("%a, %d %b %Y %H:%M:%S GMT")}), (200, {}))
-    sleeps: list[float] = []
+    journal = MemoryJournal()
 
-    attempts = deliver(
-        WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL, sleep=sleeps.append
-    )
+    queue, _ = start(WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL, journal)
+    try:
+        assert journal.tried.wait(10)
+    finally:
+        queue.close()
 
-    assert statuses(attempts) == [503, 200]
-    assert 25 <= sleeps[0] <= 30
+    assert len(r.hits) == 1
+    assert 25 <= journal.waits[0] <= 30
 
 
 def test_retry_after_parsing_and_caps() -> None:
@@ -320,25 +403,23 @@ def test_which_answers_are_retried(
     receiver: Callable[..., Receiver], status: int, tries: int
 ) -> None:
     r = receiver((status, {}))
-    sleeps: list[float] = []
+    journal = MemoryJournal()
 
     attempts = deliver(
         WebhookMessage(r.url(), new_secret(), "job.failed", JOB),
         fast(allow_private_targets=True, max_attempts=3),
-        sleep=sleeps.append,
+        journal=journal,
     )
 
     assert statuses(attempts) == [status] * tries and len(r.hits) == tries
-    assert len(sleeps) == tries - 1 and not attempts[-1].ok
+    assert len(journal.waits) == tries - 1 and not attempts[-1].ok
 
 
 def test_redirect_is_not_followed(receiver: Callable[..., Receiver]) -> None:
     elsewhere = receiver()
     r = receiver((307, {"Location": elsewhere.url()}))
 
-    attempts = deliver(
-        WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL, sleep=no_retry
-    )
+    attempts = deliver(WebhookMessage(r.url(), new_secret(), "job.completed", JOB), LOCAL)
 
     assert statuses(attempts) == [307] and elsewhere.hits == []
 
@@ -347,14 +428,14 @@ def test_connection_errors_are_retried_and_recorded() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{sock.getsockname()[1]}/hook"  # bound, never listening
-        sleeps: list[float] = []
+        journal = MemoryJournal()
         attempts = deliver(
             WebhookMessage(closed, new_secret(), "job.completed", JOB),
             fast(allow_private_targets=True, max_attempts=3),
-            sleep=sleeps.append,
+            journal=journal,
         )
 
-    assert statuses(attempts) == [None, None, None] and len(sleeps) == 2
+    assert statuses(attempts) == [None, None, None] and len(journal.waits) == 2
     assert all(a.error and "ConnectError" in a.error for a in attempts)
 
 
@@ -390,7 +471,6 @@ def test_private_targets_are_refused_by_default(receiver: Callable[..., Receiver
         attempts = deliver(
             WebhookMessage(url, new_secret(), "job.completed", JOB),
             fast(),
-            sleep=no_retry,
             resolver=resolver,
         )
         error = attempts[0].error or ""
@@ -523,7 +603,6 @@ def test_name_is_resolved_once_and_connection_goes_to_pinned_ip(
     attempts = deliver(
         WebhookMessage(r.url("receiver.test"), new_secret(), "job.completed", JOB),
         LOCAL,
-        sleep=lambda s: None,
         resolver=dns,
     )
 
@@ -540,7 +619,6 @@ def test_failed_resolution_is_retried_then_pinned(receiver: Callable[..., Receiv
     attempts = deliver(
         WebhookMessage(r.url("receiver.test"), new_secret(), "job.completed", JOB),
         LOCAL,
-        sleep=lambda s: None,
         resolver=dns,
     )
 
@@ -681,6 +759,28 @@ def test_tenant_secret_and_delivery_records(store: SQLiteWebhookStore) -> None:
     assert store.deliveries("job-1") == []
 
 
+def test_sqlite_journal_keeps_tries_and_due_time_across_a_restart(tmp_path: Path) -> None:
+    first_try = DeliveryAttempt(datetime.now(UTC), 500, None, 12)
+    due = datetime.now(UTC) + timedelta(seconds=30)
+    db = SQLiteDatabase(tmp_path / "jobs.db")
+    SQLiteWebhookStore(db).journal("job-1", "job.failed").record_try("wh_1", [first_try], due)
+    db.close()
+
+    db = SQLiteDatabase(tmp_path / "jobs.db")  # the next process
+    store = SQLiteWebhookStore(db)
+    journal = store.journal("job-1", "job.failed")
+    (resumed,) = journal.prior().values()
+    assert resumed.attempts == (first_try,) and not resumed.settled
+    assert resumed.next_try_at is not None
+    assert abs(resumed.next_try_at - due) < timedelta(milliseconds=1)
+    assert store.journal("job-1", "job.completed").prior() == {}
+
+    journal.settle("wh_1", [first_try, first_try], delivered=False)
+    assert journal.prior() == {"wh_1": PriorTries((first_try, first_try), settled=True)}
+    assert [r.delivered for r in store.deliveries("job-1")] == [False]
+    db.close()
+
+
 # --- notify ---------------------------------------------------------------------------------
 
 
@@ -695,7 +795,9 @@ def deliver_job_events(
     settled = [threading.Event() for _ in events]
     try:
         for event, done in zip(events, settled, strict=True):
-            queue_job_event(queue, store, settings, event, done.set)
+            targets = targets_of(store, event.tenant, event.event_type, event.webhook_url)
+            journal = store.journal(event.job_id, event.event_type)
+            deliver_event(queue, settings, journal, event, targets, done.set)
         assert all(done.wait(30) for done in settled)
     finally:
         queue.close()

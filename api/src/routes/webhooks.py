@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from docjobs.webhooks.delivery import EVENT_TYPES, UnsafeTarget, check_url
+from docjobs.webhooks.messages import EVENT_TYPES
+from docjobs.webhooks.targets import UnsafeTarget, check_url
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError

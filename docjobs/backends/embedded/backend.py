@@ -36,18 +36,20 @@ from docjobs.backends.embedded.jobs import SQLiteJobStore
 from docjobs.backends.embedded.keys import SQLiteKeyStore
 from docjobs.backends.embedded.templates import SQLiteTemplateStore
 from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
+from docjobs.backends.workers import scratch
+from docjobs.backends.workers.pool import WorkerPool
 from docjobs.config import Settings
 from docjobs.domain.clock import utcnow
 from docjobs.domain.events import EVENT_OF_PHASE, job_view
 from docjobs.domain.models import Job, Phase
 from docjobs.storage.base import TEMPLATES_FOLDER, object_keys
 from docjobs.storage.factory import runner_environment, store_environment, store_from_settings
-from docjobs.webhooks.queue import DeliveryQueue, queue_job_event
+from docjobs.webhooks.driver import deliver_event
+from docjobs.webhooks.fanout import targets_of
+from docjobs.webhooks.queue import DeliveryQueue
 from docjobs.webhooks.records import PendingEvent
 
-from . import scratch
 from .lock import DataDirectoryLock
-from .pool import WorkerPool
 from .supervisor import Supervisor
 
 WEBHOOK_RESULT_LIMIT = 256 * 1024
@@ -242,11 +244,12 @@ class EmbeddedBackend:
     def _queue(self, event: PendingEvent) -> None:
         """Each target's tries on the delivery queue; the outbox entry goes once all are
         settled."""
-        queue_job_event(
+        deliver_event(
             self.deliveries,
-            self.webhooks,
             self.settings.webhooks,
+            self.webhooks.journal(event.job_id, event.event_type),
             event,
+            targets_of(self.webhooks, event.tenant, event.event_type, event.webhook_url),
             on_settled=lambda: self.webhooks.sent(event),
         )
 
@@ -260,6 +263,7 @@ def _forget_deliveries(job_id: str) -> Callable[[sqlite3.Connection], None]:
 
     def forget(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM webhook_deliveries WHERE job_id = ?", (job_id,))
+        conn.execute("DELETE FROM webhook_tries WHERE job_id = ?", (job_id,))
 
     return forget
 

@@ -100,6 +100,12 @@ class SQLiteJobStore:
             return None
         return _job(rows[0])
 
+    def get_stored(self, job_id: str) -> tuple[Job, str] | None:
+        """The job with its status as the database holds it: the text a conditional
+        :meth:`save_status` compares (``if_stored``)."""
+        rows = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return (_job(rows[0]), str(rows[0]["status"])) if rows else None
+
     def read(self, job_id: str) -> Job | None:
         """``get`` for a poller: the job is kept in ``recent`` until it next changes."""
         mark = self.recent.mark()
@@ -161,25 +167,30 @@ class SQLiteJobStore:
         job_id: str,
         status: JobStatus,
         also: Callable[[sqlite3.Connection], None] | None = None,
-    ) -> None:
-        """``also`` writes in the same transaction, to commit with the status or not at all."""
+        if_stored: str | None = None,
+    ) -> str | None:
+        """Writes ``status``; returns it as stored. ``also`` writes in the same transaction,
+        to commit with the status or not at all. With ``if_stored``, only if the status
+        stored is still that text (from :meth:`get_stored`): None, and nothing written, if
+        it is not."""
         finished = _ts(status.completed_at) if status.phase.terminal else None
+        text = status.model_dump_json()
+        where, args = "job_id = ?", [job_id]
+        if if_stored is not None:
+            where, args = f"{where} AND status = ?", [job_id, if_stored]
         with self.recent_forgotten(job_id), self.db.transaction() as conn:
-            if also is not None:
-                also(conn)
-            conn.execute(
+            cursor = conn.execute(
                 "UPDATE jobs SET phase = ?, next_attempt_at = ?, status = ?,"
                 " expires_at = ? + json_extract(spec, '$.ttl_seconds_after_finished')"
-                " WHERE job_id = ?",
-                (
-                    status.phase.value,
-                    _ts(status.next_attempt_at),
-                    status.model_dump_json(),
-                    finished,
-                    job_id,
-                ),
+                f" WHERE {where}",
+                (status.phase.value, _ts(status.next_attempt_at), text, finished, *args),
             )
+            if cursor.rowcount == 0 and if_stored is not None:
+                return None
+            if also is not None:
+                also(conn)
             self._event(conn, job_id, status)
+        return text
 
     def save_progress(self, job_id: str, progress: Progress) -> None:
         """Progress of a running attempt: no history entry, and only while it runs."""

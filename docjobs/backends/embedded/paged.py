@@ -12,12 +12,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from docjobs.backends.workers.pool import Worker, WorkerPool, run_attempt
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited
 from docjobs.domain.models import EXIT_OK, JobSpec, PagePart, Progress, WorkerRequest
 from docjobs.domain.sharding import selection_size
-
-from .pool import Worker, WorkerPool, run_attempt
 
 
 class PagedAttempt:

@@ -1,8 +1,9 @@
 """Runs embedded jobs: starts attempts on warm workers, feeds outcomes to ``lifecycle``.
 
-Every change of a job's status goes through :meth:`Supervisor.observe`, which runs on the
-event loop without awaiting between reading and writing the job, so two observations of one
-job never interleave.
+Every change of a job's status goes through :meth:`Supervisor.observe`: one lifecycle step
+(:func:`docjobs.domain.step.take_step`) on the job's SQLite row, in a worker thread (see
+:mod:`.steps`). No SQLite call runs on the event loop: the scheduler's queries, recovery,
+expiry and progress writes go to threads too.
 """
 
 from __future__ import annotations
@@ -14,24 +15,29 @@ import logging
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 from docjobs.backends.embedded.jobs import SQLiteJobStore
+from docjobs.backends.workers.pool import Worker, WorkerPool, run_attempt
 from docjobs.config import Settings
-from docjobs.documents import plan_parts
 from docjobs.domain import fairshare, lifecycle
 from docjobs.domain.clock import utcnow
-from docjobs.domain.lifecycle import Action, Observation
+from docjobs.domain.lifecycle import Observation
 from docjobs.domain.models import Extract, Job, Phase, Progress, RunOutcome, WorkerRequest
-from docjobs.metrics import record_finished
+from docjobs.domain.sharding import plan_parts
+from docjobs.domain.step import Given, take_step
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 from docjobs.storage.templates import save_template_version
 
 from .paged import PagedAttempt
-from .pool import Worker, WorkerPool, run_attempt
+from .steps import JobRow, LoopEffects
 
 log = logging.getLogger(__name__)
+
+STEP_TRIES = 5
+"""Tries of a status step that meets a conflict (a progress write, another step first)."""
 
 
 class Supervisor:
@@ -67,6 +73,12 @@ class Supervisor:
         self._extra: set[asyncio.Task[None]] = set()
         self._waiters: defaultdict[str, list[asyncio.Future[None]]] = defaultdict(list)
         self._watchers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._progress_due: dict[str, Progress] = {}
+        """Progress not yet written, by job: each job's writer writes only the latest."""
+        self._progress_writers: dict[str, asyncio.Task[None]] = {}
+        self._steps: set[asyncio.Future[Job | None]] = set()
+        """Steps in their threads, waited for on stop: none writes after the database closes."""
+        self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
@@ -87,6 +99,9 @@ class Supervisor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        # Not cancelled: what they write (progress, a broken attempt) is short and wanted.
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._steps, return_exceptions=True)
         await self.pool.close()
 
     @property
@@ -96,59 +111,60 @@ class Supervisor:
     async def recover(self) -> None:
         """After a restart: attempts that finished are recorded, the others start again."""
         now = utcnow()
-        interrupted = self.store.in_phase(Phase.PROCESSING)
-        # Outcomes may be S3 objects: read in a thread, then observed on the loop.
+        interrupted = await asyncio.to_thread(self.store.in_phase, Phase.PROCESSING)
+        # Outcomes may be S3 objects: read in a thread too.
         outcomes = await asyncio.to_thread(lambda: [self._recorded_outcome(j) for j in interrupted])
         for job, outcome in zip(interrupted, outcomes, strict=True):
-            if outcome is not None:
-                self.observe(
-                    job.spec.job_id, lifecycle.RunnerExited(outcome.exit_code, outcome.summary, now)
-                )
-            else:
-                self.observe(job.spec.job_id, lifecycle.RunnerLost("service restarted", now))
+            ended: Observation = (
+                lifecycle.RunnerExited(outcome.exit_code, outcome.summary, now)
+                if outcome is not None
+                else lifecycle.RunnerLost("service restarted", now)
+            )
+            await self.observe(job.spec.job_id, ended)
 
     def wake(self) -> None:
         self._wake.set()
 
     # --- status changes ----------------------------------------------------------------------
 
-    def observe(self, job_id: str, observation: Observation) -> Job | None:
-        job = self.store.get(job_id)
-        if job is None:
+    async def observe(self, job_id: str, observation: Observation) -> Job | None:
+        """The job after one lifecycle step on ``observation``; None if it is gone."""
+        loop = asyncio.get_running_loop()
+        step = loop.run_in_executor(None, self._step, loop, job_id, observation)
+        self._steps.add(step)
+        step.add_done_callback(self._steps.discard)
+        # Shielded: a cancelled caller leaves the step to finish, and stop() waits for it.
+        return await asyncio.shield(step)
+
+    def _step(
+        self, loop: asyncio.AbstractEventLoop, job_id: str, observation: Observation
+    ) -> Job | None:
+        """In a thread: the step, its effects handed to ``loop``."""
+        effects = LoopEffects(
+            loop, self.store, self._stop_runner, self._finished, self._delete_objects
+        )
+        ledger = JobRow(self.store, job_id, self.record_end)
+        seen = take_step(ledger, Given(observation), effects, tries=STEP_TRIES)
+        if seen is None:
             return None
-        decision = lifecycle.decide(job.spec, job.status, observation)
-        if decision.status != job.status:
-            job = job.model_copy(update={"status": decision.status})
-            # A job's end and its outbox entry commit together: a crash loses neither.
-            finishing = Action.NOTIFY in decision.actions
-            record = functools.partial(self.record_end, job) if finishing else None
-            self.store.save_status(job_id, decision.status, also=record)
-            self._changed(job_id)
-        for action in decision.actions:
-            if action is Action.STOP_RUNNER:
-                self._stop_runner(job_id)
-            elif action is Action.NOTIFY:
-                record_finished(job)
-                self._notify(job_id)
-                self.on_finished(job)
-            elif action is Action.EXPIRE:
-                self._delete_objects(f"{job.spec.tenant}/{job_id}")
-                self.store.mark_expired(job_id)
-        return job
+        if seen.wrote:
+            loop.call_soon_threadsafe(self._changed, job_id)
+        return seen.record.job
 
     async def cancel(self, job_id: str) -> Job | None:
         await asyncio.to_thread(self.store.request_cancel, job_id)
-        job = self.observe(job_id, lifecycle.CancelRequested(utcnow()))
+        job = await self.observe(job_id, lifecycle.CancelRequested(utcnow()))
         self.wake()
         return job
 
     async def wait(self, job_id: str, timeout: float) -> Job | None:
-        job = await asyncio.to_thread(self.store.get, job_id)
-        if job is None or job.status.phase.terminal:
-            return job
+        # Waiting before reading: a job that ends while it is read still wakes this waiter.
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[job_id].append(future)
         try:
+            job = await asyncio.to_thread(self.store.get, job_id)
+            if job is None or job.status.phase.terminal:
+                return job
             await asyncio.wait_for(future, timeout)
         except TimeoutError:
             pass
@@ -178,13 +194,35 @@ class Supervisor:
             changed.set()
 
     def _progress(self, job_id: str, progress: Progress) -> None:
-        self.store.save_progress(job_id, progress)
-        self._changed(job_id)
+        """Written in the background by one writer per job, which writes the latest
+        progress only: never out of order, and never holding up the attempt."""
+        self._progress_due[job_id] = progress
+        if job_id not in self._progress_writers:
+            task = self._in_background(self._write_progress(job_id))
+            self._progress_writers[job_id] = task
+            task.add_done_callback(lambda _: self._progress_writers.pop(job_id, None))
 
-    def _notify(self, job_id: str) -> None:
-        for future in self._waiters.pop(job_id, []):
+    async def _write_progress(self, job_id: str) -> None:
+        while (progress := self._progress_due.pop(job_id, None)) is not None:
+            await asyncio.to_thread(self.store.save_progress, job_id, progress)
+            self._changed(job_id)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+        return task
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and (failure := task.exception()) is not None:
+            log.error("supervisor background work failed", exc_info=failure)
+
+    def _finished(self, job: Job) -> None:
+        for future in self._waiters.pop(job.spec.job_id, []):
             if not future.done():
                 future.set_result(None)
+        self.on_finished(job)
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -192,10 +230,10 @@ class Supervisor:
         poll = self.settings.runner.poll_seconds
         while True:
             try:
-                self._schedule()
+                await self._schedule()
                 if time.monotonic() - self._last_sweep > self.settings.runner.sweep_seconds:
                     self._last_sweep = time.monotonic()
-                    cutoff = self.sweep_expired()
+                    cutoff = await self.sweep_expired()
                     # Deletions nothing waits for: in a thread, so that a write lock held
                     # elsewhere (a `docjobs keys` command) does not hold up the loop.
                     await asyncio.to_thread(self.forget_before_cutoff, cutoff)
@@ -208,7 +246,9 @@ class Supervisor:
                 async with asyncio.timeout(poll):
                     await self._wake.wait()
 
-    def _schedule(self) -> None:
+    async def _schedule(self) -> None:
+        # Only this pass starts attempts; while it awaits, attempts only end, so the free
+        # workers counted here stay free.
         free = self.pool.size - len(self.running) - len(self._extra)
         if free <= 0:
             return
@@ -216,12 +256,15 @@ class Supervisor:
         # Only while a sync caller still waits does its job go first, and only within its
         # tenant's queue: fair share between tenants holds for sync callers too.
         waited = set(self._waiters)
+        runnable = await asyncio.to_thread(
+            self.store.runnable, now, free + len(self.running), waited
+        )
         waiting: list[Job] = []
-        for job in self.store.runnable(now, free + len(self.running), waited):
+        for job in runnable:
             if job.spec.job_id in self.running:
                 continue
             if job.cancel_requested:
-                self.observe(job.spec.job_id, lifecycle.CancelRequested(now))
+                await self.observe(job.spec.job_id, lifecycle.CancelRequested(now))
                 continue
             waiting.append(job)
         running = Counter(self._tenant_of.values())
@@ -266,16 +309,20 @@ class Supervisor:
             # An attempt that broke inside the supervisor must not leave its job processing
             # for good: it counts as a lost runner, so the retry policy decides what follows.
             log.error("attempt of %s broke", job_id, exc_info=failure)
-            try:
-                self.observe(
-                    job_id, lifecycle.RunnerLost(f"the attempt broke: {failure}", utcnow())
-                )
-            except Exception:
-                log.exception("cannot record the broken attempt of %s", job_id)
+            self._in_background(self._record_broken(job_id, failure))
+        self.wake()
+
+    async def _record_broken(self, job_id: str, failure: BaseException) -> None:
+        try:
+            await self.observe(
+                job_id, lifecycle.RunnerLost(f"the attempt broke: {failure}", utcnow())
+            )
+        except Exception:
+            log.exception("cannot record the broken attempt of %s", job_id)
         self.wake()
 
     async def _attempt(self, job_id: str) -> None:
-        job = self.observe(job_id, lifecycle.AttemptStarted(utcnow()))
+        job = await self.observe(job_id, lifecycle.AttemptStarted(utcnow()))
         if job is None or job.status.phase is not Phase.PROCESSING:
             return
         attempt = job.status.attempts
@@ -287,7 +334,7 @@ class Supervisor:
             self._paged[job_id] = paged
             self.wake()  # idle workers may read parts at once
             try:
-                self.observe(job_id, await paged.finish())
+                await self.observe(job_id, await paged.finish())
             finally:
                 self._paged.pop(job_id, None)
             return
@@ -302,13 +349,14 @@ class Supervisor:
         request = WorkerRequest(spec=job.spec, attempt=attempt)
         try:
             ended = await run_attempt(self.pool, worker, request, job.spec.timeout_seconds)
-            self.observe(job_id, ended)
+            await self.observe(job_id, ended)
         finally:
             self._workers.pop(job_id, None)
             self.runner_pids.pop(job_id, None)
 
     def _delete_objects(self, prefix: str) -> None:
-        """In a thread: with S3 this is network requests, which must not hold up the loop."""
+        """In a thread, not awaited: with S3 this is network requests, which must hold up
+        neither the loop nor the expiry of the next job."""
 
         def delete() -> None:
             try:
@@ -333,11 +381,11 @@ class Supervisor:
         except (ObjectNotFound, ValueError):
             return None
 
-    def sweep_expired(self) -> datetime:
+    async def sweep_expired(self) -> datetime:
         """Expires the jobs due; returns before when tombstones and records may go."""
         now = utcnow()
-        for job in self.store.due_for_expiry(now):
-            self.observe(job.spec.job_id, lifecycle.TimePassed(now))
+        for job in await asyncio.to_thread(self.store.due_for_expiry, now):
+            await self.observe(job.spec.job_id, lifecycle.TimePassed(now))
         return now - timedelta(seconds=self.settings.jobs.tombstone_seconds)
 
     def forget_before_cutoff(self, cutoff: datetime) -> None:

@@ -1,4 +1,10 @@
-"""Webhook endpoints, their secrets and delivery records in the embedded database.
+"""Webhook endpoints, their secrets, delivery records and the delivery journal in the
+embedded database.
+
+A delivery under way keeps its tries in ``webhook_tries`` (one row per job, event and
+target, rewritten after every try with when the next is due); once it settles, the row makes
+way for its record in ``webhook_deliveries``, in one transaction, so a restarted process
+resumes each target where it stood and never sends to a settled one again.
 
 Secrets are stored in clear, unlike API keys: they are HMAC signing keys we must use on every
 delivery, not passwords we only compare. Protect the database file like the keys it holds.
@@ -11,10 +17,13 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from docjobs.auth.keys import check_tenant
 from docjobs.backends.embedded.database import SQLiteDatabase
-from docjobs.webhooks.delivery import DeliveryAttempt, new_secret
+from docjobs.webhooks.delivery import DeliveryAttempt
+from docjobs.webhooks.driver import PriorTries
+from docjobs.webhooks.messages import new_secret
 from docjobs.webhooks.records import (
     ATTEMPTS,
     MAX_ENDPOINTS_PER_TENANT,
@@ -61,6 +70,14 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
     webhook_url TEXT,
     occurred_at REAL NOT NULL,
     PRIMARY KEY (job_id, event_type)
+);
+CREATE TABLE IF NOT EXISTS webhook_tries (
+    job_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    target TEXT NOT NULL,
+    attempts TEXT NOT NULL,
+    next_try_at REAL NOT NULL,
+    PRIMARY KEY (job_id, event_type, target)
 );
 """
 
@@ -193,10 +210,15 @@ class SQLiteWebhookStore:
         attempts: Sequence[DeliveryAttempt],
         delivered: bool,
     ) -> DeliveryRecord:
+        """Settle one target's delivery: its record in, its pending tries out."""
         record = DeliveryRecord(
             job_id, target, event_type, delivered, tuple(attempts), datetime.now(UTC)
         )
         with self.db.transaction() as conn:
+            conn.execute(
+                "DELETE FROM webhook_tries WHERE job_id = ? AND event_type = ? AND target = ?",
+                (job_id, event_type, target),
+            )
             conn.execute(
                 "INSERT INTO webhook_deliveries VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -226,6 +248,10 @@ class SQLiteWebhookStore:
             )
             for r in rows
         ]
+
+    def journal(self, job_id: str, event_type: str) -> SQLiteDeliveryJournal:
+        """Where the driver keeps the event's deliveries."""
+        return SQLiteDeliveryJournal(self, job_id, event_type)
 
     # --- the outbox: events not yet delivered, kept across restarts --------------------------
 
@@ -298,6 +324,50 @@ class SQLiteWebhookStore:
                 "DELETE FROM webhook_deliveries WHERE recorded_at < ?", (before.timestamp(),)
             )
             return cursor.rowcount
+
+
+class SQLiteDeliveryJournal:
+    """One event's deliveries: pending tries in ``webhook_tries``, settled ones as records."""
+
+    def __init__(self, store: SQLiteWebhookStore, job_id: str, event_type: str) -> None:
+        self.store, self.job_id, self.event_type = store, job_id, event_type
+
+    def prior(self) -> dict[str, PriorTries]:
+        key = (self.job_id, self.event_type)
+        found = {
+            r["target"]: PriorTries(
+                ATTEMPTS.validate_json(r["attempts"]),
+                datetime.fromtimestamp(r["next_try_at"], UTC),
+            )
+            for r in self.store.db.query(
+                "SELECT * FROM webhook_tries WHERE job_id = ? AND event_type = ?", key
+            )
+        }
+        for record in self.store.deliveries(self.job_id):
+            if record.event_type == self.event_type:
+                found[record.target] = PriorTries(record.attempts, settled=True)
+        return found
+
+    def record_try(
+        self, target: str, attempts: Sequence[DeliveryAttempt], next_try_at: datetime
+    ) -> None:
+        row: tuple[Any, ...] = (
+            self.job_id,
+            self.event_type,
+            target,
+            ATTEMPTS.dump_json(tuple(attempts)).decode(),
+            next_try_at.timestamp(),
+        )
+        with self.store.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO webhook_tries VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (job_id, event_type, target)"
+                " DO UPDATE SET attempts = excluded.attempts, next_try_at = excluded.next_try_at",
+                row,
+            )
+
+    def settle(self, target: str, attempts: Sequence[DeliveryAttempt], delivered: bool) -> None:
+        self.store.record(self.job_id, target, self.event_type, attempts, delivered)
 
 
 def _endpoint(row: sqlite3.Row) -> WebhookEndpoint:

@@ -38,7 +38,7 @@ from docjobs.config import Settings
 from docjobs.domain.idempotency import reusable
 from docjobs.domain.models import Engine, Job, Phase, engine_of
 from docjobs.kube.cache import WatchCache
-from docjobs.kube.client import JSON, ConfigurationError, KubeClient, KubeError
+from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import job_of, resource_name, to_resource
 from docjobs.storage.base import object_keys
@@ -83,24 +83,13 @@ def sequence_of(job_id: str) -> int:
 
 
 class KubeBackend:
-    def __init__(
-        self,
-        settings: Settings,
-        client: KubeClient | None = None,
-        objects: S3Store | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings, client: KubeClient, objects: S3Store) -> None:
+        """``client`` and ``objects`` come from :mod:`docjobs.bootstrap`."""
         kube = settings.kubernetes
-        if objects is None and not settings.s3.endpoint:
-            raise ConfigurationError(
-                "the kubernetes backend keeps files in S3: set DOCJOBS_S3_ENDPOINT, _BUCKET,"
-                " _ACCESS_KEY, _SECRET_KEY and _SECURE (source .local-cluster/env on the rig)"
-            )
         self.settings = settings
         self.namespace = kube.namespace
-        self.client = client or KubeClient.from_environment(
-            kube.request_timeout_seconds, connect_timeout=kube.connect_timeout_seconds
-        )
-        self.objects = objects or S3Store.from_settings(settings.s3)
+        self.client = client
+        self.objects = objects
         self.jobs: WatchCache[Job] = WatchCache(
             self.client,
             documentjobs_path(self.namespace),
@@ -109,6 +98,7 @@ class KubeBackend:
             name="documentjobs-cache",
             index=submission_of,
             group=tenant_listing,
+            dropped=self._forget_delivery_note,
         )
         self.keys = SecretKeyStore(
             self.client,
@@ -121,7 +111,8 @@ class KubeBackend:
             self.client, self.namespace, settings.limits.template_bounds()
         )
         self._delivery_notes: dict[str, JSON] = {}
-        """DocumentJob name -> its webhook outbox (``status.webhooks``), for jobs that have one."""
+        """DocumentJob name -> its webhook outbox (``status.webhooks``), for the cached jobs
+        that have one: the cache lets go of a note with its job (``_forget_delivery_note``)."""
         self.webhooks = SecretWebhookStore(
             self.client, self.namespace, kube.webhooks_secret, read_job=self._delivery_note
         )
@@ -140,13 +131,17 @@ class KubeBackend:
         operator's finalizer, and reads as gone meanwhile."""
         if resource["metadata"].get("deletionTimestamp"):
             return None
+        job = job_of(resource)
         outbox = (resource.get("status") or {}).get("webhooks")
         if outbox:
             self._delivery_notes[resource["metadata"]["name"]] = {"status": {"webhooks": outbox}}
-        return job_of(resource)
+        return job
 
     def _delivery_note(self, job_id: str) -> JSON | None:
         return self._delivery_notes.get(resource_name(job_id))
+
+    def _forget_delivery_note(self, name: str) -> None:
+        self._delivery_notes.pop(name, None)
 
     async def start(self) -> None:
         """Fail rather than serve from empty caches: a pod that cannot reach the API server
@@ -262,7 +257,7 @@ class KubeBackend:
 
     def _forget_upload(self, key: str) -> None:
         try:
-            self.objects.client.remove_object(self.objects.bucket, key)
+            self.objects.delete(key)
         except Exception:  # an orphan under the job's prefix, not a failed submission
             log.warning("cannot delete unused upload %s", key, exc_info=True)
 
@@ -343,7 +338,6 @@ class KubeBackend:
             self.client.delete, documentjobs_path(self.namespace, name), missing_ok=True
         )
         self.jobs.forget(name)
-        self._delivery_notes.pop(name, None)
 
     # --- results ---------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ writes the status itself, through the same lifecycle and bookkeeping as the oper
 renews the claim while the work runs. If the process dies, the claim lapses and the
 operator takes the job over; the outcome the worker stored wins there too. The job's end
 event is left to the operator, which delivers it from the outbox the terminal status write
-puts in the status (see :mod:`.outbox`): one deliverer, durable whichever process dies.
+puts in the status (see :mod:`docjobs.kube.outbox`): one deliverer, durable whichever process dies.
 
 A claimed job counts against its tenant's cap (``max_running_per_tenant``) like a runner
 Job: a tenant already running as many jobs as its cap gets no claim, and its sync request
@@ -28,18 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docjobs.backends.dependencies import KUBERNETES, DependencyMonitor
-from docjobs.backends.embedded import scratch
-from docjobs.backends.embedded.pool import Worker, WorkerPool, run_attempt
+from docjobs.backends.workers import scratch
+from docjobs.backends.workers.pool import Worker, WorkerPool, run_attempt
 from docjobs.config import Settings
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
-from docjobs.domain.lifecycle import Action, Observation
-from docjobs.domain.models import Job, Phase, WorkerRequest
+from docjobs.domain.lifecycle import Decision, Observation
+from docjobs.domain.models import Job, JobStatus, Phase, WorkerRequest
+from docjobs.domain.step import Conflict, Given, Reading, take_step
 from docjobs.kube.cache import WatchCache
 from docjobs.kube.claims import Claim, claim_of, released
 from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import documentjobs_path
-from docjobs.kube.resources import job_of, resource_name, status_of
+from docjobs.kube.resources import DocumentJobStatus, job_of, resource_name, status_of
 from docjobs.kube.status import bookkeep, status_patch
 from docjobs.metrics import record_finished
 from docjobs.storage.factory import store_environment
@@ -47,7 +48,7 @@ from docjobs.storage.factory import store_environment
 log = logging.getLogger("docjobs.claimed")
 
 WRITE_TRIES = 5
-"""Status writes tried on conflicts (a renewal or the operator wrote in between)."""
+"""Status steps tried on conflicts (a renewal or the operator wrote in between)."""
 RELEASE_SECONDS = 2.0
 """Seconds a stopping process gives each release of a claim; unreleased ones lapse."""
 SCRATCH_FOLDER = "docjobs-attempts"
@@ -78,6 +79,71 @@ class _Held:
         """Keep the newest version of the resource a write returned."""
         if _version(resource) >= _version(self.resource):
             self.resource = resource
+
+
+@dataclass
+class _HeldStatus:
+    """A claimed job's status subresource as a step's :class:`~docjobs.domain.step.Ledger`,
+    written by merge patch on condition of the ``resourceVersion`` read. Called in a thread:
+    the client is synchronous."""
+
+    held: _Held
+    client: KubeClient
+    jobs: WatchCache[Job]
+    path: str
+    stale: bool = False
+    """Set by a conflict: the next read asks the API server instead of the resource held."""
+
+    def read(self) -> Reading[JSON, DocumentJobStatus]:
+        if self.stale:
+            self.held.saw(self.client.get(self.path))
+            self.stale = False
+        resource = self.held.resource
+        return Reading(resource, job_of(resource), status_of(resource))
+
+    def keep(
+        self, reading: Reading[JSON, DocumentJobStatus], decided: JobStatus
+    ) -> DocumentJobStatus:
+        return bookkeep(reading.record, reading.job.spec, reading.stored, decided)
+
+    def write(
+        self,
+        reading: Reading[JSON, DocumentJobStatus],
+        status: DocumentJobStatus,
+        decision: Decision,
+    ) -> JSON:
+        body = {
+            "metadata": {"resourceVersion": reading.record["metadata"]["resourceVersion"]},
+            "status": status_patch(reading.stored, status),
+        }
+        try:
+            written = self.client.merge_patch(f"{self.path}/status", body)
+        except KubeError as exc:
+            if not exc.conflict:
+                raise
+            self.stale = True
+            raise Conflict from exc
+        self.held.saw(written)
+        self.jobs.observe(written)
+        return written
+
+
+@dataclass(frozen=True)
+class _HeldEffects:
+    """What a claimed job's decisions do in this process. Its end event is the operator's to
+    deliver (from the outbox the terminal write put in the status), and so is its expiry."""
+
+    held: _Held
+
+    def stop_runner(self, record: JSON, job: Job) -> None:
+        if (worker := self.held.worker) is not None:
+            worker.kill()
+
+    def notify(self, record: JSON, job: Job) -> None:
+        record_finished(job)
+
+    def expire(self, record: JSON, job: Job) -> None:
+        """Never decided here: this process observes no time passing on finished jobs."""
 
 
 class ClaimedJobs:
@@ -239,35 +305,17 @@ class ClaimedJobs:
         return await self.monitor.call(KUBERNETES, self.client.merge_patch, path, body)
 
     async def _write(self, held: _Held, observation: Observation) -> None:
-        """The lifecycle's decision on ``observation``, written to the status on condition
-        that nobody wrote in between (a conflict: read again, decide again)."""
+        """The lifecycle's decision on ``observation``, as one step
+        (:func:`~docjobs.domain.step.take_step`) on the held status.
+
+        The whole step, with a conflict's read and second write, is one call in a thread of
+        the API server's pool: the client is synchronous, and the step is the operator's
+        too, so it is not written a second time for the event loop. Like any such call, it
+        is refused at once while the API server is known to be down."""
         path = documentjobs_path(self.namespace, held.name)
-        for _ in range(WRITE_TRIES):
-            resource = held.resource
-            job, before = job_of(resource), status_of(resource)
-            decision = lifecycle.decide(job.spec, job.status, observation)
-            after = bookkeep(resource, job.spec, before, decision.status)
-            if after == before:
-                return
-            body = {
-                "metadata": {"resourceVersion": resource["metadata"]["resourceVersion"]},
-                "status": status_patch(before, after),
-            }
-            try:
-                written = await self.monitor.call(
-                    KUBERNETES, self.client.merge_patch, f"{path}/status", body
-                )
-            except KubeError as exc:
-                if not exc.conflict:
-                    raise
-                held.saw(await self.monitor.call(KUBERNETES, self.client.get, path))
-                continue
-            held.saw(written)
-            self.jobs.observe(written)
-            if Action.NOTIFY in decision.actions:
-                record_finished(job.model_copy(update={"status": decision.status}))
-            return
-        raise RuntimeError(f"{held.name}: status changed under {WRITE_TRIES} tries")
+        ledger = _HeldStatus(held, self.client, self.jobs, path)
+        choose, effects = Given(observation), _HeldEffects(held)
+        await self.monitor.call(KUBERNETES, take_step, ledger, choose, effects, tries=WRITE_TRIES)
 
 
 def _version(resource: JSON) -> int:

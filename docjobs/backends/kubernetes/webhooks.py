@@ -4,8 +4,8 @@ The Secret ``docjobs-webhooks`` holds one entry per endpoint (``endpoint.<id>``:
 its tenant, URL, events and signing secret) and one per tenant for the secret that signs
 events sent to jobs' own URLs (``jobs.<tenant>``). The API writes it; the operator reads it
 when a job ends. Deliveries are kept in the status of the DocumentJob they belong to
-(``status.webhooks``, see :mod:`.outbox`), so they go when the job goes, and the API reads
-them from its watch cache at no cost.
+(``status.webhooks``, written by the operator: see :mod:`docjobs.kube.outbox`), so they go
+when the job goes, and the API reads them from its watch cache at no cost.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 
 from docjobs.auth.keys import check_tenant
 from docjobs.kube.client import JSON, KubeClient, KubeError
+from docjobs.kube.outbox import delivery_attempt
 from docjobs.kube.paths import documentjobs_path
-from docjobs.kube.resources import WebhookDelivery, WebhookOutbox, resource_name, status_of
-from docjobs.webhooks.delivery import DeliveryAttempt, message_id, new_secret
+from docjobs.kube.resources import resource_name, status_of
+from docjobs.webhooks.messages import new_secret
 from docjobs.webhooks.records import (
     MAX_ENDPOINTS_PER_TENANT,
     DeliveryRecord,
@@ -29,8 +30,6 @@ from docjobs.webhooks.records import (
     check_events,
     new_endpoint,
 )
-
-from .outbox import delivery_attempt, stored_attempt, update_outbox, with_delivery
 
 _ENDPOINT = "endpoint."
 _JOBS_SECRET = "jobs."  # noqa: S105 - a key prefix, not a secret
@@ -191,31 +190,6 @@ class SecretWebhookStore:
         return self.client.update_data(self.namespace, "secrets", self.secret, ensure)
 
     # --- deliveries -------------------------------------------------------------------------
-
-    def record(
-        self,
-        job_id: str,
-        target: str,
-        event_type: str,
-        attempts: Sequence[DeliveryAttempt],
-        delivered: bool,
-    ) -> DeliveryRecord:
-        record = DeliveryRecord(
-            job_id, target, event_type, delivered, tuple(attempts), datetime.now(UTC)
-        )
-        delivery = WebhookDelivery(
-            target=target,
-            webhook_id=message_id(job_id, target, event_type),
-            state="Delivered" if delivered else "Failed",
-            attempts=[stored_attempt(a) for a in attempts],
-            updated_at=record.recorded_at,
-        )
-
-        def add(outbox: WebhookOutbox | None) -> WebhookOutbox:
-            return with_delivery(outbox or WebhookOutbox(event=event_type, state="Done"), delivery)
-
-        update_outbox(self.client, self.namespace, resource_name(job_id), add)
-        return record
 
     def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
         return deliveries_of(job_id, self._read_job(job_id))

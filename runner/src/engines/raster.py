@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from docjobs import documents
 from docjobs.config import get_settings
+from docjobs.domain.pages import InvalidPageSelection, validate_pages
 from docjobs.runner.engines import PermanentError
 from docjobs.runner.engines.pdf_streams import StreamMeter
 
@@ -109,8 +110,8 @@ def open_document(source: Path, content_type: str) -> Iterator[Document]:
 
 def select_pages(pages: str | None, page_count: int) -> list[int]:
     try:
-        return documents.validate_pages(pages, page_count)
-    except documents.DocumentError as exc:
+        return validate_pages(pages, page_count)
+    except InvalidPageSelection as exc:
         reason = (
             "PageRangeOutOfBounds" if exc.code == "page_range_out_of_bounds" else "InvalidPageRange"
         )

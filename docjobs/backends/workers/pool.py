@@ -19,12 +19,12 @@ from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import AttemptTimedOut, Observation, RunnerExited
 from docjobs.domain.models import (
     EXIT_PERMANENT,
-    Extract,
+    Engine,
     JobError,
-    OcrAdvanced,
     RunnerSummary,
     RunOutcome,
     WorkerRequest,
+    engine_of,
 )
 
 from . import scratch as scratch_dirs
@@ -201,10 +201,7 @@ async def run_attempt(
 
 def loads_torch(request: WorkerRequest) -> bool:
     """Whether the attempt runs docTR, which loads PyTorch into the worker."""
-    operation = request.spec.operation
-    return isinstance(operation, OcrAdvanced) or (
-        isinstance(operation, Extract) and operation.ocr == "advanced"
-    )
+    return engine_of(request.spec.operation) is Engine.DOCTR
 
 
 def _died(died: WorkerDied) -> RunnerSummary:

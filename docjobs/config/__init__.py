@@ -2,7 +2,8 @@
 
 Nested sections use ``__`` (``DOCJOBS_LIMITS__MAX_UPLOAD_BYTES=...``). Read them through
 :func:`get_settings`, never at import time, so tests and commands can set the environment
-first.
+first. This is the one settings root: the API, the CLI, the runner and the operator all read
+it (the operator its ``operator`` section, defined in :mod:`docjobs.config.operator`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docjobs.config.operator import OperatorSettings as OperatorSettings
 from docjobs.domain.models import RetryPolicy
 from docjobs.templates.store import TemplateBounds
 from docjobs.webhooks.policy import WebhookSettings
@@ -308,6 +310,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     doctr: DoctrSettings = DoctrSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""
     key_cache_seconds: float = Field(default=5.0, ge=0)

@@ -1,9 +1,8 @@
-"""Operator settings, read from ``DOCJOBS_OPERATOR__*`` environment variables.
+"""The operator's settings section, read from ``DOCJOBS_OPERATOR__*`` environment variables.
 
-Kept in the operator package (not ``docjobs.settings``) because nothing else needs them.
 Nested values use ``__`` again (``DOCJOBS_OPERATOR__UNSCHEDULABLE_SECONDS=600``); maps are
 given as JSON (``DOCJOBS_OPERATOR__ENGINES='{"doctr": {...}}'`` replaces the whole map).
-S3 settings come from the shared ``DOCJOBS_S3__*`` section.
+The operator's S3, Kubernetes and webhook settings are the shared sections of the same root.
 """
 
 from __future__ import annotations
@@ -12,8 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docjobs.domain.engines import PLACEMENTS
 from docjobs.domain.models import Engine
 
 
@@ -24,11 +23,13 @@ def _version() -> str:
         return "latest"
 
 
-class Pool(BaseModel):
+class RunnerPool(BaseModel):
     """Where runner pods of one kind of node go."""
 
     node_selector: dict[str, str]
+    """Labels a node of this pool carries (``docjobs.io/pool: cpu`` by default)."""
     tolerations: list[dict[str, Any]] = []
+    """Taints of this pool's nodes that its pods tolerate (the GPU pool's ``nvidia.com/gpu``)."""
     extra_limits: dict[str, str] = {}
     """Extended resources every pod of this pool asks for (a GPU each on the GPU pool)."""
     image: Literal["cpu", "gpu"] = "cpu"
@@ -40,10 +41,11 @@ class Pool(BaseModel):
     """PriorityClass of this pool's pods; ``None``: the cluster's default priority."""
 
 
-class EngineProfile(BaseModel):
+class RunnerPodProfile(BaseModel):
     """Resources and limits of one engine's runner pods."""
 
     pool: str = "cpu"
+    """Name of the pool (a key of ``pools``) the engine's pods run in."""
     requests: dict[str, str]
     """Scheduler requests; the CPU request also bounds how many runners share a node."""
     limits: dict[str, str]
@@ -53,10 +55,10 @@ class EngineProfile(BaseModel):
     ``timeoutSeconds`` may shorten it, never extend it."""
 
 
-def _default_pools() -> dict[str, Pool]:
+def _default_pools() -> dict[str, RunnerPool]:
     return {
-        "cpu": Pool(node_selector={"docjobs.io/pool": "cpu"}),
-        "gpu": Pool(
+        "cpu": RunnerPool(node_selector={"docjobs.io/pool": "cpu"}),
+        "gpu": RunnerPool(
             node_selector={"docjobs.io/pool": "gpu"},
             tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
             extra_limits={"nvidia.com/gpu": "1"},
@@ -65,30 +67,28 @@ def _default_pools() -> dict[str, Pool]:
     }
 
 
-def _default_engines() -> dict[Engine, EngineProfile]:
-    def profile(
-        cpu: str, memory: str, limit: str, deadline: int, pool: str = "cpu"
-    ) -> EngineProfile:
-        return EngineProfile(
-            pool=pool,
+def _default_engines() -> dict[Engine, RunnerPodProfile]:
+    def profile(engine: Engine, cpu: str, memory: str, limit: str) -> RunnerPodProfile:
+        # Pool and attempt deadline are the engine's placement, which every part reads.
+        placement = PLACEMENTS[engine]
+        return RunnerPodProfile(
+            pool=placement.pool,
             requests={"cpu": cpu, "memory": memory},
             limits={"memory": limit},
-            active_deadline_seconds=deadline,
+            active_deadline_seconds=placement.attempt_seconds,
         )
 
     return {
-        Engine.CONVERT: profile("250m", "256Mi", "1Gi", 300),
-        Engine.TESSERACT: profile("500m", "512Mi", "2Gi", 1200),
-        Engine.DOCTR: profile("1", "2Gi", "8Gi", 1800, pool="gpu"),
-        Engine.VISION: profile("100m", "256Mi", "512Mi", 900),
-        Engine.EXTRACT: profile("500m", "512Mi", "2Gi", 900),
+        Engine.CONVERT: profile(Engine.CONVERT, "250m", "256Mi", "1Gi"),
+        Engine.TESSERACT: profile(Engine.TESSERACT, "500m", "512Mi", "2Gi"),
+        Engine.DOCTR: profile(Engine.DOCTR, "1", "2Gi", "8Gi"),
+        Engine.VISION: profile(Engine.VISION, "100m", "256Mi", "512Mi"),
+        Engine.EXTRACT: profile(Engine.EXTRACT, "500m", "512Mi", "2Gi"),
     }
 
 
-class OperatorSettings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="DOCJOBS_OPERATOR__", env_nested_delimiter="__", extra="ignore"
-    )
+class OperatorSettings(BaseModel):
+    """The operator's section, ``settings.operator``; only the operator process reads it."""
 
     namespace: str | None = None
     """Namespace to watch; ``None``: all namespaces (the CLI's ``--namespace`` wins)."""
@@ -97,8 +97,11 @@ class OperatorSettings(BaseSettings):
     runner_gpu_image: str = Field(default_factory=lambda: f"docjobs/runner-gpu:{_version()}")
     """Image of GPU runners (docTR): CUDA and torch make it several GB, so it is separate."""
     image_pull_policy: str = "IfNotPresent"
-    pools: dict[str, Pool] = Field(default_factory=_default_pools)
-    engines: dict[Engine, EngineProfile] = Field(default_factory=_default_engines)
+    """Pull policy of runner containers; ``IfNotPresent`` suits versioned image tags."""
+    pools: dict[str, RunnerPool] = Field(default_factory=_default_pools)
+    """Node pools by name: ``cpu``, and ``gpu`` for docTR."""
+    engines: dict[Engine, RunnerPodProfile] = Field(default_factory=_default_engines)
+    """Pod resources, pool and deadline of each engine's runners."""
     shard_threshold_pages: int = Field(default=40, ge=0)
     """Pages; 40. An OCR document selecting more pages runs as one Indexed Job whose pods
     (shards) each read one part of it (``DOCJOBS_RUNNER__PART_PAGES`` pages, the setting
