@@ -26,13 +26,17 @@ pytest.importorskip("doctr", reason="the doctr extra is not installed")
 
 ADVANCED = "/api/v1/ocr/extract/advanced"
 ONE_WORKER = {"DOCJOBS_RUNNER__CONCURRENCY": "1"}
+# The first request loads PyTorch and the model in a fresh worker, which on a loaded CI
+# machine can take longer than the default sync wait; these tests ask for a sync answer.
+SYNC_WAIT = {"DOCJOBS_LIMITS__SYNC_WAIT_SECONDS": "170"}
 
 
 @pytest.fixture(scope="module")
 def doctr_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     weights = save_stand_in_weights(tmp_path_factory.mktemp("weights"))
     srv = Server(
-        tmp_path_factory.mktemp("doctr") / "data", env={**doctr_env(weights), **ONE_WORKER}
+        tmp_path_factory.mktemp("doctr") / "data",
+        env={**doctr_env(weights), **ONE_WORKER, **SYNC_WAIT},
     )
     yield srv.start()
     srv.stop()
