@@ -18,6 +18,7 @@ from docjobs.config import Settings
 from docjobs.webhooks.records import WebhookStore
 
 if TYPE_CHECKING:
+    from docjobs.backends.kubernetes.workers import ClaimingWorkers
     from docjobs.kube.client import KubeClient, ResponseHook
     from docjobs.storage.s3 import S3Store
 
@@ -36,6 +37,16 @@ def create_backend(settings: Settings) -> Backend:
         objects = create_signing_store(settings)
         return KubeBackend(settings, create_kube_client(settings), objects)
     raise NotImplementedError(f"backend {settings.backend!r} is not available yet")
+
+
+def create_claiming_workers(settings: Settings) -> ClaimingWorkers:
+    """``docjobs workers``: warm workers that claim small DocumentJobs of the namespace.
+    They read inputs and write results in the S3 bucket the API and the operator use, so
+    nothing runs without it (``ConfigurationError``)."""
+    from docjobs.backends.kubernetes.workers import ClaimingWorkers
+
+    create_signing_store(settings)  # refuses a missing endpoint before the cluster is asked
+    return ClaimingWorkers(settings, create_kube_client(settings))
 
 
 def create_key_store(settings: Settings) -> KeyStore:

@@ -290,11 +290,40 @@ def models_fetch(
 def runner(
     worker: Annotated[bool, typer.Option("--worker", help="Serve jobs from stdin.")] = False,
 ) -> None:
-    """Run one attempt (its manifest: DOCJOBS_RUNNER__MANIFEST_URL) by the runner contract,
-    or serve as a warm worker."""
+    """Run one attempt (its manifest's URL in the file DOCJOBS_RUNNER__MANIFEST_FILE) by the
+    runner contract, or serve as a warm worker."""
     from docjobs.runner.main import main
 
     sys.exit(main(["--worker"] if worker else []))
+
+
+@app.command("workers")
+def claiming_workers(
+    namespace: NamespaceOpt = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port of /healthz, /readyz, /metrics [env DOCJOBS_WORKERS__PORT; 8080]."),
+    ] = None,
+) -> None:
+    """Run warm workers that claim small DocumentJobs (Kubernetes mode): a one-page document
+    then costs no runner pod. DocumentJobs in NAMESPACE; files in S3 (DOCJOBS_S3__* variables);
+    warm processes: DOCJOBS_WORKERS__CONCURRENCY."""
+    import asyncio
+    import logging
+
+    from docjobs.bootstrap import create_claiming_workers
+
+    settings = _mode_settings(None, BackendName.KUBERNETES, namespace)
+    if port is not None:
+        settings = settings.model_copy(
+            update={"workers": settings.workers.model_copy(update={"port": port})}
+        )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    with _kube_errors(settings):
+        workers = create_claiming_workers(settings)
+        asyncio.run(workers.serve())
 
 
 @app.command()

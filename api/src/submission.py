@@ -9,6 +9,7 @@ family then answers in its own shape.
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -83,11 +84,13 @@ class SubmissionService:
             except ValueError as exc:  # UnsafeTarget included
                 raise ApiError(400, "unsafe_webhook_url", str(exc)) from None
         limits = self.settings.limits
-        saved = await save_upload(
-            request.upload, self.settings.data_dir / "tmp", limits.max_upload_bytes
+        saved, (found, fits_sync) = await save_upload(
+            request.upload,
+            self.settings.data_dir / "tmp",
+            limits.max_upload_bytes,
+            functools.partial(self._inspect, request.operation),
         )
         try:
-            found, fits_sync = await asyncio.to_thread(self._inspect, request.operation, saved)
             interactive = request.interactive and fits_sync
             submission = Submission(
                 tenant=request.tenant,

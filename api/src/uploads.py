@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TypeVar
 
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError
 from .gate import refuse
+
+T = TypeVar("T")
 
 MULTIPART_SLACK = 1 << 20
 """Bytes of multipart framing and form fields allowed on top of the file limit."""
@@ -102,8 +106,12 @@ class SavedUpload:
             self.path.unlink()
 
 
-async def save_upload(upload: Upload, scratch_dir: Path, max_bytes: int) -> SavedUpload:
-    """Copy the ``file`` part, or the ``content`` field, to a scratch file."""
+async def save_upload(
+    upload: Upload, scratch_dir: Path, max_bytes: int, then: Callable[[SavedUpload], T]
+) -> tuple[SavedUpload, T]:
+    """Copy the ``file`` part, or the ``content`` field, to a scratch file; then
+    ``then(saved)`` (an inspection) in the thread that writes the last bytes, so that a
+    small document costs one thread hop."""
     file, content, default_name = upload.file, upload.content, upload.default_name
     if file is None and content is None:
         raise ApiError(
@@ -114,33 +122,42 @@ async def save_upload(upload: Upload, scratch_dir: Path, max_bytes: int) -> Save
     size = 0
     handle = tempfile.NamedTemporaryFile(dir=scratch_dir, prefix="upload-", delete=False)  # noqa: SIM115
     saved = SavedUpload(Path(handle.name), default_name, None, 0, "")
+    last = b""  # not written yet: written in the thread that then runs ``then``
     try:
-        with handle:
-            if file is not None:
-                saved.file_name = Path(file.filename or default_name).name or default_name
-                saved.declared_type = file.content_type
-                while chunk := await file.read(1 << 20):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise ApiError(
-                            413,
-                            "payload_too_large",
-                            f"The file exceeds the {max_bytes / (1024 * 1024):g} MB limit.",
-                        )
-                    digest.update(chunk)
-                    await asyncio.to_thread(handle.write, chunk)
-            else:
-                data = (content or "").encode()
-                if len(data) > max_bytes:
-                    raise ApiError(413, "payload_too_large", "The content exceeds the size limit.")
-                size = len(data)
-                digest.update(data)
-                await asyncio.to_thread(handle.write, data)
+        if file is not None:
+            saved.file_name = Path(file.filename or default_name).name or default_name
+            saved.declared_type = file.content_type
+            while chunk := await file.read(1 << 20):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ApiError(
+                        413,
+                        "payload_too_large",
+                        f"The file exceeds the {max_bytes / (1024 * 1024):g} MB limit.",
+                    )
+                digest.update(chunk)
+                if last:
+                    await asyncio.to_thread(handle.write, last)
+                last = chunk
+        else:
+            last = (content or "").encode()
+            if len(last) > max_bytes:
+                raise ApiError(413, "payload_too_large", "The content exceeds the size limit.")
+            size = len(last)
+            digest.update(last)
+        if size == 0:
+            raise ApiError(400, "empty_file", "The document is empty.")
+        saved.size, saved.sha256 = size, digest.hexdigest()
+        return saved, await asyncio.to_thread(_finish, handle, last, saved, then)
     except BaseException:
+        handle.close()
         saved.discard()
         raise
-    if size == 0:
-        saved.discard()
-        raise ApiError(400, "empty_file", "The document is empty.")
-    saved.size, saved.sha256 = size, digest.hexdigest()
-    return saved
+
+
+def _finish(
+    handle: IO[bytes], last: bytes, saved: SavedUpload, then: Callable[[SavedUpload], T]
+) -> T:
+    with handle:
+        handle.write(last)
+    return then(saved)

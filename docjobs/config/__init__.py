@@ -85,10 +85,11 @@ class RunnerSettings(BaseModel):
     Kubernetes, one part per pod of an Indexed Job, for documents above the operator's
     ``shard_threshold_pages`` (the Helm chart sets 25: a pod costs seconds to start, a warm
     worker nothing). 0 reads every document in one worker or pod."""
-    manifest_url: str = ""
-    """Set by the operator on Kubernetes runner pods: a presigned GET URL of the attempt's
-    manifest (its job spec and the presigned URLs of the objects it may use), which is then
-    the runner's whole object store. Empty: the store the S3 or data-directory settings name."""
+    manifest_file: Path | None = None
+    """Set by the operator on Kubernetes runner pods: the file (from the runner Job's own
+    Secret) holding a presigned GET URL of the attempt's manifest (its job spec and the
+    presigned URLs of the objects it may use), which is then the runner's whole object store.
+    Unset: the store the S3 or data-directory settings name."""
 
 
 class CeilingSettings(BaseModel):
@@ -224,6 +225,20 @@ class KubernetesSettings(BaseModel):
     process that died this long after its last renewal."""
 
 
+class WorkerPodSettings(BaseModel):
+    """``docjobs workers``: pods of warm runner processes that claim small DocumentJobs on
+    Kubernetes, so a one-page document costs no pod start and no engine import."""
+
+    concurrency: int = Field(default=2, ge=1)
+    """Workers; 2. Warm runner processes per pod, each running one claimed job at a time."""
+    port: int = Field(default=8080, ge=0)
+    """Port; 8080. ``/healthz``, ``/readyz`` and ``/metrics`` over plain HTTP; 0: none."""
+    drain_seconds: float = Field(default=20.0, ge=0)
+    """Seconds; 20. On SIGTERM a pod claims nothing more and lets its running jobs finish
+    this long; the claims of those still running are then released to the operator, which
+    runs their attempts as runner Jobs."""
+
+
 class LlmSettings(BaseModel):
     """Claude, for templates whose engine is ``llm`` and for vision OCR."""
 
@@ -311,6 +326,7 @@ class Settings(BaseSettings):
     doctr: DoctrSettings = DoctrSettings()
     webhooks: WebhookSettings = WebhookSettings()
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
+    workers: WorkerPodSettings = WorkerPodSettings()
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""
     key_cache_seconds: float = Field(default=5.0, ge=0)

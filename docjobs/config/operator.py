@@ -130,6 +130,12 @@ class OperatorSettings(BaseModel):
     unschedulable_seconds: float = 300.0
     """Seconds; 5 min. A runner pod the scheduler cannot place for this long fails the
     attempt with the scheduler's message (a GPU pool scaled to zero may need a few minutes)."""
+    claim_grace_seconds: float = Field(default=0.0, ge=0)
+    """Seconds; 0 (off). How long a runnable DocumentJob that warm worker pods may claim
+    (``docjobs workers``: not docTR, not sharded) is left to them before the operator starts
+    a runner Job for it, counted from its creation or, for a retry, from the end of its
+    backoff. Set it (a few seconds) where worker pods run; workers that are gone then cost a
+    job at most this long."""
     pending_grace_seconds: float = 30.0
     """Seconds; 30. A DocumentJob still Pending this long after it was last seen is
     reconciled again, a safety net behind the create handler."""
@@ -145,6 +151,10 @@ class OperatorSettings(BaseModel):
     Rounded up to ``tick_seconds``."""
     tick_seconds: float = 1.0
     """Seconds; 1. Granularity of retries and expiry (backoffs are seconds long)."""
+    queue_metrics_by_tenant: bool = True
+    """Label the queue-depth gauges (jobs waiting and running) with the tenant as well as the
+    pool: a few series per tenant that has had a job since the operator started. Turn off
+    with thousands of tenants; the gauges then sum over tenants (an empty ``tenant``)."""
     workers: int = 8
     """Threads for handlers and due work; each mostly waits on the API server."""
     watch_server_timeout: int = 300
@@ -154,5 +164,11 @@ class OperatorSettings(BaseModel):
     """Seconds; a bit above the server's timeout, for a server that never answers."""
     watch_connect_timeout: int = 30
     """Seconds; 30. Connecting to the API server."""
+    archive_after_seconds: float = Field(default=300.0, ge=0)
+    """Seconds; 5 min. A finished DocumentJob whose webhook deliveries are settled is moved
+    this long after its end to the object store (its record, read by the API as before until
+    its TTL) and deleted from the cluster, so finished jobs cost neither etcd nor the watch
+    caches; ``kubectl get dj`` shows active and recently finished jobs. 0: never archived,
+    kept in the cluster until the TTL."""
     conflict_retries: int = 8
     """Status writes retried on a resourceVersion conflict before giving up to the next event."""

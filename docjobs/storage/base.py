@@ -37,6 +37,11 @@ class ObjectStore(Protocol):
         then each tenant's jobs."""
         ...
 
+    def keys(self, folder: str, start_after: str = "") -> Iterator[str]:
+        """Keys of every object under ``folder`` (at any depth), in ascending order, from
+        the first one after ``start_after`` (a whole key or any string) on."""
+        ...
+
 
 def safe_key(key: str) -> str:
     parts = key.split("/")

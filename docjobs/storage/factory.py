@@ -1,5 +1,5 @@
 """The object store the settings choose: a runner pod's presigned URLs when it has a
-manifest, S3 when an endpoint is set, else a local directory.
+manifest (its URL in a file), S3 when an endpoint is set, else a local directory.
 
 Embedded mode's warm workers are child processes that build their store from their own
 environment; :func:`store_environment` hands them the API process's choice, so both always
@@ -9,6 +9,7 @@ read and write the same store.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from docjobs.config import Settings
 from docjobs.storage.base import ObjectStore
@@ -16,15 +17,22 @@ from docjobs.storage.local import LocalStore
 
 
 def store_from_settings(settings: Settings) -> ObjectStore:
-    if settings.runner.manifest_url:  # a Kubernetes runner pod: its attempt's URLs only
+    manifest = settings.runner.manifest_file
+    if manifest is not None:  # a Kubernetes runner pod: its attempt's URLs only
         from docjobs.storage.presigned import PresignedStore
 
-        return PresignedStore.fetch(settings.runner.manifest_url)
+        return PresignedStore.fetch(manifest_url(manifest))
     if settings.s3.endpoint:
         from docjobs.storage.s3 import S3Store  # minio only where S3 is used
 
         return S3Store.from_settings(settings.s3)
     return LocalStore(settings.data_dir.resolve() / "objects")
+
+
+def manifest_url(manifest_file: Path) -> str:
+    """The presigned URL of a runner pod's manifest, from the file its Job's Secret mounts
+    (the URL never appears in the pod spec)."""
+    return manifest_file.read_text(encoding="utf-8").strip()
 
 
 def store_environment(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:

@@ -81,6 +81,15 @@ class LocalStore:
         if where.is_dir():
             yield from (entry.name for entry in where.iterdir() if entry.is_dir())
 
+    def keys(self, folder: str, start_after: str = "") -> Iterator[str]:
+        where = self.path(folder.rstrip("/"))
+        found = sorted(
+            path.relative_to(self.root).as_posix()
+            for path in where.rglob("*")
+            if path.is_file() and not path.name.startswith(".tmp-")
+        )
+        yield from (key for key in found if key > start_after)
+
 
 class _Filler(Protocol):
     def __call__(self, out: BinaryIO) -> None: ...

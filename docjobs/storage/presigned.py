@@ -176,6 +176,9 @@ class PresignedStore:
     def folders(self, prefix: str) -> Iterator[str]:
         raise KeyNotGranted(f"a runner may not list objects ({prefix!r})")
 
+    def keys(self, folder: str, start_after: str = "") -> Iterator[str]:
+        raise KeyNotGranted(f"a runner may not list objects ({folder!r})")
+
 
 def _check(answer: httpx.Response, what: str) -> None:
     if answer.status_code < 300:

@@ -135,3 +135,12 @@ class S3Store:
         for item in self.client.list_objects(self.bucket, prefix=folder, recursive=False):
             if item.is_dir and item.object_name:
                 yield item.object_name[len(folder) :].rstrip("/")
+
+    def keys(self, folder: str, start_after: str = "") -> Iterator[str]:
+        listed = self.client.list_objects(
+            self.bucket,
+            prefix=safe_key(folder.rstrip("/")) + "/",
+            recursive=True,
+            start_after=start_after or None,
+        )
+        yield from (item.object_name for item in listed if item.object_name)

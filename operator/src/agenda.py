@@ -17,9 +17,12 @@ from docjobs.config import OperatorSettings
 from docjobs.domain.models import TERMINAL_PHASE_NAMES, JobSpec, Phase
 from docjobs.kube.claims import claim_of
 from docjobs.kube.paths import documentjobs_path
+from docjobs.kube.resources import job_of
 from docjobs.kube.status import parse_time
 
+from .archive import archive_time
 from .builders import Unschedulable
+from .status import ClaimGrace
 
 _DEFAULT_TTL = JobSpec.model_fields["ttl_seconds_after_finished"].default
 
@@ -48,8 +51,10 @@ class Stuck:
 
 
 class Agenda:
-    def __init__(self, settings: OperatorSettings) -> None:
+    def __init__(self, settings: OperatorSettings, grace: ClaimGrace | None = None) -> None:
+        """``grace``: how long jobs that worker pods may claim are left to them."""
         self.settings = settings
+        self.grace = grace
         self._due: dict[Ref, datetime] = {}
         self._retry: dict[Ref, datetime] = {}
         """Looks after a failed step; kept apart so that tracking cannot postpone them."""
@@ -68,16 +73,34 @@ class Agenda:
         phase = status.get("phase") or Phase.PENDING.value
         if phase in TERMINAL_PHASE_NAMES:
             ended = parse_time(status.get("completedAt")) or now
-            return ended + timedelta(seconds=spec.get("ttlSecondsAfterFinished", _DEFAULT_TTL))
+            expiry = ended + timedelta(seconds=spec.get("ttlSecondsAfterFinished", _DEFAULT_TTL))
+            archived = archive_time(resource, self.settings)
+            return expiry if archived is None else min(archived, expiry)
         if spec.get("cancel"):
             return now
         if (claim := claim_of(resource)) is not None:  # a renewal moves this look on
             return max(claim.expires_at, now)
+        if (offered := self._offered_until(resource, phase)) is not None and offered > now:
+            # Left to the worker pods: nothing to do before the grace ends, or a claim.
+            pending = now + timedelta(seconds=self.settings.pending_grace_seconds)
+            return offered if phase == Phase.RETRYING else min(offered, pending)
         if phase == Phase.RETRYING:
             return parse_time(status.get("nextAttemptAt")) or now
         if phase == Phase.PROCESSING:
             return now + timedelta(seconds=self.settings.resync_seconds)
         return now + timedelta(seconds=self.settings.pending_grace_seconds)
+
+    def _offered_until(self, resource: dict[str, Any], phase: str) -> datetime | None:
+        """When the grace of a waiting job that worker pods may claim ends (None: none)."""
+        if self.grace is None or self.grace.seconds <= 0:
+            return None
+        if phase not in (Phase.PENDING, Phase.RETRYING):
+            return None
+        try:
+            job = job_of(resource)
+        except ValueError:  # malformed: the look will say so
+            return None
+        return self.grace.ends(resource, job)
 
     def defer(self, ref: Ref, until: datetime) -> None:
         with self._lock:

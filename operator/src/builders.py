@@ -33,6 +33,14 @@ from docjobs.kube.client import JSON
 from docjobs.kube.resources import API_VERSION, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_OPERATION
 from docjobs.kube.status import parse_time
 
+from .manifest_secrets import (
+    MANIFEST_DIR,
+    MANIFEST_FILE_ENV,
+    MANIFEST_KEY,
+    MANIFEST_VOLUME,
+    manifest_volume,
+)
+
 CONTAINER = "runner"
 LABEL_ENGINE = f"{DOMAIN}/engine"
 LABEL_STEP = f"{DOMAIN}/step"
@@ -44,9 +52,6 @@ ANNOTATION_JOB_ID = f"{DOMAIN}/job-id"
 ANNOTATION_OWNER = f"{DOMAIN}/documentjob"
 """On runner Jobs and pods: the DocumentJob's full name (a label value may be too short)."""
 RUNNER_UID = 10001
-MANIFEST_ENV = "DOCJOBS_RUNNER__MANIFEST_URL"
-"""On runner pods: a presigned GET URL of the attempt's manifest (its job spec and the
-presigned URLs of its objects); runner pods get no store credentials."""
 LLM_SECRET_KEY = "apiKey"  # noqa: S105 - a key's name in the Secret
 _MAX_LABEL = 63
 
@@ -78,10 +83,11 @@ def attempt_deadline(spec: JobSpec, settings: OperatorSettings) -> int:
 
 
 def build_job(
-    resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSettings, manifest_url: str
+    resource: JSON, spec: JobSpec, attempt: int, settings: OperatorSettings, manifest_secret: str
 ) -> JSON:
     """The batch/v1 Job that runs ``attempt`` of the DocumentJob ``resource``; its pod reads
-    the job and the URLs of its objects from the manifest at ``manifest_url``."""
+    the job and the URLs of its objects from the manifest whose URL is in Secret
+    ``manifest_secret``, mounted as a file (see :mod:`.manifest_secrets`)."""
     meta = resource["metadata"]
     engine = engine_of(spec.operation)
     profile = settings.engines[engine]
@@ -102,7 +108,7 @@ def build_job(
         "image": image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["docjobs", "runner"],
-        "env": runner_env(attempt, settings, manifest_url),
+        "env": runner_env(attempt, settings),
         "resources": {
             "requests": dict(profile.requests),
             "limits": {**profile.limits, **pool.extra_limits},
@@ -120,7 +126,10 @@ def build_job(
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a pod's own emptyDir
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - a pod's own emptyDir
+            {"name": MANIFEST_VOLUME, "mountPath": MANIFEST_DIR, "readOnly": True},
+        ],
     }
     pod_spec: JSON = {
         "restartPolicy": "Never",
@@ -137,8 +146,11 @@ def build_job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        # Scratch space for the input and the engines under a read-only root filesystem.
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}],
+        "volumes": [
+            # Scratch space for the input and the engines under a read-only root filesystem.
+            {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+            manifest_volume(manifest_secret),
+        ],
     }
     if pool.tolerations:
         pod_spec["tolerations"] = [dict(t) for t in pool.tolerations]
@@ -210,11 +222,11 @@ def build_sharded_job(
     attempt: int,
     parts: list[str],
     settings: OperatorSettings,
-    manifest_url: str,
+    manifest_secret: str,
 ) -> JSON:
     """``attempt`` as one Indexed Job: pod ``i`` (a shard) reads ``parts[i]`` into a stored
     part; :func:`build_merge_job` makes the result of them once every index succeeded."""
-    job = build_job(resource, spec, attempt, settings, manifest_url)
+    job = build_job(resource, spec, attempt, settings, manifest_secret)
     job_spec = job["spec"]
     # Per index: a failed shard is retried alone, up to shard_retries times; the job fails
     # as soon as one index has failed for good (maxFailedIndexes 0), and exit 42 (the
@@ -238,11 +250,11 @@ def build_merge_job(
     attempt: int,
     parts: int,
     settings: OperatorSettings,
-    manifest_url: str,
+    manifest_secret: str,
 ) -> JSON:
     """The Job that merges ``attempt``'s ``parts`` stored parts into the result and records
     the attempt's outcome; running it again after a restart writes the same result."""
-    job = build_job(resource, spec, attempt, settings, manifest_url)
+    job = build_job(resource, spec, attempt, settings, manifest_secret)
     job["metadata"]["name"] = job_name(resource["metadata"]["name"], attempt, MERGE_STEP)
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
         labels[LABEL_STEP] = MERGE_STEP
@@ -288,11 +300,11 @@ def _indexes(completed: str) -> set[int]:
     return found
 
 
-def runner_env(attempt: int, settings: OperatorSettings, manifest_url: str) -> list[JSON]:
+def runner_env(attempt: int, settings: OperatorSettings) -> list[JSON]:
     # The job spec stays out of the environment (a template can outgrow what exec allows),
     # and so do store credentials: the manifest holds the spec and per-object URLs.
     env: list[JSON] = [
-        {"name": MANIFEST_ENV, "value": manifest_url},
+        {"name": MANIFEST_FILE_ENV, "value": f"{MANIFEST_DIR}/{MANIFEST_KEY}"},
         {"name": "DOCJOBS_ATTEMPT", "value": str(attempt)},
     ]
     if settings.llm_secret:

@@ -5,12 +5,15 @@ DocumentJob's lock (:meth:`Scheduler.lock`) and runs steps (:mod:`.steps`: read,
 write, act) about the lifecycle of its attempts (:mod:`.attempts`, :mod:`.runners`):
 
 - ``reconcile``: cancel, start an attempt (within the tenant's cap), leave a claimed job to
-  the API pod that runs it or take over its lapsed claim, check the runner, expire;
+  the API or worker pod that runs it or take over its lapsed claim, leave a job worker pods
+  may claim to them for its grace (``claim_grace_seconds``), check the runner, archive a
+  finished job (:mod:`.archive`), expire;
 - ``job_changed`` / ``pod_changed``: a runner Job ended, vanished or moved on a shard, a
   runner pod waits for a node;
 - ``track``: a DocumentJob changed: when it next needs a look without an event (the
-  agenda), its tenant's slots, the attempts whose progress is followed;
-- ``tick``: the looks that are due, the pods unschedulable for too long, the progress to read.
+  agenda), its tenant's slots, the attempts whose progress is followed, the queue depth;
+- ``tick``: the looks that are due, the pods unschedulable for too long, the progress to read,
+  the archived jobs past their TTL.
 
 kopf never retries event handlers, so a failed step of ``job_changed`` (and of every look on
 the pool) is looked at again after a backoff (:meth:`Scheduler.look_again`), never dropped.
@@ -33,15 +36,28 @@ from docjobs.storage.presigned import SigningStore
 
 from . import builders
 from .agenda import Agenda, Ref, TenantSlots, ref_of
+from .archive import Archiver
 from .attempts import Attempts
+from .metrics import QUEUE
 from .progress import Followed, ProgressWatch
+from .queue_depth import QueueDepth
 from .runners import RunnerJobs
 from .scheduler import Scheduler
 from .signals import StoredSignals
-from .status import Move, claim_held, is_current, next_move, with_pages_read, with_tenant_cap
+from .status import (
+    ClaimGrace,
+    Move,
+    claim_held,
+    is_current,
+    next_move,
+    with_pages_read,
+    with_tenant_cap,
+)
 from .steps import Choice, ClusterEffects, StatusSteps
 
 log = logging.getLogger(__name__)
+ARCHIVE_SWEEP = Ref("", "archive-sweep")
+"""Not a DocumentJob: the key under which the scheduler runs one archive sweep at a time."""
 
 
 class Controller:
@@ -62,11 +78,18 @@ class Controller:
         self.on_terminal = on_terminal
         self.on_seen = on_seen
         """Hears of every watched DocumentJob (the webhook outbox reads it)."""
-        self.agenda = Agenda(settings)
+        self.grace = ClaimGrace(
+            settings.claim_grace_seconds, settings.shard_threshold_pages, part_pages
+        )
+        """How long jobs that worker pods may claim are left to them."""
+        self.agenda = Agenda(settings, self.grace)
         self.slots = TenantSlots(max_running_per_tenant)
         self.progress = ProgressWatch(settings.progress_seconds)
+        self.queue = QueueDepth(settings, part_pages)
+        QUEUE.follow(self.queue)
         self.scheduler = Scheduler(settings, self.agenda, self.tick)
         self.signals = StoredSignals(store)
+        self.archiver = Archiver(kube, store, settings)
         runners = RunnerJobs(kube, store, settings, part_pages)
         effects = ClusterEffects(kube, store, runners, on_terminal)
         self.steps = StatusSteps(kube, effects, self.agenda, settings.conflict_retries)
@@ -85,10 +108,12 @@ class Controller:
                 and not claim_held(seen.record, now)  # an API pod runs it on its workers
             ):
                 self.attempts.ensure_runner(ref, seen.record, seen.status)
+            elif seen is not None and self.archiver.due(seen.record, now):
+                self.archiver.archive_job(ref.path, seen.record, now)
 
     def _look(self, resource: JSON, job: Job, *, ref: Ref, now: datetime) -> Choice:
         """What ``reconcile`` makes of the DocumentJob it read."""
-        move = next_move(resource, job, now)
+        move = next_move(resource, job, now, self.grace)
         if move is Move.CANCEL:
             return Choice(lifecycle.CancelRequested(now))
         if move is Move.TAKE_OVER:
@@ -147,9 +172,11 @@ class Controller:
             self.agenda.forget(ref)
             self.progress.forget(ref)
             self.scheduler.forget(ref)
+            self.queue.forget(ref)
             freed = self.slots.forget(ref)
         else:
             self.agenda.track(resource, utcnow())
+            self.queue.seen(resource)
             tenant = str((resource.get("spec") or {}).get("tenant", ""))
             phase = (resource.get("status") or {}).get("phase")
             running = phase == Phase.PROCESSING.value
@@ -174,6 +201,8 @@ class Controller:
             )
         for ref, followed in self.progress.due():
             self.scheduler.read(ref, self.note_progress, ref, followed)
+        if self.archiver.sweep_due(now):
+            self.scheduler.read(ARCHIVE_SWEEP, self.archiver.sweep, now)
 
     def unschedulable_timeout(self, ref: Ref, attempt: int, message: str) -> None:
         """Fail an attempt whose pod no node could take, with the scheduler's words."""

@@ -1,18 +1,21 @@
 """The operator's view of a DocumentJob status: which attempt is current, how old it is,
-what a look at it is for, and the notes a step writes besides the lifecycle's decision
-(the tenant cap, the current Job, shards done, pages read, a runner waiting for a node).
+what a look at it is for (with how long a job that worker pods may claim is left to them),
+and the notes a step writes besides the lifecycle's decision (the tenant cap, the current
+Job, shards done, pages read, a runner waiting for a node).
 
 Pure functions; the bookkeeping every writer adds is :mod:`docjobs.kube.status`, shared
 with the API."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from docjobs.domain.lifecycle import is_runnable
 from docjobs.domain.models import Job, JobStatus, Phase, Progress
+from docjobs.kube.claimable import claimable, waiting_since
 from docjobs.kube.claims import claim_of
 from docjobs.kube.resources import DocumentJobStatus
 from docjobs.kube.status import parse_time, with_progress
@@ -45,21 +48,42 @@ def claim_held(resource: dict[str, Any], now: datetime) -> bool:
     return claim is not None and claim.held(now)
 
 
+@dataclass(frozen=True)
+class ClaimGrace:
+    """How long a runnable job that worker pods may claim is left to them
+    (``claim_grace_seconds``; 0: not at all), and which jobs they may claim."""
+
+    seconds: float = 0.0
+    shard_threshold_pages: int = 0
+    part_pages: int = 0
+
+    def ends(self, resource: dict[str, Any], job: Job) -> datetime | None:
+        """When the operator stops leaving ``job`` to the workers; None when it never does
+        (no grace, or a job no worker may claim)."""
+        if self.seconds <= 0 or not claimable(job, self.shard_threshold_pages, self.part_pages):
+            return None
+        return waiting_since(resource, job) + timedelta(seconds=self.seconds)
+
+
 class Move(Enum):
     """What a look at a DocumentJob is for, before any store or slot is consulted."""
 
     CANCEL = "cancel"
     CLAIMED = "claimed"
-    """An API pod runs it on its own workers."""
+    """An API pod or a worker pod runs it on its own warm workers."""
     TAKE_OVER = "take over"
     """Its claim lapsed during an attempt."""
+    OFFERED = "offered"
+    """Runnable, and left to the worker pods to claim until its grace ends."""
     START = "start"
     EXPIRE = "expire"
     """Ended: it may have outlived its TTL."""
     WAIT = "wait"
 
 
-def next_move(resource: dict[str, Any], job: Job, now: datetime) -> Move:
+def next_move(
+    resource: dict[str, Any], job: Job, now: datetime, grace: ClaimGrace | None = None
+) -> Move:
     phase = job.status.phase
     if job.cancel_requested and not phase.terminal:
         return Move.CANCEL
@@ -69,7 +93,8 @@ def next_move(resource: dict[str, Any], job: Job, now: datetime) -> Move:
     if claim is not None and phase is Phase.PROCESSING:
         return Move.TAKE_OVER
     if is_runnable(job.status, now):
-        return Move.START
+        ends = grace.ends(resource, job) if grace is not None else None
+        return Move.OFFERED if ends is not None and now < ends else Move.START
     return Move.EXPIRE if phase.terminal else Move.WAIT
 
 

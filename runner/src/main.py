@@ -1,12 +1,12 @@
 """``docjobs runner``: one attempt by the runner contract, or a warm worker serving many.
 
 One-shot (Kubernetes Jobs): the job spec and attempt come from the attempt's manifest, read
-through the presigned URL ``DOCJOBS_RUNNER__MANIFEST_URL``; the manifest's URLs are the
-runner's whole object store (:class:`PresignedStore`). A shard of an Indexed Job reads the part
-``JOB_COMPLETION_INDEX`` of ``DOCJOBS_PAGE_PARTS`` (a JSON list of page selections), and
-``DOCJOBS_MERGE_PARTS`` (a count) merges the stored parts into the result. The summary
-goes to the termination-message path and the exit code says how it ended (0 done, 42
-permanent, other transient).
+through the presigned URL in the file ``DOCJOBS_RUNNER__MANIFEST_FILE`` (the runner Job's
+own Secret, mounted); the manifest's URLs are the runner's whole object store
+(:class:`PresignedStore`). A shard of an Indexed Job reads the part ``JOB_COMPLETION_INDEX``
+of ``DOCJOBS_PAGE_PARTS`` (a JSON list of page selections), and ``DOCJOBS_MERGE_PARTS`` (a
+count) merges the stored parts into the result. The summary goes to the termination-message
+path and the exit code says how it ended (0 done, 42 permanent, other transient).
 
 Worker (embedded mode and the sync path): JSON lines in on stdin (:class:`WorkerRequest`),
 one :class:`RunOutcome` line out per request on stdout.
@@ -37,20 +37,26 @@ from docjobs.domain.models import (
 from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
 from docjobs.runner.limits import enforce_ceilings
 from docjobs.storage.base import ObjectNotFound
-from docjobs.storage.factory import store_from_settings
+from docjobs.storage.factory import manifest_url, store_from_settings
 from docjobs.storage.presigned import PresignedRequestFailed, PresignedStore
 
 _PR_SET_PDEATHSIG = 1
 
 
 def run_once() -> int:
-    manifest_url = get_settings().runner.manifest_url
-    if not manifest_url:
-        raise SystemExit("a one-shot runner needs DOCJOBS_RUNNER__MANIFEST_URL (its attempt)")
+    manifest_file = get_settings().runner.manifest_file
+    if manifest_file is None:
+        raise SystemExit("a one-shot runner needs DOCJOBS_RUNNER__MANIFEST_FILE (its attempt)")
     enforce_ceilings()
     try:
-        store = PresignedStore.fetch(manifest_url)
-    except (httpx.HTTPError, PresignedRequestFailed, ObjectNotFound, ValidationError) as exc:
+        store = PresignedStore.fetch(manifest_url(manifest_file))
+    except (
+        OSError,
+        httpx.HTTPError,
+        PresignedRequestFailed,
+        ObjectNotFound,
+        ValidationError,
+    ) as exc:
         return _report(_manifest_unavailable(exc))
     spec, attempt = store.manifest.spec, store.manifest.attempt
     if "DOCJOBS_PAGE_PARTS" in os.environ:
@@ -77,6 +83,8 @@ def _manifest_unavailable(exc: Exception) -> RunOutcome:
         message = f"object store has no {what} (HTTP 404)"
     elif isinstance(exc, ValidationError):
         message = f"{what} is not valid ({exc.error_count()} errors)"
+    elif isinstance(exc, OSError):  # the mounted file: the pod spec names it, nothing else
+        message = f"cannot read the URL of {what}: {exc.strerror or exc} ({exc.filename})"
     else:
         message = f"cannot reach the object store for {what}: {type(exc).__name__}: {exc}"
     error = JobError(reason="ManifestUnavailable", message=message[:500], permanent=False)

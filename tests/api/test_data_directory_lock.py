@@ -43,7 +43,9 @@ def test_second_server_on_a_directory_in_use_exits_and_changes_nothing(make_serv
     for port in (free_port(), srv.port):
         done, took = second_serve(str(srv.data_dir), port)
         assert done.returncode != 0
-        assert took < 15, f"the second server took {took:.1f} s to give up"
+        # Waiting for the lock would never end while the first server runs; the bound only
+        # leaves room for a cold start of the CLI on a loaded machine.
+        assert took < 40, f"the second server took {took:.1f} s to give up"
         assert str(srv.data_dir.resolve()) in done.stderr, done.stderr
         assert f"process {srv.process.pid}" in done.stderr, done.stderr
 

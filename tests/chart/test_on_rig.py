@@ -105,17 +105,40 @@ OPERATOR_MAY = [
     ("watch", "pods"),
     ("create", "events"),
     ("update", "secrets/r-docjobs-webhooks"),
+    ("create", "secrets"),  # runner Jobs' manifest URLs
 ]
 OPERATOR_MUST_NOT = [
     ("get", "secrets/r-docjobs-api-keys"),
     ("get", "secrets/r-docjobs-s3"),
     ("list", "secrets"),
-    ("create", "secrets"),
+    ("update", "secrets/r-docjobs-api-keys"),
+    ("delete", "secrets/r-docjobs-api-keys"),
     ("create", "pods"),
     ("delete", "pods"),
     ("create", "documentjobs.docjobs.io"),
     ("delete", "documenttemplates.docjobs.io"),
     ("create", "roles.rbac.authorization.k8s.io"),
+]
+
+WORKERS_MAY = [
+    ("watch", "documentjobs.docjobs.io"),
+    ("patch", "documentjobs.docjobs.io"),
+    ("get", "documentjobs.docjobs.io/status"),
+    ("patch", "documentjobs.docjobs.io/status"),
+]
+WORKERS_MUST_NOT = [
+    ("create", "documentjobs.docjobs.io"),
+    ("delete", "documentjobs.docjobs.io"),
+    ("update", "documentjobs.docjobs.io"),
+    ("update", "documentjobs.docjobs.io/status"),
+    ("get", "documenttemplates.docjobs.io"),
+    ("get", "secrets/r-docjobs-api-keys"),
+    ("get", "secrets/r-docjobs-webhooks"),
+    ("get", "secrets/r-docjobs-s3"),
+    ("list", "secrets"),
+    ("create", "jobs.batch"),
+    ("list", "pods"),
+    ("create", "events"),
 ]
 
 
@@ -132,6 +155,8 @@ def test_each_service_account_may_do_its_work_and_nothing_else(
             ("api", API_MUST_NOT, False),
             ("operator", OPERATOR_MAY, True),
             ("operator", OPERATOR_MUST_NOT, False),
+            ("workers", WORKERS_MAY, True),
+            ("workers", WORKERS_MUST_NOT, False),
         )
         for verb, what in rules
         if _can(cluster, namespace, account, verb, what) != allowed
@@ -140,6 +165,7 @@ def test_each_service_account_may_do_its_work_and_nothing_else(
     for account, verb, what in (
         ("operator", "create", "jobs.batch"),
         ("api", "create", "documentjobs.docjobs.io"),
+        ("workers", "patch", "documentjobs.docjobs.io"),
     ):
         if _can(cluster, namespace, account, verb, what, where="default"):
             wrong.append(f"{account} can {verb} {what} in namespace default")
@@ -170,8 +196,9 @@ def test_cluster_wide_operator_reaches_other_namespaces_but_secrets_stay_named(
         assert _can(cluster, namespace, "operator", "create", "jobs.batch", where="default")
         assert not _can(cluster, namespace, "operator", "get", "secrets/r-docjobs-s3", "default")
         assert not _can(cluster, namespace, "operator", "list", "secrets", where="default")
-        # The API stays in its namespace whatever the operator's scope.
+        # The API and the workers stay in their namespace whatever the operator's scope.
         assert not _can(cluster, namespace, "api", "get", "documentjobs.docjobs.io", "default")
+        assert not _can(cluster, namespace, "workers", "get", "documentjobs.docjobs.io", "default")
     finally:
         name = f"{namespace}-{RELEASE}-docjobs-operator"
         for kind in ("clusterrolebinding", "clusterrole"):

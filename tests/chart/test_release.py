@@ -1,7 +1,9 @@
 """A real ``helm install`` of the chart on a rig of this module's own (the chart owns the
 CRDs, which the shared rig's other tests own there): the API and operator pods run as local
 processes with their own ServiceAccount tokens, a document submitted to the release's API
-completes, and upgrade and uninstall keep the CRD, the DocumentJobs and their results."""
+completes on a runner pod, an upgrade that turns the claiming workers on has the next one
+run by a worker pod, and upgrade and uninstall keep the CRD, the DocumentJobs and their
+results."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import requests
 import yaml
 
 from docjobs.kube.client import KubeClient, KubeError
-from docjobs.kube.paths import core_path, documentjobs_path
+from docjobs.kube.paths import core_path, documentjobs_path, jobs_path
 from tests.docs import pdf_with_pages
 from tests.rig import control
 from tests.rig.fixtures import Cluster, cluster_at, wait_for
@@ -99,9 +101,28 @@ def _api_url(api: KubeClient) -> str:
     return url
 
 
+def _wait_ready(rig: Cluster, pod: dict[str, Any], port: str) -> None:
+    """Until the pod's ``/readyz`` (on its container ``port``) answers 200; the pod's log
+    says why not."""
+    host_port = json.loads(pod["metadata"]["annotations"][HOST_PORTS])[port]
+    name = pod["metadata"]["name"]
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{host_port}/readyz", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_for(ready, 60, 0.5, what=f"pod {name} to be ready")
+    except pytest.fail.Exception:
+        pytest.fail(f"pod {name} not ready in 60 s; its log:\n{rig.pod_log(NS, name)[-4000:]}")
+
+
 def test_install_run_upgrade_uninstall(helm: str, rig: Cluster, tmp_path: Path) -> None:
     api = rig.api()
-    values = _values(rig, tmp_path / "values.yaml")
+    # No workers at first: the runner pod's credentials are what this part checks.
+    values = _values(rig, tmp_path / "values.yaml", workers={"replicas": 0})
     _helm(helm, rig, "install", RELEASE, str(CHART), "--create-namespace", "-f", str(values))
     wait_for(lambda: len(_running(api, "api")) == 2, 180, 0.5, what="two API pods running")
     wait_for(lambda: _running(api, "operator"), 120, 0.5, what="the operator pod running")
@@ -164,9 +185,11 @@ def test_install_run_upgrade_uninstall(helm: str, rig: Cluster, tmp_path: Path) 
     runners = api.items(core_path(NS, "pods"), {"docjobs.io/job": job_id.replace("_", "-")})
     runner_dir = rig.state_dir / "pods" / f"{NS}_{runners[0]['metadata']['name']}"
     assert runner_dir.is_dir() and not (runner_dir / "serviceaccount").exists()
-    # Nor any S3 credential: only the presigned URL of its attempt's manifest.
+    # Nor any S3 credential: only the presigned URL of its attempt's manifest, in a file
+    # from its Job's own Secret (the operator's RBAC let it create that).
     runner_env = {e["name"] for e in runners[0]["spec"]["containers"][0]["env"]}
-    assert "DOCJOBS_RUNNER__MANIFEST_URL" in runner_env
+    assert "DOCJOBS_RUNNER__MANIFEST_FILE" in runner_env
+    assert "X-Amz-Signature" not in json.dumps(runners[0]["spec"])
     assert not [name for name in runner_env if name.startswith("DOCJOBS_S3")], runner_env
 
     # Upgrade with changed values (settings roll every pod): the same job and result, served
@@ -174,7 +197,11 @@ def test_install_run_upgrade_uninstall(helm: str, rig: Cluster, tmp_path: Path) 
     crd_uid = api.get(CRD)["metadata"]["uid"]
     old = {p["metadata"]["name"] for c in ("api", "operator") for p in _running(api, c)}
     changed = _values(
-        rig, tmp_path / "changed.yaml", api={"replicas": 1}, runner={"jobTTLSeconds": 300}
+        rig,
+        tmp_path / "changed.yaml",
+        api={"replicas": 1},
+        runner={"jobTTLSeconds": 300},
+        workers={"replicas": 1},
     )
     _helm(helm, rig, "upgrade", RELEASE, str(CHART), "-f", str(changed))
 
@@ -190,9 +217,26 @@ def test_install_run_upgrade_uninstall(helm: str, rig: Cluster, tmp_path: Path) 
     resource = api.get(documentjobs_path(NS, job_id.replace("_", "-")))
     assert (resource["status"]["phase"], resource["status"]["attempts"]) == ("Complete", 1)
 
+    # The upgrade turned the workers on: once one is ready, a small document runs on it, as
+    # its own ServiceAccount, and no runner Job is made for it.
+    worker = wait_for(lambda: (_running(api, "workers") or [None])[0], 120, 0.5, what="a worker")
+    worker_env = _process_env(rig, worker)
+    assert _whoami(worker_env) == f"system:serviceaccount:{NS}:{RELEASE}-docjobs-workers"
+    _wait_ready(rig, worker, "8080")
+    pdf, _ = pdf_with_pages(1, seed=10)
+    submitted = requests.post(
+        url + OCR, headers=headers, files={"file": ("two.pdf", pdf, "application/pdf")}, timeout=30
+    )
+    assert submitted.status_code == 202, submitted.text
+    first_job, job_id = job_id, submitted.json()["job_id"]  # `finished` follows job_id
+    done = wait_for(finished, 180, 1, what=f"job {job_id} to finish on a worker")
+    assert done["status"] == "complete", done
+    assert not api.items(jobs_path(NS), {"docjobs.io/job": job_id.replace("_", "-")})
+    assert "Forbidden" not in rig.pod_log(NS, worker["metadata"]["name"])
+
     # Uninstall: the release's pods go, the CRD and the DocumentJobs stay.
     _helm(helm, rig, "uninstall", RELEASE, "--wait")
     assert api.get(CRD)["metadata"]["uid"] == crd_uid
     kept = api.items(documentjobs_path(NS))
-    assert [r["spec"]["jobId"] for r in kept] == [job_id]
-    assert kept[0]["status"]["phase"] == "Complete"
+    assert sorted(r["spec"]["jobId"] for r in kept) == sorted([first_job, job_id])
+    assert {r["status"]["phase"] for r in kept} == {"Complete"}

@@ -68,19 +68,22 @@ def test_chart_crds_are_the_repository_crds(render: Render) -> None:
 def _keys_without_comment(
     node: yaml.Node, schema: dict[str, Any], lines: list[str], path: str
 ) -> Iterator[str]:
-    """Keys the chart defines (its schema's ``properties``) with no comment line above them.
-    Kubernetes types (a schema with a ``title``) and free-form maps are not described key by
-    key; entries the user names (pools) are not keys of the chart."""
-    if not isinstance(node, yaml.MappingNode) or "title" in schema:
+    """Values the chart defines (its schema's ``properties``) with no comment line above
+    them. A group of values (``api:``) is described by its members; Kubernetes types (a
+    schema with a ``title``) and free-form maps are values, not described key by key; entries
+    the user names (pools) are not keys of the chart."""
+    if not isinstance(node, yaml.MappingNode):
         return
     properties = schema.get("properties")
     for key, value in node.value:
         sub = properties.get(key.value) if properties else schema.get("additionalProperties")
         if not isinstance(sub, dict):
             continue
-        if properties and not lines[key.start_mark.line - 1].lstrip().startswith("#"):
+        group = "properties" in sub and "title" not in sub
+        if properties and not group and not lines[key.start_mark.line - 1].lstrip().startswith("#"):
             yield f"{path}{key.value}"
-        yield from _keys_without_comment(value, sub, lines, f"{path}{key.value}.")
+        if "title" not in sub:
+            yield from _keys_without_comment(value, sub, lines, f"{path}{key.value}.")
 
 
 def test_every_value_has_a_comment() -> None:
@@ -120,7 +123,7 @@ def _runner_jobs(settings: OperatorSettings) -> list[Manifest]:
             JobSpec.model_validate({**spec, "operation": {"kind": kind}}),
             1,
             settings,
-            "http://minio.test/docjobs/acme/job_abc/attempts/1/manifest.json",
+            "job-abc-a1-manifest-0a1b2c3d",
         )
         for kind in ("ocr.simple", "ocr.advanced")
     ]
@@ -168,7 +171,10 @@ def test_every_command_the_chart_runs_exists_in_the_cli(
 ) -> None:
     manifests = render(values)
     commands = _commands(manifests, _chart_settings(manifests, monkeypatch))
-    assert {c[1] for c in commands} == {"serve", "operator", "runner"}
+    workers = any(name.endswith("-workers") for name, _ in _pod_specs(manifests))
+    assert {c[1] for c in commands} == {"serve", "operator", "runner"} | (
+        {"workers"} if workers else set()
+    )
     cli: Any = typer.main.get_command(app)  # typer's own click group
     for command in commands:
         assert command[0] == "docjobs", command
@@ -303,3 +309,105 @@ def test_gitops_templates_are_valid_document_templates() -> None:
         template = yaml.safe_load((EXAMPLES / "templates" / file).read_text())
         spec = DocumentTemplateSpec.model_validate(template["spec"])
         assert template["metadata"]["labels"][LABEL_TENANT] == spec.tenant
+
+
+def _container_settings(
+    manifests: list[Manifest], deployment: str, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """The settings a Deployment's container reads: the ConfigMap, then its plain env."""
+    with monkeypatch.context() as env:
+        _chart_settings(manifests, env)
+        pod = find(manifests, "Deployment", f"{RELEASE}-docjobs-{deployment}")
+        for entry in pod["spec"]["template"]["spec"]["containers"][0]["env"]:
+            if "value" in entry:
+                env.setenv(entry["name"], entry["value"])
+        return Settings()
+
+
+def test_workers_run_with_the_operators_rules_and_claim_only_documentjobs(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = [
+        "--set",
+        "config.DOCJOBS_JOBS__MAX_RUNNING_PER_TENANT=3",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ]
+    manifests = render(
+        VALUES / "bundled-minio.yaml", "docjobs", "--set", "workers.port=9100", *config
+    )
+    workers = _container_settings(manifests, "workers", monkeypatch)
+    api = _container_settings(manifests, "api", monkeypatch)
+    operator = _container_settings(manifests, "operator", monkeypatch)
+    # Which jobs a worker may claim, and how long a claim holds, are the operator's rules.
+    assert workers.operator.shard_threshold_pages == operator.operator.shard_threshold_pages
+    assert workers.runner.part_pages == operator.runner.part_pages == 25
+    assert workers.jobs.max_running_per_tenant == operator.jobs.max_running_per_tenant == 3
+    assert workers.kubernetes.claim_seconds == api.kubernetes.claim_seconds
+    assert workers.workers.concurrency == 2
+    assert operator.operator.claim_grace_seconds == 5
+
+    deployment = find(manifests, "Deployment", f"{RELEASE}-docjobs-workers")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["serviceAccountName"] == f"{RELEASE}-docjobs-workers"
+    assert pod["terminationGracePeriodSeconds"] > workers.workers.drain_seconds
+    container = pod["containers"][0]
+    api_pod = find(manifests, "Deployment", f"{RELEASE}-docjobs-api")["spec"]["template"]
+    assert container["image"] == api_pod["spec"]["containers"][0]["image"]
+    assert container["livenessProbe"]["httpGet"]["port"] == "http"
+    assert container["ports"] == [{"name": "http", "containerPort": 9100, "protocol": "TCP"}]
+    assert container["args"] == ["workers", "--port", "9100"]  # the port it listens on
+    # S3 and Claude credentials only: never the API keys' or the webhooks' Secret.
+    secrets = {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in container["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert secrets == {f"{RELEASE}-docjobs-s3", f"{RELEASE}-docjobs-llm"}
+    role = find(manifests, "Role", f"{RELEASE}-docjobs-workers")
+    assert role["rules"] == [
+        {
+            "apiGroups": ["docjobs.io"],
+            "resources": ["documentjobs"],
+            "verbs": ["get", "list", "watch", "patch"],
+        },
+        {
+            "apiGroups": ["docjobs.io"],
+            "resources": ["documentjobs/status"],
+            "verbs": ["get", "patch"],
+        },
+    ]
+    binding = find(manifests, "RoleBinding", f"{RELEASE}-docjobs-workers")
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    policy = find(manifests, "NetworkPolicy", f"{RELEASE}-docjobs-workers")["spec"]
+    assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9100}]}]
+    monitor = find(manifests, "ServiceMonitor", f"{RELEASE}-docjobs-workers")["spec"]
+    service = find(manifests, "Service", f"{RELEASE}-docjobs-workers-metrics")
+    assert monitor["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    minio = find(manifests, "NetworkPolicy", f"{RELEASE}-docjobs-minio")["spec"]["podSelector"]
+    reached = [rule.get("to", [{}])[0] for rule in policy["egress"]]
+    assert {"podSelector": minio} in reached
+
+
+def test_without_workers_the_operator_starts_every_job_at_once(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = render(VALUES / "defaults.yaml", "docjobs", "--set", "workers.replicas=0")
+    assert not [m for m in manifests if "-workers" in m["metadata"]["name"]]
+    assert _chart_settings(manifests, monkeypatch).claim_grace_seconds == 0
+
+    autoscaled = ["--set", "workers.replicas=0", "--set", "workers.autoscaled=true"]
+    scaled = render(VALUES / "defaults.yaml", "docjobs", *autoscaled)
+    workers = find(scaled, "Deployment", f"{RELEASE}-docjobs-workers")
+    assert "replicas" not in workers["spec"]  # the autoscaler's, kept across upgrades
+    assert _chart_settings(scaled, monkeypatch).claim_grace_seconds == 5
+
+
+def test_queue_depth_by_tenant_is_a_value(render: Render, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifests = render(
+        VALUES / "defaults.yaml", "docjobs", "--set", "operator.queueMetricsByTenant=false"
+    )
+    assert _chart_settings(manifests, monkeypatch).queue_metrics_by_tenant is False
+    assert _chart_settings(render(VALUES / "defaults.yaml"), monkeypatch).queue_metrics_by_tenant

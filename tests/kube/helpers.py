@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import requests
 from docjobs.kube.client import KubeClient
 from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import resource_name
-from tests.conftest import Server
+from tests.conftest import BIN, Server, free_port
 from tests.rig import control
 from tests.rig.fixtures import Cluster, wait_for
 
@@ -62,3 +64,62 @@ def paused(cluster: Cluster, component: str) -> Iterator[None]:
         yield
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+@dataclass
+class WorkerPod:
+    """``docjobs workers --namespace NS`` as a child process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    def ready(self) -> bool:
+        assert self.process.poll() is None, self.log()
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    def metrics(self) -> str:
+        return requests.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+
+    def kill(self) -> None:
+        """SIGKILL: no release of its claims, as when its node dies."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+def start_worker_pod(
+    cluster: Cluster, namespace: str, log_path: Path, concurrency: int, claim_seconds: float
+) -> WorkerPod:
+    """``docjobs workers --namespace NS`` with its own port, ready."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **cluster.env,
+        "DOCJOBS_WORKERS__CONCURRENCY": str(concurrency),
+        "DOCJOBS_KUBERNETES__CLAIM_SECONDS": str(claim_seconds),
+    }
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(BIN / "docjobs"), "workers", "--namespace", namespace, "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    pod = WorkerPod(process, port, log_path)
+    wait_for(pod.ready, 60, 0.1, what=f"the worker pod ready (log {log_path})")
+    return pod

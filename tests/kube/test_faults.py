@@ -4,6 +4,9 @@ For every fault: every accepted job ends, none is lost, none is completed twice 
 the outcomes runners stored), each ending is sent to the webhook once, and the jobs API and
 ``kubectl get dj`` agree.
 
+A worker pod (``docjobs workers``, one worker) claims what it can within the operator's short
+grace, and runner Jobs take the rest: both paths run through every fault.
+
 Faults against the rig (API server, MinIO, node gpu-0) are always undone in a ``finally``:
 ``local-cluster up`` restarts what was killed, on the same ports with the same data, and a
 process stopped with SIGSTOP (hung: connections open, nothing answers) is resumed. While the
@@ -42,6 +45,8 @@ from tests.receivers import LocalServer, serve
 from tests.rig import control
 from tests.rig.fixtures import Cluster, kubectl, wait_for
 
+from .helpers import WorkerPod, start_worker_pod
+
 pytestmark = pytest.mark.faults
 
 BURST = int(os.environ.get("DOCJOBS_FAULT_BURST", "60"))
@@ -57,6 +62,8 @@ RETRY_ENV = {
     "DOCJOBS_JOBS__RETRY__INITIAL_BACKOFF_SECONDS": "10",
     "DOCJOBS_JOBS__RETRY__BACKOFF_MULTIPLIER": "2.5",
 }
+WORKER_GRACE = {"DOCJOBS_OPERATOR__CLAIM_GRACE_SECONDS": "2"}
+"""Short enough that one worker cannot take a whole burst: the overflow goes to runner Jobs."""
 OUTCOME = re.compile(r"/attempts/\d+\.json$")
 """An attempt's outcome object, not the parts or progress reports beside it."""
 
@@ -84,6 +91,7 @@ class Rig:
     api: Server
     operator: RestartableOperator
     start_operator: Callable[[], RestartableOperator]
+    workers: WorkerPod
     key: str
     template_id: str
     accepted: list[str] = field(default_factory=list)
@@ -108,7 +116,7 @@ def rig(
 
     def start_operator() -> RestartableOperator:
         log = tmp_path / "operator.log"
-        operator = RestartableOperator(cluster, namespace, log, dict(WEBHOOK_ENV))
+        operator = RestartableOperator(cluster, namespace, log, {**WEBHOOK_ENV, **WORKER_GRACE})
         started.append(operator)
         return operator.start()
 
@@ -128,18 +136,21 @@ def rig(
     )
     assert template.status_code == 201, template.text
     operator = start_operator()
+    workers = start_worker_pod(cluster, namespace, tmp_path / "workers.log", 1, 10)
     rig = Rig(
         cluster,
         namespace,
         kube_server,
         operator,
         start_operator,
+        workers,
         key,
         template.json()["templateId"],
     )
     try:
         yield rig
     finally:
+        rig.workers.stop()
         # DocumentJobs go while an operator runs (it removes their finalizers).
         if rig.operator.process is None or rig.operator.process.poll() is not None:
             rig.operator = start_operator()
@@ -364,6 +375,10 @@ def test_a_burst_through_a_fault_ends_every_job_once(
         f" all ended after {time.monotonic() - started:.0f} s"
     )
     assert rig.operator.process is not None and rig.operator.process.poll() is None
+    # The worker pod took part: jobs went both ways through the fault.
+    claimed = _claimed_by_workers(rig.workers)
+    print(f"{fault}: the worker pod claimed {claimed:.0f} of {BURST}")
+    assert claimed > 0, rig.workers.log()
 
     # None lost, none made twice: a request the API died answering may have made its job,
     # and sending it again found that job. Each job of the burst is one DocumentJob.
@@ -398,6 +413,14 @@ def test_a_burst_through_a_fault_ends_every_job_once(
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _claimed_by_workers(workers: WorkerPod) -> float:
+    """Jobs the worker pod claimed, from its ``/metrics``."""
+    for line in workers.metrics().splitlines():
+        if line.startswith('docjobs_workers_claims_total{outcome="claimed"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def _burst(rig: Rig) -> list[Request]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,10 +32,12 @@ from docjobs.operator.builders import (
     shards_done,
     unschedulable,
 )
+from docjobs.operator.manifest_secrets import manifest_secret, mounted_secret, new_secret_name
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 RESOURCE = {"metadata": {"name": "job-abc", "namespace": "ns", "uid": "u-1"}}
 MANIFEST = "http://s3.test/docjobs/acme/job_abc/attempts/1/manifest.json?X-Amz-Signature=0"
+SECRET = "job-abc-a1-manifest-0a1b2c3d"
 
 
 def _spec(operation: dict[str, Any], timeout: float = 600) -> JobSpec:
@@ -51,7 +55,7 @@ def _spec(operation: dict[str, Any], timeout: float = 600) -> JobSpec:
 
 def test_gpu_and_cpu_pools_come_from_settings() -> None:
     settings = OperatorSettings()
-    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 2, settings, MANIFEST)
+    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 2, settings, SECRET)
     pod = doctr["spec"]["template"]["spec"]
     assert doctr["metadata"]["name"] == "job-abc-a2"
     assert pod["nodeSelector"] == {"docjobs.io/pool": "gpu"}
@@ -62,7 +66,7 @@ def test_gpu_and_cpu_pools_come_from_settings() -> None:
     assert pod["containers"][0]["image"] == settings.runner_gpu_image
 
     tesseract = build_job(
-        RESOURCE, _spec({"kind": "ocr.simple"}, timeout=30.5), 1, settings, MANIFEST
+        RESOURCE, _spec({"kind": "ocr.simple"}, timeout=30.5), 1, settings, SECRET
     )
     pod = tesseract["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"docjobs.io/pool": "cpu"}
@@ -71,11 +75,12 @@ def test_gpu_and_cpu_pools_come_from_settings() -> None:
     # The job's own timeout shortens the engine's deadline, never the other way round.
     assert tesseract["spec"]["activeDeadlineSeconds"] == 31
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    # Neither the job spec nor a store credential: the manifest's URL is all the pod gets.
-    assert env["DOCJOBS_RUNNER__MANIFEST_URL"]["value"] == MANIFEST
+    # Neither the job spec nor a store credential: the manifest's URL (in a file) is all the
+    # pod gets.
+    assert env["DOCJOBS_RUNNER__MANIFEST_FILE"]["value"] == "/var/run/docjobs/manifest/url"
     assert env["DOCJOBS_ATTEMPT"]["value"] == "1"
     assert not [name for name in env if name.startswith(("DOCJOBS_S3", "DOCJOBS_JOB_SPEC"))]
-    assert "job_abc" not in json.dumps(env).replace(MANIFEST, "")
+    assert "job_abc" not in json.dumps(env)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +91,7 @@ def test_a_parse_job_runs_where_its_templates_ocr_tier_runs(ocr: str, pool: str)
     template = {"name": "invoice", "fields": [{"name": "invoice.number"}]}
     extract = {"kind": "extract", "template_id": "tpl-1", "template": template, "ocr": ocr}
 
-    job = build_job(RESOURCE, _spec(extract), 1, settings, MANIFEST)
+    job = build_job(RESOURCE, _spec(extract), 1, settings, SECRET)
 
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"docjobs.io/pool": pool}
@@ -109,7 +114,7 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
             "runner_service_account": "release-runner",
         }
     )
-    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 1, settings, MANIFEST)
+    doctr = build_job(RESOURCE, _spec({"kind": "ocr.advanced"}), 1, settings, SECRET)
     pod = doctr["spec"]["template"]["spec"]
     assert (pod["runtimeClassName"], pod.get("priorityClassName")) == ("nvidia", None)
     assert pod["serviceAccountName"] == "release-runner"
@@ -122,7 +127,7 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
             "secretKeyRef": {"name": "release-claude", "key": "apiKey", "optional": True}
         },
     }
-    vision = build_job(RESOURCE, _spec({"kind": "ocr.vision"}), 1, settings, MANIFEST)
+    vision = build_job(RESOURCE, _spec({"kind": "ocr.vision"}), 1, settings, SECRET)
     (key_env,) = [
         e
         for e in vision["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -131,7 +136,7 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
     assert "value" not in key_env
     assert key_env["valueFrom"]["secretKeyRef"]["name"] == "release-claude"
     convert = build_job(
-        RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, settings, MANIFEST
+        RESOURCE, _spec({"kind": "convert", "sourceFormat": "text"}), 1, settings, SECRET
     )
     pod = convert["spec"]["template"]["spec"]
     assert (pod.get("runtimeClassName"), pod["priorityClassName"]) == (None, "batch-low")
@@ -140,11 +145,85 @@ def test_pool_runtime_priority_account_and_claude_key_reach_the_pod() -> None:
         _spec({"kind": "convert", "sourceFormat": "text"}),
         1,
         OperatorSettings(),
-        MANIFEST,
+        SECRET,
     )
     pod = default["spec"]["template"]["spec"]
     assert "serviceAccountName" not in pod
     assert "DOCJOBS_LLM__API_KEY" not in {e["name"] for e in pod["containers"][0]["env"]}
+
+
+def _mounted_manifest(job: dict[str, Any]) -> tuple[str, str]:
+    """(the Secret a runner Job's pod mounts its manifest URL from, the file it reads)."""
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    path = env["DOCJOBS_RUNNER__MANIFEST_FILE"]
+    (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    assert "optional" not in secret, "the pod must wait for its Secret, not start without it"
+    # Owner-read only; the runner reads it through its group (the files are root's).
+    assert secret["defaultMode"] == 0o400
+    assert pod["securityContext"]["fsGroup"] == container["securityContext"]["runAsGroup"]
+    (item,) = secret["items"]
+    assert f"{mount['mountPath']}/{item['path']}" == path
+    return secret["secretName"], item["key"]
+
+
+def test_runner_jobs_mount_their_manifest_secret_and_carry_no_url() -> None:
+    spec = _scan(100, {"kind": "ocr.simple"})
+    parts = shard_parts(spec, SHARDING, PART_PAGES)
+    convert = _spec({"kind": "convert", "sourceFormat": "text"})
+    jobs = [
+        build_job(RESOURCE, convert, 1, SHARDING, "job-abc-a1-manifest-1"),
+        build_sharded_job(RESOURCE, spec, 2, parts, SHARDING, "job-abc-a2-manifest-2"),
+        build_merge_job(RESOURCE, spec, 2, len(parts), SHARDING, "job-abc-a2-merge-manifest-3"),
+    ]
+    mounted = []
+    for job in jobs:
+        text = json.dumps(job)
+        assert "X-Amz" not in text and "manifest.json" not in text and "attempts/" not in text
+        mounted.append(_mounted_manifest(job))
+    assert mounted == [
+        ("job-abc-a1-manifest-1", "url"),
+        ("job-abc-a2-manifest-2", "url"),
+        ("job-abc-a2-merge-manifest-3", "url"),
+    ]
+
+
+def test_every_job_created_gets_a_secret_name_of_its_own() -> None:
+    """A Job made again under its name (a merge Job deleted and recreated, a namesake
+    DocumentJob's) must not mount the Secret of the Job before, which the garbage collector
+    deletes at any moment."""
+    names = {new_secret_name("job-abc-a1-merge") for _ in range(50)}
+    assert len(names) == 50
+    assert all(name.startswith("job-abc-a1-merge-manifest-") for name in names)
+    longest = new_secret_name(job_name("job-" + "x" * 120, 20, "merge"))
+    assert len(longest) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", longest)
+
+
+def test_the_manifest_secret_holds_the_url_and_goes_with_its_job() -> None:
+    job = build_job(RESOURCE, _spec({"kind": "ocr.simple"}), 1, OperatorSettings(), SECRET)
+    created = {**job, "metadata": {**job["metadata"], "uid": "job-uid-1"}}
+    assert mounted_secret(created) == SECRET
+
+    secret = manifest_secret(created, SECRET, MANIFEST)
+
+    assert secret["metadata"]["name"] == _mounted_manifest(job)[0]
+    assert secret["metadata"]["namespace"] == "ns"
+    assert base64.b64decode(secret["data"]["url"]).decode() == MANIFEST
+    # Owned by the Job (not controlled: it is no controller's), so deleted with it.
+    assert secret["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "job-abc-a1",
+            "uid": "job-uid-1",
+            "controller": False,
+        }
+    ]
+    assert secret["metadata"]["labels"]["docjobs.io/job"] == "job-abc"
 
 
 def test_long_names_fit_kubernetes_limits() -> None:
@@ -294,7 +373,7 @@ def test_a_long_scan_runs_as_one_indexed_job_of_page_shards() -> None:
     parts = shard_parts(spec, SHARDING, PART_PAGES)
     assert parts == ["1-25", "26-50", "51-75", "76-100"]
 
-    job = build_sharded_job(RESOURCE, spec, 2, parts, SHARDING, MANIFEST)
+    job = build_sharded_job(RESOURCE, spec, 2, parts, SHARDING, SECRET)
 
     assert job["metadata"]["name"] == "job-abc-a2"
     body = job["spec"]
@@ -332,7 +411,7 @@ def test_shards_keep_a_page_selection_in_its_order() -> None:
 
 def test_the_merge_job_is_a_separate_step_of_the_same_attempt() -> None:
     spec = _scan(100, {"kind": "ocr.simple"})
-    merge = build_merge_job(RESOURCE, spec, 3, 4, SHARDING, MANIFEST)
+    merge = build_merge_job(RESOURCE, spec, 3, 4, SHARDING, SECRET)
     assert merge["metadata"]["name"] == "job-abc-a3-merge"
     assert merge["metadata"]["labels"]["docjobs.io/step"] == "merge"
     assert merge["metadata"]["labels"]["docjobs.io/attempt"] == "3"
@@ -352,7 +431,7 @@ def test_shard_progress_reads_the_indexed_jobs_counts() -> None:
 def test_pages_done_are_the_pages_of_the_completed_indexes() -> None:
     spec = _scan(90, {"kind": "ocr.simple"})
     job = build_sharded_job(
-        RESOURCE, spec, 1, shard_parts(spec, SHARDING, PART_PAGES), SHARDING, MANIFEST
+        RESOURCE, spec, 1, shard_parts(spec, SHARDING, PART_PAGES), SHARDING, SECRET
     )
     assert shard_progress(job) == Progress(pages_done=0, pages_total=90)
     # Shards 0 and 2 ("1-25", "51-75") done, then the last ("76-90", 15 pages) too.
@@ -360,5 +439,5 @@ def test_pages_done_are_the_pages_of_the_completed_indexes() -> None:
     assert shard_progress(job) == Progress(pages_done=50, pages_total=90)
     job["status"] = {"succeeded": 3, "completedIndexes": "0,2-3"}
     assert shard_progress(job) == Progress(pages_done=65, pages_total=90)
-    one_pod = build_job(RESOURCE, _scan(10, {"kind": "ocr.simple"}), 1, SHARDING, MANIFEST)
+    one_pod = build_job(RESOURCE, _scan(10, {"kind": "ocr.simple"}), 1, SHARDING, SECRET)
     assert shard_progress(one_pod) is None

@@ -1,8 +1,10 @@
 """Runner pods hold no store credentials: per attempt, the operator stores a manifest (the
-job spec and presigned URLs of that attempt's objects) and the pod gets only its URL."""
+job spec and presigned URLs of that attempt's objects) and the pod gets only its URL, from
+its Job's own Secret: no Job or pod spec carries it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from datetime import timedelta
@@ -14,20 +16,30 @@ import pytest
 
 from docjobs.config import OperatorSettings
 from docjobs.domain.clock import utcnow
+from docjobs.kube.paths import core_path, jobs_path
 from docjobs.kube.resources import job_of
-from docjobs.operator.builders import MANIFEST_ENV
 from docjobs.operator.manifests import write_manifest
-from docjobs.storage.base import ObjectNotFound, outcome_key, part_key
+from docjobs.storage.base import ObjectNotFound, manifest_key, outcome_key, part_key
 from docjobs.storage.presigned import AttemptManifest, KeyNotGranted, PresignedStore
 from docjobs.storage.s3 import S3Store
 from tests.docs import pdf_with_pages, png_bytes, sentence_lines, text_image
 
-from .conftest import Jobs
+from .conftest import Jobs, wait_for
 
 
 def _file(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _manifest_secret(jobs: Jobs, runner_job: dict[str, Any]) -> dict[str, Any]:
+    """The Secret ``runner_job``'s pod mounts its manifest URL from, owned by that Job."""
+    volumes = runner_job["spec"]["template"]["spec"]["volumes"]
+    (name,) = [v["secret"]["secretName"] for v in volumes if "secret" in v]
+    secret = jobs.api.get(core_path(jobs.ns, "secrets", name))
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"]) == ("Job", runner_job["metadata"]["uid"])
+    return secret
 
 
 def _container_env(runner_job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -66,14 +78,27 @@ def test_runner_pods_without_credentials_or_spec_complete_convert_ocr_and_shards
         names = {e["name"] for e in env}
         assert names.isdisjoint({"DOCJOBS_JOB_SPEC", "DOCJOBS_S3__ACCESS_KEY"}), names
         assert not [n for n in names if n.startswith("DOCJOBS_S3")], names
-        assert not [e for e in env if "valueFrom" in e], "no Secret reaches a runner pod"
-        # The spec is not in the environment in any form (its job id is only in the URL).
-        values = " ".join(e.get("value", "") for e in env if e["name"] != MANIFEST_ENV)
+        assert not [e for e in env if "valueFrom" in e], "no credential in its environment"
+        _manifest_secret(jobs, runner_job)
+        # The spec is not in the environment in any form.
+        values = " ".join(e.get("value", "") for e in env)
         assert "tenant" not in values and "input" not in values, values
+    # Nor the manifest's URL, nor its key: in no Job or pod of the namespace.
+    keys = [
+        manifest_key("acme", jobs.get(name)["spec"]["jobId"], 1) for name in (convert, ocr, sharded)
+    ]
+    for kind in (jobs_path(jobs.ns), core_path(jobs.ns, "pods")):
+        for obj in jobs.api.items(kind):
+            shown = json.dumps(obj)
+            assert "X-Amz-Signature" not in shown and "manifest.json" not in shown, obj
+            assert not [key for key in keys if key in shown]
 
-    # The convert attempt's URLs reach its own input, and no other job's.
+    # The URL is in the Job's own Secret; the convert attempt's URLs reach its own input,
+    # and no other job's.
     (convert_job,) = jobs.runner_jobs(convert)
-    url = next(e["value"] for e in _container_env(convert_job) if e["name"] == MANIFEST_ENV)
+    secret = _manifest_secret(jobs, convert_job)
+    url = base64.b64decode(secret["data"]["url"]).decode()
+    assert keys[0] in url and "X-Amz-Signature" in url
     manifest = AttemptManifest.model_validate_json(httpx.get(url).content)
     own_input = manifest.spec.input.key
     assert httpx.get(manifest.get[own_input]).content == b"hello"
@@ -83,6 +108,11 @@ def test_runner_pods_without_credentials_or_spec_complete_convert_ocr_and_shards
     assert answer.status_code == 403, answer.text
     assert "SignatureDoesNotMatch" in answer.text
     assert own_input not in manifest.put, "a runner may not overwrite its input"
+
+    # The Secret goes with its Job (the garbage collector, by its owner reference).
+    jobs.api.delete(jobs_path(jobs.ns, convert_job["metadata"]["name"]))
+    secrets = core_path(jobs.ns, "secrets", secret["metadata"]["name"])
+    wait_for(lambda: jobs.api.find(secrets) is None, 60, 0.2, what="the Secret to go")
 
 
 def test_the_presigned_store_refuses_foreign_keys_and_expired_urls(

@@ -70,8 +70,8 @@ def test_tesseract_job_runs_on_the_cpu_pool_and_kubectl_shows_it(
     assert container["command"] == ["docjobs", "runner"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e for e in container["env"]}
-    assert "DOCJOBS_RUNNER__MANIFEST_URL" in env
-    assert not [e for e in env.values() if "valueFrom" in e], "no Secret reaches the runner"
+    assert env["DOCJOBS_RUNNER__MANIFEST_FILE"]["value"] == "/var/run/docjobs/manifest/url"
+    assert not [e for e in env.values() if "valueFrom" in e], "no credential in its environment"
 
     (row,) = kubectl_table(cluster, "get", "documentjobs", "-n", jobs.ns)
     assert row["NAME"] == name

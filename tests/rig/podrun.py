@@ -160,8 +160,12 @@ class PodRun:
         Returns None if the pod failed or was deleted meanwhile."""
         waiting_msg = ""
         while True:
+            retry = podspec.ConfigError.retry_seconds
             try:
+                # Volumes first, as upstream mounts them before it resolves the environment.
+                local = self._mount_volumes()
                 own = podspec.container_env(self.pod, self.lookup, self.node_alloc)
+                own = {k: podspec.under_mounts(v, local) for k, v in own.items()}
                 identity = podidentity.service_account_env(self.kube, self.pod, self.work_dir)
                 env = {
                     **podspec.host_env(dict(os.environ)),
@@ -171,12 +175,14 @@ class PodRun:
                 }
                 env["DOCJOBS_TERMINATION_LOG"] = str(self.msg_path)
                 argv = podspec.command_line(self.pod, env, dict(os.environ))
+                argv = [argv[0], *(podspec.under_mounts(a, local) for a in argv[1:])]
                 ports = podidentity.host_ports(self.kube, self.pod)
                 return podspec.remap_ports(argv, ports), env
             except podspec.StartError as e:
                 self._report_terminal(128, e.reason, e.message, "Failed", pod_reason=e.reason)
                 return None
             except podspec.ConfigError as e:
+                retry = e.retry_seconds
                 if str(e) != waiting_msg:
                     waiting_msg = str(e)
                     self.patch_status(
@@ -184,18 +190,13 @@ class PodRun:
                             "phase": "Pending",
                             "containerStatuses": [
                                 self._cstatus(
-                                    {
-                                        "waiting": {
-                                            "reason": "CreateContainerConfigError",
-                                            "message": waiting_msg,
-                                        }
-                                    },
+                                    {"waiting": {"reason": e.reason, "message": waiting_msg}},
                                     0,
                                 )
                             ],
                         }
                     )
-            if self.kill_event.wait(2.0):
+            if self.kill_event.wait(retry):
                 # Deleted before it could start: terminal, as upstream reports it.
                 self._report_terminal(
                     137,
@@ -204,6 +205,25 @@ class PodRun:
                     "Failed",
                 )
                 return None
+
+    def _mount_volumes(self) -> dict[str, str]:
+        """Write the pod's secret volumes under its directory, each file with its mode;
+        {mountPath: the directory standing in for it}."""
+        local: dict[str, str] = {}
+        volumes = podspec.secret_volumes(self.pod, self.lookup)
+        for mount_path, files in volumes.items():
+            directory = self.work_dir / "volumes" / mount_path.strip("/").replace("/", "_")
+            directory.mkdir(parents=True, exist_ok=True)
+            for path, (content, mode) in files.items():
+                target = directory / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.unlink(missing_ok=True)  # an earlier try's file may be read-only
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(content)
+                os.chmod(target, mode)  # whatever the umask took
+            local[mount_path] = str(directory)
+        return local
 
     def _lifecycle(self) -> None:
         prepared = self._prepare()

@@ -54,6 +54,17 @@ class ConfigError(Exception):
     """A referenced Secret/ConfigMap/key is missing; kubelet retries later
     (reported as waiting: CreateContainerConfigError, as upstream does)."""
 
+    reason = "CreateContainerConfigError"
+    retry_seconds = 2.0
+
+
+class MountError(ConfigError):
+    """A secret volume's Secret (or one of its items' keys) is missing: the pod waits in
+    ContainerCreating, retried about as often as upstream's volume manager looks again."""
+
+    reason = "ContainerCreating"
+    retry_seconds = 0.3
+
 
 def image_repository(image: str) -> str:
     """`reg:5000/a/b:tag@sha256:..` -> `reg:5000/a/b`."""
@@ -189,6 +200,54 @@ def container_env(pod: JSON, lookup: Lookup, node_alloc: dict[str, str]) -> dict
             if value is not None:
                 env[name] = value
     return env
+
+
+DEFAULT_SECRET_MODE = 0o644
+
+
+def secret_volumes(pod: JSON, lookup: Lookup) -> dict[str, dict[str, tuple[bytes, int]]]:
+    """The secret volumes containers[0] mounts, by mountPath: {file path in the volume:
+    (content, mode)}, as the kubelet materialises them (``items`` pick and rename keys, a
+    mode per item or ``defaultMode``). Raises MountError while a Secret is missing."""
+    ns = pod["metadata"]["namespace"]
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes", [])}
+    mounted: dict[str, dict[str, tuple[bytes, int]]] = {}
+    for mount in pod["spec"]["containers"][0].get("volumeMounts", []):
+        source = volumes.get(mount["name"], {}).get("secret")
+        if source is None:
+            continue
+        name = source["secretName"]
+        obj = lookup("secrets", ns, name)
+        optional = bool(source.get("optional"))
+        if obj is None and not optional:
+            raise MountError(
+                f'MountVolume.SetUp failed for volume "{mount["name"]}" : secret "{name}" not found'
+            )
+        data = {k: base64.b64decode(v) for k, v in ((obj or {}).get("data") or {}).items()}
+        mode = int(source.get("defaultMode", DEFAULT_SECRET_MODE))
+        items = source.get("items") or [{"key": k, "path": k} for k in sorted(data)]
+        files: dict[str, tuple[bytes, int]] = {}
+        for item in items:
+            if item["key"] not in data:
+                if optional:
+                    continue
+                raise MountError(
+                    f'MountVolume.SetUp failed for volume "{mount["name"]}" : '
+                    f"references non-existent secret key: {item['key']}"
+                )
+            files[item["path"]] = (data[item["key"]], int(item.get("mode", mode)))
+        mounted[mount["mountPath"].rstrip("/")] = files
+    return mounted
+
+
+def under_mounts(value: str, local: dict[str, str]) -> str:
+    """``value`` with a leading mountPath (``local``: mountPath -> the directory standing in
+    for it) replaced: processes share the host's filesystem, so a path into a volume in the
+    pod's env or arguments must name where the kubelet put that volume's files."""
+    for mount_path, directory in local.items():
+        if value == mount_path or value.startswith(mount_path + "/"):
+            return directory + value[len(mount_path) :]
+    return value
 
 
 def host_env(environ: dict[str, str]) -> dict[str, str]:

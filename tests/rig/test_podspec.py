@@ -128,6 +128,63 @@ def test_missing_secret_is_a_retryable_config_error() -> None:
         podspec.container_env(pod(c), lookup, {})
 
 
+def _with_volumes(volumes: list[dict[str, Any]], mounts: list[dict[str, Any]]) -> Any:
+    made = pod({"image": "docjobs", "volumeMounts": mounts})
+    made["spec"]["volumes"] = volumes
+    return made
+
+
+def test_secret_volumes_hold_their_keys_as_files_with_their_modes() -> None:
+    volumes = [
+        {"name": "all", "secret": {"secretName": "creds"}},
+        {
+            "name": "picked",
+            "secret": {
+                "secretName": "creds",
+                "defaultMode": 0o400,
+                "items": [{"key": "token", "path": "dir/url"}],
+            },
+        },
+        {"name": "scratch", "emptyDir": {}},
+    ]
+    mounts = [
+        {"name": "all", "mountPath": "/etc/creds"},
+        {"name": "picked", "mountPath": "/var/run/m/", "readOnly": True},
+        {"name": "scratch", "mountPath": "/tmp"},
+    ]
+
+    mounted = podspec.secret_volumes(_with_volumes(volumes, mounts), lookup)
+
+    assert mounted == {
+        "/etc/creds": {"token": (b"s3cr3t", 0o644)},
+        "/var/run/m": {"dir/url": (b"s3cr3t", 0o400)},
+    }
+
+
+def test_a_missing_secret_volume_waits_in_container_creating() -> None:
+    volumes = [{"name": "m", "secret": {"secretName": "late"}}]
+    mounts = [{"name": "m", "mountPath": "/m"}]
+    with pytest.raises(podspec.MountError, match='secret "late" not found') as raised:
+        podspec.secret_volumes(_with_volumes(volumes, mounts), lookup)
+    assert raised.value.reason == "ContainerCreating"
+    assert raised.value.retry_seconds < 1, "the pod starts soon after its Secret appears"
+    missing_key = [
+        {"name": "m", "secret": {"secretName": "creds", "items": [{"key": "url", "path": "u"}]}}
+    ]
+    with pytest.raises(podspec.MountError, match="non-existent secret key: url"):
+        podspec.secret_volumes(_with_volumes(missing_key, mounts), lookup)
+    optional = [{"name": "m", "secret": {"secretName": "late", "optional": True}}]
+    assert podspec.secret_volumes(_with_volumes(optional, mounts), lookup) == {"/m": {}}
+
+
+def test_paths_into_a_volume_point_at_its_local_directory() -> None:
+    local = {"/var/run/m": "/state/pods/ns_p/volumes/var_run_m"}
+    assert podspec.under_mounts("/var/run/m/url", local) == "/state/pods/ns_p/volumes/var_run_m/url"
+    assert podspec.under_mounts("/var/run/m", local) == local["/var/run/m"]
+    assert podspec.under_mounts("/var/run/mx/url", local) == "/var/run/mx/url"
+    assert podspec.under_mounts("see /var/run/m/url", local) == "see /var/run/m/url"
+
+
 def test_host_env_is_minimal() -> None:
     environ = {
         "PATH": "/bin",

@@ -151,6 +151,58 @@ def test_job_completes_with_termination_message(cluster: Cluster, namespace: str
     }
 
 
+def test_a_secret_volume_waits_for_its_secret_then_holds_its_keys_as_files(
+    cluster: Cluster, namespace: str
+) -> None:
+    api = cluster.api()
+    code = (
+        "import os, stat\n"
+        "path = os.environ['URL_FILE']\n"
+        "mode = stat.S_IMODE(os.stat(path).st_mode)\n"
+        "print('read', oct(mode), open(path).read(), flush=True)\n"
+    )
+    spec = job("mounted", code, env=[{"name": "URL_FILE", "value": "/var/run/late/url"}])
+    pod_spec = spec["spec"]["template"]["spec"]
+    pod_spec["containers"][0]["volumeMounts"] = [
+        {"name": "late", "mountPath": "/var/run/late", "readOnly": True}
+    ]
+    pod_spec["volumes"] = [
+        {
+            "name": "late",
+            "secret": {
+                "secretName": "late",
+                "defaultMode": 0o400,
+                "items": [{"key": "url", "path": "url"}],
+            },
+        }
+    ]
+    api.create(f"/apis/batch/v1/namespaces/{namespace}/jobs", spec)
+
+    def waiting() -> dict[str, Any] | None:
+        for pod in job_pods(cluster, namespace, "mounted"):
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                if "waiting" in status["state"]:
+                    return dict(status["state"]["waiting"])
+        return None
+
+    held = wait_for(waiting, 60, what="the pod to wait for its Secret")
+    assert held["reason"] == "ContainerCreating" and 'secret "late" not found' in held["message"]
+    api.create(
+        f"/api/v1/namespaces/{namespace}/secrets",
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "late"},
+            "stringData": {"url": "http://store/manifest"},
+        },
+    )
+    done = cluster.wait_job_finished(namespace, "mounted")
+    assert condition(done, "Complete"), done["status"]
+    (pod,) = job_pods(cluster, namespace, "mounted")
+    log = cluster.pod_log(namespace, pod["metadata"]["name"])
+    assert "read 0o400 http://store/manifest" in log, log
+
+
 def test_pod_failure_policy_fails_job_on_exit_42(cluster: Cluster, namespace: str) -> None:
     spec = job(
         "exit42",

@@ -9,6 +9,7 @@ writes the runner pod and the Job's end) and the runner (:meth:`Operated.store_o
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import time
 from collections.abc import Callable
@@ -157,6 +158,19 @@ class Operated:
         found = self.kube.stored(jobs_path(NS, name))
         assert found is not None, f"no runner Job {name}"
         return found
+
+    def manifest_secret(self, job: str) -> str:
+        """The name of the Secret runner Job ``job``'s pod mounts."""
+        volumes = self.runner_job(job)["spec"]["template"]["spec"]["volumes"]
+        (name,) = [v["secret"]["secretName"] for v in volumes if "secret" in v]
+        return str(name)
+
+    def manifest_url(self, job: str) -> str:
+        """The manifest URL runner Job ``job``'s pod reads: from its own Secret."""
+        secret = self.manifest_secret(job)
+        found = self.kube.stored(core_path(NS, "secrets", secret))
+        assert found is not None, f"no manifest Secret {secret} for {job}"
+        return base64.b64decode(found["data"]["url"]).decode()
 
     # --- the Job controller, the kubelet and the runner ------------------------------------
 

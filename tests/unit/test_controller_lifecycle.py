@@ -38,12 +38,9 @@ def test_a_new_job_starts_attempt_one_as_a_runner_job_with_its_manifest(op: Oper
     assert op.runner_jobs() == [f"{name}-a1"]
     job = op.runner_job(f"{name}-a1")
     assert builders.owner_uid(job) == op.resource(name)["metadata"]["uid"]
-    env = {
-        e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
     manifest = manifest_key(TENANT, op.job_id(name), 1)
     assert op.store.exists(manifest)
-    assert env[builders.MANIFEST_ENV].startswith(op.store.path(manifest).as_uri())
+    assert op.manifest_url(f"{name}-a1").startswith(op.store.path(manifest).as_uri())
     # A second look at a running attempt creates nothing more.
     op.start(name)
     assert op.runner_jobs() == [f"{name}-a1"]

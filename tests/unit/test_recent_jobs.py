@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.backends.embedded.jobs import SQLiteJobStore
 from docjobs.backends.embedded.recent import RecentJobs
@@ -59,3 +61,45 @@ def test_the_least_recently_read_jobs_go_first() -> None:
     recent.keep(third, recent.mark())
     assert recent.get("acme_1") is None
     assert recent.get("acme_0") is first and recent.get("acme_2") is third
+
+
+def test_a_status_written_with_its_spec_is_served_as_written(tmp_path: Path) -> None:
+    store = store_with_job(tmp_path)
+    store.request_cancel("acme_1")
+    spec = job("acme", 1).spec
+    store.save_status("acme_1", JobStatus(phase=Phase.PROCESSING, attempts=1), spec=spec)
+    kept = store.recent.get("acme_1")
+    assert kept is not None and kept.status.phase is Phase.PROCESSING
+    assert kept.cancel_requested  # the columns as the write found them, not as assumed
+    assert kept == store.get("acme_1")
+
+
+def test_a_written_job_is_not_kept_when_another_write_finished_meanwhile(
+    tmp_path: Path,
+) -> None:
+    store = store_with_job(tmp_path)
+    spec = job("acme", 1).spec
+
+    store.save_status("acme_1", JobStatus(phase=Phase.PROCESSING, attempts=1), spec=spec)
+    assert store.recent.get("acme_1") is not None
+    mark = store.recent.mark()
+    store.recent.forget("acme_2")  # any write finishing after the mark
+    written = store.recent.get("acme_1")
+    assert written is not None
+    store.recent.written(written.model_copy(update={"expired": True}), mark)
+    assert store.recent.get("acme_1") is None
+
+
+def test_a_failed_status_write_keeps_nothing(tmp_path: Path) -> None:
+    store = store_with_job(tmp_path)
+    assert store.read("acme_1") is not None
+
+    def fail(conn: object) -> None:
+        raise RuntimeError("disk full")
+
+    spec = job("acme", 1).spec
+    with pytest.raises(RuntimeError):
+        store.save_status("acme_1", JobStatus(phase=Phase.PROCESSING, attempts=1), fail, spec=spec)
+    assert store.recent.get("acme_1") is None
+    stored = store.get("acme_1")
+    assert stored is not None and stored.status.phase is Phase.PENDING

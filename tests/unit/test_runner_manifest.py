@@ -1,5 +1,6 @@
-"""A one-shot runner whose attempt manifest cannot be read ends like any failed attempt: a
-readable, transient termination message for the operator, no traceback."""
+"""A one-shot runner whose attempt manifest cannot be read (nor the file its URL is in) ends
+like any failed attempt: a readable, transient termination message for the operator, no
+traceback."""
 
 from __future__ import annotations
 
@@ -55,11 +56,18 @@ def closed_port() -> str:
     return f"http://127.0.0.1:{port}/docjobs/acme/manifest.json"
 
 
-def _run_attempt(manifest_url: str, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
+def _run_attempt(manifest_url: str | None, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
+    """Run a one-shot runner as its pod does: the URL in a file (its Job's Secret, mounted),
+    ``None``: a file that is not there."""
     log = tmp_path / "termination-log"
+    url_file = tmp_path / "manifest" / "url"
+    if manifest_url is not None:
+        url_file.parent.mkdir()
+        url_file.write_text(manifest_url)
+        url_file.chmod(0o400)
     env = {
         **os.environ,
-        "DOCJOBS_RUNNER__MANIFEST_URL": manifest_url,
+        "DOCJOBS_RUNNER__MANIFEST_FILE": str(url_file),
         "DOCJOBS_TERMINATION_LOG": str(log),
     }
     done = subprocess.run(
@@ -95,4 +103,16 @@ def test_an_unreachable_store_is_a_transient_failure_that_says_so(
     assert (error["reason"], error["permanent"]) == ("ManifestUnavailable", False)
     assert error["message"].startswith("cannot reach the object store for the attempt's manifest")
     assert "Connection refused" in error["message"]
+    assert "Traceback" not in stderr
+
+
+def test_a_missing_url_file_is_a_transient_failure_naming_the_file(tmp_path: Path) -> None:
+    code, summary, stderr = _run_attempt(None, tmp_path)
+    assert code == EXIT_TRANSIENT
+    error = summary["error"]
+    assert (error["reason"], error["permanent"]) == ("ManifestUnavailable", False)
+    assert error["message"] == (
+        "cannot read the URL of the attempt's manifest: No such file or directory"
+        f" ({tmp_path / 'manifest' / 'url'})"
+    )
     assert "Traceback" not in stderr

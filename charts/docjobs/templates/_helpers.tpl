@@ -126,3 +126,9 @@ app.kubernetes.io/component: {{ .component }}
     fieldRef:
       fieldPath: metadata.namespace
 {{- end }}
+
+{{/* "true" when the chart deploys claiming workers: replicas, or an autoscaler that may
+scale them up from zero. */}}
+{{- define "docjobs.workersEnabled" -}}
+{{- if or (gt (int .Values.workers.replicas) 0) .Values.workers.autoscaled }}true{{ end }}
+{{- end }}

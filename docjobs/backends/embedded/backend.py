@@ -72,6 +72,9 @@ class EmbeddedBackend:
         self.objects = store_from_settings(settings)
         self.templates = SQLiteTemplateStore(self.db, settings.limits.template_bounds())
         self.webhooks = SQLiteWebhookStore(self.db)
+        self._untold: set[str] = set()
+        """Jobs whose end had no webhook target when it committed (added in a step's thread,
+        taken on the loop when the end is announced)."""
         # Every delivery's tries, and building each event's payload, on a fixed set of threads.
         self.deliveries = DeliveryQueue(settings.webhooks.max_parallel_deliveries)
         self.monitor = DependencyMonitor(
@@ -207,7 +210,17 @@ class EmbeddedBackend:
 
     def _reserve_event(self, job: Job, conn: sqlite3.Connection) -> None:
         event_type = EVENT_OF_PHASE.get(job.status.phase)
-        if event_type is not None:
+        if event_type is None:
+            return
+        # Read in the end's transaction, which holds the write lock: no endpoint is added or
+        # removed between this answer and the end's commit.
+        tenant = job.spec.tenant
+        if not job.spec.webhook_url and not self.webhooks.any_subscribed(conn, tenant, event_type):
+            # Nobody to tell: no outbox entry, and no event to build once the end commits.
+            self._untold.add(job.spec.job_id)
+        else:
+            # Left by an end whose transaction then rolled back, it would silence this one.
+            self._untold.discard(job.spec.job_id)
             self.webhooks.reserve(
                 conn,
                 job.spec.job_id,
@@ -219,7 +232,7 @@ class EmbeddedBackend:
 
     def _announce(self, job: Job) -> None:
         event_type = EVENT_OF_PHASE.get(job.status.phase)
-        if event_type is None:
+        if event_type is None or _taken(self._untold, job.spec.job_id):
             return
 
         def build() -> None:
@@ -255,6 +268,14 @@ class EmbeddedBackend:
 
     def phase_counts(self) -> dict[Phase, int]:
         return self.store.count_by_phase()
+
+
+def _taken(items: set[str], item: str) -> bool:
+    """Whether ``item`` was in ``items``, which no longer holds it."""
+    if item in items:
+        items.discard(item)
+        return True
+    return False
 
 
 def _forget_deliveries(job_id: str) -> Callable[[sqlite3.Connection], None]:

@@ -168,28 +168,51 @@ class SQLiteJobStore:
         status: JobStatus,
         also: Callable[[sqlite3.Connection], None] | None = None,
         if_stored: str | None = None,
+        spec: JobSpec | None = None,
     ) -> str | None:
         """Writes ``status``; returns it as stored. ``also`` writes in the same transaction,
         to commit with the status or not at all. With ``if_stored``, only if the status
         stored is still that text (from :meth:`get_stored`): None, and nothing written, if
-        it is not."""
+        it is not. With the job's ``spec``, the job as written is kept in ``recent``, so
+        that its pollers' next read needs no query."""
         finished = _ts(status.completed_at) if status.phase.terminal else None
         text = status.model_dump_json()
         where, args = "job_id = ?", [job_id]
         if if_stored is not None:
             where, args = f"{where} AND status = ?", [job_id, if_stored]
-        with self.recent_forgotten(job_id), self.db.transaction() as conn:
-            cursor = conn.execute(
-                "UPDATE jobs SET phase = ?, next_attempt_at = ?, status = ?,"
-                " expires_at = ? + json_extract(spec, '$.ttl_seconds_after_finished')"
-                f" WHERE {where}",
-                (status.phase.value, _ts(status.next_attempt_at), text, finished, *args),
-            )
-            if cursor.rowcount == 0 and if_stored is not None:
-                return None
-            if also is not None:
-                also(conn)
-            self._event(conn, job_id, status)
+        written: Job | None = None
+        mark = 0
+        try:
+            with self.db.transaction() as conn:
+                row = conn.execute(
+                    "UPDATE jobs SET phase = ?, next_attempt_at = ?, status = ?,"
+                    " expires_at = ? + json_extract(spec, '$.ttl_seconds_after_finished')"
+                    f" WHERE {where} RETURNING cancel_requested, expired",
+                    (status.phase.value, _ts(status.next_attempt_at), text, finished, *args),
+                ).fetchone()
+                if row is None and if_stored is not None:
+                    return None
+                if also is not None:
+                    also(conn)
+                self._event(conn, job_id, status)
+                if row is not None and spec is not None:
+                    written = Job(
+                        spec=spec,
+                        status=status,
+                        cancel_requested=bool(row[0]),
+                        expired=bool(row[1]),
+                    )
+                # Taken while this transaction holds the write lock: no other write commits
+                # between this mark and this commit.
+                mark = self.recent.mark()
+        except BaseException:
+            written = None
+            raise
+        finally:
+            if written is None:
+                self.recent.forget(job_id)
+            else:
+                self.recent.written(written, mark)
         return text
 
     def save_progress(self, job_id: str, progress: Progress) -> None:
@@ -207,9 +230,12 @@ class SQLiteJobStore:
 
     # --- embedded-only queries ------------------------------------------------------------
 
-    def runnable(self, now: datetime, per_tenant: int, waited: Collection[str] = ()) -> list[Job]:
+    def runnable(
+        self, now: datetime, per_tenant: int, waited: Collection[str] = ()
+    ) -> list[tuple[Job, str]]:
         """Up to ``per_tenant`` jobs of every tenant that may start now, each tenant's in
-        the order to start them: those in ``waited`` (a caller waits) first, then oldest."""
+        the order to start them: those in ``waited`` (a caller waits) first, then oldest;
+        each with its status text, as :meth:`get_stored` gives it."""
         waited = list(waited)
         waited_first = f"job_id IN ({','.join('?' * len(waited))})" if waited else "0"
         rows = self.db.query(
@@ -219,7 +245,7 @@ class SQLiteJobStore:
             " WHERE place <= ? ORDER BY place, created_at",
             (*waited, Phase.PENDING.value, Phase.RETRYING.value, now.timestamp(), per_tenant),
         )
-        return [_job(r) for r in rows]
+        return [(_job(r), str(r["status"])) for r in rows]
 
     def in_phase(self, phase: Phase) -> list[Job]:
         return [

@@ -47,10 +47,24 @@ class RecentJobs:
         with self._lock:
             if mark != self._writes:  # a write finished while the job was read
                 return
-            self._jobs[job.spec.job_id] = job
-            self._jobs.move_to_end(job.spec.job_id)
-            while len(self._jobs) > self.max_entries:
-                self._jobs.popitem(last=False)
+            self._keep(job)
+
+    def _keep(self, job: Job) -> None:
+        self._jobs[job.spec.job_id] = job
+        self._jobs.move_to_end(job.spec.job_id)
+        while len(self._jobs) > self.max_entries:
+            self._jobs.popitem(last=False)
+
+    def written(self, job: Job, mark: int) -> None:
+        """After a write of ``job`` that committed right after ``mark`` was taken (inside
+        its transaction): ``job`` replaces what was kept of it, unless another write
+        finished since the mark, which may have changed it again (then it is forgotten)."""
+        with self._lock:
+            self._writes += 1
+            if mark + 1 == self._writes:
+                self._keep(job)
+            else:
+                self._jobs.pop(job.spec.job_id, None)
 
     def forget(self, job_id: str | None = None) -> None:
         """After a write (committed or not) of ``job_id``, or of any job when None."""

@@ -35,20 +35,26 @@ class StoredJob:
     """The status column's text, which a conditional write compares."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class JobRow:
     """One job's status in the embedded database, as a :class:`~docjobs.domain.step.Ledger`."""
 
     store: SQLiteJobStore
     job_id: str
     record_end: RecordEnd
+    known: StoredJob | None = None
+    """The row as the supervisor last read or wrote it, which the first read takes instead
+    of a query. If the row changed since, the conditional write finds out and the next try
+    reads it: a stale row costs a try, never a wrong write."""
 
     def read(self) -> Reading[StoredJob, JobStatus] | None:
-        stored = self.store.get_stored(self.job_id)
-        if stored is None:
-            return None
-        job, text = stored
-        return Reading(StoredJob(job, text), job, job.status)
+        record, self.known = self.known, None
+        if record is None:
+            stored = self.store.get_stored(self.job_id)
+            if stored is None:
+                return None
+            record = StoredJob(*stored)
+        return Reading(record, record.job, record.job.status)
 
     def keep(self, reading: Reading[StoredJob, JobStatus], decided: JobStatus) -> JobStatus:
         return decided
@@ -61,7 +67,11 @@ class JobRow:
         ending = Action.NOTIFY in decision.actions
         also = functools.partial(self.record_end, job) if ending else None
         text = self.store.save_status(
-            self.job_id, status, also=also, if_stored=reading.record.status_text
+            self.job_id,
+            status,
+            also=also,
+            if_stored=reading.record.status_text,
+            spec=job.spec,
         )
         if text is None:
             raise Conflict

@@ -32,7 +32,7 @@ from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 from docjobs.storage.templates import save_template_version
 
 from .paged import PagedAttempt
-from .steps import JobRow, LoopEffects
+from .steps import JobRow, LoopEffects, StoredJob
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Supervisor:
         self._progress_due: dict[str, Progress] = {}
         """Progress not yet written, by job: each job's writer writes only the latest."""
         self._progress_writers: dict[str, asyncio.Task[None]] = {}
-        self._steps: set[asyncio.Future[Job | None]] = set()
+        self._steps: set[asyncio.Future[StoredJob | None]] = set()
         """Steps in their threads, waited for on stop: none writes after the database closes."""
         self._background: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -129,27 +129,39 @@ class Supervisor:
 
     async def observe(self, job_id: str, observation: Observation) -> Job | None:
         """The job after one lifecycle step on ``observation``; None if it is gone."""
+        stored = await self._observe(job_id, observation)
+        return None if stored is None else stored.job
+
+    async def _observe(
+        self, job_id: str, observation: Observation, known: StoredJob | None = None
+    ) -> StoredJob | None:
+        """``observe``, the row as stored after the step; ``known``: the row as last seen,
+        read again only if it changed since."""
         loop = asyncio.get_running_loop()
-        step = loop.run_in_executor(None, self._step, loop, job_id, observation)
+        step = loop.run_in_executor(None, self._step, loop, job_id, observation, known)
         self._steps.add(step)
         step.add_done_callback(self._steps.discard)
         # Shielded: a cancelled caller leaves the step to finish, and stop() waits for it.
         return await asyncio.shield(step)
 
     def _step(
-        self, loop: asyncio.AbstractEventLoop, job_id: str, observation: Observation
-    ) -> Job | None:
+        self,
+        loop: asyncio.AbstractEventLoop,
+        job_id: str,
+        observation: Observation,
+        known: StoredJob | None,
+    ) -> StoredJob | None:
         """In a thread: the step, its effects handed to ``loop``."""
         effects = LoopEffects(
             loop, self.store, self._stop_runner, self._finished, self._delete_objects
         )
-        ledger = JobRow(self.store, job_id, self.record_end)
+        ledger = JobRow(self.store, job_id, self.record_end, known)
         seen = take_step(ledger, Given(observation), effects, tries=STEP_TRIES)
         if seen is None:
             return None
         if seen.wrote:
             loop.call_soon_threadsafe(self._changed, job_id)
-        return seen.record.job
+        return seen.record
 
     async def cancel(self, job_id: str) -> Job | None:
         await asyncio.to_thread(self.store.request_cancel, job_id)
@@ -260,20 +272,24 @@ class Supervisor:
             self.store.runnable, now, free + len(self.running), waited
         )
         waiting: list[Job] = []
-        for job in runnable:
+        rows: dict[str, StoredJob] = {}
+        for job, status_text in runnable:
             if job.spec.job_id in self.running:
                 continue
             if job.cancel_requested:
                 await self.observe(job.spec.job_id, lifecycle.CancelRequested(now))
                 continue
             waiting.append(job)
+            rows[job.spec.job_id] = StoredJob(job, status_text)
         running = Counter(self._tenant_of.values())
         cap = self.settings.jobs.max_running_per_tenant
         for job in fairshare.next_jobs(waiting, running, free, cap, waited, self._turns):
             job_id = job.spec.job_id
             self._turn += 1
             self._turns[job.spec.tenant] = self._turn
-            task = asyncio.create_task(self._attempt(job_id), name=f"attempt-{job_id}")
+            task = asyncio.create_task(
+                self._attempt(job_id, rows[job_id]), name=f"attempt-{job_id}"
+            )
             self.running[job_id] = task
             self._tenant_of[job_id] = job.spec.tenant
             task.add_done_callback(functools.partial(self._attempt_done, job_id))
@@ -321,10 +337,12 @@ class Supervisor:
             log.exception("cannot record the broken attempt of %s", job_id)
         self.wake()
 
-    async def _attempt(self, job_id: str) -> None:
-        job = await self.observe(job_id, lifecycle.AttemptStarted(utcnow()))
-        if job is None or job.status.phase is not Phase.PROCESSING:
+    async def _attempt(self, job_id: str, queued: StoredJob) -> None:
+        """One attempt of the job, ``queued`` as the scheduler read it."""
+        started = await self._observe(job_id, lifecycle.AttemptStarted(utcnow()), queued)
+        if started is None or started.job.status.phase is not Phase.PROCESSING:
             return
+        job = started.job
         attempt = job.status.attempts
         part_pages = self.settings.runner.part_pages
         parts = plan_parts(job.spec, part_pages, part_pages) if self.pool.size > 1 else []
@@ -349,7 +367,7 @@ class Supervisor:
         request = WorkerRequest(spec=job.spec, attempt=attempt)
         try:
             ended = await run_attempt(self.pool, worker, request, job.spec.timeout_seconds)
-            await self.observe(job_id, ended)
+            await self._observe(job_id, ended, started)
         finally:
             self._workers.pop(job_id, None)
             self.runner_pids.pop(job_id, None)

@@ -272,6 +272,14 @@ class SQLiteWebhookStore:
             (job_id, event_type, tenant, UNFILLED, webhook_url, occurred_at.timestamp()),
         )
 
+    @staticmethod
+    def any_subscribed(conn: sqlite3.Connection, tenant: str, event_type: str) -> bool:
+        """Whether one of the tenant's endpoints wants ``event_type``, read on ``conn``
+        (inside the transaction that ends a job)."""
+        cursor = conn.execute("SELECT * FROM webhook_endpoints WHERE tenant = ?", (tenant,))
+        cursor.row_factory = sqlite3.Row
+        return any(event_type in _endpoint(row).events for row in cursor)
+
     def unfilled(self) -> builtins.list[str]:
         """Jobs whose end was recorded but whose event was never built: the process died in
         between."""

@@ -2,14 +2,16 @@
 
 The operator does the work; this side creates DocumentJobs, asks for cancellation through
 ``spec.cancel``, and reads everything else from a watch cache, so polling a job costs the
-API server nothing. A DocumentJob the operator deleted after its TTL is simply gone: the job
-reads as unknown (404), there is no tombstone.
+API server nothing. A finished job the operator archived to the object store (and deleted
+from the cluster) is read from its record (:mod:`.archived`) exactly as before; after its
+TTL the job reads as unknown (404), there is no tombstone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from collections import Counter
@@ -44,6 +46,7 @@ from docjobs.kube.resources import job_of, resource_name, to_resource
 from docjobs.storage.base import object_keys
 from docjobs.storage.s3 import S3Store
 
+from .archived import ArchivedJobs, alive
 from .claimed import ClaimedJobs
 from .keys import SecretKeyStore
 from .templates import ResourceTemplateStore
@@ -110,6 +113,9 @@ class KubeBackend:
         self.templates = ResourceTemplateStore(
             self.client, self.namespace, settings.limits.template_bounds()
         )
+        self.archived = ArchivedJobs(
+            objects, self.namespace, lambda name: self.jobs.get(name) is not None
+        )
         self._delivery_notes: dict[str, JSON] = {}
         """DocumentJob name -> its webhook outbox (``status.webhooks``), for the cached jobs
         that have one: the cache lets go of a note with its job (``_forget_delivery_note``)."""
@@ -138,7 +144,8 @@ class KubeBackend:
         return job
 
     def _delivery_note(self, job_id: str) -> JSON | None:
-        return self._delivery_notes.get(resource_name(job_id))
+        note = self._delivery_notes.get(resource_name(job_id))
+        return note if note is not None else self.archived.resource(job_id)
 
     def _forget_delivery_note(self, name: str) -> None:
         self._delivery_notes.pop(name, None)
@@ -195,14 +202,27 @@ class KubeBackend:
             return twin, False  # the common duplicate: no upload, no API call
         # None, or only failed and cancelled twins: the document runs again, under the next
         # name. A lagging cache may not know that name is taken; then the one after it.
-        first = sequence_of(twins[-1].spec.job_id) + 1 if twins else 1
-        for sequence in range(first, first + MAX_SUCCESSOR_TRIES):
+        sequence = sequence_of(twins[-1].spec.job_id) + 1 if twins else 1
+        for _ in range(MAX_SUCCESSOR_TRIES):
             job_id = job_id_of_fingerprint(submission.fingerprint, sequence)
             job, created = await self._create(submission, job_id)
-            if created or reusable(job):
+            if job is not None and (created or reusable(job)):
                 return job, created
+            sequence += 1
+            if self.jobs.get(resource_name(job_id)) is None:
+                # An archived job's name: its successors may be archived too, each found by
+                # one GET (no upload); they take no try, since no cache lag explains them.
+                job, sequence = await self.monitor.call(
+                    OBJECT_STORE,
+                    self.archived.successor,
+                    submission.tenant,
+                    functools.partial(job_id_of_fingerprint, submission.fingerprint),
+                    sequence,
+                )
+                if job is not None:
+                    return job, False
         raise RuntimeError(
-            f"DocumentJob names {first} to {first + MAX_SUCCESSOR_TRIES - 1} of this submission"
+            f"{MAX_SUCCESSOR_TRIES} DocumentJob names of this submission up to {sequence - 1}"
             " are all taken by failed or cancelled jobs the cache does not know yet"
         )
 
@@ -212,8 +232,9 @@ class KubeBackend:
         twins = self.jobs.indexed((tenant, fingerprint))
         return sorted(twins, key=lambda job: sequence_of(job.spec.job_id))
 
-    async def _create(self, submission: Submission, job_id: str) -> tuple[Job, bool]:
-        """The DocumentJob created for ``submission``, or the one that holds its name."""
+    async def _create(self, submission: Submission, job_id: str) -> tuple[Job | None, bool]:
+        """The DocumentJob created for ``submission``, or the one that holds its name (None:
+        an archived job past its TTL)."""
         name = resource_name(job_id)
         if (known := self._tenant_job(submission.tenant, name)) is not None:
             return known, False
@@ -223,7 +244,16 @@ class KubeBackend:
         input_key = f"{input_key}-{secrets.token_hex(4)}"
         # Both are needed: with either known to be down, answer now rather than upload.
         self.monitor.require(KUBERNETES, OBJECT_STORE)
-        await self.monitor.call(OBJECT_STORE, store_input, self.objects, input_key, submission)
+        # A free name may still be an archived job's (its resource deleted): looked up
+        # while the input uploads, so a new submission waits for no extra round trip.
+        archived, _ = await asyncio.gather(
+            self.monitor.call(OBJECT_STORE, self.archived.record, submission.tenant, job_id),
+            self.monitor.call(OBJECT_STORE, store_input, self.objects, input_key, submission),
+        )
+        if archived is not None:
+            await asyncio.to_thread(self._forget_upload, input_key)
+            # Past its TTL (not yet swept) its id is still taken: the next name is tried.
+            return (archived if alive(archived) else None), False
         body = to_resource(
             job_spec(submission, job_id, input_key, self.settings.jobs, self.objects.bucket),
             self.namespace,
@@ -278,11 +308,23 @@ class KubeBackend:
         return job if job is not None and job.spec.tenant == tenant else None
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
-        return self._tenant_job(tenant, resource_name(job_id))
+        """From the cache; a name it does not hold may be an archived job's (one GET, or
+        none for a job read lately)."""
+        if (job := self.jobs.get(resource_name(job_id))) is not None:
+            return job if job.spec.tenant == tenant else None
+        if (job := self.archived.recent(job_id)) is not None:
+            return job if job.spec.tenant == tenant else None
+        return await self.monitor.call(OBJECT_STORE, self.archived.find, tenant, job_id)
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
+        """The cache's jobs (active, recently finished) and the archived ones, merged."""
         jobs, total, more = self.jobs.page(query.tenant, query.after, query.matches, query.limit)
-        return JobPage(jobs, total, more)
+        archived, archived_total, archived_more = await self.monitor.call(
+            OBJECT_STORE, self.archived.page, query
+        )
+        merged = sorted([*jobs, *archived], key=listing_position, reverse=True)
+        more = more or archived_more or len(merged) > query.limit
+        return JobPage(merged[: query.limit], total + archived_total, more)
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         name = resource_name(job_id)
@@ -292,7 +334,7 @@ class KubeBackend:
         with self.jobs.subscribe(name) as changed:
             while True:
                 changed.clear()
-                last = self.jobs.get(name) or last
+                last = self.jobs.get(name) or self.archived.recent(job_id) or last
                 remaining = deadline - loop.time()
                 if (last is not None and last.status.phase.terminal) or remaining <= 0:
                     break
@@ -312,7 +354,7 @@ class KubeBackend:
 
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
         name = resource_name(job_id)
-        job = self._tenant_job(tenant, name)
+        job = await self.get(tenant, job_id)
         if job is None or job.status.phase.terminal:
             return job
         try:
@@ -333,11 +375,16 @@ class KubeBackend:
         prefix, _ = object_keys(job.spec.tenant, job.spec.job_id)
         self.monitor.require(KUBERNETES, OBJECT_STORE)
         await self.monitor.call(OBJECT_STORE, self.objects.delete_prefix, prefix)
+        await self.monitor.call(OBJECT_STORE, self.archived.forget, job)
         name = resource_name(job.spec.job_id)
         await self.offload(
             self.client.delete, documentjobs_path(self.namespace, name), missing_ok=True
         )
         self.jobs.forget(name)
+        if job.status.phase.terminal:
+            # The operator may have been archiving it meanwhile: a record it wrote before
+            # the delete goes now (one written after, it withdraws itself).
+            await self.monitor.call(OBJECT_STORE, self.archived.forget, job)
 
     # --- results ---------------------------------------------------------------------------
 
