@@ -43,11 +43,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.operator import machine, prepare, s3_of, start_operator  # noqa: E402
+from bench.volume import timed_burst  # noqa: E402
 from docjobs.kube.paths import jobs_path  # noqa: E402
 from tests.conftest import BIN, Server, free_port  # noqa: E402
 from tests.rig.fixtures import _read_env, _state_dir, local_cluster, wait_for  # noqa: E402
 
-CLIENT_THREADS = 8
 PLANS = json.dumps({"business": "60000/minute", "free": "10/minute"})
 GRACE_SECONDS = 10
 
@@ -78,52 +78,6 @@ def cpu_seconds(pids: list[int]) -> float:
                 continue
             total += times.user + times.system + times.children_user + times.children_system
     return total
-
-
-def burst(server: Server, key: str, docs: list[str]) -> tuple[float, float]:
-    """Seconds from the first submission until every job is complete, and until every
-    submission was answered (what the API alone allows)."""
-    auth = {"X-API-Key": key}
-    parts = [docs[i::CLIENT_THREADS] for i in range(CLIENT_THREADS)]
-    failures: list[BaseException] = []
-    answered: list[float] = []
-
-    def send(mine: list[str]) -> None:
-        session = requests.Session()
-        try:
-            for doc in mine:
-                answer = session.post(
-                    f"{server.base}/api/v1/convert/markdown-to-pdf?async=true",
-                    headers=auth,
-                    data={"content": doc},
-                    timeout=60,
-                )
-                assert answer.status_code == 202, answer.text
-            answered.append(time.perf_counter())
-        except BaseException as exc:
-            failures.append(exc)
-
-    threads = [threading.Thread(target=send, args=(p,)) for p in parts]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    session = requests.Session()
-    while True:
-        listed = session.get(
-            f"{server.base}/api/v1/jobs",
-            params={"status": "complete", "limit": 1},
-            headers=auth,
-            timeout=30,
-        ).json()
-        if listed["total"] >= len(docs):
-            break
-        if failures:
-            raise failures[0]
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - started
-    for thread in threads:
-        thread.join()
-    return elapsed, max(answered, default=started) - started
 
 
 class SeenJobs:
@@ -158,12 +112,12 @@ def measure(
     name: str, server: Server, pids: list[int], n: int, runner_jobs: Callable[[], set[str]]
 ) -> dict[str, Any]:
     warm = server.key("warm", "business")
-    burst(server, warm, [document(-1 - i) for i in range(4)])  # engines and routes loaded
+    timed_burst(server, warm, [document(-1 - i) for i in range(4)])  # engines and routes loaded
     before_jobs = runner_jobs()
     before = cpu_seconds(pids)
     with SeenJobs(runner_jobs) as seen:
         docs = [document(i) for i in range(n)]
-        seconds, submitted = burst(server, server.key("burst", "business"), docs)
+        seconds, submitted = timed_burst(server, server.key("burst", "business"), docs)
     cpu = cpu_seconds(pids) - before
     return {
         "mode": name,

@@ -215,7 +215,7 @@ class EmbeddedBackend:
         # Read in the end's transaction, which holds the write lock: no endpoint is added or
         # removed between this answer and the end's commit.
         tenant = job.spec.tenant
-        if not job.spec.webhook_url and not self.webhooks.any_subscribed(conn, tenant, event_type):
+        if not job.spec.webhook_url and not self.webhooks.subscribed(tenant, event_type, conn):
             # Nobody to tell: no outbox entry, and no event to build once the end commits.
             self._untold.add(job.spec.job_id)
         else:

@@ -174,15 +174,20 @@ class SQLiteWebhookStore:
             return cursor.rowcount > 0
 
     def subscribed(
-        self, tenant: str, event_type: str
+        self, tenant: str, event_type: str, conn: sqlite3.Connection | None = None
     ) -> builtins.list[tuple[WebhookEndpoint, str]]:
-        """The tenant's endpoints that want ``event_type``, each with its signing secret."""
+        """The tenant's endpoints that want ``event_type``, each with its signing secret;
+        with ``conn``, read in its transaction (the one that ends a job)."""
+        sql = "SELECT * FROM webhook_endpoints WHERE tenant = ? ORDER BY created_at, rowid"
+        if conn is None:
+            rows = self.db.query(sql, (tenant,))
+        else:
+            cursor = conn.execute(sql, (tenant,))
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.fetchall()
         return [
             (endpoint, row["secret"])
-            for row in self.db.query(
-                "SELECT * FROM webhook_endpoints WHERE tenant = ? ORDER BY created_at, rowid",
-                (tenant,),
-            )
+            for row in rows
             if event_type in (endpoint := _endpoint(row)).events
         ]
 
@@ -271,14 +276,6 @@ class SQLiteWebhookStore:
             "INSERT OR IGNORE INTO webhook_outbox VALUES (?, ?, ?, ?, ?, ?)",
             (job_id, event_type, tenant, UNFILLED, webhook_url, occurred_at.timestamp()),
         )
-
-    @staticmethod
-    def any_subscribed(conn: sqlite3.Connection, tenant: str, event_type: str) -> bool:
-        """Whether one of the tenant's endpoints wants ``event_type``, read on ``conn``
-        (inside the transaction that ends a job)."""
-        cursor = conn.execute("SELECT * FROM webhook_endpoints WHERE tenant = ?", (tenant,))
-        cursor.row_factory = sqlite3.Row
-        return any(event_type in _endpoint(row).events for row in cursor)
 
     def unfilled(self) -> builtins.list[str]:
         """Jobs whose end was recorded but whose event was never built: the process died in
