@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .fixtures import _can_build, local_cluster
+from .fixtures import _can_build, build_outside_test_timeout, local_cluster
 
 
 def pids(state_dir: Path) -> dict[str, int]:
@@ -69,6 +69,7 @@ def own_rig(state_dir: Path) -> Iterator[Path]:
     CRDs), stopped at the end; the test is skipped where no rig can run."""
     if why := _can_build():
         pytest.skip(f"local cluster rig unavailable: {why}")
+    build_outside_test_timeout()  # `local-cluster up` would build under the test's alarm
     try:
         heal(state_dir)
         yield state_dir
