@@ -7,9 +7,11 @@ Uses the running rig (``scripts/local-cluster up``; started and stopped here if 
 up). Starts ``docjobs serve`` twice on loopback, each with 2 warm runner workers: embedded
 (SQLite, files in its data directory) and kubernetes mode in a fresh namespace (DocumentJobs
 on the rig's kube-apiserver, files in its MinIO). Times the sync one-page HTML -> PDF and
-one-page Tesseract OCR through each, one warm-up round first, and prints a Markdown table of
-medians, p90s and the kubernetes / embedded ratio. No operator runs: every request must
-be served by the API's own workers (a request that is not would wait out the sync limit).
+one-page Tesseract OCR through each, one warm-up request first; the two servers take turns
+request by request (the first of each pair alternating), so a machine busy with other work
+weighs on both modes alike. Prints a Markdown table of medians, p90s and the kubernetes /
+embedded ratio. No operator runs: every request must be served by the API's own workers (a
+request that is not would wait out the sync limit).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -29,7 +33,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.embedded import p90, timed  # noqa: E402
+from bench.embedded import p90  # noqa: E402
 from docjobs.kube.client import KubeClient  # noqa: E402
 from tests.conftest import Server  # noqa: E402
 from tests.crds import install_crds  # noqa: E402
@@ -41,8 +45,11 @@ PLANS = json.dumps({"business": "6000/minute"})
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
-def measure(server: Server, rounds: int, tag: str) -> tuple[list[float], list[float]]:
-    """Sync HTML -> PDF and sync one-page OCR through ``server``; distinct inputs per round
+Case = Callable[[], None]
+
+
+def cases(server: Server, rounds: int, tag: str) -> tuple[Case, Case]:
+    """Sync HTML -> PDF and sync one-page OCR through ``server``; distinct inputs per request
     (identical ones would be answered from the first job)."""
     auth = {"X-API-Key": server.key("bench", "business")}
     counter = iter(range(10**9))
@@ -64,7 +71,21 @@ def measure(server: Server, rounds: int, tag: str) -> tuple[list[float], list[fl
         )
         assert r.status_code == 200, r.text
 
-    return timed(html, rounds), timed(ocr, rounds)
+    return html, ocr
+
+
+def in_turns(first: Case, second: Case, rounds: int) -> tuple[list[float], list[float]]:
+    """Samples of ``first`` and ``second`` after one warm-up each, taken in turns."""
+    first()
+    second()
+    samples: tuple[list[float], list[float]] = ([], [])
+    for round_ in range(rounds):
+        order = (0, 1) if round_ % 2 == 0 else (1, 0)
+        for which in order:
+            started = time.perf_counter()
+            (first, second)[which]()
+            samples[which].append(time.perf_counter() - started)
+    return samples
 
 
 def main() -> None:
@@ -86,20 +107,22 @@ def main() -> None:
     common = {"DOCJOBS_RUNNER__CONCURRENCY": "2", "DOCJOBS_RATE_LIMITS__PLANS": PLANS}
     try:
         with tempfile.TemporaryDirectory() as scratch:
-            embedded = Server(Path(scratch) / "embedded", env=common).start()
-            try:
-                embedded_html, embedded_ocr = measure(embedded, rounds, "embedded")
-            finally:
-                embedded.stop()
+            embedded = Server(Path(scratch) / "embedded", env=common)
             kube = Server(
                 Path(scratch) / "kube",
                 env={**env, **common, "DOCJOBS_KUBERNETES__SYNC_WORKERS": "2"},
                 args=["--backend", "kubernetes", "--namespace", ns],
-            ).start()
+            )
             try:
-                kube_html, kube_ocr = measure(kube, rounds, "kubernetes")
+                embedded.start()
+                kube.start()
+                embedded_html, embedded_ocr = cases(embedded, rounds, "embedded")
+                kube_html, kube_ocr = cases(kube, rounds, "kubernetes")
+                html = in_turns(embedded_html, kube_html, rounds)
+                ocr = in_turns(embedded_ocr, kube_ocr, rounds)
             finally:
                 kube.stop()
+                embedded.stop()
     finally:
         api.delete(f"/api/v1/namespaces/{ns}")
         if started_rig:
@@ -107,13 +130,13 @@ def main() -> None:
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {rounds} rounds after one warm-up\n"
+        f"Python {platform.python_version()}, {rounds} rounds in turns after one warm-up\n"
     )
     print("| case (sync) | embedded median | kubernetes median | kubernetes p90 | ratio |")
     print("|---|---|---|---|---|")
-    for name, base, kube_samples in (
-        ("HTML -> PDF, 1 page", embedded_html, kube_html),
-        ("Tesseract OCR, 1 page", embedded_ocr, kube_ocr),
+    for name, (base, kube_samples) in (
+        ("HTML -> PDF, 1 page", html),
+        ("Tesseract OCR, 1 page", ocr),
     ):
         e, k = statistics.median(base), statistics.median(kube_samples)
         print(

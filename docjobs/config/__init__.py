@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from docjobs.config.operator import OperatorSettings as OperatorSettings
-from docjobs.domain.models import RetryPolicy
+from docjobs.domain.engines import CPU_ENGINES
+from docjobs.domain.models import Engine, RetryPolicy
 from docjobs.templates.store import TemplateBounds
 from docjobs.webhooks.policy import WebhookSettings
 
@@ -231,6 +232,10 @@ class WorkerPodSettings(BaseModel):
 
     concurrency: int = Field(default=2, ge=1)
     """Workers; 2. Warm runner processes per pod, each running one claimed job at a time."""
+    engines: list[Engine] = Field(default_factory=lambda: list(CPU_ENGINES), min_length=1)
+    """Engines; ``["convert","tesseract","vision","extract"]``. The engines whose jobs this
+    pod claims (JSON list): the shared image's by default; ``["doctr"]`` for pods of the GPU
+    image. The operator's ``claimed_engines`` must include them."""
     port: int = Field(default=8080, ge=0)
     """Port; 8080. ``/healthz``, ``/readyz`` and ``/metrics`` over plain HTTP; 0: none."""
     drain_seconds: float = Field(default=20.0, ge=0)
@@ -301,6 +306,12 @@ class DoctrSettings(BaseModel):
     cpu_threads: int = Field(default=1, ge=0)
     """Threads; 1. PyTorch's CPU threads per runner process: embedded mode already runs one
     worker per CPU, more threads only contend. 0: PyTorch's default (all CPUs)."""
+    batch_documents: int = Field(default=8, ge=1)
+    """Documents; 8. At most this many docTR documents go to one warm worker together, their
+    pages read in shared batches of ``page_batch_size``; 1: each document alone."""
+    batch_linger_ms: float = Field(default=20.0, ge=0)
+    """Milliseconds; 20. How long a docTR document waits for others to share its batch; a
+    lone document starts after this at most (once a worker is free)."""
 
     def weights_directory(self, data_dir: Path) -> Path:
         return self.weights_dir if self.weights_dir is not None else data_dir / "models"

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from docjobs.domain.engines import PLACEMENTS
+from docjobs.domain.engines import CPU_ENGINES, PLACEMENTS
 from docjobs.domain.models import Engine
 
 
@@ -130,12 +130,18 @@ class OperatorSettings(BaseModel):
     unschedulable_seconds: float = 300.0
     """Seconds; 5 min. A runner pod the scheduler cannot place for this long fails the
     attempt with the scheduler's message (a GPU pool scaled to zero may need a few minutes)."""
+    claimed_engines: list[Engine] = Field(default_factory=lambda: list(CPU_ENGINES))
+    """Engines; ``["convert","tesseract","vision","extract"]``. The engines whose jobs some
+    worker pod claims (every pod's ``DOCJOBS_WORKERS__ENGINES`` together): the claim grace
+    applies to their jobs only, and any other job gets a runner Job at once."""
     claim_grace_seconds: float = Field(default=0.0, ge=0)
     """Seconds; 0 (off). How long a runnable DocumentJob that warm worker pods may claim
-    (``docjobs workers``: not docTR, not sharded) is left to them before the operator starts
-    a runner Job for it, counted from its creation or, for a retry, from the end of its
-    backoff. Set it (a few seconds) where worker pods run; workers that are gone then cost a
-    job at most this long."""
+    (``docjobs workers``: of ``claimed_engines``, not sharded) is left to them before the
+    operator starts a runner Job for it, counted from the later of its creation (for a
+    retry, the end of its backoff) and the last time a worker pod took a waiting job of its
+    pool: workers that keep taking jobs keep a backlog of any depth. Set it (a few seconds)
+    where worker pods run; workers that are gone or stuck then cost a job at most this
+    long."""
     pending_grace_seconds: float = 30.0
     """Seconds; 30. A DocumentJob still Pending this long after it was last seen is
     reconciled again, a safety net behind the create handler."""

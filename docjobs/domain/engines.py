@@ -87,6 +87,16 @@ OPERATIONS: Mapping[str, OperationProfile] = {
     "extract": OperationProfile(splittable=False, sync_limit=None),
 }
 
+CPU_ENGINES: tuple[Engine, ...] = (
+    Engine.CONVERT,
+    Engine.TESSERACT,
+    Engine.VISION,
+    Engine.EXTRACT,
+)
+"""The engines of the shared image, which worker pods claim by default: docTR needs the GPU
+image, so only worker pods of that image claim its jobs."""
+
+
 PLACEMENTS: Mapping[Engine, EnginePlacement] = {
     Engine.CONVERT: EnginePlacement(pool="cpu", attempt_seconds=300),
     Engine.TESSERACT: EnginePlacement(pool="cpu", attempt_seconds=1200),

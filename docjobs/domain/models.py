@@ -298,3 +298,35 @@ class WorkerRequest(_Model):
     """Read only these pages and store them as this part, not as the result."""
     merge_parts: int | None = Field(default=None, ge=1)
     """Merge this many stored parts into the result, which finishes the attempt."""
+
+
+def batchable(request: WorkerRequest) -> bool:
+    """Whether ``request`` may share a :class:`WorkerBatch`: a whole docTR document."""
+    return (
+        engine_of(request.spec.operation) is Engine.DOCTR
+        and request.part is None
+        and request.merge_parts is None
+    )
+
+
+class WorkerBatch(_Model):
+    """One line a supervisor writes to a warm runner worker: run these attempts together,
+    their pages read through one docTR predictor in shared batches. The worker answers one
+    :class:`RunOutcome` line per request, in their order.
+
+    Only whole-document docTR attempts share batches: other engines gain nothing from it,
+    and a part or a merge is already one step of a larger attempt."""
+
+    requests: list[WorkerRequest] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _whole_doctr_documents(self) -> WorkerBatch:
+        for request in self.requests:
+            if engine_of(request.spec.operation) is not Engine.DOCTR:
+                raise ValueError(
+                    f"{request.spec.job_id}: only docTR attempts are read in batches,"
+                    f" not {request.spec.operation.kind}"
+                )
+            if request.part is not None or request.merge_parts is not None:
+                raise ValueError(f"{request.spec.job_id}: only whole documents are read in batches")
+        return self

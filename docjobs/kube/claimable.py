@@ -6,20 +6,27 @@ the workers for a short grace before it starts a runner Job itself. Pure functio
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from docjobs.domain.engines import CPU_ENGINES
 from docjobs.domain.models import Engine, Job, Phase, engine_of
 from docjobs.domain.sharding import plan_parts
 from docjobs.kube.status import parse_time
 
 
-def claimable(job: Job, shard_threshold_pages: int, part_pages: int) -> bool:
-    """Whether a worker pod may run ``job``: not docTR (it needs the GPU runner image),
-    not sharded (more selected pages than ``shard_threshold_pages``, read by an Indexed
-    Job's pods at once), and not asked to cancel. Whether it may run *now* is
+def claimable(
+    job: Job,
+    shard_threshold_pages: int,
+    part_pages: int,
+    engines: Collection[Engine] = CPU_ENGINES,
+) -> bool:
+    """Whether a worker pod that claims jobs of ``engines`` may run ``job``: one of those
+    engines, not sharded (more selected pages than ``shard_threshold_pages``, read by an
+    Indexed Job's pods at once), and not asked to cancel. Whether it may run *now* is
     :func:`~docjobs.domain.lifecycle.is_runnable`'s."""
-    if job.cancel_requested or engine_of(job.spec.operation) is Engine.DOCTR:
+    if job.cancel_requested or engine_of(job.spec.operation) not in engines:
         return False
     if shard_threshold_pages < 1:
         return True

@@ -78,14 +78,18 @@ class Controller:
         self.on_terminal = on_terminal
         self.on_seen = on_seen
         """Hears of every watched DocumentJob (the webhook outbox reads it)."""
+        self.queue = QueueDepth(settings, part_pages)
         self.grace = ClaimGrace(
-            settings.claim_grace_seconds, settings.shard_threshold_pages, part_pages
+            settings.claim_grace_seconds,
+            settings.shard_threshold_pages,
+            part_pages,
+            self.queue,
+            tuple(settings.claimed_engines),
         )
         """How long jobs that worker pods may claim are left to them."""
         self.agenda = Agenda(settings, self.grace)
         self.slots = TenantSlots(max_running_per_tenant)
         self.progress = ProgressWatch(settings.progress_seconds)
-        self.queue = QueueDepth(settings, part_pages)
         QUEUE.follow(self.queue)
         self.scheduler = Scheduler(settings, self.agenda, self.tick)
         self.signals = StoredSignals(store)
@@ -175,8 +179,9 @@ class Controller:
             self.queue.forget(ref)
             freed = self.slots.forget(ref)
         else:
-            self.agenda.track(resource, utcnow())
-            self.queue.seen(resource)
+            now = utcnow()
+            self.queue.seen(resource, now)  # first: a take moves the grace the agenda reads
+            self.agenda.track(resource, now)
             tenant = str((resource.get("spec") or {}).get("tenant", ""))
             phase = (resource.get("status") or {}).get("phase")
             running = phase == Phase.PROCESSING.value

@@ -13,6 +13,14 @@ engine's runner pods go to (``settings.engines``), whoever ends up running it. A
 job is *claimable* now when a worker pod may take it
 (:func:`docjobs.kube.claimable.claimable`) and it is due: what the workers' autoscaler
 scales on.
+
+The queue also knows when worker pods last *took* a job of each pool: a job it knew waiting
+without a claim and then saw with the claim annotation (whatever the phase by then: kopf may
+show only the latest of quick changes). A job created already claimed (an API pod's sync
+request) is no take, nor a renewal. The claim grace counts from that moment too
+(:class:`~docjobs.operator.status.ClaimGrace`): workers that keep taking jobs keep a
+backlog of any depth, and only workers that took nothing for the grace let it spill into
+runner Jobs. After a restart the operator knows no take until it sees one.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from datetime import datetime
 from typing import Any
 
 from docjobs.config import OperatorSettings
+from docjobs.domain.clock import utcnow
 from docjobs.domain.models import Phase, engine_of
 from docjobs.kube.claimable import claimable
-from docjobs.kube.claims import claim_of
+from docjobs.kube.claims import CLAIM_ANNOTATION, claim_of
 from docjobs.kube.resources import job_of
 from docjobs.kube.status import parse_time
 
@@ -77,15 +86,25 @@ class QueueDepth:
         self._jobs: dict[Ref, Queued] = {}
         self._labels: set[tuple[str, str]] = set()
         """Every (pool, tenant) seen: reported as 0 once empty, as a labelled gauge is."""
+        self._last_take: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
-    def seen(self, resource: dict[str, Any]) -> None:
-        """Note a watched DocumentJob in its current state."""
+    def seen(self, resource: dict[str, Any], now: datetime | None = None) -> None:
+        """Note a watched DocumentJob in its current state, seen at ``now``."""
         ref = ref_of(resource)
         with self._lock:
             known = self._jobs.get(ref)
         queued = self._queued(resource, known)
+        annotations = resource["metadata"].get("annotations") or {}
         with self._lock:
+            if (
+                known is not None
+                and known.waiting is not None
+                and known.claimable
+                and CLAIM_ANNOTATION in annotations
+            ):
+                at = now or utcnow()
+                self._last_take[known.pool] = max(at, self._last_take.get(known.pool, at))
             if queued is None:
                 self._jobs.pop(ref, None)
                 return
@@ -95,6 +114,18 @@ class QueueDepth:
     def forget(self, ref: Ref) -> None:
         with self._lock:
             self._jobs.pop(ref, None)
+
+    def last_take(self, pool: str) -> datetime | None:
+        """When a worker pod last took a waiting job of ``pool``, as far as this operator
+        saw; None: not since it started."""
+        with self._lock:
+            return self._last_take.get(pool)
+
+    def pool_of(self, resource: dict[str, Any]) -> str:
+        """The pool of a watched DocumentJob (read once per job)."""
+        with self._lock:
+            known = self._jobs.get(ref_of(resource))
+        return known.pool if known is not None else self._kind(resource)[0]
 
     def depth(self, now: datetime) -> Depth:
         with self._lock:
@@ -155,4 +186,4 @@ class QueueDepth:
         profile = self.settings.engines.get(engine_of(job.spec.operation))
         pool = profile.pool if profile is not None else UNKNOWN_POOL
         shards = self.settings.shard_threshold_pages
-        return pool, claimable(job, shards, self.part_pages)
+        return pool, claimable(job, shards, self.part_pages, self.settings.claimed_engines)

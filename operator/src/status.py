@@ -8,13 +8,15 @@ with the API."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
+from docjobs.domain.engines import CPU_ENGINES
 from docjobs.domain.lifecycle import is_runnable
-from docjobs.domain.models import Job, JobStatus, Phase, Progress
+from docjobs.domain.models import Engine, Job, JobStatus, Phase, Progress
 from docjobs.kube.claimable import claimable, waiting_since
 from docjobs.kube.claims import claim_of
 from docjobs.kube.resources import DocumentJobStatus
@@ -48,21 +50,42 @@ def claim_held(resource: dict[str, Any], now: datetime) -> bool:
     return claim is not None and claim.held(now)
 
 
+class Takes(Protocol):
+    """When worker pods last took a waiting job, per pool (the operator's queue)."""
+
+    def last_take(self, pool: str) -> datetime | None: ...
+
+    def pool_of(self, resource: dict[str, Any]) -> str: ...
+
+
 @dataclass(frozen=True)
 class ClaimGrace:
     """How long a runnable job that worker pods may claim is left to them
-    (``claim_grace_seconds``; 0: not at all), and which jobs they may claim."""
+    (``claim_grace_seconds``; 0: not at all), and which jobs they may claim.
+
+    The grace counts from the later of the job's wait and the last take of its pool
+    (``takes``): a backlog drained by busy workers stays theirs however deep it is; workers
+    that took nothing for the grace (gone, stuck, too few) leave it to runner Jobs."""
 
     seconds: float = 0.0
     shard_threshold_pages: int = 0
     part_pages: int = 0
+    takes: Takes | None = None
+    engines: Collection[Engine] = CPU_ENGINES
+    """The engines whose jobs some worker pod claims."""
 
     def ends(self, resource: dict[str, Any], job: Job) -> datetime | None:
         """When the operator stops leaving ``job`` to the workers; None when it never does
         (no grace, or a job no worker may claim)."""
-        if self.seconds <= 0 or not claimable(job, self.shard_threshold_pages, self.part_pages):
+        if self.seconds <= 0 or not claimable(
+            job, self.shard_threshold_pages, self.part_pages, self.engines
+        ):
             return None
-        return waiting_since(resource, job) + timedelta(seconds=self.seconds)
+        since = waiting_since(resource, job)
+        if self.takes is not None:
+            taken = self.takes.last_take(self.takes.pool_of(resource))
+            since = since if taken is None else max(since, taken)
+        return since + timedelta(seconds=self.seconds)
 
 
 class Move(Enum):

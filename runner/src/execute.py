@@ -54,7 +54,7 @@ def execute(
     outcome = _run(
         spec, lambda scratch: within_ceilings(lambda: _whole(spec, store, scratch, progress))
     )
-    _record(spec, attempt, outcome, store)
+    record(spec, attempt, outcome, store)
     return outcome
 
 
@@ -72,7 +72,7 @@ def execute_part(
         lambda scratch: within_ceilings(lambda: _read_part(spec, attempt, part, store, scratch)),
     )
     if record_failure and outcome.exit_code != EXIT_OK:
-        _record(spec, attempt, outcome, store)
+        record(spec, attempt, outcome, store)
     return outcome
 
 
@@ -81,11 +81,11 @@ def merge_parts(spec: JobSpec, attempt: int, parts: int, store: ObjectStore) -> 
     outcome = _run(
         spec, lambda scratch: within_ceilings(lambda: _merge(spec, attempt, parts, store, scratch))
     )
-    _record(spec, attempt, outcome, store)
+    record(spec, attempt, outcome, store)
     return outcome
 
 
-def _record(spec: JobSpec, attempt: int, outcome: RunOutcome, store: ObjectStore) -> None:
+def record(spec: JobSpec, attempt: int, outcome: RunOutcome, store: ObjectStore) -> None:
     # Recorded after the result, so its presence proves the attempt finished.
     store.put_bytes(
         outcome_key(spec.tenant, spec.job_id, attempt),
@@ -101,7 +101,7 @@ def _whole(
     source = scratch / "input"
     store.download(spec.input.key, source)
     output = engines.run(operation, source, spec.input.content_type, progress, workdir=scratch)
-    return _store_result(spec, output, store)
+    return store_result(spec, output, store)
 
 
 def _with_template(spec: JobSpec, store: ObjectStore) -> Operation:
@@ -145,7 +145,7 @@ def _merge(
     if operation.output == "searchable_pdf":  # the only result that embeds the input
         store.download(spec.input.key, source)
     output = ocr_output.finish(operation, pages, source, spec.input.content_type, scratch)
-    return _store_result(spec, output, store)
+    return store_result(spec, output, store)
 
 
 def _stored_parts(
@@ -164,7 +164,7 @@ def _paged(spec: JobSpec) -> PagedOperation:
     return operation
 
 
-def _store_result(spec: JobSpec, output: engines.EngineOutput, store: ObjectStore) -> RunnerSummary:
+def store_result(spec: JobSpec, output: engines.EngineOutput, store: ObjectStore) -> RunnerSummary:
     key = result_key(spec.tenant, spec.job_id, output.extension)
     size = store.put_file(key, output.path, output.content_type)
     return RunnerSummary(
@@ -190,16 +190,22 @@ def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
                 summary = work(Path(scratch))
             finally:
                 tempfile.tempdir = outer
-    except (engines.PermanentError, MemoryError) as exc:
+    except Exception as exc:
+        return failed(spec, exc)
+    return RunOutcome(exit_code=EXIT_OK, summary=summary)
+
+
+def failed(spec: JobSpec, exc: Exception) -> RunOutcome:
+    """How an attempt that raised ``exc`` ended: permanent when the document or its
+    parameters are at fault (or it ran out of memory), else transient."""
+    if isinstance(exc, engines.PermanentError | MemoryError):
         # Out of memory outside an engine's work (storing, merging): the same ceiling.
         failure = exc if isinstance(exc, engines.PermanentError) else memory_exceeded()
         error = JobError(reason=failure.reason, message=failure.message, permanent=True)
         return RunOutcome(exit_code=EXIT_PERMANENT, summary=RunnerSummary(error=error))
-    except Exception as exc:
-        log.exception("attempt of %s failed", spec.job_id)
-        error = JobError(reason=type(exc).__name__, message=str(exc)[:500], permanent=False)
-        return RunOutcome(exit_code=EXIT_TRANSIENT, summary=RunnerSummary(error=error))
-    return RunOutcome(exit_code=EXIT_OK, summary=summary)
+    log.error("attempt of %s failed", spec.job_id, exc_info=exc)
+    error = JobError(reason=type(exc).__name__, message=str(exc)[:500], permanent=False)
+    return RunOutcome(exit_code=EXIT_TRANSIENT, summary=RunnerSummary(error=error))
 
 
 def termination_message(outcome: RunOutcome) -> str:

@@ -65,12 +65,14 @@ class CpuBudget:
         self.running = False
         signal.signal(signal.SIGXCPU, self._on_sigxcpu)
 
-    def start_attempt(self) -> None:
+    def start_attempt(self, attempts: int = 1) -> None:
+        """The ceiling of ``attempts`` attempts, from now: a batch of documents read together
+        may use what they would have used one after the other."""
         self.exceeded = False
         self.running = True
         used = time.process_time()
         _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-        soft = int(used) + 1 + self.seconds
+        soft = int(used) + 1 + self.seconds * attempts
         if hard != resource.RLIM_INFINITY:
             soft = min(soft, hard)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
@@ -100,12 +102,13 @@ def enforce_ceilings() -> CpuBudget:
     return _budget
 
 
-def within_ceilings(work: Callable[[], T]) -> T:
-    """``work()``, one attempt, under the process's ceilings (when enforced): running out
-    of memory or CPU time is a permanent failure that names the ceiling."""
+def within_ceilings(work: Callable[[], T], attempts: int = 1) -> T:
+    """``work()``, one attempt (or ``attempts`` run together), under the process's ceilings
+    (when enforced): running out of memory or CPU time is a permanent failure that names the
+    ceiling."""
     budget = _budget
     if budget is not None:
-        budget.start_attempt()
+        budget.start_attempt(attempts)
     try:
         result = work()
     except MemoryError:

@@ -9,7 +9,8 @@ count) merges the stored parts into the result. The summary goes to the terminat
 path and the exit code says how it ended (0 done, 42 permanent, other transient).
 
 Worker (embedded mode and the sync path): JSON lines in on stdin (:class:`WorkerRequest`),
-one :class:`RunOutcome` line out per request on stdout.
+one :class:`RunOutcome` line out per request on stdout; a :class:`WorkerBatch` line (docTR
+documents read together) is answered with one line per request of the batch, in order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from docjobs.config import get_settings
 from docjobs.domain.models import (
@@ -32,6 +33,7 @@ from docjobs.domain.models import (
     PagePart,
     RunnerSummary,
     RunOutcome,
+    WorkerBatch,
     WorkerRequest,
 )
 from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
@@ -41,6 +43,7 @@ from docjobs.storage.factory import manifest_url, store_from_settings
 from docjobs.storage.presigned import PresignedRequestFailed, PresignedStore
 
 _PR_SET_PDEATHSIG = 1
+_WORK: TypeAdapter[WorkerBatch | WorkerRequest] = TypeAdapter(WorkerBatch | WorkerRequest)
 
 
 def run_once() -> int:
@@ -112,7 +115,15 @@ def serve_worker() -> int:
     for line in sys.stdin:
         if not line.strip():
             continue
-        request = WorkerRequest.model_validate_json(line)
+        work = _WORK.validate_json(line)
+        if isinstance(work, WorkerBatch):
+            # Only a docTR worker gets batches: the others never import what they need.
+            from docjobs.runner.batch import execute_batch
+
+            outcomes = execute_batch(work.requests, store)
+            protocol.write("".join(outcome.model_dump_json() + "\n" for outcome in outcomes))
+            continue
+        request = work
         outcome: RunOutcome
         if request.part is not None:
             outcome = execute_part(

@@ -15,8 +15,9 @@ import yaml
 
 from docjobs.cli import app
 from docjobs.config import OperatorSettings, Settings
-from docjobs.domain.models import InputRef, JobSpec
+from docjobs.domain.models import Engine, InputRef, JobSpec
 from docjobs.operator.builders import build_job
+from docjobs.operator.manifests import runner_doctr
 
 from .conftest import CHART, RELEASE, REPO, VALUES, Manifest, Render, find, run_helm
 
@@ -411,3 +412,119 @@ def test_queue_depth_by_tenant_is_a_value(render: Render, monkeypatch: pytest.Mo
     )
     assert _chart_settings(manifests, monkeypatch).queue_metrics_by_tenant is False
     assert _chart_settings(render(VALUES / "defaults.yaml"), monkeypatch).queue_metrics_by_tenant
+
+
+def _pod_labels(manifests: list[Manifest], deployment: str) -> dict[str, str]:
+    found = find(manifests, "Deployment", f"{RELEASE}-docjobs-{deployment}")
+    labels: dict[str, str] = found["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def test_gpu_workers_claim_docTR_on_the_gpu_pool_with_the_runners_weights(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifests = render(
+        VALUES / "gpu-workers.yaml", "docjobs", "--set", "metrics.serviceMonitor.enabled=true"
+    )
+    gpu = _container_settings(manifests, "gpu-workers", monkeypatch)
+    cpu = _container_settings(manifests, "workers", monkeypatch)
+    operator = _chart_settings(manifests, monkeypatch)
+    assert gpu.workers.engines == [Engine.DOCTR]
+    assert Engine.DOCTR not in cpu.workers.engines
+    assert set(operator.claimed_engines) == {*cpu.workers.engines, *gpu.workers.engines}
+    assert gpu.workers.concurrency == 1
+    # docTR reads what runner pods of docTR jobs read, batched across documents as set.
+    runners = runner_doctr(operator)
+    assert gpu.doctr.detection_arch == runners.detection_arch == "db_mobilenet_v3_large"
+    assert gpu.doctr.batch_documents == 16
+
+    deployment = find(manifests, "Deployment", f"{RELEASE}-docjobs-gpu-workers")
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    doctr_job = _runner_jobs(operator)[1]["spec"]["template"]["spec"]
+    assert container["image"] == doctr_job["containers"][0]["image"]
+    assert container["image"] == "registry.example.com/docjobs/docjobs-gpu:0.1.0-cuda12"
+    assert container["args"][0] == "workers"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"docjobs.io/pool": "gpu"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["terminationGracePeriodSeconds"] > gpu.workers.drain_seconds
+    names = [entry["name"] for entry in container["env"]]
+    assert len(names) == len(set(names))
+    # The workers' ServiceAccount; neither Deployment's selector takes the other's pods.
+    assert pod["serviceAccountName"] == f"{RELEASE}-docjobs-workers"
+    gpu_selector = deployment["spec"]["selector"]["matchLabels"]
+    cpu_selector = find(manifests, "Deployment", f"{RELEASE}-docjobs-workers")["spec"]["selector"][
+        "matchLabels"
+    ]
+    assert not gpu_selector.items() <= _pod_labels(manifests, "workers").items()
+    assert not cpu_selector.items() <= _pod_labels(manifests, "gpu-workers").items()
+    # docTR needs no Claude: no key, and its NetworkPolicy reaches no more than S3 and the
+    # API server.
+    assert "DOCJOBS_LLM__API_KEY" not in names
+    assert "DOCJOBS_LLM__API_KEY" in [e["name"] for e in _cpu_container(manifests)["env"]]
+    policy = find(manifests, "NetworkPolicy", f"{RELEASE}-docjobs-gpu-workers")["spec"]
+    assert policy["podSelector"]["matchLabels"] == gpu_selector
+    cpu_policy = find(manifests, "NetworkPolicy", f"{RELEASE}-docjobs-workers")["spec"]
+    assert len(policy["egress"]) == len(cpu_policy["egress"]) - 1
+    monitor = find(manifests, "ServiceMonitor", f"{RELEASE}-docjobs-gpu-workers")["spec"]
+    service = find(manifests, "Service", f"{RELEASE}-docjobs-gpu-workers-metrics")
+    assert monitor["selector"]["matchLabels"] == service["spec"]["selector"] == gpu_selector
+
+
+def _cpu_container(manifests: list[Manifest]) -> dict[str, Any]:
+    deployment = find(manifests, "Deployment", f"{RELEASE}-docjobs-workers")
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+CPU_ENGINES = ["convert", "tesseract", "vision", "extract"]
+
+
+@pytest.mark.parametrize(
+    ("workers", "gpu_workers", "claimed"),
+    [
+        ("replicas=2", "replicas=0", CPU_ENGINES),
+        ("replicas=0", "replicas=1", ["doctr"]),
+        ("replicas=0", "autoscaled=true", ["doctr"]),  # KEDA may scale it up from zero
+        ("replicas=2", "replicas=1", [*CPU_ENGINES, "doctr"]),
+        ("replicas=0", "replicas=0", []),
+    ],
+    ids=["cpu-only", "gpu-only", "gpu-autoscaled", "both", "none"],
+)
+def test_the_operator_leaves_to_workers_only_the_engines_they_claim(
+    render: Render,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: str,
+    gpu_workers: str,
+    claimed: list[str],
+) -> None:
+    manifests = render(
+        VALUES / "defaults.yaml",
+        "docjobs",
+        "--set",
+        f"workers.{workers}",
+        "--set",
+        f"gpuWorkers.{gpu_workers}",
+    )
+    operator = _chart_settings(manifests, monkeypatch)
+    assert operator.claimed_engines == [Engine(name) for name in claimed]
+    assert operator.claim_grace_seconds == (5 if claimed else 0)
+    deployments = {m["metadata"]["name"] for m in manifests if m["kind"] == "Deployment"}
+    assert (f"{RELEASE}-docjobs-gpu-workers" in deployments) == ("doctr" in claimed)
+    assert (f"{RELEASE}-docjobs-workers" in deployments) == ("convert" in claimed)
+    # Whichever workers run, they get the workers' ServiceAccount and Role, and only then.
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    shared = {
+        ("ServiceAccount", f"{RELEASE}-docjobs-workers"),
+        ("Role", f"{RELEASE}-docjobs-workers"),
+        ("RoleBinding", f"{RELEASE}-docjobs-workers"),
+    }
+    if claimed:
+        assert shared <= kinds
+    else:
+        assert not shared & kinds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -103,9 +104,15 @@ class WorkerPod:
 
 
 def start_worker_pod(
-    cluster: Cluster, namespace: str, log_path: Path, concurrency: int, claim_seconds: float
+    cluster: Cluster,
+    namespace: str,
+    log_path: Path,
+    concurrency: int,
+    claim_seconds: float,
+    engines: list[str] | None = None,
 ) -> WorkerPod:
-    """``docjobs workers --namespace NS`` with its own port, ready."""
+    """``docjobs workers --namespace NS`` with its own port, ready; claiming jobs of
+    ``engines`` (None: its default, every engine of the shared image)."""
     port = free_port()
     env = {
         **os.environ,
@@ -113,6 +120,8 @@ def start_worker_pod(
         "DOCJOBS_WORKERS__CONCURRENCY": str(concurrency),
         "DOCJOBS_KUBERNETES__CLAIM_SECONDS": str(claim_seconds),
     }
+    if engines is not None:
+        env["DOCJOBS_WORKERS__ENGINES"] = json.dumps(engines)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(BIN / "docjobs"), "workers", "--namespace", namespace, "--port", str(port)],

@@ -4,8 +4,9 @@ For every fault: every accepted job ends, none is lost, none is completed twice 
 the outcomes runners stored), each ending is sent to the webhook once, and the jobs API and
 ``kubectl get dj`` agree.
 
-A worker pod (``docjobs workers``, one worker) claims what it can within the operator's short
-grace, and runner Jobs take the rest: both paths run through every fault.
+A worker pod (``docjobs workers``, one worker) claims the conversions, and runner Jobs take
+the OCR and template jobs (and any conversion the worker leaves for the operator's short
+grace): both paths run through every fault.
 
 Faults against the rig (API server, MinIO, node gpu-0) are always undone in a ``finally``:
 ``local-cluster up`` restarts what was killed, on the same ports with the same data, and a
@@ -62,8 +63,12 @@ RETRY_ENV = {
     "DOCJOBS_JOBS__RETRY__INITIAL_BACKOFF_SECONDS": "10",
     "DOCJOBS_JOBS__RETRY__BACKOFF_MULTIPLIER": "2.5",
 }
-WORKER_GRACE = {"DOCJOBS_OPERATOR__CLAIM_GRACE_SECONDS": "2"}
-"""Short enough that one worker cannot take a whole burst: the overflow goes to runner Jobs."""
+WORKER_ENGINES = ["convert"]
+"""What the worker pod claims: the conversions. OCR and template jobs get runner Jobs."""
+WORKER_GRACE = {
+    "DOCJOBS_OPERATOR__CLAIM_GRACE_SECONDS": "2",
+    "DOCJOBS_OPERATOR__CLAIMED_ENGINES": json.dumps(WORKER_ENGINES),
+}
 OUTCOME = re.compile(r"/attempts/\d+\.json$")
 """An attempt's outcome object, not the parts or progress reports beside it."""
 
@@ -136,7 +141,9 @@ def rig(
     )
     assert template.status_code == 201, template.text
     operator = start_operator()
-    workers = start_worker_pod(cluster, namespace, tmp_path / "workers.log", 1, 10)
+    workers = start_worker_pod(
+        cluster, namespace, tmp_path / "workers.log", 1, 10, engines=WORKER_ENGINES
+    )
     rig = Rig(
         cluster,
         namespace,

@@ -20,7 +20,7 @@ from docjobs.backends.kubernetes.probes import serve_probes
 from docjobs.backends.kubernetes.workers import ClaimingWorkers
 from docjobs.config import Settings
 from docjobs.domain.clock import iso, utcnow
-from docjobs.kube.claims import claim_of
+from docjobs.kube.claims import Claim, claim_of
 from docjobs.kube.client import JSON
 from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import job_of
@@ -48,12 +48,16 @@ def workers_on(
     concurrency: int = 1,
     claim_seconds: float = 30,
     cap: int = 0,
+    engines: list[str] | None = None,
 ) -> ClaimingWorkers:
     """A worker pod as ``docjobs workers`` builds one, on ``op``'s API server and store."""
+    pod: dict[str, Any] = {"concurrency": concurrency, "port": 0}
+    if engines is not None:
+        pod["engines"] = engines
     settings = Settings(
         data_dir=tmp_path,
         kubernetes={"namespace": NS, "claim_seconds": claim_seconds},
-        workers={"concurrency": concurrency, "port": 0},
+        workers=pod,
         jobs={"max_running_per_tenant": cap},
         runner={"part_pages": op.part_pages},
     )
@@ -132,6 +136,46 @@ def test_a_retry_is_left_to_the_workers_for_the_grace_after_its_backoff(op: Oper
     assert due == now + timedelta(seconds=10 + GRACE)
 
 
+def test_while_workers_keep_taking_jobs_a_backlog_stays_theirs_past_the_grace(
+    tmp_path: Path,
+) -> None:
+    """The grace counts from the pool's last take: a backlog older than the grace is not
+    spilled into runner Jobs while the workers take jobs; once they take none for the
+    grace, what still waits gets runner Jobs."""
+    op = operated(tmp_path, claim_grace_seconds=1)
+    try:
+        names = [op.submit(data=f"backlog {i}".encode()) for i in range(4)]
+        created_claimed = op.prepare(data=b"a sync request")
+        for name in names:
+            op.start(name)
+        for taken in names[:2]:
+            time.sleep(0.7)  # the backlog outgrows the grace, one take at a time
+            claim = Claim("workers-0/1", utcnow(), 30).annotations()
+            op.kube.merge_patch(documentjobs_path(NS, taken), {"metadata": {"annotations": claim}})
+            op.deliver()
+            for waiting in names[2:]:
+                op.start(waiting)
+        assert op.runner_jobs() == []
+        assert op.controller.queue.last_take("cpu") is not None
+        assert [phase(op, n) for n in names[2:]] == ["Pending", "Pending"]
+
+        # A job created under a claim (an API pod's sync request) is no take.
+        taken_at = op.controller.queue.last_take("cpu")
+        created_claimed["metadata"].setdefault("annotations", {}).update(
+            Claim("api-0/1", utcnow(), 30).annotations()
+        )
+        op.kube.create(documentjobs_path(NS), created_claimed)
+        op.deliver()
+        assert op.controller.queue.last_take("cpu") == taken_at
+
+        time.sleep(1.2)  # no take for the grace: the workers are gone or stuck
+        for waiting in names[2:]:
+            op.start(waiting)
+        assert op.runner_jobs() == sorted(f"{n}-a1" for n in names[2:])
+    finally:
+        op.controller.stop()
+
+
 # --- claiming ------------------------------------------------------------------------------
 
 
@@ -159,6 +203,33 @@ def test_free_workers_take_jobs_in_fair_share_order_within_the_cap(
     candidates = {w.job.spec.job_id for w in workers.waiting()}
     assert not candidates & {job_of(r).spec.job_id for r in never}
     assert job_of(burst[1]).spec.job_id in candidates
+
+
+def test_a_gpu_worker_pod_claims_docTR_jobs_and_the_operator_leaves_them_to_it(
+    tmp_path: Path,
+) -> None:
+    """Worker pods of the GPU image (``DOCJOBS_WORKERS__ENGINES=["doctr"]``) take docTR jobs
+    and only those; an operator told that some pod claims docTR leaves them the grace."""
+    op = operated(tmp_path, claim_grace_seconds=GRACE, claimed_engines=["convert", "doctr"])
+    try:
+        gpu = workers_on(op, tmp_path, engines=["doctr"])
+        cpu = workers_on(op, tmp_path)
+        scans = [op.submit(ADVANCED, page_count=1, data=f"scan {i}".encode()) for i in range(2)]
+        text = op.submit()
+        ocr = op.submit({"kind": "ocr.simple"}, page_count=1)
+        for name in [*scans, text, ocr]:
+            op.start(name)
+            resource = op.resource(name)
+            gpu.jobs.observe(resource)
+            cpu.jobs.observe(resource)
+
+        # Left to the workers: the scans and the text; Tesseract (the operator was told no
+        # pod claims it) runs as a runner Job at once.
+        assert op.runner_jobs() == [f"{ocr}-a1"]
+        assert {w.job.spec.job_id for w in gpu.waiting()} == {op.job_id(n) for n in scans}
+        assert {w.job.spec.job_id for w in cpu.waiting()} == {op.job_id(text)}
+    finally:
+        op.controller.stop()
 
 
 def test_a_burst_is_claimed_and_completed_by_the_workers_without_a_runner_job(

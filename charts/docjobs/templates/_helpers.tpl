@@ -127,8 +127,35 @@ app.kubernetes.io/component: {{ .component }}
       fieldPath: metadata.namespace
 {{- end }}
 
-{{/* "true" when the chart deploys claiming workers: replicas, or an autoscaler that may
-scale them up from zero. */}}
-{{- define "docjobs.workersEnabled" -}}
+{{/* "true" when the chart deploys a worker Deployment: replicas, or an autoscaler that
+may scale it up from zero. cpuWorkers: `workers` (the shared image's engines); gpuWorkers:
+`gpuWorkers` (docTR); workersEnabled: either, for what both share (ServiceAccount, Role). */}}
+{{- define "docjobs.cpuWorkersEnabled" -}}
 {{- if or (gt (int .Values.workers.replicas) 0) .Values.workers.autoscaled }}true{{ end }}
+{{- end }}
+
+{{- define "docjobs.gpuWorkersEnabled" -}}
+{{- if or (gt (int .Values.gpuWorkers.replicas) 0) .Values.gpuWorkers.autoscaled }}true{{ end }}
+{{- end }}
+
+{{- define "docjobs.workersEnabled" -}}
+{{- if or (include "docjobs.cpuWorkersEnabled" .) (include "docjobs.gpuWorkersEnabled" .) }}true{{ end }}
+{{- end }}
+
+{{/* The engines the shared image's worker pods claim (WorkerPodSettings' default). */}}
+{{- define "docjobs.cpuWorkerEngines" -}}
+{{- list "convert" "tesseract" "vision" "extract" | toJson }}
+{{- end }}
+
+{{/* Every engine some worker pod claims, as a JSON list: the operator leaves only their
+jobs to the workers for the claim grace. */}}
+{{- define "docjobs.claimedEngines" -}}
+{{- $engines := list }}
+{{- if include "docjobs.cpuWorkersEnabled" . }}
+{{- $engines = concat $engines (include "docjobs.cpuWorkerEngines" . | fromJsonArray) }}
+{{- end }}
+{{- if include "docjobs.gpuWorkersEnabled" . }}
+{{- $engines = append $engines "doctr" }}
+{{- end }}
+{{- $engines | toJson }}
 {{- end }}

@@ -49,6 +49,7 @@ from docjobs.storage.s3 import S3Store
 from .archived import ArchivedJobs, alive
 from .claimed import ClaimedJobs
 from .keys import SecretKeyStore
+from .opened import OpenedResults
 from .templates import ResourceTemplateStore
 from .webhooks import SecretWebhookStore
 
@@ -130,7 +131,8 @@ class KubeBackend:
             threads=settings.server.dependency_threads,
             stall_seconds=settings.server.stall_seconds,
         )
-        self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor)
+        self.results = OpenedResults(objects, self.monitor)
+        self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor, self.results)
 
     def _parse(self, resource: JSON) -> Job | None:
         """None for a DocumentJob being deleted (erased, or expired): it waits only for the
@@ -174,6 +176,7 @@ class KubeBackend:
 
     async def stop(self) -> None:
         await self.claimed.stop()
+        self.results.close()
         self.monitor.stop()
         await asyncio.to_thread(self.jobs.stop)
         await asyncio.to_thread(self.keys.stop)
@@ -389,6 +392,11 @@ class KubeBackend:
     # --- results ---------------------------------------------------------------------------
 
     async def open_result(self, job: Job) -> Iterator[bytes]:
+        """The result's chunks; a claimed job's, opened while its last status write was on
+        its way (see :mod:`.opened`), without another round trip."""
+        assert job.status.result is not None
+        if (opened := await self.results.take(job.status.result)) is not None:
+            return opened
         return await self.monitor.call(OBJECT_STORE, opened_result, self.objects, job)
 
     async def read_json_result(self, job: Job, limit: int) -> object:

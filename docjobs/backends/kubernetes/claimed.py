@@ -8,7 +8,9 @@ renews the claim while the work runs. If the process dies, the claim lapses and 
 operator takes the job over; the outcome the worker stored wins there too. The job's end
 event is left to the operator, which delivers it from the outbox the terminal status write
 puts in the status (see :mod:`docjobs.kube.outbox`): one deliverer, durable whichever process
-dies. Running a claimed job is :mod:`.held`'s, shared with the worker pods (:mod:`.workers`).
+dies. Running a claimed job is :mod:`.held`'s, shared with the worker pods (:mod:`.workers`);
+the result of an attempt that succeeded is opened for the waiting request while the status
+write that completes the job is on its way (:mod:`.opened`).
 
 A claimed job counts against its tenant's cap (``max_running_per_tenant``) like a runner
 Job: a tenant already running as many jobs as its cap gets no claim, and its sync request
@@ -30,7 +32,8 @@ from docjobs.backends.workers import scratch
 from docjobs.backends.workers.pool import WorkerPool
 from docjobs.config import Settings
 from docjobs.domain.clock import utcnow
-from docjobs.domain.models import Job, Phase
+from docjobs.domain.lifecycle import Observation, RunnerExited
+from docjobs.domain.models import EXIT_OK, Job, Phase
 from docjobs.kube.cache import WatchCache
 from docjobs.kube.claims import Claim
 from docjobs.kube.client import JSON, KubeClient
@@ -38,6 +41,7 @@ from docjobs.kube.resources import resource_name
 from docjobs.storage.factory import store_environment
 
 from .held import HeldJobs
+from .opened import OpenedResults
 
 SCRATCH_FOLDER = "docjobs-attempts"
 """Under the temp directory: the claimed workers' scratch directories, of every process."""
@@ -50,7 +54,10 @@ class ClaimedJobs:
         client: KubeClient,
         jobs: WatchCache[Job],
         monitor: DependencyMonitor,
+        results: OpenedResults | None = None,
     ) -> None:
+        """``results``: where the results of attempts that succeeded are opened ahead of
+        the request waiting for them (see :mod:`.opened`)."""
         kube = settings.kubernetes
         self.settings = settings
         self.jobs = jobs
@@ -62,7 +69,16 @@ class ClaimedJobs:
         self.pool = WorkerPool(
             self.size, settings.runner.max_jobs_per_worker, env, scratch_root=self.scratch_root
         )
-        self.held = HeldJobs(client, kube.namespace, jobs, monitor, self.pool, self.claim)
+        self.results = results
+        self.held = HeldJobs(
+            client,
+            kube.namespace,
+            jobs,
+            monitor,
+            self.pool,
+            self.claim,
+            attempt_ended=self._attempt_ended,
+        )
         self._reserved = 0
         self._unstarted: Counter[str] = Counter()
         """Claims reserved per tenant whose jobs are not yet created and running."""
@@ -124,6 +140,12 @@ class ClaimedJobs:
         waits on the job as any sync request does, and may answer 202 before it ends."""
         self._forget_unstarted(created["spec"]["tenant"])
         self.held.run(created, done=self._ran)
+
+    def _attempt_ended(self, ended: Observation) -> None:
+        if not isinstance(ended, RunnerExited) or ended.exit_code != EXIT_OK:
+            return
+        if ended.summary.result is not None and self.results is not None:
+            self.results.open(ended.summary.result)
 
     def _ran(self) -> None:
         self._reserved -= 1

@@ -10,6 +10,12 @@ someone else. A non-terminal end (a retry) or a failure here releases the claim,
 operator carries on at once; if the process dies, the claim lapses and the operator takes
 the job over, where the outcome the worker stored wins. The end event is left to the
 operator, which delivers it from the outbox the terminal status write puts in the status.
+
+With a :class:`~docjobs.backends.workers.batcher.DocumentBatcher` (worker pods of the GPU
+image), docTR attempts are read in batches with the other held docTR jobs instead, pages
+of several documents in one forward pass; a cancelled job stops waiting for its batch, and
+the batch goes on for its neighbours (what it stores for the cancelled one is ignored:
+the job has ended).
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from docjobs.backends.dependencies import KUBERNETES, DependencyMonitor
+from docjobs.backends.workers.batcher import DocumentBatcher
 from docjobs.backends.workers.pool import Worker, WorkerPool, run_attempt
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.lifecycle import Decision, Observation
-from docjobs.domain.models import Job, JobStatus, Phase, WorkerRequest
+from docjobs.domain.models import Job, JobStatus, Phase, WorkerRequest, batchable
 from docjobs.domain.step import Conflict, Given, Reading, take_step
 from docjobs.kube.cache import WatchCache
 from docjobs.kube.claims import Claim, claim_of, released
@@ -53,6 +60,18 @@ class Held:
     finished: bool = False
     """Set before the claim's holder is cancelled: a cancellation that ``wait_for`` swallows
     (it can, when the awaited event fires at the same moment) still ends it."""
+    abandoned: bool = False
+    """Set while the attempt its worker runs, not the one the status records, is stopped:
+    its worker is killed, or never starts."""
+    batch: asyncio.Future[Observation] | None = None
+    """Its attempt's answer while it is read in a batch (cancelled: it waits no more)."""
+
+    def stop_attempt(self) -> None:
+        """Stops its attempt: the worker killed, or its wait for a batch given up."""
+        if self.worker is not None:
+            self.worker.kill()
+        if self.batch is not None:
+            self.batch.cancel()
 
     @property
     def name(self) -> str:
@@ -125,8 +144,7 @@ class _HeldEffects:
     held: Held
 
     def stop_runner(self, record: JSON, job: Job) -> None:
-        if (worker := self.held.worker) is not None:
-            worker.kill()
+        self.held.stop_attempt()
 
     def notify(self, record: JSON, job: Job) -> None:
         record_finished(job)
@@ -147,16 +165,22 @@ class HeldJobs:
         pool: WorkerPool,
         claim: Callable[[], Claim],
         workers: int = 0,
+        attempt_ended: Callable[[Observation], None] | None = None,
+        batcher: DocumentBatcher | None = None,
     ) -> None:
         """``claim``: a fresh claim of this process, for renewals. ``workers``: how many held
         jobs run at once, the others waiting (started) for a free worker; 0: no bound, the
-        caller holds no more jobs than the pool has workers."""
+        caller holds no more jobs than the pool has workers. ``attempt_ended``: told how an
+        attempt ended, as the status write that records it is sent. ``batcher``: reads the
+        docTR attempts in batches on the pool's workers (outside the ``workers`` bound)."""
         self.client = client
         self.namespace = namespace
         self.jobs = jobs
         self.monitor = monitor
         self.pool = pool
         self.claim = claim
+        self.attempt_ended = attempt_ended
+        self.batcher = batcher
         self._held: dict[str, Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._free: contextlib.AbstractAsyncContextManager[Any] = (
@@ -207,6 +231,8 @@ class HeldJobs:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.close()
+        if self.batcher is not None:  # its batches ended with the workers
+            await self.batcher.close()
         for name in names:
             try:
                 await asyncio.wait_for(self._patch(name, released()), RELEASE_SECONDS)
@@ -215,27 +241,47 @@ class HeldJobs:
 
     async def _run(self, held: Held) -> None:
         holding = asyncio.create_task(self._hold(held), name=f"claim-{held.name}")
+        running: asyncio.Task[Observation | None] | None = None
         try:
-            await self._write(held, lifecycle.AttemptStarted(utcnow()))
+            started = lifecycle.AttemptStarted(utcnow())
+            # The worker starts while the write that records its attempt is on its way, not
+            # after it: the write is a round trip to the API server that the attempt need not
+            # wait for. Should the write decide otherwise, the worker is stopped; what it may
+            # have stored is the outcome of the same attempt of the same job, which wins only
+            # if that attempt is recorded later (by the operator, once the claim lapsed).
+            expected = _started(held.resource, started)
+            if expected is not None:
+                running = asyncio.create_task(self._attempt(held, expected))
+            await self._write(held, started)
             job = job_of(held.resource)
-            if claim_of(held.resource) is None:
+            ours = claim_of(held.resource) is not None
+            if running is not None and not (ours and _same_attempt(job, expected)):
+                await _abandon(held, running)
+                running = None
+            if not ours:
                 return  # no longer ours
             if job.status.phase is not Phase.PROCESSING:
                 # Not started (cancelled, or its backoff not over after all): the operator
                 # carries on at once, rather than after the claim's lapse.
                 await self._patch(held.name, released())
                 return
-            ended = await self._attempt(held, job)
+            if running is None:
+                running = asyncio.create_task(self._attempt(held, job))
+            ended = await running
             if ended is None:
                 return
+            if self.attempt_ended is not None:
+                self.attempt_ended(ended)
             await self._write(held, ended)
             if not job_of(held.resource).status.phase.terminal:
                 await self._patch(held.name, released())  # the operator retries it
         except Exception:  # the operator takes the job over: now, or once the claim lapses
             log.exception("%s: running the claimed job failed; releasing it", held.name)
+            await _abandon(held, running)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._patch(held.name, released()), RELEASE_SECONDS)
         finally:
+            await _abandon(held, running)
             held.finished = True
             holding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -244,16 +290,35 @@ class HeldJobs:
     async def _attempt(self, held: Held, job: Job) -> Observation | None:
         """How the started attempt of ``job`` ended on a warm worker, once one is free;
         None when the job was cancelled while it waited for one."""
+        request = WorkerRequest(spec=job.spec, attempt=job.status.attempts)
+        if self.batcher is not None and batchable(request):
+            return await self._batched(held, request, job.spec.timeout_seconds)
         async with self._free:
             held.worker = await self.pool.acquire()
             try:
-                if self._stopped(held.name):
+                if held.abandoned or self._stopped(held.name):
                     self.pool.release(held.worker)
                     return None
-                request = WorkerRequest(spec=job.spec, attempt=job.status.attempts)
                 return await run_attempt(self.pool, held.worker, request, job.spec.timeout_seconds)
             finally:
                 held.worker = None
+
+    async def _batched(
+        self, held: Held, request: WorkerRequest, timeout: float
+    ) -> Observation | None:
+        """How ``request``'s attempt ended in a batch; None when the job was cancelled or
+        ended by someone else before (the batch goes on without waiting for it)."""
+        assert self.batcher is not None
+        if held.abandoned or self._stopped(held.name):
+            return None
+        answer = asyncio.ensure_future(self.batcher.run(request, timeout))
+        held.batch = answer
+        try:
+            await asyncio.wait({answer})
+        finally:
+            held.batch = None
+            answer.cancel()  # this task was cancelled: the batch goes on without it
+        return None if answer.cancelled() else answer.result()
 
     async def _hold(self, held: Held) -> None:
         """Renews the claim every third of its duration, and stops the worker as soon as
@@ -264,8 +329,8 @@ class HeldJobs:
         with self.jobs.subscribe(held.name) as changed:
             while not held.finished:
                 changed.clear()
-                if self._stopped(held.name) and held.worker is not None:
-                    held.worker.kill()
+                if self._stopped(held.name):
+                    held.stop_attempt()
                 if (remaining := renew_at - loop.time()) <= 0:
                     renew_at = loop.time() + interval
                     await self._renew(held)
@@ -308,3 +373,33 @@ def version_of(resource: JSON) -> int:
     """A resource's ``resourceVersion`` as a number (0 when it is not one)."""
     text = resource["metadata"].get("resourceVersion") or "0"
     return int(text) if text.isdigit() else 0
+
+
+def _started(resource: JSON, started: lifecycle.AttemptStarted) -> Job | None:
+    """The job as ``started`` would start an attempt of it, as ``resource`` stands; None
+    when it would not start one."""
+    job = job_of(resource)
+    decided = lifecycle.decide(job.spec, job.status, started).status
+    if decided.phase is not Phase.PROCESSING or decided.attempts == job.status.attempts:
+        return None
+    return job.model_copy(update={"status": decided})
+
+
+def _same_attempt(job: Job, expected: Job | None) -> bool:
+    """Whether ``job`` runs the attempt ``expected`` was started as."""
+    return (
+        expected is not None
+        and job.status.phase is Phase.PROCESSING
+        and job.status.attempts == expected.status.attempts
+    )
+
+
+async def _abandon(held: Held, running: asyncio.Task[Observation | None] | None) -> None:
+    """Stops the attempt ``running`` runs for ``held`` (if it still runs), and waits for it."""
+    if running is None or running.done():
+        return
+    held.abandoned = True
+    held.stop_attempt()
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await running
+    held.abandoned = False  # over: an attempt started after it may run

@@ -4,9 +4,10 @@ that stay loaded, so a one-page document costs no pod start and no engine import
 Deployment (what the chart's Deployment needs):
 
 - Command: ``docjobs workers`` (``--namespace`` overrides the namespace; ``--port`` the
-  probe port). Image: the shared docjobs image (the API's): CPU engines only, since docTR
-  jobs are never claimed. A writable ``/tmp`` (emptyDir): the warm runner processes keep
-  their scratch under ``$TMPDIR/docjobs-attempts``.
+  probe port). Image: the shared docjobs image (the API's) for the CPU engines; the GPU
+  image for docTR (``DOCJOBS_WORKERS__ENGINES='["doctr"]'``). A writable ``/tmp``
+  (emptyDir): the warm runner processes keep their scratch under
+  ``$TMPDIR/docjobs-attempts``.
 - Port ``DOCJOBS_WORKERS__PORT`` (8080; 0: none), plain HTTP: ``/healthz`` (200 while the
   process starts and claims; 503 once its claim loop died or stalled: liveness),
   ``/readyz`` (200 once the DocumentJob watch cache is in sync; readiness), ``/metrics``
@@ -24,7 +25,8 @@ Deployment (what the chart's Deployment needs):
   ``DOCJOBS_LLM__API_KEY`` (and ``_BASE_URL``) for vision OCR and ``llm`` templates.
   These must equal the operator's: ``DOCJOBS_OPERATOR__SHARD_THRESHOLD_PAGES`` and
   ``DOCJOBS_RUNNER__PART_PAGES`` (which jobs are sharded, so never claimed),
-  ``DOCJOBS_JOBS__MAX_RUNNING_PER_TENANT``, ``DOCJOBS_KUBERNETES__CLAIM_SECONDS``; the
+  ``DOCJOBS_JOBS__MAX_RUNNING_PER_TENANT``, ``DOCJOBS_KUBERNETES__CLAIM_SECONDS``, and the
+  operator's ``DOCJOBS_OPERATOR__CLAIMED_ENGINES`` must hold this pod's engines; the
   runner's ceilings apply per attempt (``DOCJOBS_RUNNER__MEMORY_LIMIT_MB``,
   ``_MAX_JOBS_PER_WORKER``, ``DOCJOBS_CEILINGS__*``). With workers deployed, set the
   operator's ``DOCJOBS_OPERATOR__CLAIM_GRACE_SECONDS`` (e.g. 5): how long it leaves a
@@ -34,16 +36,19 @@ Deployment (what the chart's Deployment needs):
   get, patch. No Secrets, Jobs or pods. Network: the API server, S3 (and Claude).
 
 How it works: a watch cache of the namespace's DocumentJobs keeps the jobs a worker may
-claim: pending or retrying (once their backoff passed), not claimed, not cancelled, not
-docTR (it needs the GPU image) and not sharded. A pod holds up to two jobs per warm worker:
-the one it runs and the next, claimed and started ahead so that a worker that frees up
-waits for no round trip to the API server. Whenever it holds fewer, it picks jobs in
-fair-share order within the tenant cap and claims each with a merge patch of the claim
-annotation on condition of the ``resourceVersion`` it read: a conflict means the operator
-or another worker moved first, and the job is skipped. A claimed job then runs exactly as
-an API pod's sync claim does (:mod:`.held`): status through the step, the claim renewed
-while it runs, released on a non-terminal end. A pod that dies leaves claims that lapse,
-and the operator takes those jobs over; the outcome a worker stored still wins.
+claim: pending or retrying (once their backoff passed), not claimed, not cancelled, of one
+of its engines (``DOCJOBS_WORKERS__ENGINES``) and not sharded. A pod holds up to two jobs
+per warm worker: the one it runs and the next, claimed and started ahead so that a worker
+that frees up waits for no round trip to the API server. A pod that claims docTR holds two
+batches per worker (``DOCJOBS_DOCTR__BATCH_DOCUMENTS`` each): the one its worker reads,
+pages of all its documents through one predictor, and the next, gathering meanwhile.
+Whenever it holds fewer, it picks jobs in fair-share order within the tenant cap and
+claims each with a merge patch of the claim annotation on condition of the
+``resourceVersion`` it read: a conflict means the operator or another worker moved first,
+and the job is skipped. A claimed job then runs exactly as an API pod's sync claim does
+(:mod:`.held`): status through the step, the claim renewed while it runs, released on a
+non-terminal end. A pod that dies leaves claims that lapse, and the operator takes those
+jobs over; the outcome a worker stored still wins.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -67,11 +73,13 @@ from prometheus_client import Gauge
 
 from docjobs.backends.dependencies import KUBERNETES, DependencyMonitor
 from docjobs.backends.workers import scratch
+from docjobs.backends.workers.batcher import DocumentBatcher
 from docjobs.backends.workers.pool import WorkerPool
 from docjobs.config import Settings
 from docjobs.domain.clock import utcnow
+from docjobs.domain.engines import CPU_ENGINES
 from docjobs.domain.fairshare import next_jobs
-from docjobs.domain.models import Job, Phase
+from docjobs.domain.models import Engine, Job, Phase
 from docjobs.kube.cache import WatchCache
 from docjobs.kube.claimable import claimable, waiting_since
 from docjobs.kube.claims import Claim, claim_of
@@ -116,13 +124,20 @@ class Waiting:
     """Its backoff's end, or its lapsed claim's; any time before now: at once."""
 
 
-def waiting_of(resource: JSON, job: Job, threshold: int, part_pages: int) -> Waiting | None:
-    """``job`` as a job a worker may claim (now or once its backoff or claim ends); None
-    when it never may as it stands (running, ended, cancelled, docTR, sharded)."""
+def waiting_of(
+    resource: JSON,
+    job: Job,
+    threshold: int,
+    part_pages: int,
+    engines: Collection[Engine] = CPU_ENGINES,
+) -> Waiting | None:
+    """``job`` as a job a worker of ``engines`` may claim (now or once its backoff or claim
+    ends); None when it never may as it stands (running, ended, cancelled, another engine,
+    sharded)."""
     status = job.status
     if status.phase not in (Phase.PENDING, Phase.RETRYING):
         return None
-    if not claimable(job, threshold, part_pages):
+    if not claimable(job, threshold, part_pages, engines):
         return None
     since = waiting_since(resource, job)
     ready_at = since
@@ -148,6 +163,7 @@ class ClaimingWorkers:
         self.cap = settings.jobs.max_running_per_tenant
         self.threshold = settings.operator.shard_threshold_pages
         self.part_pages = settings.runner.part_pages
+        self.engines = tuple(settings.workers.engines)
         self.holder = f"{socket.gethostname()}/{os.getpid()}"
         self.jobs: WatchCache[Job] = WatchCache(
             client,
@@ -167,8 +183,26 @@ class ClaimingWorkers:
         self.pool = WorkerPool(
             self.size, settings.runner.max_jobs_per_worker, env, scratch_root=self.scratch_root
         )
+        self.batcher: DocumentBatcher | None = None
+        self.slots = self.size * (1 + CLAIMED_AHEAD)
+        """Jobs this pod holds at most: each worker's, and as many claimed ahead."""
+        if Engine.DOCTR in self.engines:
+            # A worker reads a batch of docTR documents at once; the next batch gathers
+            # while it runs.
+            doctr = settings.doctr
+            self.batcher = DocumentBatcher(
+                self.pool, doctr.batch_documents, doctr.batch_linger_ms / 1000
+            )
+            self.slots = self.size * doctr.batch_documents * (1 + CLAIMED_AHEAD)
         self.held = HeldJobs(
-            client, self.namespace, self.jobs, self.monitor, self.pool, self.new_claim, self.size
+            client,
+            self.namespace,
+            self.jobs,
+            self.monitor,
+            self.pool,
+            self.new_claim,
+            self.size,
+            batcher=self.batcher,
         )
         self._lock = threading.Lock()
         self._waiting: dict[str, Waiting] = {}
@@ -195,7 +229,7 @@ class ClaimingWorkers:
             self._dropped(name)
             return None
         job = job_of(resource)
-        waiting = waiting_of(resource, job, self.threshold, self.part_pages)
+        waiting = waiting_of(resource, job, self.threshold, self.part_pages, self.engines)
         claim = claim_of(resource)
         running = job.status.phase is Phase.PROCESSING or (
             claim is not None and claim.held(utcnow())
@@ -234,7 +268,7 @@ class ClaimingWorkers:
     def choose(self, now: datetime) -> list[Waiting]:
         """The waiting jobs the free workers take next: tenants in fair-share order
         (:func:`~docjobs.domain.fairshare.next_jobs`), none past its tenant's cap."""
-        free = self.size * (1 + CLAIMED_AHEAD) - len(self.held)
+        free = self.slots - len(self.held)
         if free <= 0:
             return []
         with self._lock:

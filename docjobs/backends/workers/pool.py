@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from docjobs.domain.clock import utcnow
@@ -23,6 +24,7 @@ from docjobs.domain.models import (
     JobError,
     RunnerSummary,
     RunOutcome,
+    WorkerBatch,
     WorkerRequest,
     engine_of,
 )
@@ -65,6 +67,24 @@ class Worker:
             raise WorkerDied(await self.process.wait())
         self.jobs_done += 1
         return RunOutcome.model_validate_json(line)
+
+    async def run_batch(self, batch: WorkerBatch, outcomes: list[RunOutcome]) -> None:
+        """Runs ``batch``, appending each request's outcome to ``outcomes`` as its line
+        comes: those read before the worker died or hung still count."""
+        assert self.process.stdin and self.process.stdout
+        try:
+            self.process.stdin.write(batch.model_dump_json().encode() + b"\n")
+            await self.process.stdin.drain()
+            for _ in batch.requests:
+                line = await self.process.stdout.readline()
+                if not line:
+                    break
+                outcomes.append(RunOutcome.model_validate_json(line))
+                self.jobs_done += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        if len(outcomes) < len(batch.requests):
+            raise WorkerDied(await self.process.wait())
 
     def kill(self) -> None:
         if self.alive:
@@ -197,6 +217,39 @@ async def run_attempt(
     worker.holds_torch = worker.holds_torch or loads_torch(request)
     pool.release(worker)
     return RunnerExited(outcome.exit_code, outcome.summary, utcnow())
+
+
+async def run_batch(
+    pool: WorkerPool, worker: Worker, requests: Sequence[WorkerRequest], timeout: float
+) -> list[Observation]:
+    """How each of ``requests``' attempts ended, read together on ``worker`` (docTR
+    documents, see :class:`WorkerBatch`), in order; ``timeout`` bounds the whole batch (the
+    largest of its documents' deadlines: each document keeps its own inside the worker).
+
+    A worker that hangs is killed and every document it had not answered for times out; one
+    that dies fails those documents as :func:`run_attempt` fails one."""
+    try:
+        batch = WorkerBatch(requests=list(requests))
+    except ValueError:
+        pool.release(worker)
+        raise
+    outcomes: list[RunOutcome] = []
+    ended: list[Observation] = []
+    try:
+        await asyncio.wait_for(worker.run_batch(batch, outcomes), timeout)
+    except TimeoutError:
+        pool.discard(worker)
+        ended = [AttemptTimedOut(utcnow()) for _ in requests[len(outcomes) :]]
+    except WorkerDied as died:
+        pool.discard(worker)
+        summary = _died(died)
+        code = EXIT_PERMANENT if summary.error and summary.error.permanent else died.returncode
+        ended = [RunnerExited(code or 1, summary, utcnow()) for _ in requests[len(outcomes) :]]
+    else:
+        worker.holds_torch = True
+        pool.release(worker)
+    answered = [RunnerExited(o.exit_code, o.summary, utcnow()) for o in outcomes]
+    return [*answered, *ended]
 
 
 def loads_torch(request: WorkerRequest) -> bool:

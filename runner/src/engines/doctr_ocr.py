@@ -9,7 +9,7 @@ backbones, so nothing reaches for a model hub. Pages go through in batches of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,13 +58,25 @@ def read_pages(
     count = PageCount(progress)
     selected = raster.iter_pages(source, content_type, operation.pages, count.selected)
     for batch in _batches(selected, settings.doctr.page_batch_size):
-        document: Document = predictor([np.asarray(page.image.convert("RGB")) for page in batch])
-        views = [
-            _page_view(page, read, detailed)
-            for page, read in zip(batch, document.pages, strict=True)
-        ]
+        views = _read(predictor, batch, [detailed] * len(batch))
         count.read(len(batch))
         yield from views
+
+
+def read_batch(pages: Sequence[raster.Page], detailed: Sequence[bool]) -> list[dict[str, Any]]:
+    """One forward pass over ``pages``, which may come from several documents: each page's
+    view, ``detailed[i]`` for ``pages[i]``."""
+    return _read(_configured_predictor(), pages, detailed)
+
+
+def _read(
+    predictor: OCRPredictor, pages: Sequence[raster.Page], detailed: Sequence[bool]
+) -> list[dict[str, Any]]:
+    document: Document = predictor([np.asarray(page.image.convert("RGB")) for page in pages])
+    return [
+        _page_view(page, read, details)
+        for page, read, details in zip(pages, document.pages, detailed, strict=True)
+    ]
 
 
 def read_words(image: Image.Image) -> list[ocr_output.Word]:
