@@ -102,3 +102,26 @@ def claude_overloaded() -> bytes:
     return json.dumps(
         {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     ).encode()
+
+
+@contextmanager
+def fetch_listener() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that answers every GET with 404: its base URL, and the paths asked
+    of it (what a document's linked content would fetch)."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()

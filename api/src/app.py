@@ -19,7 +19,7 @@ from .gate import ApiKeyGateMiddleware
 from .metrics import RequestMetricsMiddleware
 from .ratelimit import RateLimiter, RateLimitHeadersMiddleware
 from .reference import ReferencePolicyMiddleware
-from .routes import console, convert, events, health, jobs, ocr, parse, templates, webhooks
+from .routes import console, convert, events, health, jobs, ocr, office, parse, templates, webhooks
 from .routes.capabilities import capability_cache
 from .routes.capabilities import router as capabilities_router
 from .routes.events import OpenStreams
@@ -79,7 +79,7 @@ def create_app(settings: Settings, backend: Backend | None = None) -> FastAPI:
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(RequestMetricsMiddleware)
     app.add_middleware(ReferencePolicyMiddleware)
-    for module in (convert, ocr, jobs, events, parse, templates, webhooks, health):
+    for module in (convert, office, ocr, jobs, events, parse, templates, webhooks, health):
         app.include_router(module.router)
     app.include_router(capabilities_router)
     console.install(app)

@@ -95,6 +95,16 @@ class JobProgress(BaseModel):
     pages_total: int = Field(ge=0)
 
 
+class OcrConfidence(BaseModel):
+    """How well the document read: over its pages that have a confidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean: float = Field(description="0-100: the mean of the pages' confidences.")
+    worst_page: int = Field(description="The page read with the least confidence.")
+    worst_page_confidence: float
+
+
 class JobDetail(JobSummary):
     started_at: Timestamp | None
     attempts: int
@@ -109,6 +119,10 @@ class JobDetail(JobSummary):
     progress: JobProgress | None = Field(
         default=None,
         description="Pages read so far: while a document is read in parts, and once complete.",
+    )
+    confidence: OcrConfidence | None = Field(
+        default=None,
+        description="Only once an OCR job completed with pages that have a confidence.",
     )
 
 
@@ -176,6 +190,11 @@ class OcrPage(BaseModel):
     page: int = Field(description="1-based page number in the document.")
     text: str
     word_count: int
+    confidence: float | None = Field(
+        default=None,
+        description="0-100: the words' confidences weighted by their length; null where no "
+        "word has one (a blank page, the vision tier).",
+    )
     width: int | None = Field(default=None, description="Pixels; `detailed` output only.")
     height: int | None = Field(default=None, description="Pixels; `detailed` output only.")
     words: list[OcrWord] | None = Field(default=None, description="`detailed` output only.")
@@ -190,6 +209,9 @@ class OcrText(BaseModel):
     text: str
     word_count: int
     page_count: int
+    confidence: OcrConfidence | None = Field(
+        default=None, description="Null where no page has a confidence."
+    )
     pages: list[OcrPage]
 
 
@@ -214,6 +236,11 @@ JOB_ID_HEADER = {
     "X-Job-Id": {"description": "The job that made this answer.", "schema": {"type": "string"}}
 }
 PDF_CONTENT = {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+OCR_FORMAT_CONTENT = {
+    media_type: {"schema": {"type": "string"}}
+    for media_type in ("application/xhtml+xml", "application/xml", "text/markdown")
+}
+"""OCR results as hOCR, ALTO and Markdown."""
 
 
 def processing_responses(result: dict[str, Any]) -> Responses:

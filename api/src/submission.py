@@ -16,6 +16,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from pydantic import ValidationError
 
+from docjobs import office_files
 from docjobs.backends.base import Backend, Submission
 from docjobs.config import Settings
 from docjobs.documents import (
@@ -125,7 +126,12 @@ class SubmissionService:
         operation's profile names: bytes of the upload, or pages selected)."""
         selected: list[int] = []
         if isinstance(operation, ConvertToPdf):
-            found = inspect_for_conversion(saved.path, operation.source_format)
+            source_format = operation.source_format
+            if source_format == "office":
+                office = office_files.detect(saved.path, saved.file_name, self.unpack_ceilings())
+                found = Inspection(office.content_type, None)
+            else:
+                found = inspect_for_conversion(saved.path, source_format)
         else:
             found = inspect_for_ocr(
                 saved.path, saved.declared_type, saved.file_name, self.inspection_ceilings()
@@ -145,6 +151,10 @@ class SubmissionService:
             return validate_pages(pages, found.page_count or 0)
         except InvalidPageSelection as exc:
             raise DocumentError(422, exc.code, exc.message) from None
+
+    def unpack_ceilings(self) -> office_files.UnpackCeilings:
+        office = self.settings.office
+        return office_files.UnpackCeilings(office.max_unpacked_mb * 1024 * 1024, office.max_entries)
 
     def inspection_ceilings(self) -> InspectionCeilings:
         ceilings = self.settings.ceilings

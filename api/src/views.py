@@ -20,6 +20,7 @@ from .schemas import (
     JobListEntry,
     JobProgress,
     JobSummary,
+    OcrConfidence,
     ParseJob,
     ParseJobProgress,
     TemplateView,
@@ -117,6 +118,8 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
         detail.error = failure
     if status.progress is not None:
         detail.progress = JobProgress(**status.progress.model_dump())
+    if status.details.get("confidence") is not None:
+        detail.confidence = OcrConfidence(**status.details["confidence"])
     return detail
 
 

@@ -36,7 +36,7 @@ Document = Path | bytes
 """A file to upload: its path, or its bytes."""
 SourceFormat = Literal["text", "html", "markdown", "json"]
 OcrTier = Literal["simple", "advanced", "vision"]
-OcrOutput = Literal["simple", "detailed", "searchable_pdf"]
+OcrOutput = Literal["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]
 JobStatus = Literal["pending", "processing", "complete", "failed", "cancelled"]
 
 RETRIED_STATUSES = frozenset({429, 503})

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docjobs.config.office import OfficeSettings as OfficeSettings
 from docjobs.config.operator import OperatorSettings as OperatorSettings
 from docjobs.domain.engines import CPU_ENGINES
 from docjobs.domain.models import Engine, RetryPolicy
@@ -335,6 +336,7 @@ class Settings(BaseSettings):
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     llm: LlmSettings = LlmSettings()
     doctr: DoctrSettings = DoctrSettings()
+    office: OfficeSettings = OfficeSettings()
     webhooks: WebhookSettings = WebhookSettings()
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
     workers: WorkerPodSettings = WorkerPodSettings()

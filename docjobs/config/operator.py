@@ -84,6 +84,7 @@ def _default_engines() -> dict[Engine, RunnerPodProfile]:
         Engine.DOCTR: profile(Engine.DOCTR, "1", "2Gi", "8Gi"),
         Engine.VISION: profile(Engine.VISION, "100m", "256Mi", "512Mi"),
         Engine.EXTRACT: profile(Engine.EXTRACT, "500m", "512Mi", "2Gi"),
+        Engine.OFFICE: profile(Engine.OFFICE, "500m", "512Mi", "2Gi"),
     }
 
 

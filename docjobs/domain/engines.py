@@ -92,6 +92,7 @@ CPU_ENGINES: tuple[Engine, ...] = (
     Engine.TESSERACT,
     Engine.VISION,
     Engine.EXTRACT,
+    Engine.OFFICE,
 )
 """The engines of the shared image, which worker pods claim by default: docTR needs the GPU
 image, so only worker pods of that image claim its jobs."""
@@ -103,6 +104,8 @@ PLACEMENTS: Mapping[Engine, EnginePlacement] = {
     Engine.DOCTR: EnginePlacement(pool="gpu", attempt_seconds=1800),
     Engine.VISION: EnginePlacement(pool="cpu", attempt_seconds=900),
     Engine.EXTRACT: EnginePlacement(pool="cpu", attempt_seconds=900),
+    # LibreOffice's own wall-clock limit (``office.timeout_seconds``) stops a document first.
+    Engine.OFFICE: EnginePlacement(pool="cpu", attempt_seconds=300),
 }
 
 PagedOperation = OcrSimple | OcrAdvanced

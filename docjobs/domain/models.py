@@ -55,6 +55,7 @@ class Engine(StrEnum):
     DOCTR = "doctr"
     VISION = "vision"
     EXTRACT = "extract"
+    OFFICE = "office"
 
 
 # camelCase on the wire of custom resources (``by_alias=True``); snake_case elsewhere.
@@ -67,18 +68,30 @@ class _Model(BaseModel):
 
 PAGES_PATTERN = r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$"
 
+PdfVariant = Literal["pdf/a-2b", "pdf/a-3b", "pdf/ua-1"]
+"""Standards a converted PDF can be made to conform to: PDF/A-2b and PDF/A-3b (archival:
+fonts embedded, an sRGB output intent, XMP metadata; A-3 also keeps embedded files) and
+PDF/UA-1 (accessible: tagged, with a title and a language)."""
+
 
 class ConvertToPdf(_Model):
-    """Render text, HTML, Markdown or JSON into a PDF."""
+    """Render text, HTML, Markdown or JSON into a PDF, or an Office document (``office``:
+    Word, Excel, PowerPoint, OpenDocument or RTF, told apart by its content)."""
 
     kind: Literal["convert"] = "convert"
-    source_format: Literal["text", "html", "markdown", "json"]
+    source_format: Literal["text", "html", "markdown", "json", "office"]
+    pdf_variant: PdfVariant | None = None
+    """The standard the PDF conforms to; a plain PDF when absent."""
+
+
+OcrOutput = Literal["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]
+"""``simple`` and ``detailed``: JSON; ``searchable_pdf``: the input as a PDF with the
+recognised words as an invisible text layer; ``hocr`` (hOCR 1.2 XHTML), ``alto`` (ALTO v4
+XML) and ``markdown``: the same words in those formats."""
 
 
 class OcrParams(_Model):
-    output: Literal["simple", "detailed", "searchable_pdf"] = "simple"
-    """``searchable_pdf``: the input as a PDF with the recognised words as an invisible text
-    layer, instead of JSON."""
+    output: OcrOutput = "simple"
     language: str = Field(default="eng", pattern=r"^[A-Za-z_]{2,16}(\+[A-Za-z_]{2,16})*$")
     pages: str | None = Field(
         default=None,
@@ -154,6 +167,8 @@ def engine_of(operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Ex
     if isinstance(operation, Extract) and operation.ocr == "advanced":
         # docTR reads the scans: the runner image and pool (GPU) docTR needs.
         return Engine.DOCTR
+    if isinstance(operation, ConvertToPdf) and operation.source_format == "office":
+        return Engine.OFFICE
     return ENGINE_OF[operation.kind]
 
 

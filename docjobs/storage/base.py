@@ -60,7 +60,7 @@ def result_key(tenant: str, job_id: str, extension: str) -> str:
     return f"{tenant}/{job_id}/result{extension}"
 
 
-RESULT_EXTENSIONS = (".pdf", ".json")
+RESULT_EXTENSIONS = (".pdf", ".json", ".hocr", ".xml", ".md")
 """Every extension an engine's result has: a runner may write any of them."""
 
 

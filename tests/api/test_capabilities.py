@@ -163,7 +163,7 @@ async def test_capabilities_report_what_is_missing_and_the_plan_limits(
     assert "docjobs models fetch" in tiers["advanced"]["fix"]
     assert "DOCJOBS_LLM__API_KEY" in tiers["vision"]["fix"]
     assert "eng" in body["languages"]
-    assert body["outputs"] == ["simple", "detailed", "searchable_pdf"]
+    assert body["outputs"] == ["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]
     settings = bare.app.state.settings
     assert body["limits"]["plan"] == "pro"
     assert body["limits"]["rate"] == settings.rate_limits.plans["pro"]

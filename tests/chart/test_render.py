@@ -482,7 +482,7 @@ def _cpu_container(manifests: list[Manifest]) -> dict[str, Any]:
     return container
 
 
-CPU_ENGINES = ["convert", "tesseract", "vision", "extract"]
+CPU_ENGINES = ["convert", "tesseract", "vision", "extract", "office"]
 
 
 @pytest.mark.parametrize(

@@ -37,8 +37,11 @@ def test_a_one_pod_attempt_reads_its_input_and_writes_its_own_objects_only() -> 
     assert sorted(puts) == [
         f"{JOB}/attempts/2.json",
         f"{JOB}/attempts/2/progress.json",
+        f"{JOB}/result.hocr",
         f"{JOB}/result.json",
+        f"{JOB}/result.md",
         f"{JOB}/result.pdf",
+        f"{JOB}/result.xml",
     ]
 
 

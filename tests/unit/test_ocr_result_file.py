@@ -28,14 +28,22 @@ def test_texts_that_need_escaping_survive_the_streamed_result(tmp_path: Path) ->
             "text": "\n\n".join(p["text"] for p in pages),
             "word_count": 12,
             "page_count": 3,
+            "confidence": None,
             "pages": pages,
         },
     }
-    assert (output.page_count, output.details) == (3, {"word_count": 12, "page_count": 3})
+    details = {"word_count": 12, "page_count": 3, "confidence": None}
+    assert (output.page_count, output.details) == (3, details)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"], "spool left behind"
 
 
 def test_a_document_with_no_pages_read_is_still_a_valid_result(tmp_path: Path) -> None:
     output = ocr_output.finish(OcrSimple(), iter([]), tmp_path / "input", "", tmp_path)
     data = json.loads(output.path.read_bytes())["data"]
-    assert data == {"text": "", "word_count": 0, "page_count": 0, "pages": []}
+    assert data == {
+        "text": "",
+        "word_count": 0,
+        "page_count": 0,
+        "confidence": None,
+        "pages": [],
+    }

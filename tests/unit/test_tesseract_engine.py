@@ -68,8 +68,25 @@ def test_png_text_is_recognised(tmp_path: Path) -> None:
     assert recovered(PARAGRAPH, data["text"]) >= 0.95
     assert data["page_count"] == 1 == output.page_count
     assert data["word_count"] == len(data["text"].split())
-    assert data["pages"] == [{"page": 1, "text": data["text"], "word_count": data["word_count"]}]
-    assert output.details == {"word_count": data["word_count"], "page_count": 1}
+    [page] = data["pages"]
+    assert page == {
+        "page": 1,
+        "text": data["text"],
+        "word_count": data["word_count"],
+        "confidence": page["confidence"],
+    }
+    assert page["confidence"] > 80, "clean print reads with high confidence"
+    summary = {
+        "mean": page["confidence"],
+        "worst_page": 1,
+        "worst_page_confidence": page["confidence"],
+    }
+    assert data["confidence"] == summary
+    assert output.details == {
+        "word_count": data["word_count"],
+        "page_count": 1,
+        "confidence": summary,
+    }
 
 
 def test_detailed_output_has_word_boxes(tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ class CapabilitiesView(BaseModel):
     tiers: TiersView
     outputs: list[str] = Field(
         description="The `output` values of the OCR routes.",
-        examples=[["simple", "detailed", "searchable_pdf"]],
+        examples=[["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]],
     )
     languages: list[str] = Field(
         description="Tesseract's installed languages, as its codes.", examples=[["deu", "eng"]]

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from docjobs.domain.models import ConvertToPdf
+from docjobs.domain.models import ConvertToPdf, PdfVariant
 
 from ..deps import AsyncFlag, PrincipalDep
 from ..ratelimit import rate_limited
@@ -20,6 +20,15 @@ router = APIRouter(prefix="/api/v1/convert", tags=["convert"], dependencies=[Dep
 
 _RESPONSES = processing_responses({"description": "The PDF.", "content": PDF_CONTENT})
 
+Variant = Annotated[
+    PdfVariant | None,
+    Form(
+        description="A standard the PDF conforms to: 'pdf/a-2b' or 'pdf/a-3b' (archival: "
+        "fonts embedded, sRGB output intent, XMP metadata; A-3 keeps embedded files), "
+        "'pdf/ua-1' (accessible: tagged, titled, with a language). A plain PDF if absent."
+    ),
+]
+
 
 def _route(source_format: Literal["text", "html", "markdown", "json"]) -> None:
     extension = "md" if source_format == "markdown" else source_format
@@ -31,10 +40,11 @@ def _route(source_format: Literal["text", "html", "markdown", "json"]) -> None:
         idempotency_key: IdempotencyKey = None,
         file: Annotated[UploadFile | None, File(description="The document.")] = None,
         content: Annotated[str | None, Form(description="The document, inline.")] = None,
+        pdf_variant: Variant = None,
         run_async: AsyncFlag = False,
     ) -> Response:
         submission = SubmissionRequest(
-            operation=ConvertToPdf(source_format=source_format),
+            operation=ConvertToPdf(source_format=source_format, pdf_variant=pdf_variant),
             upload=Upload(file, content, default_name=f"document.{extension}"),
             tenant=principal.tenant,
             interactive=not run_async,

@@ -19,6 +19,7 @@ from ..deps import BackendDep, PrincipalDep, SettingsDep
 from ..errors import ApiError
 from ..schemas import (
     JOB_ID_HEADER,
+    OCR_FORMAT_CONTENT,
     PDF_CONTENT,
     JobDetail,
     JobList,
@@ -159,9 +160,10 @@ async def get_job(
     response_class=Response,
     responses={
         200: {
-            "description": "The PDF of a conversion, or the JSON of an OCR or extraction.",
+            "description": "The PDF of a conversion, or the JSON of an OCR or extraction "
+            "(OCR: the PDF, hOCR, ALTO or Markdown its `output` asked for).",
             "model": JobResult,
-            "content": PDF_CONTENT,
+            "content": {**PDF_CONTENT, **OCR_FORMAT_CONTENT},
             "headers": JOB_ID_HEADER,
         },
         **error_responses(404, 409),

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import ValidationError
 
 from docjobs.capabilities import TIER_NAMES, TierName
-from docjobs.domain.models import OcrAdvanced, OcrSimple, OcrVision
+from docjobs.domain.models import OcrAdvanced, OcrOutput, OcrSimple, OcrVision
 
 from ..deps import AsyncFlag, PrincipalDep
 from ..ratelimit import rate_limited
-from ..schemas import PDF_CONTENT, OcrResult, processing_responses
+from ..schemas import OCR_FORMAT_CONTENT, PDF_CONTENT, OcrResult, processing_responses
 from ..submission import (
     IdempotencyKey,
     SubmissionRequest,
@@ -42,11 +42,12 @@ router = APIRouter(
 )
 
 Output = Annotated[
-    Literal["simple", "detailed", "searchable_pdf"],
+    OcrOutput,
     Form(
-        description="'simple': text; 'detailed': words with boxes and confidence per page, "
-        "also by block and line; 'searchable_pdf': the document as a PDF with an invisible "
-        "text layer."
+        description="'simple': text and each page's confidence (0-100); 'detailed': also "
+        "words with boxes and confidence per page, by block and line; 'searchable_pdf': the "
+        "document as a PDF with an invisible text layer; 'hocr': hOCR 1.2 (XHTML); 'alto': "
+        "ALTO v4 XML; 'markdown': headings, paragraphs and lists in reading order."
     ),
 ]
 Language = Annotated[
@@ -61,9 +62,10 @@ Pages = Annotated[str | None, Form(description="1-based pages such as '1-3,5'; a
 
 _RESPONSES = processing_responses(
     {
-        "description": "The text (JSON), or with `output=searchable_pdf` the PDF.",
+        "description": "The text (JSON), or with `output=searchable_pdf` the PDF, with "
+        "`hocr`, `alto` or `markdown` the document in that format.",
         "model": OcrResult,
-        "content": PDF_CONTENT,
+        "content": {**PDF_CONTENT, **OCR_FORMAT_CONTENT},
     }
 )
 

@@ -144,7 +144,7 @@ may scale it up from zero. cpuWorkers: `workers` (the shared image's engines); g
 
 {{/* The engines the shared image's worker pods claim (WorkerPodSettings' default). */}}
 {{- define "docjobs.cpuWorkerEngines" -}}
-{{- list "convert" "tesseract" "vision" "extract" | toJson }}
+{{- list "convert" "tesseract" "vision" "extract" "office" | toJson }}
 {{- end }}
 
 {{/* Every engine some worker pod claims, as a JSON list: the operator leaves only their

@@ -73,6 +73,10 @@ def run(
 
     Engines that read page by page (OCR) tell ``progress`` how far they are. The result is
     written in ``workdir``."""
+    if isinstance(operation, ConvertToPdf) and operation.source_format == "office":
+        from docjobs.runner.engines import office
+
+        return office.to_pdf(source, workdir)
     if isinstance(operation, ConvertToPdf):
         from docjobs.runner.engines import convert
 

@@ -28,6 +28,10 @@ from docjobs.runner.engines import EngineOutput, PermanentError, render_ceilings
 from docjobs.runner.engines.render_ceilings import RenderRefused, ResourceCeilings
 
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9.+-]*):")
+_TITLE_CHARS = 120
+_ARCHIVAL = frozenset({"pdf/a-2b", "pdf/a-3b"})
+# PDF/A forbids image interpolation, which WeasyPrint asks viewers for unless told otherwise.
+_ARCHIVAL_CSS = "* { image-rendering: crisp-edges !important; }"
 
 _PAGE_CSS = """
 @page { size: A4; margin: 2cm; }
@@ -105,9 +109,13 @@ def to_pdf(operation: ConvertToPdf, source: Path, workdir: Path) -> EngineOutput
             refusal = render_ceilings.svg_refusal(svg, ceilings.ceilings.max_svg_elements)
             if refusal is not None:
                 raise refusal
-        document = html.render()
+        variant = operation.pdf_variant
+        stylesheets = [weasyprint.CSS(string=_ARCHIVAL_CSS)] if variant in _ARCHIVAL else []
+        document = html.render(pdf_variant=variant, stylesheets=stylesheets)
+        if variant == "pdf/ua-1":
+            _name_for_assistive_technology(document.metadata, html.etree_element.find("body"))
         if ceilings.refusal is None:
-            document.write_pdf(target)
+            document.write_pdf(target, pdf_variant=variant)
     except RenderRefused as refused:
         raise refused.error from None
     except RecursionError:
@@ -125,6 +133,18 @@ def to_pdf(operation: ConvertToPdf, source: Path, workdir: Path) -> EngineOutput
         page_count=page_count,
         details={"page_count": page_count},
     )
+
+
+def _name_for_assistive_technology(metadata: Any, page: Any) -> None:
+    """Gives a PDF/UA document the title and language a screen reader announces where the
+    document does not name them (``<title>``, ``<html lang>``; PDF/UA requires both): the
+    first line of its text as the title, and English, as the request names no language."""
+    if not metadata.title:
+        text = "".join(page.itertext()) if page is not None else ""
+        first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        metadata.title = first_line[:_TITLE_CHARS] or "Document"
+    if not metadata.lang:
+        metadata.lang = "en"
 
 
 def _to_html(source_format: str, text: str) -> str:

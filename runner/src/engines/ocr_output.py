@@ -1,9 +1,16 @@
 """The result of every OCR tier, whichever engine read the pages.
 
-``simple``: ``data.text``, ``data.word_count`` and each page's text. ``detailed`` adds per
-page its size in pixels, its ``words`` (text, confidence 0-100, box in pixels of that size)
-and the same words grouped as ``blocks`` -> ``lines`` -> ``words``. ``searchable_pdf``: the
-input as a PDF with the detailed words as an invisible text layer.
+``simple``: ``data.text``, ``data.word_count``, ``data.confidence`` (the summary below)
+and each page's text and ``confidence``. ``detailed`` adds per page its size in pixels, its
+``words`` (text, confidence 0-100, box in pixels of that size) and the same words grouped as
+``blocks`` -> ``lines`` -> ``words``. ``searchable_pdf``: the input as a PDF with the
+detailed words as an invisible text layer; ``hocr``, ``alto`` and ``markdown``: the detailed
+pages in those formats (:mod:`.ocr_formats`, :mod:`.ocr_markdown`).
+
+A page's confidence (0-100) is the mean of its words' confidences weighted by their length
+in characters, so that a misread long word weighs more than a misread "a"; ``None`` where no
+word has one (a blank page; vision models, which give none). The result's summary is the
+plain mean over the pages that have one, and the worst of them.
 
 Pages are spooled to the working directory as they are read, and the result file is written
 from there: memory holds one page at a time, whatever the document's length.
@@ -13,7 +20,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -47,7 +54,12 @@ def page_view(
 ) -> dict[str, Any]:
     """One page of the result: lines joined by newlines, blocks by a blank line."""
     text = "\n\n".join("\n".join(" ".join(w.text for w in line) for line in b) for b in blocks)
-    page: dict[str, Any] = {"page": number, "text": text, "word_count": len(text.split())}
+    page: dict[str, Any] = {
+        "page": number,
+        "text": text,
+        "word_count": len(text.split()),
+        "confidence": page_confidence(w for block in blocks for line in block for w in line),
+    }
     if detailed:
         page["width"], page["height"] = size
         page["words"] = [word.view() for block in blocks for line in block for word in line]
@@ -66,6 +78,45 @@ def page_view(
             for block in blocks
         ]
     return page
+
+
+def page_confidence(words: Iterable[Word]) -> float | None:
+    """The words' confidences, weighted by their length; ``None`` if none has one."""
+    weighted = 0.0
+    characters = 0
+    for word in words:
+        if word.confidence is not None:
+            weighted += word.confidence * len(word.text)
+            characters += len(word.text)
+    return round(weighted / characters, 2) if characters else None
+
+
+class ConfidenceSummary:
+    """The mean of the pages' confidences and the worst page, as pages are added."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.pages = 0
+        self.worst: tuple[float, int] | None = None
+        """(confidence, page number) of the least confident page so far."""
+
+    def add(self, number: int, confidence: float | None) -> None:
+        if confidence is None:
+            return
+        self.total += confidence
+        self.pages += 1
+        if self.worst is None or confidence < self.worst[0]:
+            self.worst = (confidence, number)
+
+    def view(self) -> dict[str, Any] | None:
+        if self.worst is None:
+            return None
+        worst, page = self.worst
+        return {
+            "mean": round(self.total / self.pages, 2),
+            "worst_page": page,
+            "worst_page_confidence": worst,
+        }
 
 
 def _enclosing(words: Sequence[Word]) -> dict[str, int]:
@@ -90,6 +141,7 @@ class PageSpool:
         """Where each page number's line starts in the pages file (searchable PDF)."""
         self.page_count = 0
         self.word_count = 0
+        self.confidence = ConfidenceSummary()
 
     def __enter__(self) -> PageSpool:
         return self
@@ -109,6 +161,8 @@ class PageSpool:
         self._pages.write(json.dumps(page, ensure_ascii=False).encode() + b"\n")
         self.page_count += 1
         self.word_count += int(page["word_count"])
+        # Parts stored by an older runner have no confidence.
+        self.confidence.add(int(page["page"]), page.get("confidence"))
 
     def add_all(self, pages: Iterable[dict[str, Any]]) -> None:
         for page in pages:
@@ -136,6 +190,14 @@ class PageSpool:
         for index, line in enumerate(self._lines()):
             out.write(b", " + line if index else line)
 
+    def pages(self) -> Iterator[dict[str, Any]]:
+        """The pages in the order they were added, read back one at a time."""
+        self._pages.flush()
+        self._pages.seek(0)
+        for line in self._lines():
+            page: dict[str, Any] = json.loads(line)
+            yield page
+
     def _lines(self) -> Iterator[bytes]:
         while line := self._pages.readline():
             yield line.rstrip(b"\n")
@@ -159,7 +221,12 @@ def finish_spooled(
     operation: OcrParams, spool: PageSpool, source: Path, content_type: str, workdir: Path
 ) -> EngineOutput:
     """The job's result from the pages in ``spool``, written in ``workdir``."""
-    details = {"word_count": spool.word_count, "page_count": spool.page_count}
+    confidence = spool.confidence.view()
+    details = {
+        "word_count": spool.word_count,
+        "page_count": spool.page_count,
+        "confidence": confidence,
+    }
     if operation.output == "searchable_pdf":
         from docjobs.runner.engines import searchable_pdf
 
@@ -172,20 +239,51 @@ def finish_spooled(
             page_count=spool.page_count,
             details=details,
         )
+    if operation.output in ("hocr", "alto", "markdown"):
+        return _formatted(operation, spool, workdir, details)
     target = workdir / "result.json"
     with target.open("wb") as out:
         # The body json.dumps would give, written in pieces: {"success", "data": {"text",
-        # "word_count", "page_count", "pages"}}.
+        # "word_count", "page_count", "confidence", "pages"}}.
         out.write(b'{"success": true, "data": {"text": "')
         spool.write_text(out)
         counts = f'", "word_count": {spool.word_count}, "page_count": {spool.page_count}'
-        out.write(counts.encode() + b', "pages": [')
+        summary = f', "confidence": {json.dumps(confidence)}'
+        out.write(counts.encode() + summary.encode() + b', "pages": [')
         spool.write_pages(out)
         out.write(b"]}}")
     return EngineOutput(
         path=target,
         content_type="application/json",
         extension=".json",
+        page_count=spool.page_count,
+        details=details,
+    )
+
+
+def _formatted(
+    operation: OcrParams, spool: PageSpool, workdir: Path, details: dict[str, Any]
+) -> EngineOutput:
+    from docjobs.runner.engines import ocr_formats, ocr_markdown
+
+    writers: dict[str, tuple[str, str, Callable[[ocr_formats.Pages, IO[bytes]], None]]] = {
+        "hocr": (".hocr", ocr_formats.HOCR_CONTENT_TYPE, ocr_formats.write_hocr),
+        "alto": (".xml", ocr_formats.ALTO_CONTENT_TYPE, ocr_formats.write_alto),
+        "markdown": (".md", ocr_markdown.CONTENT_TYPE, ocr_markdown.write_markdown),
+    }
+    extension, content_type, write = writers[operation.output]
+    pages = ocr_formats.Pages(
+        views=spool.pages(),
+        count=spool.page_count,
+        engine=ocr_formats.ENGINE_NAMES.get(str(getattr(operation, "kind", "")), "OCR"),
+    )
+    target = workdir / f"result{extension}"
+    with target.open("wb") as out:
+        write(pages, out)
+    return EngineOutput(
+        path=target,
+        content_type=content_type,
+        extension=extension,
         page_count=spool.page_count,
         details=details,
     )

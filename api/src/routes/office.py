@@ -1,0 +1,48 @@
+"""``POST /api/v1/convert/office-to-pdf``: Word, Excel, PowerPoint, OpenDocument and RTF
+documents to PDF through LibreOffice."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.responses import Response
+
+from docjobs.domain.models import ConvertToPdf
+from docjobs.office_files import ACCEPTED
+
+from ..deps import AsyncFlag, PrincipalDep
+from ..ratelimit import rate_limited
+from ..schemas import PDF_CONTENT, processing_responses
+from ..submission import IdempotencyKey, SubmissionRequest, Submissions
+from ..submit import answer
+from ..uploads import Upload
+
+router = APIRouter(prefix="/api/v1/convert", tags=["convert"], dependencies=[Depends(rate_limited)])
+
+
+@router.post(
+    "/office-to-pdf",
+    responses=processing_responses({"description": "The PDF.", "content": PDF_CONTENT}),
+    summary="Convert an Office document to PDF",
+    response_class=Response,
+)
+async def office_to_pdf(
+    request: Request,
+    principal: PrincipalDep,
+    submissions: Submissions,
+    file: Annotated[UploadFile | None, File(description=f"The document: {ACCEPTED}.")] = None,
+    idempotency_key: IdempotencyKey = None,
+    run_async: AsyncFlag = False,
+) -> Response:
+    """The document's type is read from its content (an OLE2, zip or RTF header and the
+    main part it names), never from its name alone; macros never run and nothing it links
+    to is fetched."""
+    submission = SubmissionRequest(
+        operation=ConvertToPdf(source_format="office"),
+        upload=Upload(file, None, default_name="document"),
+        tenant=principal.tenant,
+        interactive=not run_async,
+        idempotency_key=idempotency_key,
+    )
+    return await answer(request, submissions, submission)

@@ -1,0 +1,30 @@
+"""The ``office`` section: how Office documents are converted to PDF by LibreOffice."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class OfficeSettings(BaseModel):
+    """LibreOffice's bounds for one document (``DOCJOBS_OFFICE__*``); the page ceiling is
+    ``ceilings.max_convert_pages``, as for every conversion."""
+
+    soffice: str = "soffice"
+    """LibreOffice's command, looked up on ``PATH`` unless a path is given."""
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    """Seconds; 120. Wall-clock limit of one conversion, start-up included: past it,
+    LibreOffice's whole process group is killed and the job fails with ``OfficeTimeout``."""
+    max_unpacked_mb: int = Field(default=512, ge=1)
+    """MiB; 512. Most a zip-based document (docx, xlsx, pptx, odt, ods, odp) may unpack
+    to, counted in its zip directory when it is uploaded and again by inflating it before
+    conversion: a zip bomb is refused (``document_too_complex``)."""
+    max_entries: int = Field(default=10_000, ge=1)
+    """Entries; 10,000. Most files a zip-based document may hold."""
+    max_output_mb: int = Field(default=256, ge=1)
+    """MiB; 256. Largest file LibreOffice may write (its file-size limit); a larger PDF
+    fails the job (``OutputTooLarge``)."""
+    isolate_network: bool = True
+    """Run LibreOffice in a network namespace of its own (no interface but a down
+    loopback) where the kernel lets the runner make one (``unshare``); where it does not
+    (most container runtimes' default seccomp profile), remote content is still refused
+    by LibreOffice's own settings in the worker's profile."""
