@@ -7,7 +7,7 @@ PORT ?= 8000
 # EXTRAS=doctr` adds advanced OCR; the tests and linters install everything.
 EXTRAS ?=
 
-.PHONY: setup serve test lint unit rig
+.PHONY: setup serve test lint unit rig verapdf
 
 setup:
 	@VENV=$(VENV) EXTRAS=$(EXTRAS) scripts/setup
@@ -26,8 +26,13 @@ rig:
 	@if command -v go >/dev/null; then tests/rig/build.sh >/dev/null; \
 	else echo "no Go toolchain: the rig cannot be built, its tests will be skipped"; fi
 
+# veraPDF, which the tests run on PDF/A and PDF/UA conversions: a jar from Maven Central,
+# fetched before pytest starts (a first fetch brings Maven's plugins too).
+verapdf: setup
+	@scripts/verapdf --install >/dev/null
+
 # The fault suite runs beside the rest, on a rig of its own (scripts/test says why).
-test: lint rig
+test: lint rig verapdf
 	VENV=$(VENV) scripts/test $(PYTEST_ARGS)
 
 unit: setup
