@@ -13,6 +13,7 @@ from pypdf._utils import logger_warning
 
 from docjobs import documents
 from docjobs.bounded import Bounds, CeilingReached, run_bounded
+from docjobs.config import get_settings
 from docjobs.documents import DocumentError, InspectionCeilings
 from docjobs.pdf_pages import WARNINGS_PER_SECOND, limit_pypdf_warnings
 from docjobs.runner.engines import PermanentError, extract_rules
@@ -75,12 +76,21 @@ def test_the_compile_check_stops_at_the_memory_ceiling() -> None:
     ]
 
 
-def test_the_runner_fails_a_pattern_past_the_ceiling_for_good() -> None:
+def test_the_runner_fails_a_pattern_past_the_ceiling_for_good(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # As a template applied with kubectl could hold it: never validated by the API.
     field = TemplateField.model_construct(name="x", type="string", regex=BOMB, items=[])
     spec = TemplateSpec.model_construct(name="t", fields=[field])
-    with pytest.raises(PermanentError) as caught:
-        extract_rules.check_patterns(spec)
+    # Time enough that a busy machine still meets the memory ceiling first.
+    monkeypatch.setenv("DOCJOBS_CEILINGS__PATTERN_SECONDS", "30")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(PermanentError) as caught:
+            extract_rules.check_patterns(spec)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
     assert caught.value.reason == "PatternTooComplex"
     assert "DOCJOBS_CEILINGS__PATTERN_MEMORY_MB" in str(caught.value)
 
