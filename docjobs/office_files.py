@@ -124,6 +124,21 @@ def detect(path: Path, file_name: str | None, ceilings: UnpackCeilings) -> Offic
     return office_format
 
 
+def check_variant(office_format: OfficeFormat, pdf_variant: str | None) -> None:
+    """422 for a standard LibreOffice's export of this kind of document does not meet: its
+    PDF/UA export tags the content of text documents only, and leaves a spreadsheet's cells
+    or a presentation's shapes untagged, which PDF/UA-1 forbids."""
+    if pdf_variant == "pdf/ua-1" and office_format.family != "text":
+        text_kinds = ", ".join(f.extension for f in FORMATS.values() if f.family == "text")
+        raise DocumentError(
+            422,
+            "unsupported_pdf_variant",
+            f"pdf_variant 'pdf/ua-1' is available for text documents ({text_kinds}) only:"
+            f" LibreOffice's PDF/UA export leaves a {office_format.family}'s content untagged,"
+            " which PDF/UA-1 forbids. Ask for 'pdf/a-2b', 'pdf/a-3b' or no pdf_variant.",
+        )
+
+
 def check_unpacked(path: Path, ceilings: UnpackCeilings) -> None:
     """Inflate every entry of a zip-based document, counting, and stop past the ceiling;
     a CRC error (an entry longer than its directory says) refuses the document too."""

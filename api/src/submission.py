@@ -129,6 +129,7 @@ class SubmissionService:
             source_format = operation.source_format
             if source_format == "office":
                 office = office_files.detect(saved.path, saved.file_name, self.unpack_ceilings())
+                office_files.check_variant(office, operation.pdf_variant)
                 found = Inspection(office.content_type, None)
             else:
                 found = inspect_for_conversion(saved.path, source_format)

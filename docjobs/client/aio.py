@@ -19,6 +19,7 @@ from .core import (
     JobStatus,
     OcrOutput,
     OcrTier,
+    PdfVariant,
     Requests,
     SourceFormat,
     refuse_finished,
@@ -61,9 +62,15 @@ class AsyncClient:
         return call.read(response)
 
     async def convert(
-        self, document: Document, source_format: SourceFormat = "html", file_name: str | None = None
+        self,
+        document: Document,
+        source_format: SourceFormat = "html",
+        file_name: str | None = None,
+        pdf_variant: PdfVariant | None = None,
     ) -> JobAccepted:
-        return await self.send(self.requests.convert(document, source_format, file_name))
+        """``document`` to PDF; ``pdf_variant`` asks for PDF/A-2b, PDF/A-3b or PDF/UA-1."""
+        call = self.requests.convert(document, source_format, file_name, pdf_variant)
+        return await self.send(call)
 
     async def ocr(
         self,

@@ -34,7 +34,11 @@ M = TypeVar("M", bound=BaseModel)
 
 Document = Path | bytes
 """A file to upload: its path, or its bytes."""
-SourceFormat = Literal["text", "html", "markdown", "json"]
+SourceFormat = Literal["text", "html", "markdown", "json", "office"]
+"""``office``: a Word, Excel, PowerPoint, OpenDocument or RTF file, told by its content."""
+PdfVariant = Literal["pdf/a-2b", "pdf/a-3b", "pdf/ua-1"]
+"""A standard the converted PDF conforms to (``pdf/ua-1``: of Office files, text documents
+only)."""
 OcrTier = Literal["simple", "advanced", "vision"]
 OcrOutput = Literal["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]
 JobStatus = Literal["pending", "processing", "complete", "failed", "cancelled"]
@@ -150,14 +154,22 @@ class Requests:
     # --- processing --------------------------------------------------------------------------
 
     def convert(
-        self, document: Document, source_format: SourceFormat, file_name: str | None
+        self,
+        document: Document,
+        source_format: SourceFormat,
+        file_name: str | None,
+        pdf_variant: PdfVariant | None = None,
     ) -> Call[JobAccepted]:
         path = f"/api/v1/convert/{source_format}-to-pdf"
-        default_name = (
-            None if isinstance(document, Path) else f"document.{_extension(source_format)}"
-        )
+        default_name = None if isinstance(document, Path) else _default_name(source_format)
         upload = _upload(document, file_name or default_name)
-        request = self.request("POST", path, params={"async": "true"}, files={"file": upload})
+        request = self.request(
+            "POST",
+            path,
+            params={"async": "true"},
+            data=_form(pdf_variant=pdf_variant),
+            files={"file": upload},
+        )
         return Call(request, _model(JobAccepted))
 
     def ocr(
@@ -263,8 +275,10 @@ class Requests:
         return Call(self.request("DELETE", f"/v1/webhooks/{endpoint_id}"), _nothing)
 
 
-def _extension(source_format: SourceFormat) -> str:
-    return "md" if source_format == "markdown" else source_format
+def _default_name(source_format: SourceFormat) -> str:
+    if source_format == "office":
+        return "document"  # its kind is read from its content; a name claims none
+    return f"document.{'md' if source_format == 'markdown' else source_format}"
 
 
 @dataclass

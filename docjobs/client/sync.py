@@ -18,6 +18,7 @@ from .core import (
     JobStatus,
     OcrOutput,
     OcrTier,
+    PdfVariant,
     Requests,
     SourceFormat,
     refuse_finished,
@@ -60,9 +61,15 @@ class Client:
         return call.read(response)
 
     def convert(
-        self, document: Document, source_format: SourceFormat = "html", file_name: str | None = None
+        self,
+        document: Document,
+        source_format: SourceFormat = "html",
+        file_name: str | None = None,
+        pdf_variant: PdfVariant | None = None,
     ) -> JobAccepted:
-        return self.send(self.requests.convert(document, source_format, file_name))
+        """``document`` to PDF; ``pdf_variant`` asks for PDF/A-2b, PDF/A-3b or PDF/UA-1."""
+        call = self.requests.convert(document, source_format, file_name, pdf_variant)
+        return self.send(call)
 
     def ocr(
         self,

@@ -81,7 +81,8 @@ class ConvertToPdf(_Model):
     kind: Literal["convert"] = "convert"
     source_format: Literal["text", "html", "markdown", "json", "office"]
     pdf_variant: PdfVariant | None = None
-    """The standard the PDF conforms to; a plain PDF when absent."""
+    """The standard the PDF conforms to; a plain PDF when absent. Of Office documents, only
+    text documents (doc, docx, odt, rtf) take pdf/ua-1."""
 
 
 OcrOutput = Literal["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]

@@ -78,7 +78,7 @@ def test_simple_output_has_the_text_of_every_page(doctr_server: Server, key: str
     assert [page["page"] for page in data["pages"]] == [1, 2]
     assert data["word_count"] == sum(page["word_count"] for page in data["pages"])
     assert data["word_count"] == len(data["text"].split())
-    assert all(set(page) == {"page", "text", "word_count"} for page in data["pages"])
+    assert all(set(page) == {"page", "text", "word_count", "confidence"} for page in data["pages"])
 
 
 def test_detailed_output_boxes_lie_within_their_page(doctr_server: Server, key: str) -> None:

@@ -156,7 +156,7 @@ async def test_a_corrupt_or_late_document_ends_alone_and_its_neighbours_complete
     assert isinstance(late_end, RunnerExited) and late_end.exit_code == EXIT_TRANSIENT
     assert late_end.summary.error is not None
     assert late_end.summary.error.reason == "DeadlineExceeded"
-    assert rig.result(first_end)["pages"][0].keys() == {"page", "text", "word_count"}
+    assert rig.result(first_end)["pages"][0].keys() == {"page", "text", "word_count", "confidence"}
     assert rig.result(last_end)["pages"][0]["width"] > 0
     for request in (corrupt, late):
         stored = b"".join(rig.store.iter_chunks(outcome_key("acme", request.spec.job_id, 1)))

@@ -1,7 +1,8 @@
 """Office documents to PDF through real LibreOffice, in the in-process app on a real
 embedded backend: Word, Excel, PowerPoint and OpenDocument files made here convert with
 their words; a macro never runs, a linked image is never fetched, a zip bomb and a file
-that is not what its name says are refused in words, and the next document converts."""
+that is not what its name says are refused in words, and the next document converts. A
+``pdf_variant`` gives PDFs that pass veraPDF for the standard asked for."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import io
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from pypdf import PdfReader
 
@@ -16,6 +18,7 @@ from docjobs.api.app import create_app
 from tests import office_docs
 from tests.api.conftest import InProcessApi, app_settings, running
 from tests.receivers import fetch_listener
+from tests.verapdf import Verdict, install_outside_test_timeout, validate
 
 ROUTE = "/api/v1/convert/office-to-pdf"
 UNPACK_CEILING_MB = 8
@@ -159,3 +162,62 @@ async def test_a_file_that_is_not_what_its_name_says_is_refused(api: InProcessAp
         assert error["code"] == "unsupported_media_type", name
         assert "accepts doc, docx" in error["message"], name
     await assert_converts(api, key)
+
+
+async def convert_as(api: InProcessApi, key: str, name: str, data: bytes, variant: str):  # type: ignore[no-untyped-def]
+    return await api.post(
+        key,
+        ROUTE,
+        files={"file": (name, data, "application/octet-stream")},
+        data={"pdf_variant": variant},
+    )
+
+
+@pytest.mark.anyio
+async def test_office_pdf_variants_pass_the_validator(api: InProcessApi, tmp_path: Path) -> None:
+    install_outside_test_timeout()
+    key = api.key("office-variants")
+    asked = {
+        "a2b.pdf": (
+            "memo.docx",
+            office_docs.docx("Archived memo", "The numbat ledger"),
+            "pdf/a-2b",
+        ),
+        "a3b.pdf": ("sheet.xlsx", office_docs.xlsx([["Item", "Qty"], ["bilby", 7]]), "pdf/a-3b"),
+        # No title in the document's properties: the first line of its text becomes it.
+        "ua1.pdf": (
+            "notes.docx",
+            office_docs.docx("Accessible notes", "Quoll sightings"),
+            "pdf/ua-1",
+        ),
+    }
+    for name, (file_name, data, variant) in asked.items():
+        answer = await convert_as(api, key, file_name, data, variant)
+        assert answer.status_code == 200, answer.text
+        (tmp_path / name).write_bytes(answer.content)
+
+    verdicts = await anyio.to_thread.run_sync(lambda: validate(*tmp_path.glob("*.pdf")))
+
+    by_name = {path.name: verdict for path, verdict in verdicts.items()}
+    assert by_name["a2b.pdf"] == Verdict(True, "2b")
+    assert by_name["a3b.pdf"] == Verdict(True, "3b")
+    assert by_name["ua1.pdf"] == Verdict(True, "ua1")
+    assert "numbat ledger" in text_of((tmp_path / "a2b.pdf").read_bytes())
+    ua = PdfReader(tmp_path / "ua1.pdf")
+    assert ua.metadata is not None and ua.metadata.title == "Accessible notes"
+
+
+@pytest.mark.anyio
+async def test_pdf_ua_is_refused_for_a_spreadsheet_or_presentation(api: InProcessApi) -> None:
+    key = api.key("office-ua-refused")
+    documents = {
+        "sheet.xlsx": office_docs.xlsx([["Item"], ["wombat"]]),
+        "deck.pptx": office_docs.pptx("Deck", "echidna"),
+    }
+    for name, data in documents.items():
+        answer = await convert_as(api, key, name, data, "pdf/ua-1")
+        assert answer.status_code == 422, (name, answer.text)
+        error = answer.json()["error"]
+        assert error["code"] == "unsupported_pdf_variant", name
+        assert "text documents (doc, docx, odt, rtf) only" in error["message"], name
+        assert "untagged" in error["message"], name

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from docjobs.client import AsyncClient, Client
 from docjobs.client import errors as client_errors
+from tests import office_docs
 from tests.docs import INVOICE, INVOICE_TEMPLATE, invoice_pdf, pdf_with_pages
 
 PLANS = {"business": "6000/minute", "burst": "2/second"}
@@ -116,3 +120,31 @@ def test_async_client_waits_on_the_event_stream(srv) -> None:
 
     job_id = asyncio.run(scenario())
     assert f"GET /api/v1/jobs/{job_id}/events" in srv.log_path.read_text()
+
+
+def pdfa_part(pdf: bytes) -> str | None:
+    """The PDF/A part the file's XMP metadata claims (``pdfaid:part``), if any."""
+    xmp = PdfReader(io.BytesIO(pdf)).xmp_metadata
+    packet = xmp.stream.get_data().decode() if xmp is not None else ""
+    claimed = re.search(r'pdfaid:part(?:>|=")(\d)', packet)
+    return claimed.group(1) if claimed else None
+
+
+def test_conversions_take_a_pdf_variant(srv) -> None:
+    with Client(srv.base, srv.key("variants")) as docjobs:
+        memo = office_docs.docx("Client memo", "The kea ledger")
+        office = docjobs.convert(memo, "office", pdf_variant="pdf/a-3b")
+        plain = docjobs.convert(memo, "office")
+        for accepted in (office, plain):
+            assert docjobs.jobs.wait(accepted.job_id, timeout=60).status == "complete"
+        assert pdfa_part(docjobs.jobs.result(office.job_id)) == "3"
+        assert pdfa_part(docjobs.jobs.result(plain.job_id)) is None
+        assert docjobs.jobs.get(office.job_id).file_name == "document"
+
+    async def scenario() -> bytes:
+        async with AsyncClient(srv.base, srv.key("variants-async")) as docjobs:
+            accepted = await docjobs.convert(b"<h1>Minutes</h1>", "html", pdf_variant="pdf/a-2b")
+            assert (await docjobs.jobs.wait(accepted.job_id, timeout=60)).status == "complete"
+            return await docjobs.jobs.result(accepted.job_id)
+
+    assert pdfa_part(asyncio.run(scenario())) == "2"

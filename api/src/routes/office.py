@@ -17,6 +17,7 @@ from ..schemas import PDF_CONTENT, processing_responses
 from ..submission import IdempotencyKey, SubmissionRequest, Submissions
 from ..submit import answer
 from ..uploads import Upload
+from .convert import Variant
 
 router = APIRouter(prefix="/api/v1/convert", tags=["convert"], dependencies=[Depends(rate_limited)])
 
@@ -33,13 +34,15 @@ async def office_to_pdf(
     submissions: Submissions,
     file: Annotated[UploadFile | None, File(description=f"The document: {ACCEPTED}.")] = None,
     idempotency_key: IdempotencyKey = None,
+    pdf_variant: Variant = None,
     run_async: AsyncFlag = False,
 ) -> Response:
     """The document's type is read from its content (an OLE2, zip or RTF header and the
     main part it names), never from its name alone; macros never run and nothing it links
-    to is fetched."""
+    to is fetched. ``pdf_variant`` ``pdf/ua-1`` is for text documents only (doc, docx, odt,
+    rtf): LibreOffice leaves a spreadsheet's or a presentation's content untagged."""
     submission = SubmissionRequest(
-        operation=ConvertToPdf(source_format="office"),
+        operation=ConvertToPdf(source_format="office", pdf_variant=pdf_variant),
         upload=Upload(file, None, default_name="document"),
         tenant=principal.tenant,
         interactive=not run_async,

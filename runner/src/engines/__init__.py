@@ -76,7 +76,7 @@ def run(
     if isinstance(operation, ConvertToPdf) and operation.source_format == "office":
         from docjobs.runner.engines import office
 
-        return office.to_pdf(source, workdir)
+        return office.to_pdf(source, workdir, pdf_variant=operation.pdf_variant)
     if isinstance(operation, ConvertToPdf):
         from docjobs.runner.engines import convert
 

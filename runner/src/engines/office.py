@@ -13,11 +13,18 @@ network namespace of its own, so nothing outside reaches it whatever a document 
 worker's process group, so that the pool's kill of a worker (a cancel, a deadline) takes it
 along; a CPU-time limit bounds a spinning LibreOffice whatever happens to its worker, and a
 file-size limit the PDF it writes.
+
+A ``pdf_variant`` is LibreOffice's own PDF/A or PDF/UA export (the PDF export filter of the
+document's family, with JSON filter options). PDF/UA is for text documents only, the only
+ones LibreOffice tags; it needs a title, which LibreOffice takes from the document's
+properties: an untitled document gets the first line of its text, as the other conversions
+do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -26,13 +33,23 @@ import subprocess
 import tempfile
 from functools import cache
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import psutil
-from pypdf import PdfReader
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import BooleanObject, DictionaryObject, NameObject
 
 from docjobs.config import Settings, get_settings
 from docjobs.documents import DocumentError
-from docjobs.office_files import ZIP_MAGIC, UnpackCeilings, check_unpacked, detect
+from docjobs.domain.models import PdfVariant
+from docjobs.office_files import (
+    ZIP_MAGIC,
+    OfficeFormat,
+    UnpackCeilings,
+    check_unpacked,
+    check_variant,
+    detect,
+)
 from docjobs.runner.engines import EngineOutput, PermanentError
 
 log = logging.getLogger(__name__)
@@ -49,16 +66,34 @@ _PROFILE_SETTINGS = {
 }
 _OUTPUT_TAIL = 2000
 """Characters of LibreOffice's output the log keeps when it fails."""
+_EXPORT_FILTERS = {
+    "text": "writer_pdf_Export",
+    "spreadsheet": "calc_pdf_Export",
+    "presentation": "impress_pdf_Export",
+}
+_VARIANT_OPTIONS: dict[PdfVariant, dict[str, dict[str, str]]] = {
+    "pdf/a-2b": {"SelectPdfVersion": {"type": "long", "value": "2"}},
+    "pdf/a-3b": {"SelectPdfVersion": {"type": "long", "value": "3"}},
+    "pdf/ua-1": {"PDFUACompliance": {"type": "boolean", "value": "true"}},
+}
+_TITLE_CHARS = 120
 
 
-def to_pdf(source: Path, workdir: Path, settings: Settings | None = None) -> EngineOutput:
-    """``source`` as a PDF in ``workdir``; its type is read from its content again, since a
-    job need not have come through the API."""
+def to_pdf(
+    source: Path,
+    workdir: Path,
+    settings: Settings | None = None,
+    *,
+    pdf_variant: PdfVariant | None = None,
+) -> EngineOutput:
+    """``source`` as a PDF in ``workdir``, conforming to ``pdf_variant`` when given; its type
+    is read from its content again, since a job need not have come through the API."""
     settings = settings or get_settings()
     office = settings.office
     ceilings = UnpackCeilings(office.max_unpacked_mb * 1024 * 1024, office.max_entries)
     try:
         found = detect(source, None, ceilings)
+        check_variant(found, pdf_variant)
         with source.open("rb") as stream:
             if stream.read(len(ZIP_MAGIC)) == ZIP_MAGIC:
                 check_unpacked(source, ceilings)
@@ -68,12 +103,14 @@ def to_pdf(source: Path, workdir: Path, settings: Settings | None = None) -> Eng
     shutil.copyfile(source, document)
     outdir = workdir / "pdf"
     outdir.mkdir()
-    _convert(document, outdir, settings)
+    _convert(document, outdir, settings, _target_format(found, pdf_variant))
     target = outdir / "document.pdf"
     if not target.exists():
         raise PermanentError(
             "UnreadableDocument", f"LibreOffice could not open the .{found.extension} document."
         )
+    if pdf_variant == "pdf/ua-1":
+        _ensure_title(target)
     page_count = _page_count(target, settings.ceilings.max_convert_pages)
     return EngineOutput(
         path=target,
@@ -90,7 +127,44 @@ def profile_dir() -> Path:
     return Path(os.environ.get("TMPDIR") or tempfile.gettempdir()) / f"docjobs-office-{os.getpid()}"
 
 
-def _convert(document: Path, outdir: Path, settings: Settings) -> None:
+def _target_format(found: OfficeFormat, variant: PdfVariant | None) -> str:
+    """``--convert-to``'s argument: ``pdf``, or the family's PDF export filter with the
+    variant's options."""
+    if variant is None:
+        return "pdf"
+    options = json.dumps(_VARIANT_OPTIONS[variant], separators=(",", ":"))
+    return f"pdf:{_EXPORT_FILTERS[found.family]}:{options}"
+
+
+def _ensure_title(pdf: Path) -> None:
+    """Titles an untitled PDF/UA file (``dc:title``, the info dictionary, shown as the
+    window's title) with the first line of its text; one with a title is left untouched."""
+    reader = PdfReader(pdf)
+    if reader.metadata is not None and reader.metadata.title:
+        return
+    text = reader.pages[0].extract_text() if reader.pages else ""
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    title = first_line[:_TITLE_CHARS] or "Document"
+    writer = PdfWriter(clone_from=reader)
+    writer.add_metadata({"/Title": title})
+    preferences = writer.root_object.get("/ViewerPreferences")
+    if not isinstance(preferences, DictionaryObject):
+        preferences = DictionaryObject()
+        writer.root_object[NameObject("/ViewerPreferences")] = preferences
+    preferences[NameObject("/DisplayDocTitle")] = BooleanObject(True)
+    xmp = reader.xmp_metadata
+    if xmp is not None:
+        packet = xmp.stream.get_data().decode("utf-8")
+        described = (
+            '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            f'<dc:title><rdf:Alt><rdf:li xml:lang="x-default">{escape(title)}</rdf:li>'
+            "</rdf:Alt></dc:title></rdf:Description>\n"
+        )
+        writer.xmp_metadata = packet.replace("</rdf:RDF>", described + "</rdf:RDF>", 1).encode()
+    writer.write(pdf)
+
+
+def _convert(document: Path, outdir: Path, settings: Settings, target_format: str) -> None:
     office = settings.office
     soffice = shutil.which(office.soffice)
     if soffice is None:
@@ -112,7 +186,7 @@ def _convert(document: Path, outdir: Path, settings: Settings) -> None:
         "--nologo",
         f"-env:UserInstallation={profile.as_uri()}",
         "--convert-to",
-        "pdf",
+        target_format,
         "--outdir",
         str(outdir),
         str(document),
