@@ -12,7 +12,7 @@ EXTRAS ?=
 setup:
 	@VENV=$(VENV) EXTRAS=$(EXTRAS) scripts/setup
 
-lint test unit: EXTRAS = dev,doctr
+lint test unit verapdf: EXTRAS = dev,doctr
 
 serve: setup
 	$(VENV)/bin/docjobs serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
