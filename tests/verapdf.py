@@ -5,12 +5,13 @@ names that standard, so a file claiming the wrong one fails its test too."""
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.timeouts import run_outside_test_timeout
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "verapdf"
 INSTALL_TIMEOUT = 600
@@ -30,20 +31,9 @@ def install_outside_test_timeout() -> None:
     so its (signal-method) alarm is paused for it and re-armed with what was left."""
     if shutil.which("java") is None:
         pytest.fail("veraPDF needs Java (and Maven to fetch it): run scripts/setup", pytrace=False)
-    remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
-    try:
-        done = subprocess.run(
-            [str(SCRIPT), "--install"],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=INSTALL_TIMEOUT,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"scripts/verapdf --install failed:\n{done.stdout[-5000:]}", pytrace=False)
-    finally:
-        if remaining:
-            signal.setitimer(signal.ITIMER_REAL, remaining)
+    run_outside_test_timeout(
+        [str(SCRIPT), "--install"], INSTALL_TIMEOUT, "scripts/verapdf --install"
+    )
 
 
 def validate(*pdfs: Path) -> dict[Path, Verdict]:

@@ -260,7 +260,10 @@ def test_console_shows_jobs_sent_elsewhere_their_failures_and_pages(
     """Jobs submitted with an HTTP client, not in this tab: the list shows their file, pages
     and failure reason from the API alone, a page at a time."""
     srv = make_server(
-        DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_CEILINGS__MAX_CONVERT_PAGES="2"
+        DOCJOBS_RUNNER__CONCURRENCY="2",
+        DOCJOBS_CEILINGS__MAX_CONVERT_PAGES="2",
+        # The scan is inspected in a child process: slow to start on a busy machine.
+        DOCJOBS_CEILINGS__INSPECT_SECONDS="60",
     ).start()
     key = srv.key("elsewhere")
     headers = {"X-API-Key": key}

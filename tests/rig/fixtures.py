@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 import pytest
 
 from docjobs.kube.client import KubeClient, KubeError
+from tests.timeouts import run_outside_test_timeout
 
 T = TypeVar("T")
 RIG_DIR = Path(__file__).resolve().parent
@@ -127,20 +127,7 @@ def build_outside_test_timeout() -> None:
     ``make test`` builds them before pytest starts (``make rig``); this covers a pytest run
     by hand. A cold build takes longer than the per-test pytest-timeout, so its
     (signal-method) alarm is paused for the build only and re-armed with what was left."""
-    remaining, _ = signal.setitimer(signal.ITIMER_REAL, 0)
-    try:
-        build = subprocess.run(
-            [str(RIG_DIR / "build.sh")],
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=UP_TIMEOUT,
-        )
-        if build.returncode != 0:
-            pytest.fail(f"tests/rig/build.sh failed:\n{build.stdout[-5000:]}", pytrace=False)
-    finally:
-        if remaining:
-            signal.setitimer(signal.ITIMER_REAL, remaining)
+    run_outside_test_timeout([str(RIG_DIR / "build.sh")], UP_TIMEOUT, "tests/rig/build.sh")
 
 
 def kubectl() -> str:
