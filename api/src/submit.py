@@ -48,7 +48,7 @@ async def sync_answer(backend: Backend, job: Job) -> Response:
     status = job.status
     headers = {"X-Job-Id": job.spec.job_id}
     if status.phase is Phase.COMPLETE and status.result is not None:
-        return await result_response(backend, job, headers)
+        return await result_response(backend, job, headers, waited=True)
     if status.phase is Phase.CANCELLED:
         raise ApiError(409, "job_cancelled", "The job was cancelled.", headers=headers)
     error = status.error
@@ -59,10 +59,12 @@ async def sync_answer(backend: Backend, job: Job) -> Response:
     raise ApiError(503, "processing_failed", f"Processing failed: {message}", headers=headers)
 
 
-async def result_response(backend: Backend, job: Job, headers: dict[str, str]) -> Response:
+async def result_response(
+    backend: Backend, job: Job, headers: dict[str, str], *, waited: bool = False
+) -> Response:
     result = job.status.result
     assert result is not None
-    chunks = await backend.open_result(job)
+    chunks = await backend.open_result(job, waited=waited)
     headers = {**headers, "Content-Length": str(result.size)}
     if result.content_type != "application/json":  # JSON shows inline, files download
         stem = job.spec.input.file_name.rsplit(".", 1)[0] or "result"

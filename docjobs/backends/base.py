@@ -222,10 +222,12 @@ class Backend(Protocol):
         progress). The watcher clears it before it reads the job again."""
         ...
 
-    async def open_result(self, job: Job) -> Iterator[bytes]:
+    async def open_result(self, job: Job, *, waited: bool = False) -> Iterator[bytes]:
         """A finished job's result bytes, the object already opened: a store that cannot
         serve it raises here (``DependencyUnavailable`` for an outage), before any answer
-        has begun; the rest is read as the iterator is (a blocking read)."""
+        has begun; the rest is read as the iterator is (a blocking read). ``waited``: the
+        reader is the sync request that waited for the job, which may take a result opened
+        ahead for it; any other reader opens the object itself."""
         ...
 
     async def read_json_result(self, job: Job, limit: int) -> object:

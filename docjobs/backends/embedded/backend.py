@@ -182,7 +182,7 @@ class EmbeddedBackend:
     def watch(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
         return self.supervisor.watching(job_id)
 
-    async def open_result(self, job: Job) -> Iterator[bytes]:
+    async def open_result(self, job: Job, *, waited: bool = False) -> Iterator[bytes]:
         return await self.monitor.call(OBJECT_STORE, opened_result, self.objects, job)
 
     async def read_json_result(self, job: Job, limit: int) -> object:

@@ -391,11 +391,12 @@ class KubeBackend:
 
     # --- results ---------------------------------------------------------------------------
 
-    async def open_result(self, job: Job) -> Iterator[bytes]:
-        """The result's chunks; a claimed job's, opened while its last status write was on
-        its way (see :mod:`.opened`), without another round trip."""
+    async def open_result(self, job: Job, *, waited: bool = False) -> Iterator[bytes]:
+        """The result's chunks; for the sync request that waited on a claimed job, opened
+        while its last status write was on its way (see :mod:`.opened`), without another
+        round trip. Other readers never take it: they meet the object store as it is now."""
         assert job.status.result is not None
-        if (opened := await self.results.take(job.status.result)) is not None:
+        if waited and (opened := await self.results.take(job.status.result)) is not None:
             return opened
         return await self.monitor.call(OBJECT_STORE, opened_result, self.objects, job)
 
