@@ -4,14 +4,17 @@
 
 On the same machine and documents, one after the other: ``soffice --headless --convert-to
 pdf`` started for each document with a profile of its own made once (what a script around
-LibreOffice does), and ``POST /api/v1/convert/office-to-pdf`` on ``docjobs serve`` with 2
-warm runner workers. One warm-up each first; distinct documents each round (an identical
-one would be answered from the original job). Prints medians, p90s and the ratio.
+LibreOffice does), and ``POST /api/v1/convert/office-to-pdf`` on ``docjobs serve`` with one
+runner worker, whose LibreOffice stays running across documents. One warm-up each first
+(it makes the bare profile, and starts the worker's LibreOffice); distinct documents each
+round (an identical one would be answered from the original job). Prints medians, p90s and
+the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import statistics
@@ -62,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     rounds = parser.parse_args().rounds
+    load_before = os.getloadavg()[0]
     soffice = shutil.which("soffice")
     if soffice is None:
         raise SystemExit("no soffice: scripts/setup installs LibreOffice")
@@ -79,7 +83,7 @@ def main() -> None:
             if n:  # the first start makes the profile
                 bare_times.append(time.perf_counter() - started)
 
-        server = Server(root / "data", env={"DOCJOBS_RUNNER__CONCURRENCY": "2"}).start()
+        server = Server(root / "data", env={"DOCJOBS_RUNNER__CONCURRENCY": "1"}).start()
         try:
             auth = {"X-API-Key": server.key("bench", "business")}
             api_times: list[float] = []
@@ -90,13 +94,17 @@ def main() -> None:
                 elapsed = time.perf_counter() - started
                 answer.raise_for_status()
                 assert answer.content.startswith(b"%PDF"), answer.text[:200]
-                if n:  # the first one makes the worker's profile
+                if n:  # the first one starts the worker's LibreOffice
                     api_times.append(elapsed)
         finally:
             server.stop()
 
     bare_median, api_median = statistics.median(bare_times), statistics.median(api_times)
-    print(f"Machine: {platform.machine()}, Python {platform.python_version()}, {rounds} rounds\n")
+    print(
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, 1-minute load"
+        f" {load_before:.2f} before and {os.getloadavg()[0]:.2f} after,"
+        f" Python {platform.python_version()}, {rounds} rounds\n"
+    )
     print("| one-page .docx -> PDF | median | p90 |")
     print("|---|---|---|")
     print(f"| bare soffice | {bare_median * 1000:.0f} ms | {p90(bare_times) * 1000:.0f} ms |")

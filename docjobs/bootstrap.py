@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from docjobs.auth.keys import KeyStore
 from docjobs.backends.base import Backend
 from docjobs.config import Settings
+from docjobs.usage.records import UsageReader
 from docjobs.webhooks.records import WebhookStore
 
 if TYPE_CHECKING:
@@ -64,6 +65,21 @@ def create_key_store(settings: Settings) -> KeyStore:
         from docjobs.backends.embedded.keys import SQLiteKeyStore
 
         return SQLiteKeyStore(SQLiteDatabase(settings.data_dir.resolve() / "docjobs.db"), plans)
+    raise NotImplementedError(f"backend {settings.backend!r} is not available yet")
+
+
+def create_usage_reader(settings: Settings) -> UsageReader:
+    """Where the backend's usage records are, for commands that report usage without
+    serving: the embedded database, or the object store the operator writes them to."""
+    if settings.backend == "kubernetes":
+        from docjobs.usage.objects import StoredUsage
+
+        return StoredUsage(create_signing_store(settings), settings.kubernetes.namespace)
+    if settings.backend == "embedded":
+        from docjobs.backends.embedded.database import SQLiteDatabase
+        from docjobs.backends.embedded.usage import SQLiteUsage
+
+        return SQLiteUsage(SQLiteDatabase(settings.data_dir.resolve() / "docjobs.db"))
     raise NotImplementedError(f"backend {settings.backend!r} is not available yet")
 
 

@@ -24,8 +24,8 @@ from docjobs.languages import installed_tesseract_languages
 from docjobs.storage.base import ObjectStore, weights_key
 from docjobs.storage.factory import store_from_settings
 
-TierName = Literal["simple", "advanced", "vision", "llm"]
-TIER_NAMES: tuple[TierName, ...] = ("simple", "advanced", "vision", "llm")
+TierName = Literal["simple", "advanced", "vision", "auto", "llm"]
+TIER_NAMES: tuple[TierName, ...] = ("simple", "advanced", "vision", "auto", "llm")
 WEIGHTS_SUFFIX = ".pt"
 DOCTR_EXTRA_MODULES = ("doctr", "torch")
 CLAUDE_KEY_FIX = (
@@ -36,6 +36,7 @@ _TITLES: Mapping[TierName, str] = {
     "simple": "Simple OCR (Tesseract)",
     "advanced": "Advanced OCR (docTR)",
     "vision": "Vision OCR (Claude)",
+    "auto": "Auto OCR (Tesseract, then docTR or Claude for weak pages)",
     "llm": "LLM extraction (Claude)",
 }
 
@@ -92,10 +93,14 @@ def check(settings: Settings, store: ObjectStore | None = None) -> Capabilities:
         on_pods = "runs on the runner pods, which report what they lack in the job's error"
         tiers = {name: Tier(name, True, on_pods) for name in TIER_NAMES}
         return Capabilities(tiers, languages)
+    simple = _simple(languages)
+    advanced = _advanced(settings, store)
+    vision = _claude("vision", settings)
     tiers = {
-        "simple": _simple(languages),
-        "advanced": _advanced(settings, store),
-        "vision": _claude("vision", settings),
+        "simple": simple,
+        "advanced": advanced,
+        "vision": vision,
+        "auto": _auto(simple, advanced, vision),
         "llm": _claude("llm", settings),
     }
     return Capabilities(tiers, languages)
@@ -154,6 +159,16 @@ def _weights_present(
         return store.exists(weights_key(prefix, arch))
     except Exception:  # an object store that does not answer holds no usable weights now
         return False
+
+
+def _auto(simple: Tier, advanced: Tier, vision: Tier) -> Tier:
+    """Tesseract is all the tier needs; the stronger tiers it has are what it re-reads with."""
+    if not simple.available:
+        return Tier("auto", False, simple.reason, simple.fix)
+    stronger = [name for name, tier in (("docTR", advanced), ("Claude", vision)) if tier.available]
+    if not stronger:
+        return Tier("auto", True, "Tesseract alone: neither docTR nor Claude is available here")
+    return Tier("auto", True, f"Tesseract, weak pages read again by {' then '.join(stronger)}")
 
 
 def _claude(name: Literal["vision", "llm"], settings: Settings) -> Tier:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,7 +24,7 @@ app = typer.Typer(
     help="docjobs: document conversion, OCR and template parsing as jobs.\n\n"
     "`serve` runs the service (embedded mode by default); `submit`, `jobs`, `templates` and"
     " `webhooks` talk to a running server (`--url`, `--key` or DOCJOBS_URL, DOCJOBS_API_KEY);"
-    " `keys` manages API keys, `models` docTR's weights.",
+    " `keys` manages API keys, `usage` reports every tenant's usage, `models` docTR's weights.",
 )
 keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(keys_app, name="keys")
@@ -33,6 +34,7 @@ app.command()(cli_client.submit)
 app.add_typer(cli_client.jobs_app, name="jobs")
 app.add_typer(cli_client.templates_app, name="templates")
 app.add_typer(cli_client.webhooks_app, name="webhooks")
+app.add_typer(cli_client.batch_app, name="batch")
 
 DataDir = Annotated[
     Path | None,
@@ -214,6 +216,38 @@ def keys_revoke(
         typer.echo(f"error: no active key {key_id}", err=True)
         raise typer.Exit(1)
     typer.echo(f"Revoked {key_id}")
+
+
+@app.command("usage")
+def usage_report(
+    from_day: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC) [this month's first]."),
+    ] = None,
+    to_day: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last day (UTC), included [today]."),
+    ] = None,
+    data_dir: DataDir = None,
+    backend: BackendOpt = None,
+    namespace: NamespaceOpt = None,
+) -> None:
+    """Every tenant's usage as CSV on stdout: jobs, pages, input bytes and runner CPU seconds
+    by tenant, day, operation, tier and final status, of the jobs that ended from --from to
+    --to. Read from the data directory (embedded) or the object store (kubernetes: the
+    records the operator writes, DOCJOBS_S3__* variables)."""
+    from docjobs.bootstrap import create_usage_reader
+    from docjobs.usage.totals import usage_csv
+
+    last = to_day.date() if to_day else datetime.now(UTC).date()
+    first = from_day.date() if from_day else last.replace(day=1)
+    if first > last:
+        typer.echo(f"error: --from {first} is after --to {last}", err=True)
+        raise typer.Exit(2)
+    settings = _mode_settings(data_dir, backend, namespace)
+    with _kube_errors(settings):
+        text = usage_csv(create_usage_reader(settings).records(None, first, last))
+    typer.echo(text, nl=False)
 
 
 @models_app.command("fetch")

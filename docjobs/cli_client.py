@@ -1,6 +1,6 @@
 """The ``docjobs`` commands that talk to a running server through :mod:`docjobs.client`:
-``submit``, ``jobs list|get|cancel|delete|result``, ``templates apply`` and
-``webhooks list|create|update|delete``.
+``submit``, ``jobs list|get|cancel|delete|result``, ``templates apply``,
+``webhooks list|create|update|delete|deliveries|replay`` and ``batch submit|status|cancel``.
 
 The client, rich and yaml are imported where a command runs: every ``docjobs`` start (a
 runner's too) loads this module.
@@ -26,10 +26,13 @@ if TYPE_CHECKING:
 
     from docjobs.client import Client
     from docjobs.client.core import JobStatus, SourceFormat
-    from docjobs.client.models import JobDetail, JobListEntry, WebhookEndpoint
+    from docjobs.client.models import Batch, Delivery, JobDetail, JobListEntry, WebhookEndpoint
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Look at, cancel and erase a server's jobs.")
 templates_app = typer.Typer(no_args_is_help=True, help="Manage a server's parse templates.")
+batch_app = typer.Typer(
+    no_args_is_help=True, help="Submit many documents as one batch; follow or cancel it."
+)
 webhooks_app = typer.Typer(
     no_args_is_help=True, help="Manage the endpoints told about the tenant's finished jobs."
 )
@@ -63,6 +66,7 @@ class Tier(StrEnum):
     SIMPLE = "simple"
     ADVANCED = "advanced"
     VISION = "vision"
+    AUTO = "auto"
 
 
 class Status(StrEnum):
@@ -113,7 +117,18 @@ def _submit_one(
     if operation is Operation.PARSE:
         assert template is not None  # checked before anything is sent
         return client.parse(path, template).job_id
-    return client.convert(path, SOURCE_FORMATS[path.suffix.lower()]).job_id
+    source_format = _source_format(path)
+    assert source_format is not None  # checked before anything is sent
+    return client.convert(path, source_format).job_id
+
+
+def _source_format(path: Path) -> SourceFormat | None:
+    """What ``convert`` takes ``path`` for, by its extension (the server reads an Office
+    document's kind from its content)."""
+    from docjobs.office_files import FORMATS
+
+    suffix = path.suffix.lower()
+    return "office" if suffix[1:] in FORMATS else SOURCE_FORMATS.get(suffix)
 
 
 def _check_submission(operation: Operation, template: str | None) -> None:
@@ -125,8 +140,11 @@ def _refusal(path: Path, operation: Operation) -> str | None:
     """Why ``path`` cannot be sent at all, before the server is asked."""
     if not path.is_file():
         return "no such file"
-    if operation is Operation.CONVERT and path.suffix.lower() not in SOURCE_FORMATS:
-        return f"convert takes files ending in {', '.join(SOURCE_FORMATS)}"
+    if operation is Operation.CONVERT and _source_format(path) is None:
+        from docjobs.office_files import FORMATS
+
+        endings = [*SOURCE_FORMATS, *(f".{extension}" for extension in FORMATS)]
+        return f"convert takes files ending in {', '.join(endings)}"
     return None
 
 
@@ -238,8 +256,8 @@ def jobs_list(
     operation: Annotated[
         str | None,
         typer.Option(
-            help="Only jobs of this operation: convert, ocr.simple, ocr.advanced, ocr.vision"
-            " or extract.",
+            help="Only jobs of this operation: convert, ocr.simple, ocr.advanced, ocr.vision,"
+            " ocr.auto or extract.",
             show_default=False,
         ),
     ] = None,
@@ -531,3 +549,140 @@ def webhooks_delete(endpoint_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) ->
     with _client(url, key) as client:
         client.webhooks.delete(endpoint_id)
     typer.echo(f"Deleted {endpoint_id}")
+
+
+DeliveriesOf = Annotated[
+    str,
+    typer.Argument(
+        help="An endpoint id (wh_...), or a job id (job_...) for that job's deliveries to every"
+        " target, its own webhookUrl included.",
+        metavar="ENDPOINT_ID|JOB_ID",
+    ),
+]
+
+
+def _answer(delivery: Delivery) -> str:
+    """The last try's answer in words: ``HTTP 500``, or the error that stood for one."""
+    last = delivery.last_answer
+    if last is None:
+        return "-"
+    return f"HTTP {last.status_code}" if last.status_code is not None else last.error or "-"
+
+
+def _delivery_row(delivery: Delivery) -> tuple[str, ...]:
+    delivered = "yes" if delivery.delivered else "no"
+    when, tries, answer = delivery.timestamp, str(delivery.tries), _answer(delivery)
+    return (delivery.id, delivery.event, when, tries, answer, delivered, delivery.target)
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    of: DeliveriesOf,
+    key: KeyOpt,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Deliveries per page.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="The `next cursor` a previous page printed.")
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """List settled webhook deliveries, newest job first: id, event, time, tries, last
+    answer, delivered, target; then the cursor of the next page, if any."""
+    next_cursor: str | None = None
+    with _client(url, key) as client:
+        if of.startswith("job_"):
+            deliveries = client.webhooks.job_deliveries(of)
+        else:
+            page = client.webhooks.deliveries(of, limit=limit, cursor=cursor)
+            deliveries, next_cursor = page.deliveries, page.next_cursor
+    header = ("ID", "EVENT", "TIME", "TRIES", "LAST ANSWER", "DELIVERED", "TARGET")
+    _table(header, [_delivery_row(d) for d in deliveries])
+    if next_cursor:
+        typer.echo(f"next cursor: {next_cursor}")
+
+
+@webhooks_app.command("replay")
+def webhooks_replay(
+    of: DeliveriesOf,
+    delivery_id: Annotated[str, typer.Argument(help="The ID `deliveries` lists.")],
+    key: KeyOpt,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Send a delivery again (same webhook-id and body, signed afresh) and print the
+    receiver's answer; exits 1 when it is not a 2xx."""
+    with _client(url, key) as client:
+        if of.startswith("job_"):
+            replayed = client.webhooks.replay_job_delivery(of, delivery_id)
+        else:
+            replayed = client.webhooks.replay(of, delivery_id)
+    answer = replayed.replay
+    if answer is None:
+        typer.echo("Replay sent; no answer yet: see `docjobs webhooks deliveries`.")
+        return
+    typer.echo(f"Replayed {delivery_id}: {_answer(replayed.delivery)}")
+    if answer.status_code is None or not 200 <= answer.status_code < 300:
+        raise typer.Exit(1)
+
+
+# --- batches ---------------------------------------------------------------------------------
+
+
+def _batch_lines(batch: Batch) -> Iterator[str]:
+    counts = batch.counts
+    yield (
+        f"{batch.batch_id}  {batch.status}  {batch.progress.finished}/{batch.progress.total}  "
+        f"complete {counts.complete}  failed {counts.failed}  cancelled {counts.cancelled}  "
+        f"pending {counts.pending}  processing {counts.processing}"
+    )
+    for document in batch.documents:
+        outcome = document.job_id or f"refused: {document.error.code if document.error else ''}"
+        yield f"  {document.index}  {document.file_name}  {outcome}"
+
+
+@batch_app.command("submit")
+def batch_submit(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    key: KeyOpt,
+    op: Annotated[
+        str,
+        typer.Option(
+            "--op", help="The route every file runs: convert/markdown-to-pdf, ocr/extract/simple…"
+        ),
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="NAME=VALUE: a form parameter of that route; repeatable."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Names the batch: sent again, the same batch answers.")
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Submit the files as one batch; prints the batch and each file's job."""
+    parameters: dict[str, str] = {}
+    for pair in param or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise _fail(f"--param {pair!r}: write NAME=VALUE")
+        parameters[name] = value
+    with _client(url, key) as client:
+        batch = client.submit_batch(files, op, idempotency_key=idempotency_key, **parameters)
+    for line in _batch_lines(batch):
+        typer.echo(line)
+
+
+@batch_app.command("status")
+def batch_status(batch_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """A batch's status, progress and counts."""
+    with _client(url, key) as client:
+        batch = client.batch(batch_id)
+    for line in _batch_lines(batch):
+        typer.echo(line)
+
+
+@batch_app.command("cancel")
+def batch_cancel(batch_id: str, key: KeyOpt, url: UrlOpt = DEFAULT_URL) -> None:
+    """Cancel every job of the batch still pending or processing."""
+    with _client(url, key) as client:
+        batch = client.cancel_batch(batch_id)
+    for line in _batch_lines(batch):
+        typer.echo(line)

@@ -15,7 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from docjobs.documents import DocumentError
+from docjobs.documents import (
+    OCR_CONTENT_TYPES,
+    SNIFF_BYTES,
+    DocumentError,
+    Inspection,
+    InspectionCeilings,
+    inspect_for_ocr,
+    sniff_content_type,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,10 @@ FORMATS: Mapping[str, OfficeFormat] = {
     )
 }
 ACCEPTED = ", ".join(FORMATS)
+CONTENT_TYPES = frozenset(f.content_type for f in FORMATS.values())
+"""What a job records as its input's type when the input is an Office document."""
+CONVERSION_ACCEPTS = f"Office conversion accepts {ACCEPTED} documents"
+READING_ACCEPTS = f"OCR and parsing accept PDF, PNG, JPEG, TIFF and Office ({ACCEPTED}) documents"
 
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -100,28 +112,67 @@ class UnpackCeilings:
     setting_prefix: str = "DOCJOBS_OFFICE__"
 
 
-def detect(path: Path, file_name: str | None, ceilings: UnpackCeilings) -> OfficeFormat:
+def detect(
+    path: Path,
+    file_name: str | None,
+    ceilings: UnpackCeilings,
+    accepts: str = CONVERSION_ACCEPTS,
+) -> OfficeFormat:
     """The format of ``path`` from its content; 415 when it is none of the accepted ones or
-    its name says another kind of document, 422 when its zip is past the ceilings."""
+    its name says another kind of document, 422 when its zip is past the ceilings.
+    ``accepts`` opens a 415's message: what the route takes."""
     with path.open("rb") as stream:
         head = stream.read(16)
     if not head:
         raise DocumentError(400, "empty_file", "The uploaded file is empty.")
     if head.startswith(ZIP_MAGIC):
-        found = _zip_format(path, ceilings)
+        found = _zip_format(path, ceilings, accepts)
     elif head.startswith(OLE2_MAGIC):
-        found = _ole2_format(path)
+        found = _ole2_format(path, accepts)
     elif head.startswith(RTF_MAGIC):
         found = "rtf"
     else:
-        raise _unsupported("this file is none of them (no Office, OpenDocument or RTF header)")
+        raise _unsupported(
+            accepts, "this file is none of them (no Office, OpenDocument or RTF header)"
+        )
     office_format = FORMATS[found]
     claimed = _claimed(file_name)
     if claimed is not None and claimed.family != office_format.family:
         raise _unsupported(
-            f"the file is named .{claimed.extension} but its content is a .{found} document"
+            accepts,
+            f"the file is named .{claimed.extension} but its content is a .{found} document",
         )
     return office_format
+
+
+def inspect_for_reading(
+    path: Path,
+    declared_content_type: str | None,
+    file_name: str | None,
+    ceilings: InspectionCeilings,
+    unpack: UnpackCeilings,
+) -> Inspection:
+    """An upload to read (OCR, extraction): a PDF or an image as
+    :func:`~docjobs.documents.inspect_for_ocr` finds it, or an Office document told by its
+    content (an Office, OpenDocument or RTF header wins over any declared type). An Office
+    document's pages are unknown (``page_count`` ``None``) until LibreOffice lays it out in
+    the runner, which then reads the PDF it made."""
+    with path.open("rb") as stream:
+        head = stream.read(SNIFF_BYTES)
+    if head.startswith((ZIP_MAGIC, OLE2_MAGIC, RTF_MAGIC)):
+        try:
+            office_format = detect(path, file_name, unpack, READING_ACCEPTS)
+        except DocumentError as exc:
+            # A damaged zip is a damaged document only where its name says it is one.
+            if exc.code == "unreadable_document" and _claimed(file_name) is None:
+                why = "this is a zip archive that cannot be opened"
+                raise _unsupported(READING_ACCEPTS, why) from None
+            raise
+        return Inspection(office_format.content_type, None)
+    content_type = sniff_content_type(head, declared_content_type, file_name)
+    if head and content_type not in OCR_CONTENT_TYPES:
+        raise _unsupported(READING_ACCEPTS, f"this file is {content_type}")
+    return inspect_for_ocr(path, declared_content_type, file_name, ceilings)
 
 
 def check_variant(office_format: OfficeFormat, pdf_variant: str | None) -> None:
@@ -159,7 +210,7 @@ def check_unpacked(path: Path, ceilings: UnpackCeilings) -> None:
         ) from None
 
 
-def _zip_format(path: Path, ceilings: UnpackCeilings) -> str:
+def _zip_format(path: Path, ceilings: UnpackCeilings, accepts: str) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             entries = archive.infolist()
@@ -180,7 +231,7 @@ def _zip_format(path: Path, ceilings: UnpackCeilings) -> str:
         raise DocumentError(
             400, "unreadable_document", f"The document's zip archive is damaged: {exc}."
         ) from None
-    raise _unsupported("this is a zip archive without an Office or OpenDocument main part")
+    raise _unsupported(accepts, "this is a zip archive without an Office or OpenDocument main part")
 
 
 def _check_directory(entries: list[zipfile.ZipInfo], ceilings: UnpackCeilings) -> None:
@@ -195,12 +246,14 @@ def _check_directory(entries: list[zipfile.ZipInfo], ceilings: UnpackCeilings) -
         raise _too_large(ceilings)
 
 
-def _ole2_format(path: Path) -> str:
+def _ole2_format(path: Path, accepts: str) -> str:
     with path.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
         for stream_name, extension in _OLE2_STREAMS:
             if data.find(stream_name.encode("utf-16-le") + b"\x00\x00") >= 0:
                 return extension
-    raise _unsupported("this is an OLE2 compound file without a Word, Excel or PowerPoint stream")
+    raise _unsupported(
+        accepts, "this is an OLE2 compound file without a Word, Excel or PowerPoint stream"
+    )
 
 
 def _claimed(file_name: str | None) -> OfficeFormat | None:
@@ -219,9 +272,5 @@ def _too_large(ceilings: UnpackCeilings) -> DocumentError:
     )
 
 
-def _unsupported(why: str) -> DocumentError:
-    return DocumentError(
-        415,
-        "unsupported_media_type",
-        f"Office conversion accepts {ACCEPTED} documents; {why}.",
-    )
+def _unsupported(accepts: str, why: str) -> DocumentError:
+    return DocumentError(415, "unsupported_media_type", f"{accepts}; {why}.")

@@ -136,6 +136,25 @@ def zip_bomb(unpacked_bytes: int) -> bytes:
     return buffer.getvalue()
 
 
+def long_docx(paragraphs: int) -> bytes:
+    """A ``.docx`` of ``paragraphs`` lines: small to send (the lines compress to little) and
+    slow to lay out (20,000 lines take LibreOffice about 10 s), where a test needs a
+    conversion that outlasts its limit."""
+    lines = "".join(
+        f"<w:p><w:r><w:t>Line {n} of a document that goes on and on.</w:t></w:r></w:p>"
+        for n in range(paragraphs)
+    )
+    source = zipfile.ZipFile(io.BytesIO(docx("Long", "first line")))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for entry in source.infolist():
+            data = source.read(entry.filename)
+            if entry.filename == "word/document.xml":
+                data = data.replace(b"<w:body>", b"<w:body>" + lines.encode(), 1)
+            archive.writestr(entry, data)
+    return buffer.getvalue()
+
+
 def _saved(document: Document | Workbook | Presentation) -> bytes:  # type: ignore[valid-type]
     buffer = io.BytesIO()
     document.save(buffer)

@@ -23,6 +23,10 @@ from .ratelimit import COUNTED_SCOPE_KEY, RateLimiter, count, rate_of_route
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
+DIRECT_UPLOAD_PATH = "/api/v1/uploads/"
+"""Under it, the signed PUT of a direct upload: no API key (the URL's signature stands for
+it), and its own size limit, which the route keeps while the body streams."""
+
 
 class ApiKeyGateMiddleware:
     """Checks ``X-API-Key`` of every body-carrying request, and counts it against its
@@ -50,6 +54,9 @@ class ApiKeyGateMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
+            return
+        if scope["method"] == "PUT" and scope["path"].startswith(DIRECT_UPLOAD_PATH):
+            await self.app(scope, receive, send)  # its URL's signature is its key
             return
         raw_key = dict(scope["headers"]).get(b"x-api-key")
         try:

@@ -124,6 +124,15 @@ class JobDetail(JobSummary):
         default=None,
         description="Only once an OCR job completed with pages that have a confidence.",
     )
+    pages_by_tier: dict[str, int] | None = Field(
+        default=None,
+        description="Only once a job of the `auto` OCR tier (or a template reading scans with "
+        "it) completed: the pages each tier's reading was kept for.",
+        examples=[{"tesseract": 18, "doctr": 0, "vision": 2}],
+    )
+    batch_id: str | None = Field(
+        default=None, description="Only for a job submitted in a batch: the batch's id."
+    )
 
 
 class JobListEntry(JobSummary):
@@ -133,6 +142,9 @@ class JobListEntry(JobSummary):
         default=None, description="Pages read so far, as in the job's own view."
     )
     error: JobFailure | None = Field(default=None, description="Why it failed, once it did.")
+    batch_id: str | None = Field(
+        default=None, description="Only for a job submitted in a batch: the batch's id."
+    )
 
 
 class JobList(BaseModel):
@@ -201,6 +213,14 @@ class OcrPage(BaseModel):
     blocks: list[OcrBlock] | None = Field(
         default=None, description="`detailed` output only: the same words by block and line."
     )
+    tier: Literal["tesseract", "doctr", "vision"] | None = Field(
+        default=None, description="The `auto` tier only: which tier's reading the page keeps."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="The `auto` tier only: why that tier read it.",
+        examples=["confidence 91 >= 75", "tesseract 23 < 75; doctr 41 < 75"],
+    )
 
 
 class OcrText(BaseModel):
@@ -211,6 +231,11 @@ class OcrText(BaseModel):
     page_count: int
     confidence: OcrConfidence | None = Field(
         default=None, description="Null where no page has a confidence."
+    )
+    pages_by_tier: dict[str, int] | None = Field(
+        default=None,
+        description="The `auto` tier only: pages kept from each tier.",
+        examples=[{"tesseract": 18, "doctr": 0, "vision": 2}],
     )
     pages: list[OcrPage]
 
@@ -252,7 +277,7 @@ def processing_responses(result: dict[str, Any]) -> Responses:
             "description": "Queued as a job: asked with `async=true`, input over the sync "
             "limit, or still running when the sync wait ended.",
         },
-        **error_responses(400, 401, 409, 413, 415, 422, 429, 503),
+        **error_responses(400, 401, 404, 409, 413, 415, 422, 429, 503),
     }
 
 
@@ -322,10 +347,52 @@ class DeliveryAttemptView(CamelModel):
 
 
 class DeliveryView(CamelModel):
+    id: str = Field(
+        description="The delivery's id: its job id, a dot, its `webhook-id` (replay routes).",
+        examples=["job_0123456789abcdef01234567.msg_0123456789abcdef0123456789abcdef"],
+    )
     target: str = Field(description="The endpoint id, or the job's own webhook URL.")
     event: str = Field(examples=["job.completed"])
     delivered: bool
     attempts: list[DeliveryAttemptView]
+
+
+class DeliveryLogEntry(CamelModel):
+    """One settled delivery: an event to one target, with every try so far (replays too)."""
+
+    id: str = Field(
+        description="Its job id, a dot, its `webhook-id`; what the replay routes take.",
+        examples=["job_0123456789abcdef01234567.msg_0123456789abcdef0123456789abcdef"],
+    )
+    webhook_id: str = Field(description="The `webhook-id` header of every try and replay.")
+    event: str = Field(examples=["job.failed"])
+    job_id: str
+    target: str = Field(description="The endpoint id, or the job's own webhook URL.")
+    timestamp: Timestamp = Field(description="When its first tries ended (UTC, to the second).")
+    tries: int = Field(description="Tries made, replays included.")
+    last_answer: DeliveryAttemptView | None = Field(description="The last try and its answer.")
+    delivered: bool = Field(description="Whether a try got a 2xx answer.")
+
+
+class DeliveryLogPage(CamelModel):
+    deliveries: list[DeliveryLogEntry] = Field(description="Newest job first.")
+    next_cursor: str | None = Field(
+        default=None,
+        description="Present when older jobs remain to be read: send it back as `cursor`. A "
+        "page may hold fewer deliveries than `limit` (or none) and still have one.",
+    )
+
+
+class DeliveryList(CamelModel):
+    deliveries: list[DeliveryLogEntry]
+
+
+class ReplayAnswer(CamelModel):
+    delivery: DeliveryLogEntry = Field(description="The delivery, the replay's try included.")
+    replay: DeliveryAttemptView | None = Field(
+        description="The replay's try; null while it is still under way (a 202 answer): its "
+        "answer is then added to the delivery's tries when it comes."
+    )
 
 
 class ParseJobDetail(ParseJob):
@@ -370,6 +437,52 @@ class WebhookEndpointList(BaseModel):
 
 class SigningSecret(BaseModel):
     secret: str = Field(description="Signs events sent to jobs' own webhook URLs.")
+
+
+# --- usage ---------------------------------------------------------------------------------
+
+
+class UsageTotals(BaseModel):
+    jobs: int = Field(description="Jobs that ended in the span, whatever their status.")
+    complete: int
+    failed: int
+    cancelled: int
+    pages: int = Field(
+        description="Pages completed jobs read (OCR, extraction) or made (conversions); "
+        "failed and cancelled jobs count none."
+    )
+    pages_by_tier: dict[str, int] = Field(
+        description="The same pages by the engine that read them.",
+        examples=[{"tesseract": 12, "convert": 3}],
+    )
+    input_bytes: int = Field(description="Bytes of the documents submitted, every job's.")
+    cpu_seconds: float = Field(
+        description="Runner CPU time (user and system) of the attempts that completed jobs."
+    )
+
+
+class UsageGroup(UsageTotals):
+    """The totals of the jobs that share the grouped fields; a field not grouped by is null.
+    Grouped by tier, a job counts under the tier it ran on and its pages under the tiers
+    that read them."""
+
+    day: str | None = Field(default=None, description="UTC day the jobs ended (YYYY-MM-DD).")
+    operation: str | None = Field(default=None, examples=["ocr.simple"])
+    tier: str | None = Field(default=None, examples=["tesseract"])
+    status: Literal["complete", "failed", "cancelled"] | None = None
+
+
+class UsageReport(BaseModel):
+    """The caller's usage: the jobs that ended from `from` to `to` (UTC days, included)."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    tenant: str
+    from_day: str = Field(alias="from", description="First day (YYYY-MM-DD).")
+    to_day: str = Field(alias="to", description="Last day (YYYY-MM-DD).")
+    group_by: list[Literal["day", "operation", "tier", "status"]]
+    totals: UsageTotals
+    groups: list[UsageGroup] = Field(description="Empty without `group_by`.")
 
 
 # --- probes --------------------------------------------------------------------------------

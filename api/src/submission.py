@@ -25,16 +25,20 @@ from docjobs.documents import (
     InspectionCeilings,
     check_language,
     inspect_for_conversion,
-    inspect_for_ocr,
 )
 from docjobs.domain.engines import profile_of
 from docjobs.domain.idempotency import fingerprint, same_request
 from docjobs.domain.models import ConvertToPdf, Job, OcrParams, Operation
 from docjobs.domain.pages import InvalidPageSelection, validate_pages
+from docjobs.storage.base import ObjectStore
+from docjobs.storage.factory import store_from_settings
+from docjobs.tracing import current_traceparent
+from docjobs.usage.quota import MonthlyQuotas
 from docjobs.webhooks.targets import check_url
 
-from .deps import BackendDep, SettingsDep
+from .deps import BackendDep, PrincipalDep, SettingsDep
 from .errors import ApiError, problems_in_words
+from .sources import ReferenceReader, consume_upload, input_store
 from .uploads import SavedUpload, Upload, save_upload
 
 IdempotencyKey = Annotated[
@@ -60,6 +64,8 @@ class SubmissionRequest:
     idempotency_key: str | None = None
     webhook_url: str | None = None
     """Also announce the job's end here (checked for safety before anything is saved)."""
+    batch_id: str | None = None
+    """The batch the document is part of."""
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,25 @@ class Submitted:
 
 
 class SubmissionService:
-    def __init__(self, backend: Backend, settings: Settings) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        settings: Settings,
+        quotas: MonthlyQuotas | None = None,
+        plan: str = "",
+    ) -> None:
+        """``quotas`` and ``plan``: the caller's monthly page quota, if its plan has one."""
         self.backend = backend
         self.settings = settings
+        self.quotas = quotas
+        self.plan = plan
+        self.inputs: ObjectStore | None = None
+        """The store of direct uploads; the settings' when not given."""
+
+    def input_store(self) -> ObjectStore:
+        if self.inputs is None:
+            self.inputs = store_from_settings(self.settings)
+        return self.inputs
 
     async def submit(self, request: SubmissionRequest) -> Submitted:
         """Save, inspect and submit; raises ``DocumentError`` for a document that cannot
@@ -84,13 +106,19 @@ class SubmissionService:
                 check_url(request.webhook_url, self.settings.webhooks)
             except ValueError as exc:  # UnsafeTarget included
                 raise ApiError(400, "unsafe_webhook_url", str(exc)) from None
+        await self._within_quota(request.tenant, 0)  # used up: refused before the upload
         limits = self.settings.limits
-        saved, (found, fits_sync) = await save_upload(
-            request.upload,
-            self.settings.data_dir / "tmp",
-            limits.max_upload_bytes,
-            functools.partial(self._inspect, request.operation),
-        )
+        inspect = functools.partial(self._inspect, request.operation)
+        upload, scratch = request.upload, self.settings.data_dir / "tmp"
+        if upload.by_reference:
+            reader = ReferenceReader(self.settings, self.input_store(), request.tenant, self.plan)
+            saved, (found, fits_sync) = await asyncio.to_thread(
+                reader.save, upload.source_url, upload.upload_id, scratch, inspect
+            )
+        else:
+            saved, (found, fits_sync) = await save_upload(
+                upload, scratch, limits.max_upload_bytes, inspect
+            )
         try:
             interactive = request.interactive and fits_sync
             submission = Submission(
@@ -107,8 +135,17 @@ class SubmissionService:
                     request.tenant, request.operation, saved.sha256, request.idempotency_key
                 ),
                 webhook_url=request.webhook_url or None,
+                traceparent=current_traceparent(),
+                batch_id=request.batch_id,
             )
+            await self._within_quota(request.tenant, found.page_count or 0)
             job, created = await self.backend.submit(submission)
+            if upload.upload_id is not None:
+                await asyncio.to_thread(
+                    consume_upload, self.input_store(), request.tenant, upload.upload_id
+                )
+            if created and self.quotas is not None:
+                self.quotas.accepted(request.tenant, found.page_count or 0)
         finally:
             saved.discard()
         reused = request.idempotency_key and not created
@@ -120,6 +157,13 @@ class SubmissionService:
                 f" parameters, for job {job.spec.job_id}; send a new key for a new request.",
             )
         return Submitted(job, created, interactive)
+
+    async def _within_quota(self, tenant: str, pages: int) -> None:
+        if self.quotas is None:
+            return
+        refusal = await self.quotas.refusal(tenant, self.plan, pages)
+        if refusal is not None:
+            raise ApiError(429, "quota_exceeded", refusal)
 
     def _inspect(self, operation: Operation, saved: SavedUpload) -> tuple[Inspection, bool]:
         """What the document is, and whether it is small enough to wait for (the bound the
@@ -134,13 +178,20 @@ class SubmissionService:
             else:
                 found = inspect_for_conversion(saved.path, source_format)
         else:
-            found = inspect_for_ocr(
-                saved.path, saved.declared_type, saved.file_name, self.inspection_ceilings()
+            found = office_files.inspect_for_reading(
+                saved.path,
+                saved.declared_type,
+                saved.file_name,
+                self.inspection_ceilings(),
+                self.unpack_ceilings(),
             )
             selected = self._selected_pages(operation, found)
         bound = profile_of(operation).sync_limit
         if bound is None:
             return found, True
+        if bound.counts_pages and found.page_count is None:
+            # An Office document: pages unknown until the runner lays it out.
+            return found, saved.size <= self.settings.limits.sync_office_bytes
         measured = len(selected) if bound.counts_pages else saved.size
         return found, measured <= bound.of(self.settings.limits)
 
@@ -151,6 +202,8 @@ class SubmissionService:
         try:
             return validate_pages(pages, found.page_count or 0)
         except InvalidPageSelection as exc:
+            if found.page_count is None and exc.code == "page_range_out_of_bounds":
+                return []  # an Office document's end is known in the runner, which checks it
             raise DocumentError(422, exc.code, exc.message) from None
 
     def unpack_ceilings(self) -> office_files.UnpackCeilings:
@@ -168,7 +221,7 @@ class SubmissionService:
 
 
 async def submission_service(
-    request: Request, backend: BackendDep, settings: SettingsDep
+    request: Request, backend: BackendDep, settings: SettingsDep, principal: PrincipalDep
 ) -> SubmissionService:
     """The service, for a request that carries at most one document."""
     # The form is parsed (and cached) before dependencies run; reading it again is free.
@@ -179,7 +232,10 @@ async def submission_service(
             "too_many_files",
             f"Send one document per request; this one has {len(files)} 'file' parts.",
         )
-    return SubmissionService(backend, settings)
+    quotas: MonthlyQuotas = request.app.state.usage_quotas
+    service = SubmissionService(backend, settings, quotas, principal.plan)
+    service.inputs = input_store(request.app.state, settings)
+    return service
 
 
 Submissions = Annotated[SubmissionService, Depends(submission_service)]

@@ -15,7 +15,7 @@ from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError
-from .gate import refuse
+from .gate import DIRECT_UPLOAD_PATH, refuse
 
 T = TypeVar("T")
 
@@ -25,6 +25,8 @@ MULTIPART_SLACK = 1 << 20
 
 UPLOAD_PATH_PREFIXES = ("/api/v1/convert/", "/api/v1/ocr/", "/v1/documents/parse")
 """Routes that take a document; every other route takes a small JSON body."""
+BATCH_PATH = "/api/v1/batches"
+"""The route that takes many documents at once: its own, larger limit."""
 
 
 class BodyLimitMiddleware:
@@ -32,13 +34,22 @@ class BodyLimitMiddleware:
     uploads get ``upload_bytes``, every other route (JSON CRUD) the far smaller
     ``json_bytes``."""
 
-    def __init__(self, app: ASGIApp, upload_bytes: int, json_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, upload_bytes: int, json_bytes: int, batch_bytes: int = 0
+    ) -> None:
         self.app = app
         self.upload_bytes = upload_bytes
         self.json_bytes = json_bytes
+        self.batch_bytes = batch_bytes
 
     def limit_of(self, path: str) -> tuple[int, str]:
         """The route's limit in bytes, and the refusal's message."""
+        if path == BATCH_PATH and self.batch_bytes:
+            limit_mb = self.batch_bytes / (1024 * 1024)
+            return (
+                self.batch_bytes + MULTIPART_SLACK,
+                f"The batch exceeds the {limit_mb:g} MB limit of all its files together.",
+            )
         if path.startswith(UPLOAD_PATH_PREFIXES):
             limit_mb = self.upload_bytes / (1024 * 1024)
             return (
@@ -50,6 +61,9 @@ class BodyLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "PUT" and scope["path"].startswith(DIRECT_UPLOAD_PATH):
             await self.app(scope, receive, send)
             return
         max_bytes, refusal = self.limit_of(scope["path"])
@@ -85,12 +99,26 @@ class BodyLimitMiddleware:
 
 @dataclass(frozen=True)
 class Upload:
-    """The document as a request carries it: a ``file`` part, or text in a ``content`` field."""
+    """The document as a request carries it: a ``file`` part, text in a ``content`` field,
+    or a reference: a ``source_url`` (``https://`` or ``s3://``) or a direct upload's id."""
 
     file: UploadFile | None
     content: str | None = None
     default_name: str = "document"
     """The file name when the part has none, or for ``content``."""
+    source_url: str | None = None
+    upload_id: str | None = None
+
+    @property
+    def by_reference(self) -> bool:
+        given = [self.file, self.content, self.source_url, self.upload_id]
+        if sum(part is not None for part in given) > 1:
+            raise ApiError(
+                400,
+                "too_many_documents",
+                "Send one of 'file', 'content', 'source_url' or 'upload_id'.",
+            )
+        return self.source_url is not None or self.upload_id is not None
 
 
 @dataclass

@@ -10,6 +10,7 @@ from docjobs.domain.events import job_view, pages_read
 from docjobs.domain.models import Job, Phase
 from docjobs.templates.store import Template
 from docjobs.webhooks.records import DeliveryRecord, WebhookEndpoint
+from docjobs.webhooks.replay import delivery_id
 
 from .schemas import (
     DeliveryAttemptView,
@@ -97,6 +98,8 @@ def job_list_entry(job: Job) -> JobListEntry:
         entry.error = failure
     if job.status.progress is not None:
         entry.progress = JobProgress(**job.status.progress.model_dump())
+    if job.spec.batch_id is not None:
+        entry.batch_id = job.spec.batch_id
     return entry
 
 
@@ -120,6 +123,10 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
         detail.progress = JobProgress(**status.progress.model_dump())
     if status.details.get("confidence") is not None:
         detail.confidence = OcrConfidence(**status.details["confidence"])
+    if isinstance(tiers := status.details.get("pages_by_tier"), dict):
+        detail.pages_by_tier = {str(tier): int(pages) for tier, pages in tiers.items()}
+    if spec.batch_id is not None:
+        detail.batch_id = spec.batch_id
     return detail
 
 
@@ -164,6 +171,7 @@ def parse_job(job: Job, result: object, base_url: str) -> ParseJob:
 
 def delivery_view(record: DeliveryRecord) -> DeliveryView:
     return DeliveryView(
+        id=delivery_id(record.job_id, record.target, record.event_type),
         target=record.target,
         event=record.event_type,
         delivered=record.delivered,

@@ -11,16 +11,18 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 from docjobs.auth.keys import KeyStore
 from docjobs.config import JobSettings
+from docjobs.domain.batches import Batch, BatchState
 from docjobs.domain.models import InputRef, Job, JobSpec, Operation, Phase
 from docjobs.storage.base import ObjectStore
 from docjobs.storage.templates import save_template_version
 from docjobs.templates.store import TemplateStore
+from docjobs.usage.records import UsageRecord
 from docjobs.webhooks.records import WebhookStore
 
 P = ParamSpec("P")
@@ -41,6 +43,9 @@ class Submission:
     interactive: bool
     fingerprint: str
     webhook_url: str | None = None
+    traceparent: str | None = None
+    """The submitting request's trace context (W3C), kept with the job."""
+    batch_id: str | None = None
 
 
 def new_job_id() -> str:
@@ -74,6 +79,8 @@ def job_spec(
         interactive=submission.interactive,
         fingerprint=submission.fingerprint,
         webhook_url=submission.webhook_url,
+        traceparent=submission.traceparent,
+        batch_id=submission.batch_id,
         created_at=datetime.now(UTC),
     )
 
@@ -103,6 +110,8 @@ class JobQuery:
     """A prefix of the uploaded file's name (the whole name matches too), case-sensitive."""
     after: ListPosition | None = None
     """The last job of the previous page: this page starts with the next older one."""
+    batch_id: str | None = None
+    """Only the jobs of this batch."""
 
     def matches(self, job: Job) -> bool:
         """Whether ``job`` passes the filters (not the tenant, nor the position)."""
@@ -114,6 +123,7 @@ class JobQuery:
             and (self.created_after is None or created > self.created_after)
             and (self.created_before is None or created < self.created_before)
             and (self.file_name is None or spec.input.file_name.startswith(self.file_name))
+            and (self.batch_id is None or spec.batch_id == self.batch_id)
         )
 
 
@@ -232,6 +242,29 @@ class Backend(Protocol):
 
     async def read_json_result(self, job: Job, limit: int) -> object:
         """A finished job's JSON result, if it has one of at most ``limit`` bytes."""
+        ...
+
+    async def event_data(self, job: Job) -> dict[str, Any]:
+        """The payload of a finished job's end event, as its webhook deliveries sent it (a
+        replay sends it again)."""
+        ...
+
+    async def usage(self, tenant: str | None, first: date, last: date) -> list[UsageRecord]:
+        """The usage records of ``tenant`` (None: every tenant's) of the jobs that ended
+        from day ``first`` to day ``last`` (UTC, both included), each job's once."""
+        ...
+
+    async def create_batch(self, batch: Batch) -> Batch:
+        """Records a new batch, unsealed; the batch already recorded under its id if any."""
+        ...
+
+    async def seal_batch(self, batch: Batch, total: int) -> None:
+        """Sets the number of the batch's jobs once they have all been submitted; from then
+        on the end of its last job completes it (at once if they have all ended)."""
+        ...
+
+    async def get_batch(self, tenant: str, batch_id: str) -> BatchState | None:
+        """The tenant's batch with its jobs counted by phase, or None."""
         ...
 
     def phase_counts(self) -> dict[Phase, int]: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
@@ -26,11 +27,15 @@ from .core import (
     retry_delay,
 )
 from .models import (
+    Batch,
     CreatedWebhookEndpoint,
+    Delivery,
+    DeliveryPage,
     JobAccepted,
     JobDetail,
     JobList,
     ParseJobAccepted,
+    Replay,
     Template,
     WebhookEndpoint,
 )
@@ -61,6 +66,27 @@ class AsyncClient:
             response = await self.http.send(call.request)
         return call.read(response)
 
+    async def submit_batch(
+        self,
+        documents: Sequence[Document],
+        operation: str,
+        *,
+        idempotency_key: str | None = None,
+        **parameters: str,
+    ) -> Batch:
+        """Every document through ``operation`` (a route's path after ``/api/v1/``, such as
+        ``convert/markdown-to-pdf``) with the same ``parameters``, each a job of its own."""
+        call = self.requests.submit_batch(documents, operation, parameters, idempotency_key)
+        return await self.send(call)
+
+    async def batch(self, batch_id: str) -> Batch:
+        """The batch's counts and progress."""
+        return await self.send(self.requests.get_batch(batch_id))
+
+    async def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancels every job of the batch still pending or processing."""
+        return await self.send(self.requests.cancel_batch(batch_id))
+
     async def convert(
         self,
         document: Document,
@@ -81,10 +107,14 @@ class AsyncClient:
         pages: str | None = None,
         language: str | None = None,
         file_name: str | None = None,
+        confidence_threshold: float | None = None,
     ) -> JobAccepted:
-        return await self.send(
-            self.requests.ocr(document, tier, output, pages, language, file_name)
+        """``confidence_threshold`` (0-100) only for the ``auto`` tier: pages Tesseract reads
+        with less confidence are read again by docTR or Claude; the server's when ``None``."""
+        call = self.requests.ocr(
+            document, tier, output, pages, language, file_name, confidence_threshold
         )
+        return await self.send(call)
 
     async def parse(
         self,
@@ -219,3 +249,23 @@ class AsyncWebhooks:
 
     async def delete(self, endpoint_id: str) -> None:
         await self.client.send(self.client.requests.delete_webhook(endpoint_id))
+
+    async def deliveries(
+        self, endpoint_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> DeliveryPage:
+        """A page of the endpoint's deliveries, newest job first."""
+        call = self.client.requests.webhook_deliveries(endpoint_id, limit, cursor)
+        return await self.client.send(call)
+
+    async def replay(self, endpoint_id: str, delivery_id: str) -> Replay:
+        """Send a delivery again: the same ``webhook-id`` and body, signed afresh."""
+        call = self.client.requests.replay_webhook_delivery(endpoint_id, delivery_id)
+        return await self.client.send(call)
+
+    async def job_deliveries(self, job_id: str) -> builtins.list[Delivery]:
+        """The deliveries of a job's end event, to its endpoints and its own URL."""
+        return await self.client.send(self.client.requests.job_deliveries(job_id))
+
+    async def replay_job_delivery(self, job_id: str, delivery_id: str) -> Replay:
+        call = self.client.requests.replay_job_delivery(job_id, delivery_id)
+        return await self.client.send(call)

@@ -20,11 +20,15 @@ from pydantic import BaseModel, TypeAdapter
 
 from .errors import JobFinished, error_of
 from .models import (
+    Batch,
     CreatedWebhookEndpoint,
+    Delivery,
+    DeliveryPage,
     JobAccepted,
     JobDetail,
     JobList,
     ParseJobAccepted,
+    Replay,
     Template,
     WebhookEndpoint,
 )
@@ -39,7 +43,7 @@ SourceFormat = Literal["text", "html", "markdown", "json", "office"]
 PdfVariant = Literal["pdf/a-2b", "pdf/a-3b", "pdf/ua-1"]
 """A standard the converted PDF conforms to (``pdf/ua-1``: of Office files, text documents
 only)."""
-OcrTier = Literal["simple", "advanced", "vision"]
+OcrTier = Literal["simple", "advanced", "vision", "auto"]
 OcrOutput = Literal["simple", "detailed", "searchable_pdf", "hocr", "alto", "markdown"]
 JobStatus = Literal["pending", "processing", "complete", "failed", "cancelled"]
 
@@ -55,7 +59,8 @@ class JobFilters:
     cursor: str | None = None
     """A previous page's ``next_cursor``."""
     operation: str | None = None
-    """``convert``, ``ocr.simple``, ``ocr.advanced``, ``ocr.vision`` or ``extract``."""
+    """``convert``, ``ocr.simple``, ``ocr.advanced``, ``ocr.vision``, ``ocr.auto`` or
+    ``extract``."""
     created_after: datetime | None = None
     created_before: datetime | None = None
     file_name: str | None = None
@@ -180,13 +185,20 @@ class Requests:
         pages: str | None,
         language: str | None,
         file_name: str | None,
+        confidence_threshold: float | None = None,
     ) -> Call[JobAccepted]:
+        threshold = None if confidence_threshold is None else str(confidence_threshold)
         request = self.request(
             "POST",
             f"/api/v1/ocr/extract/{tier}",
             params={"async": "true"},
             files={"file": _upload(document, file_name)},
-            data=_form(output=output, pages=pages, language=language),
+            data=_form(
+                output=output,
+                pages=pages,
+                language=language,
+                confidence_threshold=threshold,
+            ),
         )
         return Call(request, _model(JobAccepted))
 
@@ -205,6 +217,32 @@ class Requests:
             data=_form(templateId=template_id, language=language, webhookUrl=webhook_url),
         )
         return Call(request, _model(ParseJobAccepted))
+
+    def submit_batch(
+        self,
+        documents: Sequence[Document],
+        operation: str,
+        parameters: Mapping[str, str],
+        idempotency_key: str | None,
+    ) -> Call[Batch]:
+        """``operation`` is a processing route's path after ``/api/v1/``, such as
+        ``convert/markdown-to-pdf`` or ``ocr/extract/simple``."""
+        files = [
+            ("files", _upload(document, None if isinstance(document, Path) else f"document-{n}"))
+            for n, document in enumerate(documents)
+        ]
+        request = self.request(
+            "POST", "/api/v1/batches", data={"operation": operation, **parameters}, files=files
+        )
+        if idempotency_key:
+            request.headers["Idempotency-Key"] = idempotency_key
+        return Call(request, _model(Batch))
+
+    def get_batch(self, batch_id: str) -> Call[Batch]:
+        return Call(self.request("GET", f"/api/v1/batches/{batch_id}"), _model(Batch))
+
+    def cancel_batch(self, batch_id: str) -> Call[Batch]:
+        return Call(self.request("DELETE", f"/api/v1/batches/{batch_id}"), _model(Batch))
 
     # --- jobs --------------------------------------------------------------------------------
 
@@ -273,6 +311,25 @@ class Requests:
 
     def delete_webhook(self, endpoint_id: str) -> Call[None]:
         return Call(self.request("DELETE", f"/v1/webhooks/{endpoint_id}"), _nothing)
+
+    def webhook_deliveries(
+        self, endpoint_id: str, limit: int, cursor: str | None
+    ) -> Call[DeliveryPage]:
+        params = _form(limit=str(limit), cursor=cursor)
+        request = self.request("GET", f"/v1/webhooks/{endpoint_id}/deliveries", params=params)
+        return Call(request, _model(DeliveryPage))
+
+    def replay_webhook_delivery(self, endpoint_id: str, delivery_id: str) -> Call[Replay]:
+        path = f"/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay"
+        return Call(self.request("POST", path), _model(Replay))
+
+    def job_deliveries(self, job_id: str) -> Call[list[Delivery]]:
+        request = self.request("GET", f"/v1/jobs/{job_id}/deliveries")
+        return Call(request, _listed(Delivery, "deliveries"))
+
+    def replay_job_delivery(self, job_id: str, delivery_id: str) -> Call[Replay]:
+        path = f"/v1/jobs/{job_id}/deliveries/{delivery_id}/replay"
+        return Call(self.request("POST", path), _model(Replay))
 
 
 def _default_name(source_format: SourceFormat) -> str:

@@ -69,12 +69,36 @@ class JobExpired(DocjobsError):
     code = "job_expired"
 
 
+class BatchNotFound(DocjobsError):
+    code = "batch_not_found"
+
+
 class TemplateNotFound(DocjobsError):
     code = "template_not_found"
 
 
 class WebhookNotFound(DocjobsError):
     code = "webhook_not_found"
+
+
+class DeliveryNotFound(DocjobsError):
+    code = "delivery_not_found"
+
+
+class ReplayInProgress(DocjobsError):
+    """The delivery is being replayed already: one replay of a delivery at a time."""
+
+    code = "replay_in_progress"
+
+
+class TooManyReplays(DocjobsError):
+    code = "too_many_replays"
+
+
+class ReplayLimitReached(DocjobsError):
+    """The delivery was tried as often as a delivery may be."""
+
+    code = "replay_limit_reached"
 
 
 class JobNotComplete(DocjobsError):

@@ -110,3 +110,75 @@ class WebhookEndpoint(_CamelWire):
 class CreatedWebhookEndpoint(WebhookEndpoint):
     secret: str
     """Signs this endpoint's events; the server shows it only now."""
+
+
+class DeliveryAnswer(_CamelWire):
+    """One try of a webhook delivery and the receiver's answer."""
+
+    at: str
+    status_code: int | None = None
+    """None when no answer came (``error`` says what happened)."""
+    error: str | None = None
+
+
+class Delivery(_CamelWire):
+    """A settled webhook delivery: a job's end event to one target, with its tries."""
+
+    id: str
+    """What the replay methods take."""
+    webhook_id: str
+    event: str
+    job_id: str
+    target: str
+    """The endpoint id, or the job's own webhook URL."""
+    timestamp: str
+    tries: int
+    last_answer: DeliveryAnswer | None = None
+    delivered: bool
+
+
+class DeliveryPage(_CamelWire):
+    deliveries: list[Delivery]
+    """Newest job first; possibly fewer than asked (even none) while ``next_cursor`` is set."""
+    next_cursor: str | None = None
+    """Give it as ``cursor`` for the next page; None once every job was read."""
+
+
+class Replay(_CamelWire):
+    delivery: Delivery
+    replay: DeliveryAnswer | None = None
+    """The replay's try; None while the receiver has not answered (its answer then shows in
+    the delivery log)."""
+
+
+class BatchCounts(_Wire):
+    pending: int
+    processing: int
+    complete: int
+    failed: int
+    cancelled: int
+
+
+class BatchProgress(_Wire):
+    finished: int
+    total: int | None
+
+
+class BatchDocument(_Wire):
+    index: int
+    file_name: str
+    job_id: str | None
+    error: JobFailure | None = None
+
+
+class Batch(_Wire):
+    """A batch's counts and progress; just after its submission, each file's job too."""
+
+    batch_id: str
+    operation: str
+    status: str
+    counts: BatchCounts
+    progress: BatchProgress
+    created_at: str
+    completed_at: str | None
+    documents: list[BatchDocument] = []

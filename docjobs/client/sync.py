@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import time
 from collections.abc import Mapping, Sequence
@@ -25,11 +26,15 @@ from .core import (
     retry_delay,
 )
 from .models import (
+    Batch,
     CreatedWebhookEndpoint,
+    Delivery,
+    DeliveryPage,
     JobAccepted,
     JobDetail,
     JobList,
     ParseJobAccepted,
+    Replay,
     Template,
     WebhookEndpoint,
 )
@@ -60,6 +65,27 @@ class Client:
             response = self.http.send(call.request)
         return call.read(response)
 
+    def submit_batch(
+        self,
+        documents: Sequence[Document],
+        operation: str,
+        *,
+        idempotency_key: str | None = None,
+        **parameters: str,
+    ) -> Batch:
+        """Every document through ``operation`` (a route's path after ``/api/v1/``, such as
+        ``convert/markdown-to-pdf``) with the same ``parameters``, each a job of its own."""
+        call = self.requests.submit_batch(documents, operation, parameters, idempotency_key)
+        return self.send(call)
+
+    def batch(self, batch_id: str) -> Batch:
+        """The batch's counts and progress."""
+        return self.send(self.requests.get_batch(batch_id))
+
+    def cancel_batch(self, batch_id: str) -> Batch:
+        """Cancels every job of the batch still pending or processing."""
+        return self.send(self.requests.cancel_batch(batch_id))
+
     def convert(
         self,
         document: Document,
@@ -80,8 +106,14 @@ class Client:
         pages: str | None = None,
         language: str | None = None,
         file_name: str | None = None,
+        confidence_threshold: float | None = None,
     ) -> JobAccepted:
-        return self.send(self.requests.ocr(document, tier, output, pages, language, file_name))
+        """``confidence_threshold`` (0-100) only for the ``auto`` tier: pages Tesseract reads
+        with less confidence are read again by docTR or Claude; the server's when ``None``."""
+        call = self.requests.ocr(
+            document, tier, output, pages, language, file_name, confidence_threshold
+        )
+        return self.send(call)
 
     def parse(
         self,
@@ -214,3 +246,23 @@ class Webhooks:
 
     def delete(self, endpoint_id: str) -> None:
         self.client.send(self.client.requests.delete_webhook(endpoint_id))
+
+    def deliveries(
+        self, endpoint_id: str, *, limit: int = 20, cursor: str | None = None
+    ) -> DeliveryPage:
+        """A page of the endpoint's deliveries, newest job first."""
+        call = self.client.requests.webhook_deliveries(endpoint_id, limit, cursor)
+        return self.client.send(call)
+
+    def replay(self, endpoint_id: str, delivery_id: str) -> Replay:
+        """Send a delivery again: the same ``webhook-id`` and body, signed afresh."""
+        call = self.client.requests.replay_webhook_delivery(endpoint_id, delivery_id)
+        return self.client.send(call)
+
+    def job_deliveries(self, job_id: str) -> builtins.list[Delivery]:
+        """The deliveries of a job's end event, to its endpoints and its own URL."""
+        return self.client.send(self.client.requests.job_deliveries(job_id))
+
+    def replay_job_delivery(self, job_id: str, delivery_id: str) -> Replay:
+        call = self.client.requests.replay_job_delivery(job_id, delivery_id)
+        return self.client.send(call)

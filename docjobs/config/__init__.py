@@ -16,11 +16,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docjobs.config.inputs import InputSettings as InputSettings
+from docjobs.config.ocr import OcrSettings as OcrSettings
 from docjobs.config.office import OfficeSettings as OfficeSettings
 from docjobs.config.operator import OperatorSettings as OperatorSettings
+from docjobs.config.usage import UsageSettings as UsageSettings
 from docjobs.domain.engines import CPU_ENGINES
 from docjobs.domain.models import Engine, RetryPolicy
 from docjobs.templates.store import TemplateBounds
+from docjobs.tracing import TracingSettings as TracingSettings
 from docjobs.webhooks.policy import WebhookSettings
 
 
@@ -38,10 +42,18 @@ class LimitSettings(BaseModel):
     """Pages; 10. Advanced OCR above this runs as an async job."""
     sync_vision_pages: int = 3
     """Pages; 3. Vision OCR above this runs as an async job."""
+    sync_office_bytes: int = 256 * 1024
+    """Bytes; 256 KB. An Office document sent for OCR counts as within its tier's sync page
+    limit up to this size: its pages are known only once the runner has laid it out."""
     sync_wait_seconds: float = 60.0
     """Seconds; 60. A sync request still running after this answers 202 and goes on as a job."""
     list_max: int = 100
     """Jobs; 100. Upper bound of ``limit`` when listing jobs."""
+    max_batch_files: int = 100
+    """Documents; 100. Most files one batch may carry (400 ``too_many_files`` past it)."""
+    max_batch_bytes: int = 200 * 1024 * 1024
+    """Bytes; 200 MB. Body limit of a batch, all its files together (413 while it streams);
+    each file is also held to ``max_upload_bytes``."""
     max_template_bytes: int = 64 * 1024
     """Bytes; 64 KB. Largest template, serialized as JSON (413 above it): every version a job
     ran with is kept in the object store, and runners read it whole."""
@@ -193,6 +205,9 @@ class S3Settings(BaseModel):
     read_timeout_seconds: float = Field(default=30.0, gt=0)
     """Seconds; 30. Longest wait for the next bytes of an answer (not for a whole transfer):
     a hung object store holds a request's thread this long at most."""
+    key_prefix: str = ""
+    """Put before every object key in the bucket (``acme-prod/``, say), so that installations
+    sharing a bucket never share keys; empty keeps the keys as they are."""
 
 
 class KubernetesSettings(BaseModel):
@@ -337,9 +352,14 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     doctr: DoctrSettings = DoctrSettings()
     office: OfficeSettings = OfficeSettings()
+    ocr: OcrSettings = OcrSettings()
     webhooks: WebhookSettings = WebhookSettings()
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
     workers: WorkerPodSettings = WorkerPodSettings()
+    usage: UsageSettings = UsageSettings()
+    inputs: InputSettings = InputSettings()
+    tracing: TracingSettings = TracingSettings()
+    """Where spans go (OTLP), if anywhere: see :mod:`docjobs.tracing`."""
     extract_default_engine: Literal["rules", "llm"] = "rules"
     """Engine of templates that name none; ``rules`` needs no model and no network."""
     key_cache_seconds: float = Field(default=5.0, ge=0)

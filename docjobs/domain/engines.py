@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, TypeGuard
 
-from docjobs.domain.models import Engine, OcrAdvanced, OcrSimple, Operation, engine_of
+from docjobs.domain.models import Engine, OcrAdvanced, OcrAuto, OcrSimple, Operation, engine_of
 
 
 class SyncLimits(Protocol):
@@ -84,6 +84,9 @@ OPERATIONS: Mapping[str, OperationProfile] = {
     # Vision and extraction run whole: their engines have no reader of a page selection
     # whose pages a merge could put together (the runner's ``engines.read_pages``).
     "ocr.vision": OperationProfile(splittable=False, sync_limit=SyncLimit.VISION_PAGES),
+    # Every page costs Tesseract's time; the few re-read by docTR or Claude are what the sync
+    # wait (``sync_wait_seconds``) bounds, past which the caller gets the job.
+    "ocr.auto": OperationProfile(splittable=True, sync_limit=SyncLimit.TESSERACT_PAGES),
     "extract": OperationProfile(splittable=False, sync_limit=None),
 }
 
@@ -108,7 +111,7 @@ PLACEMENTS: Mapping[Engine, EnginePlacement] = {
     Engine.OFFICE: EnginePlacement(pool="cpu", attempt_seconds=300),
 }
 
-PagedOperation = OcrSimple | OcrAdvanced
+PagedOperation = OcrSimple | OcrAdvanced | OcrAuto
 """The operations whose profile says ``splittable``, as a type."""
 
 

@@ -119,6 +119,15 @@ class OcrVision(OcrParams):
     kind: Literal["ocr.vision"] = "ocr.vision"
 
 
+class OcrAuto(OcrParams):
+    """Tesseract first, docTR and then a vision language model for the pages it reads badly."""
+
+    kind: Literal["ocr.auto"] = "ocr.auto"
+    confidence_threshold: float | None = Field(default=None, ge=0, le=100)
+    """A page Tesseract reads with less confidence (0-100) is read again by the stronger
+    tiers; absent: the runner's setting (``DOCJOBS_OCR__AUTO_THRESHOLD``)."""
+
+
 class Extract(_Model):
     """Fill a template's fields from a document, by rules or by a language model."""
 
@@ -152,7 +161,8 @@ class Extract(_Model):
 
 
 Operation = Annotated[
-    ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract, Field(discriminator="kind")
+    ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | OcrAuto | Extract,
+    Field(discriminator="kind"),
 ]
 
 ENGINE_OF: dict[str, Engine] = {
@@ -160,11 +170,16 @@ ENGINE_OF: dict[str, Engine] = {
     "ocr.simple": Engine.TESSERACT,
     "ocr.advanced": Engine.DOCTR,
     "ocr.vision": Engine.VISION,
+    # Tesseract reads every page; docTR and Claude are reached from the same runner, on
+    # the CPU pool (see ``docjobs.runner.engines.ocr_auto``).
+    "ocr.auto": Engine.TESSERACT,
     "extract": Engine.EXTRACT,
 }
 
 
-def engine_of(operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract) -> Engine:
+def engine_of(
+    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | OcrAuto | Extract,
+) -> Engine:
     if isinstance(operation, Extract) and operation.ocr == "advanced":
         # docTR reads the scans: the runner image and pool (GPU) docTR needs.
         return Engine.DOCTR
@@ -212,6 +227,11 @@ class JobSpec(_Model):
     fingerprint: str | None = None
     webhook_url: str | None = None
     """Announce this job's end here too, besides the tenant's registered endpoints."""
+    traceparent: str | None = None
+    """W3C trace context of the request that made the job: its attempts, and the deliveries
+    of its webhooks, are spans of that trace."""
+    batch_id: str | None = None
+    """The batch the document came in (``POST /api/v1/batches``), if any."""
     created_at: datetime
 
 

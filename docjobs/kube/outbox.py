@@ -199,6 +199,7 @@ class Outbox:
             job_view(job),
             job.spec.webhook_url,
             job.status.completed_at or datetime.now(UTC),
+            job.spec.traceparent,
         )
         targets = targets_of(self.store, job.spec.tenant, outbox.event, job.spec.webhook_url)
         journal = StatusJournal(self.client, self.namespace, name, job.spec.job_id, outbox)

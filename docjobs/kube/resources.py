@@ -36,6 +36,11 @@ LABEL_TENANT = f"{DOMAIN}/tenant"
 LABEL_OPERATION = f"{DOMAIN}/operation"
 LABEL_JOB = f"{DOMAIN}/job"
 """On runner Jobs and pods: the DocumentJob they belong to."""
+LABEL_BATCH = f"{DOMAIN}/batch"
+"""On DocumentJobs of a batch: its id."""
+ANNOTATION_BATCH_SEALED = f"{DOMAIN}/batch-sealed"
+"""Put by the API on one DocumentJob of a batch once the batch is sealed, so that the
+operator looks at the batch again even if every job of it had ended already."""
 LABEL_ATTEMPT = f"{DOMAIN}/attempt"
 """On nodes: ``cpu`` or ``gpu``; runner pods select on it."""
 
@@ -139,13 +144,16 @@ def to_resource(spec: JobSpec, namespace: str) -> dict[str, Any]:
     body = DocumentJobSpec.model_validate(spec.model_dump()).model_dump(
         mode="json", by_alias=True, exclude_none=True
     )
+    labels = {LABEL_TENANT: spec.tenant, LABEL_OPERATION: spec.operation.kind}
+    if spec.batch_id is not None:
+        labels[LABEL_BATCH] = spec.batch_id
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {
             "name": resource_name(spec.job_id),
             "namespace": namespace,
-            "labels": {LABEL_TENANT: spec.tenant, LABEL_OPERATION: spec.operation.kind},
+            "labels": labels,
         },
         "spec": body,
     }

@@ -70,6 +70,12 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def size(self, key: str) -> int:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 

@@ -49,9 +49,17 @@ def http_client(settings: S3Settings) -> urllib3.PoolManager:
 
 
 class S3Store:
-    def __init__(self, client: Minio, bucket: str) -> None:
+    """The bucket's objects under ``prefix`` (the installation's, or none): every key the
+    protocol takes or gives is relative to it, so nothing else in the service knows it."""
+
+    def __init__(self, client: Minio, bucket: str, prefix: str = "") -> None:
         self.client = client
         self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+
+    def object_name(self, key: str) -> str:
+        """The name in the bucket of the object ``key``."""
+        return self.prefix + safe_key(key)
 
     @classmethod
     def from_settings(cls, settings: S3Settings) -> S3Store:
@@ -63,25 +71,25 @@ class S3Store:
             region=settings.region,
             http_client=http_client(settings),
         )
-        return cls(client, settings.bucket)
+        return cls(client, settings.bucket, settings.key_prefix)
 
     def prepare(self) -> None:
         if not self.client.bucket_exists(self.bucket):
             self.client.make_bucket(self.bucket)
 
     def put_file(self, key: str, source: Path, content_type: str) -> int:
-        self.client.fput_object(self.bucket, safe_key(key), str(source), content_type)
+        self.client.fput_object(self.bucket, self.object_name(key), str(source), content_type)
         return source.stat().st_size
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> int:
         self.client.put_object(
-            self.bucket, safe_key(key), io.BytesIO(data), len(data), content_type
+            self.bucket, self.object_name(key), io.BytesIO(data), len(data), content_type
         )
         return len(data)
 
     def download(self, key: str, target: Path) -> None:
         try:
-            self.client.fget_object(self.bucket, safe_key(key), str(target))
+            self.client.fget_object(self.bucket, self.object_name(key), str(target))
         except S3Error as exc:
             if exc.code in _MISSING:
                 raise ObjectNotFound(key) from None
@@ -89,7 +97,7 @@ class S3Store:
 
     def iter_chunks(self, key: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         try:
-            response = self.client.get_object(self.bucket, safe_key(key))
+            response = self.client.get_object(self.bucket, self.object_name(key))
         except S3Error as exc:
             if exc.code in _MISSING:
                 raise ObjectNotFound(key) from None
@@ -102,19 +110,28 @@ class S3Store:
 
     def exists(self, key: str) -> bool:
         try:
-            self.client.stat_object(self.bucket, safe_key(key))
+            self.client.stat_object(self.bucket, self.object_name(key))
         except S3Error as exc:
             if exc.code in _MISSING:
                 return False
             raise
         return True
 
+    def size(self, key: str) -> int:
+        try:
+            found = self.client.stat_object(self.bucket, self.object_name(key))
+        except S3Error as exc:
+            if exc.code in _MISSING:
+                raise ObjectNotFound(key) from None
+            raise
+        return int(found.size or 0)
+
     def delete(self, key: str) -> None:
         # S3 answers a delete of a missing key with success, as the protocol asks.
-        self.client.remove_object(self.bucket, safe_key(key))
+        self.client.remove_object(self.bucket, self.object_name(key))
 
     def delete_prefix(self, prefix: str) -> None:
-        folder = safe_key(prefix.rstrip("/")) + "/"
+        folder = self.object_name(prefix.rstrip("/")) + "/"
         names = (
             DeleteObject(o.object_name)
             for o in self.client.list_objects(self.bucket, prefix=folder, recursive=True)
@@ -128,10 +145,12 @@ class S3Store:
         on). Signed locally; only a client without a configured region asks the bucket's
         region once (then cached), so settings name it where that matters."""
         life = min(max(expires_at - utcnow(), timedelta(seconds=1)), _MAX_PRESIGNED)
-        return self.client.get_presigned_url(method, self.bucket, safe_key(key), expires=life)
+        return self.client.get_presigned_url(
+            method, self.bucket, self.object_name(key), expires=life
+        )
 
     def folders(self, prefix: str) -> Iterator[str]:
-        folder = safe_key(prefix.rstrip("/")) + "/" if prefix else ""
+        folder = self.object_name(prefix.rstrip("/")) + "/" if prefix else self.prefix
         for item in self.client.list_objects(self.bucket, prefix=folder, recursive=False):
             if item.is_dir and item.object_name:
                 yield item.object_name[len(folder) :].rstrip("/")
@@ -139,8 +158,9 @@ class S3Store:
     def keys(self, folder: str, start_after: str = "") -> Iterator[str]:
         listed = self.client.list_objects(
             self.bucket,
-            prefix=safe_key(folder.rstrip("/")) + "/",
+            prefix=self.object_name(folder.rstrip("/")) + "/",
             recursive=True,
-            start_after=start_after or None,
+            start_after=self.prefix + start_after if start_after else None,
         )
-        yield from (item.object_name for item in listed if item.object_name)
+        start = len(self.prefix)
+        yield from (item.object_name[start:] for item in listed if item.object_name)

@@ -23,8 +23,9 @@ from docjobs.templates.patterns import PatternTooComplex, check_expansion
 
 FieldType = Literal["string", "number", "integer", "date", "currency", "boolean", "list"]
 Extractor = Literal["rules", "llm"]
-OcrTier = Literal["simple", "advanced", "vision"]
-"""How pages without a text layer are read: Tesseract, docTR or a vision language model."""
+OcrTier = Literal["simple", "advanced", "vision", "auto"]
+"""How pages without a text layer are read: Tesseract, docTR or a vision language model, or
+``auto``: Tesseract, and the stronger tiers for the pages it reads badly."""
 
 MAX_FIELDS = 100
 MAX_ITEMS = 50

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
+from opentelemetry.trace import SpanKind, StatusCode
 
+from docjobs.tracing import context_of, traceparent_of, tracer
 from docjobs.webhooks.messages import SignedMessage, WebhookMessage
 from docjobs.webhooks.policy import WebhookSettings
 from docjobs.webhooks.targets import (
@@ -122,6 +124,8 @@ class DeliveryTries:
         self.ssl_context = network.ssl_context
         self.tried = tried
         self.message = SignedMessage(message)
+        self.traceparent = message.traceparent
+        self.url = message.url
         self.pinned = functools.cache(
             lambda: resolve_target(message.url, settings, network.resolver)
         )
@@ -136,13 +140,27 @@ class DeliveryTries:
         # connection verified for one host name never carries a request for another.
         # trust_env=False: an environment proxy would connect to the name, not the checked
         # address.
-        with httpx.Client(
-            timeout=self.settings.timeout_seconds,
-            follow_redirects=False,
-            trust_env=False,
-            verify=self.ssl_context if self.ssl_context is not None else True,
-        ) as client:
-            attempt, final, retry_after = _try_once(client, self.pinned, self.message)
+        # A span per try, in the job's trace; the receiver gets it as its parent.
+        with (
+            httpx.Client(
+                timeout=self.settings.timeout_seconds,
+                follow_redirects=False,
+                trust_env=False,
+                verify=self.ssl_context if self.ssl_context is not None else True,
+            ) as client,
+            tracer(__name__).start_span(
+                "webhook delivery",
+                context=context_of(self.traceparent),
+                kind=SpanKind.CLIENT,
+                attributes={"url.full": self.url, "docjobs.webhook.try": self.tried + 1},
+            ) as span,
+        ):
+            sent_as = traceparent_of(span) or self.traceparent
+            attempt, final, retry_after = _try_once(client, self.pinned, self.message, sent_as)
+            if attempt.status_code is not None:
+                span.set_attribute("http.response.status_code", attempt.status_code)
+            if not attempt.ok:
+                span.set_status(StatusCode.ERROR, attempt.outcome)
         self.tried += 1
         if final or not self.left:
             return attempt, None
@@ -150,7 +168,10 @@ class DeliveryTries:
 
 
 def _try_once(
-    client: httpx.Client, pinned: Callable[[], PinnedTarget], message: SignedMessage
+    client: httpx.Client,
+    pinned: Callable[[], PinnedTarget],
+    message: SignedMessage,
+    traceparent: str | None = None,
 ) -> tuple[DeliveryAttempt, bool, float | None]:
     """One try: the attempt, whether it is final (success or not worth repeating), Retry-After."""
     at = datetime.now(UTC)
@@ -161,7 +182,7 @@ def _try_once(
 
     try:
         target = pinned()
-        response = client.send(_request(client, target, message), stream=True)
+        response = client.send(_request(client, target, message, traceparent), stream=True)
     except UnsafeTarget as exc:
         return attempt(None, f"unsafe target: {exc}"), True, None
     except (httpx.HTTPError, OSError) as exc:
@@ -172,8 +193,15 @@ def _try_once(
     return attempt(status, None), final, parse_retry_after(response.headers.get("retry-after"))
 
 
-def _request(client: httpx.Client, target: PinnedTarget, message: SignedMessage) -> httpx.Request:
+def _request(
+    client: httpx.Client,
+    target: PinnedTarget,
+    message: SignedMessage,
+    traceparent: str | None = None,
+) -> httpx.Request:
     headers = {"host": target.host_header(), **message.headers()}
+    if traceparent:
+        headers["traceparent"] = traceparent
     # The URL names the pinned address; TLS must still ask for, and verify, the host name.
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     return client.build_request(

@@ -88,7 +88,14 @@ def deliver_event(
         return
     settled = Countdown(len(todo), on_settled)
     for target in todo:
-        message = message_to(target, event.job_id, event.event_type, event.data, event.occurred_at)
+        message = message_to(
+            target,
+            event.job_id,
+            event.event_type,
+            event.data,
+            event.occurred_at,
+            event.traceparent,
+        )
         delivery = TargetDelivery(
             queue,
             settings,

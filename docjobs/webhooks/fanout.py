@@ -48,7 +48,12 @@ def targets_of(
 
 
 def message_to(
-    target: Target, job_id: str, event_type: str, data: dict[str, Any], occurred_at: datetime
+    target: Target,
+    job_id: str,
+    event_type: str,
+    data: dict[str, Any],
+    occurred_at: datetime,
+    traceparent: str | None = None,
 ) -> WebhookMessage:
     """The event for ``target``; its ``webhook-id`` depends only on the job, the target and
     the event, so every retry and re-send carries the same one."""
@@ -59,6 +64,7 @@ def message_to(
         data,
         msg_id=message_id(job_id, target.name, event_type),
         occurred_at=occurred_at,
+        traceparent=traceparent,
     )
 
 

@@ -22,8 +22,12 @@ from standardwebhooks.webhooks import Webhook
 
 from docjobs.domain.clock import iso
 
-EVENT_TYPES = ("job.completed", "job.failed", "job.cancelled")
-"""One per terminal phase; ``docjobs.events.EVENT_OF_PHASE`` maps phases to them."""
+JOB_EVENT_TYPES = ("job.completed", "job.failed", "job.cancelled")
+"""What an endpoint subscribes to when it names no events: batch ends are asked for."""
+EVENT_TYPES = (*JOB_EVENT_TYPES, "batch.completed")
+"""One per terminal phase of a job (``docjobs.domain.events.EVENT_OF_PHASE`` maps phases to
+them), and a batch's end (``docjobs.domain.batches``), whose events carry the batch id where
+a job's carry the job id."""
 USER_AGENT = "docjobs-webhooks/1"
 
 
@@ -40,6 +44,8 @@ class WebhookMessage:
     """The ``webhook-id``, from :func:`message_id`; a random one when absent."""
     occurred_at: datetime | None = None
     """When the event happened (the job ended); now when absent."""
+    traceparent: str | None = None
+    """The job's trace context (W3C); each try sends it as its parent."""
 
 
 def new_secret() -> str:

@@ -3,23 +3,17 @@ hold it."""
 
 from __future__ import annotations
 
-import ipaddress
-import re
-
 from pydantic import BaseModel, Field, field_validator
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-HOST_NAME = re.compile(
-    r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*"
-)
+from docjobs.net.addresses import HOST_NAME, network
 
 
 class WebhookSettings(BaseModel):
     allow_private_targets: bool = False
     """Off. Allows loopback, private (RFC 1918, ULA), link-local (cloud metadata), CGNAT,
-    multicast, reserved and unspecified addresses, and IPv4-mapped/6to4 forms of them. Only
-    for single-tenant installs whose receivers live on the internal network."""
+    multicast, reserved and unspecified addresses, and IPv4-mapped/6to4 forms of them, as
+    webhook targets and as documents' ``source_url`` (plain http too). Only for
+    single-tenant installs whose receivers and sources live on the internal network."""
     allowed_hosts: list[str] = []
     """Empty. Exceptions to the address rules: host names (ASCII, matched exactly, whatever
     they resolve to) or IP networks in CIDR form (``10.1.2.0/24``) a resolved address may
@@ -50,10 +44,3 @@ class WebhookSettings(BaseModel):
             if network(entry) is None and not HOST_NAME.fullmatch(entry):
                 raise ValueError(f"{entry!r} is neither a host name nor a CIDR network")
         return entries
-
-
-def network(entry: str) -> IPNetwork | None:
-    try:
-        return ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return None

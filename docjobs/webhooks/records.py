@@ -80,7 +80,20 @@ class WebhookStore(Protocol):
 
     def tenant_secret(self, tenant: str) -> str: ...
 
-    def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]: ...
+    def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
+        """The job's settled deliveries (a pending one is not listed until it settles)."""
+        ...
+
+    def endpoint_secret(self, tenant: str, endpoint_id: str) -> str | None:
+        """The signing secret of the tenant's endpoint; None when it has no such endpoint."""
+        ...
+
+    def record_replay(
+        self, tenant: str, job_id: str, target: str, event_type: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        """Add a replay's try to a settled delivery's record (delivered once a try is); the
+        record as it now stands, None when it is gone (the job erased or expired)."""
+        ...
 
 
 def new_endpoint(
@@ -110,6 +123,8 @@ class PendingEvent:
     data: dict[str, Any]
     webhook_url: str | None
     occurred_at: datetime
+    traceparent: str | None = None
+    """The job's trace context: each delivery is a span of the job's trace."""
 
 
 def check_events(events: Iterable[str]) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ from . import builders
 from .agenda import Agenda, Ref, TenantSlots, ref_of
 from .archive import Archiver
 from .attempts import Attempts
+from .batches import BatchEnded, BatchEnds
 from .metrics import QUEUE
 from .progress import Followed, ProgressWatch
 from .queue_depth import QueueDepth
@@ -54,6 +55,7 @@ from .status import (
     with_tenant_cap,
 )
 from .steps import Choice, ClusterEffects, StatusSteps
+from .usage import UsageMeter
 
 log = logging.getLogger(__name__)
 ARCHIVE_SWEEP = Ref("", "archive-sweep")
@@ -70,8 +72,11 @@ class Controller:
         max_running_per_tenant: int = 0,
         on_seen: Callable[[JSON], None] | None = None,
         part_pages: int = RunnerSettings().part_pages,
+        tenant_metrics: bool = False,
+        on_batch_end: BatchEnded | None = None,
     ) -> None:
-        """``part_pages``: what one shard reads (``DOCJOBS_RUNNER__PART_PAGES``)."""
+        """``part_pages``: what one shard reads (``DOCJOBS_RUNNER__PART_PAGES``);
+        ``tenant_metrics``: usage counters per tenant too (``DOCJOBS_USAGE__TENANT_METRICS``)."""
         self.kube = kube
         self.settings = settings
         self.store = store
@@ -94,6 +99,8 @@ class Controller:
         self.scheduler = Scheduler(settings, self.agenda, self.tick)
         self.signals = StoredSignals(store)
         self.archiver = Archiver(kube, store, settings)
+        self.usage = UsageMeter(store, tenant_metrics)
+        self.batches = BatchEnds(store, on_batch_end)
         runners = RunnerJobs(kube, store, settings, part_pages)
         effects = ClusterEffects(kube, store, runners, on_terminal)
         self.steps = StatusSteps(kube, effects, self.agenda, settings.conflict_retries)
@@ -113,6 +120,9 @@ class Controller:
             ):
                 self.attempts.ensure_runner(ref, seen.record, seen.status)
             elif seen is not None and self.archiver.due(seen.record, now):
+                self.usage.record(seen.record)  # never archived uncounted
+                if self.batches.due(seen.record):
+                    self.batches.record(seen.record)
                 self.archiver.archive_job(ref.path, seen.record, now)
 
     def _look(self, resource: JSON, job: Job, *, ref: Ref, now: datetime) -> Choice:
@@ -178,6 +188,8 @@ class Controller:
             self.scheduler.forget(ref)
             self.queue.forget(ref)
             freed = self.slots.forget(ref)
+            self.usage.forget(resource)
+            self.batches.forget(resource)
         else:
             now = utcnow()
             self.queue.seen(resource, now)  # first: a take moves the grace the agenda reads
@@ -190,6 +202,13 @@ class Controller:
             freed = self.slots.seen(ref, tenant, running or claim_of(resource) is not None)
             if self.on_seen is not None:
                 self.on_seen(resource)
+            if self.usage.due(resource):
+                # Its own key: a progress read of the job in flight must not drop it.
+                usage_ref = Ref(ref.namespace, f"{ref.name}/usage")
+                self.scheduler.read(usage_ref, self.usage.record, resource)
+            if self.batches.due(resource):
+                batch_ref = Ref(ref.namespace, f"{ref.name}/batch")
+                self.scheduler.read(batch_ref, self.batches.record, resource)
             attempts = (resource.get("status") or {}).get("attempts")
             self.progress.running(ref, attempts if running else None)
         for waiting in freed:  # a slot of their tenant is free: look at them now

@@ -16,14 +16,18 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
-from docjobs.domain.models import TERMINAL_PHASE_NAMES, Job
+from docjobs.domain.batches import BATCH_COMPLETED, Batch, BatchState, completed_event_data
+from docjobs.domain.models import TERMINAL_PHASE_NAMES, Job, Phase
+from docjobs.kube.batches import StoredBatches
 from docjobs.kube.client import JSON, KubeClient
 from docjobs.kube.outbox import Outbox, is_pending
+from docjobs.webhooks.driver import deliver_event
+from docjobs.webhooks.fanout import targets_of
 from docjobs.webhooks.policy import WebhookSettings
 from docjobs.webhooks.queue import DeliveryQueue
-from docjobs.webhooks.records import WebhookStore
+from docjobs.webhooks.records import PendingEvent, WebhookStore
 
 log = logging.getLogger(__name__)
 StoreFor = Callable[[str], WebhookStore]
@@ -88,6 +92,40 @@ class TerminalHook:
             return
         with self._guard:
             self._busy.discard(key)
+
+    def batch_ended(
+        self, batches: StoredBatches, batch: Batch, phases: Mapping[Phase, int]
+    ) -> None:
+        """Deliver the batch's ``batch.completed``, its tries kept in the batch's journal in
+        the object store (the batch has no DocumentJob of its own)."""
+        if self._queue is None or self.stores is None:
+            return
+        queue, store = self._queue, self.stores(batches.namespace)
+        assert batch.completed_at is not None
+        event = PendingEvent(
+            batch.batch_id,
+            BATCH_COMPLETED,
+            batch.tenant,
+            completed_event_data(BatchState(batch, phases)),
+            None,
+            batch.completed_at,
+        )
+
+        def deliver() -> None:
+            try:
+                targets = targets_of(store, batch.tenant, BATCH_COMPLETED)
+                journal = batches.journal(batch)
+                deliver_event(queue, self.settings, journal, event, targets, lambda: None)
+            except Exception as exc:
+                log.warning(
+                    "batch.completed of %s: %s; again in %g s",
+                    batch.batch_id,
+                    exc,
+                    self.retry_seconds,
+                )
+                queue.submit(deliver, self.retry_seconds)
+
+        queue.submit(deliver)
 
     def close(self) -> None:
         if self._queue is not None:

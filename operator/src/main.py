@@ -25,6 +25,9 @@ from docjobs.config import OperatorSettings, Settings, get_settings
 from docjobs.domain.models import DOMAIN
 from docjobs.kube.client import ConfigurationError
 from docjobs.kube.resources import LABEL_JOB
+from docjobs.tracing import ENDPOINT_ENV
+from docjobs.tracing import configure as configure_tracing
+from docjobs.tracing import flush as flush_traces
 
 from .controller import Controller
 from .handlers import register
@@ -78,6 +81,10 @@ def run(
     # One line per handled event, one per liveness probe otherwise.
     logging.getLogger("kopf").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    if configure_tracing(settings.tracing, "docjobs-operator"):
+        # Runner pods export where the operator does.
+        traced = {ENDPOINT_ENV: settings.tracing.endpoint() or "", **config.runner_env}
+        config = config.model_copy(update={"runner_env": traced})
     try:
         store = create_signing_store(settings)
     except ConfigurationError as exc:
@@ -94,6 +101,8 @@ def run(
         settings.jobs.max_running_per_tenant,
         on_seen=hook.seen,
         part_pages=settings.runner.part_pages,
+        tenant_metrics=settings.usage.tenant_metrics,
+        on_batch_end=hook.batch_ended,
     )
     registry = kopf.OperatorRegistry()
     register(registry, controller)
@@ -117,3 +126,4 @@ def run(
         )
     finally:
         hook.close()
+        flush_traces()

@@ -16,6 +16,7 @@ from docjobs.domain.models import JobSpec, engine_of
 from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import core_path, jobs_path
 from docjobs.storage.presigned import SigningStore
+from docjobs.tracing import record_span
 
 from . import builders, manifest_secrets, manifests
 from .agenda import Ref
@@ -64,6 +65,7 @@ class RunnerJobs:
             RUNNER_JOBS.labels(engine, "created").inc()
             if attempt == 1:
                 TIME_TO_JOB.labels(engine).observe(age(resource, utcnow()))
+                record_span("queue wait", spec.traceparent, spec.created_at, {"job": name})
         except KubeError as exc:
             if exc.status != 409:
                 raise

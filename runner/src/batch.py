@@ -32,6 +32,7 @@ from docjobs.domain.models import (
     RunOutcome,
     WorkerRequest,
 )
+from docjobs.office_files import CONTENT_TYPES as OFFICE_TYPES
 from docjobs.runner.engines import PageCount, ocr_output, raster
 from docjobs.runner.execute import execute, failed, record, store_result
 from docjobs.runner.limits import CpuCeilingExceeded, within_ceilings
@@ -48,12 +49,13 @@ def execute_batch(
     :class:`~docjobs.domain.models.WorkerBatch` holds) and returns their outcomes in order.
 
     Advanced OCR documents share forward passes; an extraction that reads its scans with
-    docTR runs on its own, through the same warm predictor. Each outcome is recorded in
-    ``store`` as its document ends."""
+    docTR, and an Office document (laid out by LibreOffice first), run on their own, through
+    the same warm predictor. Each outcome is recorded in ``store`` as its document ends."""
     outcomes: dict[int, RunOutcome] = {}
     shared: list[tuple[int, WorkerRequest]] = []
     for index, request in enumerate(requests):
-        if isinstance(request.spec.operation, OcrAdvanced):
+        spec = request.spec
+        if isinstance(spec.operation, OcrAdvanced) and spec.input.content_type not in OFFICE_TYPES:
             shared.append((index, request))
         else:
             outcomes[index] = execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -14,6 +15,7 @@ from docjobs.domain.models import (
     EXIT_OK,
     EXIT_PERMANENT,
     EXIT_TRANSIENT,
+    ConvertToPdf,
     Extract,
     JobError,
     JobSpec,
@@ -23,7 +25,9 @@ from docjobs.domain.models import (
     RunnerSummary,
     RunOutcome,
 )
+from docjobs.office_files import CONTENT_TYPES as OFFICE_TYPES
 from docjobs.runner import engines
+from docjobs.runner.cputime import cpu_time, with_cpu_seconds
 from docjobs.runner.engines import ocr_output
 from docjobs.runner.limits import memory_exceeded, within_ceilings
 from docjobs.runner.progress import StoredProgress
@@ -100,8 +104,27 @@ def _whole(
     operation = _with_template(spec, store)
     source = scratch / "input"
     store.download(spec.input.key, source)
-    output = engines.run(operation, source, spec.input.content_type, progress, workdir=scratch)
+    if isinstance(operation, ConvertToPdf) or spec.input.content_type not in OFFICE_TYPES:
+        output = engines.run(operation, source, spec.input.content_type, progress, workdir=scratch)
+    else:
+        output = _read_office_document(operation, source, progress, scratch)
     return store_result(spec, output, store)
+
+
+def _read_office_document(
+    operation: Operation, source: Path, progress: engines.PageProgress | None, scratch: Path
+) -> engines.EngineOutput:
+    """OCR or extraction of an Office document: the PDF LibreOffice lays it out to (under the
+    office engine's ceilings), read as any PDF: extraction takes its text layer, the OCR
+    tiers read its rendered pages."""
+    from docjobs.runner.engines import office
+
+    converted = scratch / "office"
+    converted.mkdir()
+    pdf = office.to_pdf(source, converted)
+    output = engines.run(operation, pdf.path, pdf.content_type, progress, workdir=scratch)
+    details = {**output.details, "source_type": pdf.details.get("source_type")}
+    return dataclasses.replace(output, details=details)
 
 
 def _with_template(spec: JobSpec, store: ObjectStore) -> Operation:
@@ -133,7 +156,10 @@ def _read_part(
     store.put_file(
         part_key(spec.tenant, spec.job_id, attempt, part.index), stored, "application/json"
     )
-    return RunnerSummary(page_count=len(pages))
+    # The pool reads which tiers an ``auto`` part used (docTR leaves PyTorch loaded).
+    tiers = [page["tier"] for page in pages if "tier" in page]
+    details = {"pages_by_tier": {tier: tiers.count(tier) for tier in set(tiers)}} if tiers else {}
+    return RunnerSummary(page_count=len(pages), details=details)
 
 
 def _merge(
@@ -179,6 +205,7 @@ def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
     process lives through. A process killed mid-attempt leaves it in its ``TMPDIR``, which
     goes with the process: a warm worker's own directory, removed by its pool; a runner
     pod's ``/tmp`` emptyDir, removed with the pod."""
+    started = cpu_time()
     try:
         with tempfile.TemporaryDirectory(
             prefix="docjobs-attempt-", ignore_cleanup_errors=True
@@ -192,7 +219,7 @@ def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
                 tempfile.tempdir = outer
     except Exception as exc:
         return failed(spec, exc)
-    return RunOutcome(exit_code=EXIT_OK, summary=summary)
+    return RunOutcome(exit_code=EXIT_OK, summary=with_cpu_seconds(summary, started))
 
 
 def failed(spec: JobSpec, exc: Exception) -> RunOutcome:

@@ -16,6 +16,7 @@ documents read together) is answered with one line per request of the batch, in 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import logging
 import os
@@ -38,9 +39,11 @@ from docjobs.domain.models import (
 )
 from docjobs.runner.execute import execute, execute_part, merge_parts, termination_message
 from docjobs.runner.limits import enforce_ceilings
-from docjobs.storage.base import ObjectNotFound
+from docjobs.runner.traced import start_tracing, traced
+from docjobs.storage.base import ObjectNotFound, ObjectStore
 from docjobs.storage.factory import manifest_url, store_from_settings
 from docjobs.storage.presigned import PresignedRequestFailed, PresignedStore
+from docjobs.tracing import flush as flush_traces
 
 _PR_SET_PDEATHSIG = 1
 _WORK: TypeAdapter[WorkerBatch | WorkerRequest] = TypeAdapter(WorkerBatch | WorkerRequest)
@@ -67,12 +70,21 @@ def run_once() -> int:
         index = int(os.environ["JOB_COMPLETION_INDEX"])
         pages = json.loads(os.environ["DOCJOBS_PAGE_PARTS"])[index]
         part = PagePart(index=index, pages=pages)
-        outcome = execute_part(spec, attempt, part, store, record_failure=False)
+        outcome = traced(
+            spec,
+            attempt,
+            lambda: execute_part(spec, attempt, part, store, record_failure=False),
+            f"attempt part {index}",
+        )
     elif "DOCJOBS_MERGE_PARTS" in os.environ:
-        outcome = merge_parts(spec, attempt, int(os.environ["DOCJOBS_MERGE_PARTS"]), store)
+        merged = int(os.environ["DOCJOBS_MERGE_PARTS"])
+        outcome = traced(
+            spec, attempt, lambda: merge_parts(spec, attempt, merged, store), "merge parts"
+        )
     else:
         # The operator copies the progress into the DocumentJob: the pod has no API access.
-        outcome = execute(spec, attempt, store, report_progress=True)
+        outcome = traced(spec, attempt, lambda: execute(spec, attempt, store, report_progress=True))
+    flush_traces()  # a one-shot process: its spans go before it exits
     return _report(outcome)
 
 
@@ -124,17 +136,28 @@ def serve_worker() -> int:
             protocol.write("".join(outcome.model_dump_json() + "\n" for outcome in outcomes))
             continue
         request = work
-        outcome: RunOutcome
-        if request.part is not None:
-            outcome = execute_part(
-                request.spec, request.attempt, request.part, store, record_failure=True
-            )
-        elif request.merge_parts is not None:
-            outcome = merge_parts(request.spec, request.attempt, request.merge_parts, store)
-        else:
-            outcome = execute(request.spec, request.attempt, store)
+        outcome = traced(
+            request.spec,
+            request.attempt,
+            functools.partial(_run_request, request, store),
+            _step_of(request),
+        )
         protocol.write(outcome.model_dump_json() + "\n")
     return 0
+
+
+def _run_request(request: WorkerRequest, store: ObjectStore) -> RunOutcome:
+    if request.part is not None:
+        return execute_part(request.spec, request.attempt, request.part, store, record_failure=True)
+    if request.merge_parts is not None:
+        return merge_parts(request.spec, request.attempt, request.merge_parts, store)
+    return execute(request.spec, request.attempt, store)
+
+
+def _step_of(request: WorkerRequest) -> str:
+    if request.part is not None:
+        return f"attempt part {request.part.index}"
+    return "merge parts" if request.merge_parts is not None else "attempt"
 
 
 def _die_with_parent() -> None:
@@ -148,4 +171,6 @@ def _die_with_parent() -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     args = sys.argv[1:] if argv is None else argv
-    return serve_worker() if "--worker" in args else run_once()
+    worker = "--worker" in args
+    start_tracing(get_settings(), worker)
+    return serve_worker() if worker else run_once()

@@ -69,6 +69,7 @@ def test_console_loads_without_a_key_under_a_strict_policy(server, api_key) -> N
     for path, kind in (
         ("/console/", "text/html"),
         ("/console/console.js", "javascript"),
+        ("/console/usage.js", "javascript"),
         ("/console/console.css", "text/css"),
         ("/console/favicon.svg", "image/svg+xml"),
     ):

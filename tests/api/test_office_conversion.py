@@ -108,8 +108,9 @@ async def test_an_async_conversion_is_a_convert_job(api: InProcessApi) -> None:
 async def test_a_document_with_a_macro_on_load_converts_without_running_it(
     api: InProcessApi, tmp_path: Path
 ) -> None:
-    """The profile forbids macros (security level 3, execution disabled). LibreOffice 7.4's
-    headless conversion fires no load event either way, so the marker guards the profile
+    """The load forbids macros (``MacroExecutionMode`` NEVER) and so does the profile
+    (security level 3, execution disabled). LibreOffice 7.4 runs no macro bound to this
+    document's load event even when a load asks it to (tried by hand), so the marker guards
     against a LibreOffice that would; the conversion itself and the next one are what this
     LibreOffice shows."""
     key = api.key("office-macro")

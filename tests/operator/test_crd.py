@@ -65,6 +65,20 @@ def test_api_server_validates_documentjobs(cluster: Cluster, namespace: str, crd
         api.create(path, mixed)
     assert mixed_up.value.status == 422 and "ocr.simple" in mixed_up.value.message
 
+    # The auto tier's threshold: its own field, bounded, and refused on another kind.
+    auto = _resource(namespace)
+    auto["spec"]["operation"] |= {"kind": "ocr.auto", "confidenceThreshold": 60}
+    assert api.create(path, auto)["spec"]["operation"]["confidenceThreshold"] == 60
+    for kind, threshold, named in (
+        ("ocr.auto", 101, "confidenceThreshold"),
+        ("ocr.simple", 60, "ocr.simple"),
+    ):
+        wrong = _resource(namespace)
+        wrong["spec"]["operation"] |= {"kind": kind, "confidenceThreshold": threshold}
+        with pytest.raises(KubeError) as refused:
+            api.create(path, wrong)
+        assert refused.value.status == 422 and named in refused.value.message
+
     # Required fields.
     missing = copy.deepcopy(_resource(namespace))
     del missing["spec"]["input"]["sha256"]

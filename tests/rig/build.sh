@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build the rig's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, minio, helm) from upstream Go modules into a cache outside the
+# kube-scheduler, minio, helm, and an OpenTelemetry Collector: otelcol) from upstream Go modules into a cache outside the
 # repo, keyed by version. Idempotent: a version whose binaries are all present
 # is not rebuilt. Prints the bin directories on stdout (KEY=dir lines); build
 # chatter goes to stderr.
 #
 #   tests/rig/build.sh            build what is missing
 #   tests/rig/build.sh --print    only print the directories (no build)
+#   tests/rig/build.sh otelcol    build only the collector (the embedded trace tests)
 #
 # Env: DOCJOBS_RIG_CACHE (default ~/.cache/docjobs-rig), DOCJOBS_RIG_NICE
 # (niceness for go build, default 19: the build is long and machines shared).
@@ -23,12 +24,14 @@ mod_version() { # <go.mod> <module path>
 K8S_VERSION="$(mod_version "$RIG_DIR/k8s/go.mod" k8s.io/kubernetes)"
 MINIO_VERSION="$(mod_version "$RIG_DIR/minio/go.mod" github.com/minio/minio)"
 HELM_VERSION="$(mod_version "$RIG_DIR/helm/go.mod" helm.sh/helm/v3)"
-[[ -n $K8S_VERSION && -n $MINIO_VERSION && -n $HELM_VERSION ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
+OTELCOL_VERSION="$(mod_version "$RIG_DIR/otelcol/go.mod" go.opentelemetry.io/collector/otelcol)"
+[[ -n $K8S_VERSION && -n $MINIO_VERSION && -n $HELM_VERSION && -n $OTELCOL_VERSION ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
 
 K8S_BIN="$CACHE/k8s-$K8S_VERSION/bin"
 KUBECTL_BIN="$CACHE/k8s-$K8S_VERSION/kubectl"
 MINIO_BIN="$CACHE/minio-$MINIO_VERSION/bin"
 HELM_BIN="$CACHE/helm-$HELM_VERSION/bin"
+OTELCOL_BIN="$CACHE/otelcol-$OTELCOL_VERSION/bin"
 
 print_dirs() {
   echo "K8S_VERSION=$K8S_VERSION"
@@ -38,6 +41,8 @@ print_dirs() {
   echo "MINIO_BIN=$MINIO_BIN"
   echo "HELM_VERSION=$HELM_VERSION"
   echo "HELM_BIN=$HELM_BIN"
+  echo "OTELCOL_VERSION=$OTELCOL_VERSION"
+  echo "OTELCOL_BIN=$OTELCOL_BIN"
 }
 if [[ ${1-} == --print ]]; then print_dirs; exit 0; fi
 
@@ -71,6 +76,14 @@ go_build() { # <module dir> <dest bin dir> <ldflags> <pkg>...
   mv "$tmp" "$dest"
   echo "build.sh: built $dest in $((SECONDS - start))s" >&2
 }
+
+# The trace tests' collector: OTLP in, a JSON-lines file out (tests/rig/otelcol/main.go).
+build_otelcol() {
+  if ! all_present "$OTELCOL_BIN" otelcol; then
+    go_build "$RIG_DIR/otelcol" "$OTELCOL_BIN" "" .
+  fi
+}
+if [[ ${1-} == otelcol ]]; then build_otelcol; print_dirs; exit 0; fi
 
 # Same ldflags as upstream hack/lib/version.sh, so /version reports the
 # release instead of v0.0.0-master.
@@ -114,4 +127,5 @@ if ! all_present "$HELM_BIN" helm; then
   go_build "$RIG_DIR/helm" "$HELM_BIN" "$hl" helm.sh/helm/v3/cmd/helm
 fi
 
+build_otelcol
 print_dirs

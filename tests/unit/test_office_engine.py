@@ -130,15 +130,16 @@ def test_a_zip_bomb_and_a_crowded_zip_are_refused_naming_their_ceiling(tmp_path:
 
 
 def test_a_hung_conversion_is_killed_and_the_next_document_converts(tmp_path: Path) -> None:
-    source = write(tmp_path, "slow.docx", office_docs.docx("Patience", "wombat"))
-    hurried = Settings(office={"timeout_seconds": 0.5})
+    slow = write(tmp_path, "slow.docx", office_docs.long_docx(100_000))
+    hurried = Settings(office={"timeout_seconds": 2})
     (tmp_path / "first").mkdir()
     with pytest.raises(PermanentError) as failed:
-        office.to_pdf(source, tmp_path / "first", hurried)
+        office.to_pdf(slow, tmp_path / "first", hurried)
     assert failed.value.reason == "OfficeTimeout"
     assert "DOCJOBS_OFFICE__TIMEOUT_SECONDS" in failed.value.message
     assert soffice_processes(office.profile_dir()) == []
     (tmp_path / "second").mkdir()
+    source = write(tmp_path, "next.docx", office_docs.docx("Patience", "wombat"))
     converted = office.to_pdf(source, tmp_path / "second", Settings())
     assert "wombat" in pdf_text(converted.path)
 

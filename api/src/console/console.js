@@ -86,6 +86,7 @@ function forgetKey() {
   firstPage();
   closeDetail();
   renderJobs();
+  clearUsage();
   notice("key-state", "No key.");
   notice("jobs-state", "Enter an API key to see its jobs.");
 }
@@ -96,6 +97,7 @@ async function start() {
     await refreshJobs();
     notice("key-state", "Key accepted.");
     loadTemplateIds();
+    loadUsage();
   } catch (error) {
     if (error.status === 401) sessionStorage.removeItem(KEY_ITEM);
     notice("key-state", error.message, true);
@@ -209,6 +211,7 @@ function update(job) {
   const before = jobs.get(job.job_id);
   jobs.set(job.job_id, { ...before, ...job });
   renderJobs();
+  if (TERMINAL.has(job.status) && before?.status !== job.status) reloadUsageSoon();
   if (selected !== job.job_id) return;
   renderDetail(jobs.get(job.job_id));
   // A job's end is what its webhooks announce.
@@ -418,6 +421,7 @@ $("refresh").addEventListener("click", () => start());
 $("close-detail").addEventListener("click", closeDetail);
 $("previous-page").addEventListener("click", () => turnPage(false));
 $("next-page").addEventListener("click", () => turnPage(true));
+$("refresh-usage").addEventListener("click", () => loadUsage());
 setInterval(() => {
   if (apiKey() && !document.hidden) refreshJobs().catch((error) => notice("jobs-state", error.message, true));
 }, REFRESH_MS);

@@ -41,6 +41,10 @@ class TiersView(BaseModel):
     simple: TierView = Field(description="OCR with Tesseract: `/api/v1/ocr/extract/simple`.")
     advanced: TierView = Field(description="OCR with docTR: `/api/v1/ocr/extract/advanced`.")
     vision: TierView = Field(description="OCR with Claude: `/api/v1/ocr/extract/vision`.")
+    auto: TierView = Field(
+        description="Tesseract, and docTR then Claude (where available) for the pages it "
+        "reads badly: `/api/v1/ocr/extract/auto`; `reason` names the tiers it re-reads with."
+    )
     llm: TierView = Field(description="Templates whose `engine` is `llm`.")
 
 

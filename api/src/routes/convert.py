@@ -12,6 +12,7 @@ from docjobs.domain.models import ConvertToPdf, PdfVariant
 from ..deps import AsyncFlag, PrincipalDep
 from ..ratelimit import rate_limited
 from ..schemas import PDF_CONTENT, processing_responses
+from ..sources import SourceUrlField, UploadIdField
 from ..submission import IdempotencyKey, SubmissionRequest, Submissions
 from ..submit import answer
 from ..uploads import Upload
@@ -40,12 +41,14 @@ def _route(source_format: Literal["text", "html", "markdown", "json"]) -> None:
         idempotency_key: IdempotencyKey = None,
         file: Annotated[UploadFile | None, File(description="The document.")] = None,
         content: Annotated[str | None, Form(description="The document, inline.")] = None,
+        source_url: SourceUrlField = None,
+        upload_id: UploadIdField = None,
         pdf_variant: Variant = None,
         run_async: AsyncFlag = False,
     ) -> Response:
         submission = SubmissionRequest(
             operation=ConvertToPdf(source_format=source_format, pdf_variant=pdf_variant),
-            upload=Upload(file, content, default_name=f"document.{extension}"),
+            upload=Upload(file, content, f"document.{extension}", source_url, upload_id),
             tenant=principal.tenant,
             interactive=not run_async,
             idempotency_key=idempotency_key,

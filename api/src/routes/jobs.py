@@ -11,7 +11,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BeforeValidator
 
-from docjobs.backends.base import JobQuery, decode_cursor, encode_cursor, listing_position
+from docjobs.backends.base import (
+    Backend,
+    JobQuery,
+    ListPosition,
+    decode_cursor,
+    encode_cursor,
+    listing_position,
+)
 from docjobs.domain.clock import iso
 from docjobs.domain.models import Job, Phase
 
@@ -33,7 +40,9 @@ jobs_api = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=error_respo
 parse_jobs = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(401, 422, 503))
 
 StatusWord = Literal["pending", "processing", "complete", "failed", "cancelled"]
-OperationKind = Literal["convert", "ocr.simple", "ocr.advanced", "ocr.vision", "extract"]
+OperationKind = Literal[
+    "convert", "ocr.simple", "ocr.advanced", "ocr.vision", "ocr.auto", "extract"
+]
 DELETE_DESCRIPTION = (
     "A pending or processing job is cancelled (it ends as `cancelled`). A finished job "
     "(complete, failed or cancelled) is erased: its input, result, attempt records and "
@@ -112,14 +121,12 @@ async def list_jobs(
             "(the whole name matches too); case-sensitive.",
         ),
     ] = None,
+    batch_id: Annotated[
+        str | None, Query(min_length=1, description="Only the jobs of this batch.")
+    ] = None,
 ) -> JobList:
     limit = min(limit, settings.limits.list_max)
-    try:
-        after = decode_cursor(cursor) if cursor is not None else None
-    except ValueError:
-        raise ApiError(
-            422, "invalid_parameters", "cursor: not a next_cursor this API gave."
-        ) from None
+    after = listing_after(cursor)
     query = JobQuery(
         tenant=principal.tenant,
         limit=limit,
@@ -129,12 +136,9 @@ async def list_jobs(
         created_before=_utc(created_before),
         file_name=file_name,
         after=after,
+        batch_id=batch_id,
     )
-    page = await backend.list_jobs(query)
-    listed = JobList(jobs=[job_list_entry(j) for j in page.jobs], total=page.total, limit=limit)
-    if page.more and page.jobs:
-        listed.next_cursor = encode_cursor(listing_position(page.jobs[-1]))
-    return listed
+    return await job_page(backend, query)
 
 
 @jobs_api.get(
@@ -228,3 +232,24 @@ async def _cancel_or_erase(backend: BackendDep, tenant: str, job: Job) -> None:
 router = APIRouter()
 router.include_router(jobs_api)
 router.include_router(parse_jobs)
+
+
+def listing_after(cursor: str | None) -> ListPosition | None:
+    """Where a listing goes on from: the position a ``next_cursor`` of this API names."""
+    try:
+        return decode_cursor(cursor) if cursor is not None else None
+    except ValueError:
+        raise ApiError(
+            422, "invalid_parameters", "cursor: not a next_cursor this API gave."
+        ) from None
+
+
+async def job_page(backend: Backend, query: JobQuery) -> JobList:
+    """One page of the jobs ``query`` selects, with the cursor to the next."""
+    page = await backend.list_jobs(query)
+    listed = JobList(
+        jobs=[job_list_entry(j) for j in page.jobs], total=page.total, limit=query.limit
+    )
+    if page.more and page.jobs:
+        listed.next_cursor = encode_cursor(listing_position(page.jobs[-1]))
+    return listed

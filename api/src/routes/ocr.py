@@ -1,4 +1,4 @@
-"""``POST /api/v1/ocr/extract/{simple,advanced,vision}``."""
+"""``POST /api/v1/ocr/extract/{simple,advanced,vision,auto}``."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from docjobs.capabilities import TIER_NAMES, TierName
-from docjobs.domain.models import OcrAdvanced, OcrOutput, OcrSimple, OcrVision
+from docjobs.domain.models import OcrAdvanced, OcrAuto, OcrOutput, OcrSimple, OcrVision
+from docjobs.office_files import ACCEPTED
 
 from ..deps import AsyncFlag, PrincipalDep
 from ..ratelimit import rate_limited
 from ..schemas import OCR_FORMAT_CONTENT, PDF_CONTENT, OcrResult, processing_responses
+from ..sources import SourceUrlField, UploadIdField
 from ..submission import (
     IdempotencyKey,
     SubmissionRequest,
@@ -74,21 +76,32 @@ _RESPONSES = processing_responses(
 class OcrForm:
     """What every OCR tier's request carries besides the language."""
 
-    file: UploadFile
+    file: UploadFile | None
     idempotency_key: str | None
     output: str
     pages: str | None
     run_async: bool
+    source_url: str | None = None
+    upload_id: str | None = None
 
 
 async def ocr_form(
-    file: Annotated[UploadFile, File(description="PDF, PNG, JPEG or TIFF.")],
+    file: Annotated[
+        UploadFile | None,
+        File(
+            description=f"PDF, PNG, JPEG or TIFF, or an Office document ({ACCEPTED}), whose "
+            "pages LibreOffice renders for the tier to read; an Office document counts as "
+            "within the sync page limit up to DOCJOBS_LIMITS__SYNC_OFFICE_BYTES."
+        ),
+    ] = None,
+    source_url: SourceUrlField = None,
+    upload_id: UploadIdField = None,
     idempotency_key: IdempotencyKey = None,
     output: Output = "simple",
     pages: Pages = None,
     run_async: AsyncFlag = False,
 ) -> OcrForm:
-    return OcrForm(file, idempotency_key, output, pages or None, run_async)
+    return OcrForm(file, idempotency_key, output, pages or None, run_async, source_url, upload_id)
 
 
 Form_ = Annotated[OcrForm, Depends(ocr_form)]
@@ -136,23 +149,63 @@ async def extract_vision(
     return await _answer(request, principal.tenant, submissions, OcrVision, form, codes)
 
 
+@router.post(
+    "/auto",
+    summary="OCR with Tesseract, and stronger tiers for the pages it reads badly",
+    description="Tesseract reads every page; a page it reads with a confidence under "
+    "`confidence_threshold` (or where it finds no word) is read again by docTR where this "
+    "server has it, then by Claude vision where a key is configured, and the most confident "
+    "reading is kept (Claude gives no confidence: its reading counts as reaching the "
+    "threshold, unless it found no text). Each page says which tier read it (`tier`) and why "
+    "(`reason`), and the JSON result counts `pages_by_tier`. In Kubernetes mode the tier "
+    "runs on the CPU pool, whose image has no docTR: weak pages go to Claude. Sync up to the "
+    "Tesseract page limit.",
+    response_class=Response,
+    responses=_RESPONSES,
+)
+async def extract_auto(
+    request: Request,
+    principal: PrincipalDep,
+    submissions: Submissions,
+    form: Form_,
+    language: Language = "eng",
+    confidence_threshold: Annotated[
+        float | None,
+        Form(
+            ge=0,
+            le=100,
+            description="0-100: pages Tesseract reads with less confidence are read again; "
+            "0 keeps every page Tesseract's, 100 re-reads every page. The server's "
+            "`DOCJOBS_OCR__AUTO_THRESHOLD` (75 by default) when absent.",
+        ),
+    ] = None,
+) -> Response:
+    codes = await tesseract_language(language)
+    threshold = confidence_threshold
+    if threshold is None:
+        threshold = submissions.settings.ocr.auto_threshold
+    extra: dict[str, object] = {"confidence_threshold": threshold}
+    return await _answer(request, principal.tenant, submissions, OcrAuto, form, codes, extra)
+
+
 async def _answer(
     request: Request,
     tenant: str,
     submissions: Submissions,
-    kind: type[OcrSimple | OcrAdvanced | OcrVision],
+    kind: type[OcrSimple | OcrAdvanced | OcrVision | OcrAuto],
     form: OcrForm,
     language: str,
+    extra: dict[str, object] | None = None,
 ) -> Response:
     try:
         operation = kind.model_validate(
-            {"output": form.output, "language": language, "pages": form.pages}
+            {"output": form.output, "language": language, "pages": form.pages, **(extra or {})}
         )
     except ValidationError as exc:
         raise invalid_parameters(exc) from None
     submission = SubmissionRequest(
         operation=operation,
-        upload=Upload(form.file),
+        upload=Upload(form.file, source_url=form.source_url, upload_id=form.upload_id),
         tenant=tenant,
         interactive=not form.run_async,
         idempotency_key=form.idempotency_key,

@@ -14,6 +14,7 @@ from docjobs.office_files import ACCEPTED
 from ..deps import AsyncFlag, PrincipalDep
 from ..ratelimit import rate_limited
 from ..schemas import PDF_CONTENT, processing_responses
+from ..sources import SourceUrlField, UploadIdField
 from ..submission import IdempotencyKey, SubmissionRequest, Submissions
 from ..submit import answer
 from ..uploads import Upload
@@ -33,6 +34,8 @@ async def office_to_pdf(
     principal: PrincipalDep,
     submissions: Submissions,
     file: Annotated[UploadFile | None, File(description=f"The document: {ACCEPTED}.")] = None,
+    source_url: SourceUrlField = None,
+    upload_id: UploadIdField = None,
     idempotency_key: IdempotencyKey = None,
     pdf_variant: Variant = None,
     run_async: AsyncFlag = False,
@@ -43,7 +46,7 @@ async def office_to_pdf(
     rtf): LibreOffice leaves a spreadsheet's or a presentation's content untagged."""
     submission = SubmissionRequest(
         operation=ConvertToPdf(source_format="office", pdf_variant=pdf_variant),
-        upload=Upload(file, None, default_name="document"),
+        upload=Upload(file, None, "document", source_url, upload_id),
         tenant=principal.tenant,
         interactive=not run_async,
         idempotency_key=idempotency_key,

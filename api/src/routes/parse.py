@@ -14,6 +14,7 @@ from docjobs.domain.clock import iso
 from docjobs.domain.events import PARSE_STATUS_WORDS
 from docjobs.domain.idempotency import DUPLICATE_MESSAGE
 from docjobs.domain.models import Extract, Job
+from docjobs.office_files import ACCEPTED
 from docjobs.templates.schema import OcrTier
 from docjobs.templates.store import content_version
 
@@ -21,6 +22,7 @@ from ..deps import BackendDep, PrincipalDep
 from ..errors import ApiError
 from ..ratelimit import rate_limited
 from ..schemas import ParseJob, ParseJobAccepted, ParseJobDetail, Responses, error_responses
+from ..sources import SourceUrlField, UploadIdField
 from ..submission import (
     IdempotencyKey,
     SubmissionRequest,
@@ -38,7 +40,13 @@ router = APIRouter(tags=["documents"], responses=error_responses(401, 422, 503))
 INLINE_RESULT_LIMIT = 5 * 1024 * 1024
 """Bytes; JSON results up to this size are part of the job; larger ones only by URL."""
 
-FileField = Annotated[UploadFile | None, File(description="PDF, PNG or JPEG document.")]
+FileField = Annotated[
+    UploadFile | None,
+    File(
+        description=f"PDF, PNG, JPEG or TIFF, or an Office document ({ACCEPTED}), read from the"
+        " text of the PDF LibreOffice lays it out to."
+    ),
+]
 TemplateIdField = Annotated[str | None, Form(alias="templateId", description="Template id.")]
 LanguageField = Annotated[
     str,
@@ -47,8 +55,10 @@ LanguageField = Annotated[
 OcrField = Annotated[
     OcrTier | None,
     Form(
-        description="OCR tier for scanned pages: 'simple' (Tesseract), 'advanced' (docTR) or "
-        "'vision' (a vision language model); the template's own choice when absent."
+        description="OCR tier for scanned pages: 'simple' (Tesseract), 'advanced' (docTR), "
+        "'vision' (a vision language model) or 'auto' (Tesseract, and docTR then the vision "
+        "model where available for pages it reads with a confidence under "
+        "DOCJOBS_OCR__AUTO_THRESHOLD); the template's own choice when absent."
     ),
 ]
 WebhookField = Annotated[
@@ -78,6 +88,8 @@ class ParseForm:
     language: str
     ocr: OcrTier | None = None
     webhook_url: str | None = None
+    source_url: str | None = None
+    upload_id: str | None = None
 
 
 async def _queue(
@@ -92,7 +104,12 @@ async def _queue(
     operation = await _extract(submissions, tenant, form)
     await require_extract_tiers(request, operation)
     submission = SubmissionRequest(
-        operation, Upload(form.file), tenant, interactive, idempotency_key, form.webhook_url
+        operation,
+        Upload(form.file, source_url=form.source_url, upload_id=form.upload_id),
+        tenant,
+        interactive,
+        idempotency_key,
+        form.webhook_url,
     )
     try:
         return await submissions.submit(submission)
@@ -152,8 +169,10 @@ async def parse_async(
     language: LanguageField = "eng",
     ocr: OcrField = None,
     webhook_url: WebhookField = None,
+    source_url: SourceUrlField = None,
+    upload_id: UploadIdField = None,
 ) -> ParseJobAccepted:
-    form = ParseForm(file, template_id, language, ocr, webhook_url)
+    form = ParseForm(file, template_id, language, ocr, webhook_url, source_url, upload_id)
     submitted = await _queue(
         request, submissions, principal.tenant, form, idempotency_key, interactive=False
     )
@@ -176,8 +195,10 @@ async def parse(
     template_id: TemplateIdField = None,
     language: LanguageField = "eng",
     ocr: OcrField = None,
+    source_url: SourceUrlField = None,
+    upload_id: UploadIdField = None,
 ) -> ParseJob | JSONResponse:
-    form = ParseForm(file, template_id, language, ocr)
+    form = ParseForm(file, template_id, language, ocr, None, source_url, upload_id)
     submitted = await _queue(
         request, submissions, principal.tenant, form, idempotency_key, interactive=True
     )

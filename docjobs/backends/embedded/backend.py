@@ -11,8 +11,9 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from datetime import date
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from docjobs.backends.base import (
     JobPage,
@@ -31,19 +32,24 @@ from docjobs.backends.dependencies import (
     DependencyMonitor,
     DependencyUnavailable,
 )
+from docjobs.backends.embedded.batches import SQLiteBatches
 from docjobs.backends.embedded.database import SQLiteDatabase
 from docjobs.backends.embedded.jobs import SQLiteJobStore
 from docjobs.backends.embedded.keys import SQLiteKeyStore
 from docjobs.backends.embedded.templates import SQLiteTemplateStore
+from docjobs.backends.embedded.usage import SQLiteUsage
 from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
 from docjobs.backends.workers import scratch
 from docjobs.backends.workers.pool import WorkerPool
 from docjobs.config import Settings
+from docjobs.domain.batches import Batch, BatchState
 from docjobs.domain.clock import utcnow
 from docjobs.domain.events import EVENT_OF_PHASE, job_view
 from docjobs.domain.models import Job, Phase
 from docjobs.storage.base import TEMPLATES_FOLDER, object_keys
 from docjobs.storage.factory import runner_environment, store_environment, store_from_settings
+from docjobs.storage.uploads import UPLOADS_FOLDER, sweep_expired
+from docjobs.usage.records import UsageRecord, count_in_metrics, usage_of
 from docjobs.webhooks.driver import deliver_event
 from docjobs.webhooks.fanout import targets_of
 from docjobs.webhooks.queue import DeliveryQueue
@@ -72,6 +78,11 @@ class EmbeddedBackend:
         self.objects = store_from_settings(settings)
         self.templates = SQLiteTemplateStore(self.db, settings.limits.template_bounds())
         self.webhooks = SQLiteWebhookStore(self.db)
+        self.usage_records = SQLiteUsage(self.db)
+        self.batches = SQLiteBatches(self.db, self.webhooks)
+        self._batch_ends: dict[str, PendingEvent] = {}
+        """A batch's end event, under the job whose end completed it (added in a step's
+        thread, taken on the loop once that end has committed)."""
         self._untold: set[str] = set()
         """Jobs whose end had no webhook target when it committed (added in a step's thread,
         taken on the loop when the end is announced)."""
@@ -97,9 +108,9 @@ class EmbeddedBackend:
             self.store,
             self.objects,
             pool,
-            on_finished=self._announce,
+            on_finished=self._ended,
             forget_before=self.webhooks.forget_deliveries,
-            record_end=self._reserve_event,
+            record_end=self._record_end,
         )
 
     async def start(self) -> None:
@@ -188,6 +199,13 @@ class EmbeddedBackend:
     async def read_json_result(self, job: Job, limit: int) -> object:
         return await self.monitor.call(OBJECT_STORE, json_result, self.objects, job, limit)
 
+    async def event_data(self, job: Job) -> dict[str, Any]:
+        return await self.monitor.call(OBJECT_STORE, self._event_data, job)
+
+    def _event_data(self, job: Job) -> dict[str, Any]:
+        """The job's view with its JSON result, if small enough (a blocking read)."""
+        return job_view(job, json_result(self.objects, job, WEBHOOK_RESULT_LIMIT))
+
     def _sweep_leftovers(self) -> None:
         """What a killed process leaves: half-saved uploads, and inputs stored for jobs whose
         row never committed (an input is stored first, so a job never lacks its input). At
@@ -197,9 +215,11 @@ class EmbeddedBackend:
         sweep_scratch(self.settings.data_dir.resolve() / "tmp")
         known = self.store.job_ids()
         for tenant in list(self.objects.folders("")):
+            sweep_expired(self.objects, tenant, utcnow())
             for job_id in list(self.objects.folders(tenant)):
-                # Beside the jobs: the template versions (``.templates``), never swept.
-                if job_id not in known and job_id != TEMPLATES_FOLDER:
+                # Beside the jobs: the template versions (``.templates``), never swept, and
+                # direct uploads (``.uploads``), which expire on their own.
+                if job_id not in known and job_id not in (TEMPLATES_FOLDER, UPLOADS_FOLDER):
                     self.objects.delete_prefix(f"{tenant}/{job_id}")
 
     def _undelivered(self) -> tuple[list[PendingEvent], list[Job]]:
@@ -207,6 +227,37 @@ class EmbeddedBackend:
         built (the process died in between)."""
         unfilled = [job for job_id in self.webhooks.unfilled() if (job := self.store.get(job_id))]
         return self.webhooks.pending(), unfilled
+
+    async def usage(self, tenant: str | None, first: date, last: date) -> list[UsageRecord]:
+        return await self.offload(lambda: list(self.usage_records.records(tenant, first, last)))
+
+    def _record_end(self, job: Job, conn: sqlite3.Connection) -> None:
+        """What commits with a job's end: its webhook outbox entry, its usage record, and
+        its batch's end if it was the batch's last job."""
+        self._reserve_event(job, conn)
+        SQLiteUsage.record(conn, usage_of(job))
+        if job.spec.batch_id is not None:
+            batch_end = self.batches.job_ended(job.spec.batch_id, conn)
+            if batch_end is not None:
+                self._batch_ends[job.spec.job_id] = batch_end
+
+    def _ended(self, job: Job) -> None:
+        count_in_metrics(usage_of(job), self.settings.usage.tenant_metrics)
+        self._announce(job)
+        batch_end = self._batch_ends.pop(job.spec.job_id, None)
+        if batch_end is not None:
+            self._deliver(batch_end)
+
+    async def create_batch(self, batch: Batch) -> Batch:
+        return await self.offload(self.batches.create, batch)
+
+    async def seal_batch(self, batch: Batch, total: int) -> None:
+        batch_end = await self.offload(self.batches.seal, batch.batch_id, total)
+        if batch_end is not None:
+            self._deliver(batch_end)
+
+    async def get_batch(self, tenant: str, batch_id: str) -> BatchState | None:
+        return await self.offload(self.batches.get, tenant, batch_id)
 
     def _reserve_event(self, job: Job, conn: sqlite3.Connection) -> None:
         event_type = EVENT_OF_PHASE.get(job.status.phase)
@@ -241,9 +292,10 @@ class EmbeddedBackend:
                 job.spec.job_id,
                 event_type,
                 job.spec.tenant,
-                job_view(job, json_result(self.objects, job, WEBHOOK_RESULT_LIMIT)),
+                self._event_data(job),
                 job.spec.webhook_url,
                 job.status.completed_at or utcnow(),
+                job.spec.traceparent,
             )
             # In the outbox first: a delivery the process dies in is resumed on the next start.
             self.webhooks.enqueue(event)

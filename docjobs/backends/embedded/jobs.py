@@ -14,6 +14,9 @@ from docjobs.domain.clock import utcnow
 from docjobs.domain.idempotency import REUSABLE_PHASES
 from docjobs.domain.models import Job, JobSpec, JobStatus, Phase, Progress
 
+BATCH_OF_JOB = "json_extract(spec, '$.batch_id')"
+"""The job's batch id, as the ``jobs_batch`` index (``embedded.batches``) has it."""
+
 
 def _ts(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
@@ -135,6 +138,9 @@ class SQLiteJobStore:
         if query.file_name is not None:
             where += " AND substr(json_extract(spec, '$.input.file_name'), 1, ?) = ?"
             args += [len(query.file_name), query.file_name]
+        if query.batch_id is not None:
+            where += f" AND {BATCH_OF_JOB} = ?"
+            args.append(query.batch_id)
         total = self.db.query(f"SELECT count(*) AS n FROM jobs WHERE {where}", tuple(args))[0]["n"]
         if query.after is not None:
             where += " AND (created_at, job_id) < (?, ?)"

@@ -30,6 +30,7 @@ from docjobs.domain.sharding import plan_parts
 from docjobs.domain.step import Given, take_step
 from docjobs.storage.base import ObjectNotFound, ObjectStore, outcome_key
 from docjobs.storage.templates import save_template_version
+from docjobs.tracing import record_span
 
 from .paged import PagedAttempt
 from .steps import JobRow, LoopEffects, StoredJob
@@ -344,6 +345,8 @@ class Supervisor:
             return
         job = started.job
         attempt = job.status.attempts
+        if attempt == 1:
+            record_span("queue wait", job.spec.traceparent, job.spec.created_at)
         part_pages = self.settings.runner.part_pages
         parts = plan_parts(job.spec, part_pages, part_pages) if self.pool.size > 1 else []
         if parts:

@@ -191,6 +191,13 @@ class SQLiteWebhookStore:
             if event_type in (endpoint := _endpoint(row)).events
         ]
 
+    def endpoint_secret(self, tenant: str, endpoint_id: str) -> str | None:
+        rows = self.db.query(
+            "SELECT secret FROM webhook_endpoints WHERE tenant = ? AND id = ?",
+            (tenant, endpoint_id),
+        )
+        return str(rows[0]["secret"]) if rows else None
+
     # --- the secret for jobs' own webhook URLs --------------------------------------------------
 
     def tenant_secret(self, tenant: str) -> str:
@@ -242,17 +249,28 @@ class SQLiteWebhookStore:
             "SELECT * FROM webhook_deliveries WHERE job_id = ? ORDER BY recorded_at, rowid",
             (job_id,),
         )
-        return [
-            DeliveryRecord(
-                r["job_id"],
-                r["target"],
-                r["event_type"],
-                bool(r["delivered"]),
-                ATTEMPTS.validate_json(r["attempts"]),
-                datetime.fromtimestamp(r["recorded_at"], UTC),
+        return [_delivery(r) for r in rows]
+
+    def record_replay(
+        self, tenant: str, job_id: str, target: str, event_type: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        """The try added in one transaction, so two replays cannot lose each other's."""
+        key = (job_id, target, event_type)
+        where = "WHERE job_id = ? AND target = ? AND event_type = ?"
+        with self.db.transaction() as conn:
+            cursor = conn.execute(f"SELECT * FROM webhook_deliveries {where}", key)
+            cursor.row_factory = sqlite3.Row
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            before = _delivery(row)
+            attempts = (*before.attempts, attempt)
+            delivered = before.delivered or attempt.ok
+            conn.execute(
+                f"UPDATE webhook_deliveries SET attempts = ?, delivered = ? {where}",
+                (ATTEMPTS.dump_json(attempts).decode(), int(delivered), *key),
             )
-            for r in rows
-        ]
+        return DeliveryRecord(job_id, target, event_type, delivered, attempts, before.recorded_at)
 
     def journal(self, job_id: str, event_type: str) -> SQLiteDeliveryJournal:
         """Where the driver keeps the event's deliveries."""
@@ -309,9 +327,15 @@ class SQLiteWebhookStore:
                 json.loads(r["data"]),
                 r["webhook_url"],
                 datetime.fromtimestamp(r["occurred_at"], UTC),
+                r["traceparent"],
             )
             for r in self.db.query(
-                "SELECT * FROM webhook_outbox WHERE data != ? ORDER BY occurred_at", (UNFILLED,)
+                # The job's trace, from its spec: a delivery resumed after a restart is still
+                # a span of it.
+                "SELECT o.*, json_extract(j.spec, '$.traceparent') AS traceparent"
+                " FROM webhook_outbox o LEFT JOIN jobs j ON j.job_id = o.job_id"
+                " WHERE o.data != ? ORDER BY o.occurred_at",
+                (UNFILLED,),
             )
         ]
 
@@ -373,6 +397,17 @@ class SQLiteDeliveryJournal:
 
     def settle(self, target: str, attempts: Sequence[DeliveryAttempt], delivered: bool) -> None:
         self.store.record(self.job_id, target, self.event_type, attempts, delivered)
+
+
+def _delivery(row: sqlite3.Row) -> DeliveryRecord:
+    return DeliveryRecord(
+        row["job_id"],
+        row["target"],
+        row["event_type"],
+        bool(row["delivered"]),
+        ATTEMPTS.validate_json(row["attempts"]),
+        datetime.fromtimestamp(row["recorded_at"], UTC),
+    )
 
 
 def _endpoint(row: sqlite3.Row) -> WebhookEndpoint:

@@ -105,7 +105,8 @@ class ArchivedJobs:
     def page(self, query: JobQuery) -> tuple[list[Job], int, bool]:
         """Up to ``query.limit`` of the tenant's archived jobs that pass the query, after its
         cursor, newest first; how many pass it on any page; whether more follow. Only a
-        file-name filter reads records beyond the page's: the rest is in the entries."""
+        file-name or batch filter reads records beyond the page's: the rest is in the
+        entries."""
         after = query.after
         start = listing_after(query.tenant, self.namespace, after) if after is not None else ""
         now = utcnow().timestamp()
@@ -119,7 +120,11 @@ class ArchivedJobs:
                 continue  # archived a moment ago, not deleted yet: listed from the cache
             later = listed.key > start
             job: Job | None = None
-            if query.file_name is not None or (later and len(taken) < query.limit):
+            if (
+                query.file_name is not None
+                or query.batch_id is not None
+                or (later and len(taken) < query.limit)
+            ):
                 job = self.find(query.tenant, listed.job_id)
                 if job is None or not query.matches(job):
                     continue

@@ -17,7 +17,8 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager
-from typing import ParamSpec, TypeVar
+from datetime import date
+from typing import Any, ParamSpec, TypeVar
 
 from docjobs.backends.base import (
     JobPage,
@@ -37,14 +38,19 @@ from docjobs.backends.dependencies import (
     DependencyUnavailable,
 )
 from docjobs.config import Settings
+from docjobs.domain.batches import Batch, BatchState
+from docjobs.domain.events import job_view
 from docjobs.domain.idempotency import reusable
 from docjobs.domain.models import Engine, Job, Phase, engine_of
+from docjobs.kube.batches import StoredBatches, batch_state
 from docjobs.kube.cache import WatchCache
 from docjobs.kube.client import JSON, KubeClient, KubeError
 from docjobs.kube.paths import documentjobs_path
-from docjobs.kube.resources import job_of, resource_name, to_resource
+from docjobs.kube.resources import ANNOTATION_BATCH_SEALED, job_of, resource_name, to_resource
 from docjobs.storage.base import object_keys
 from docjobs.storage.s3 import S3Store
+from docjobs.usage.objects import StoredUsage
+from docjobs.usage.records import UsageRecord
 
 from .archived import ArchivedJobs, alive
 from .claimed import ClaimedJobs
@@ -121,7 +127,11 @@ class KubeBackend:
         """DocumentJob name -> its webhook outbox (``status.webhooks``), for the cached jobs
         that have one: the cache lets go of a note with its job (``_forget_delivery_note``)."""
         self.webhooks = SecretWebhookStore(
-            self.client, self.namespace, kube.webhooks_secret, read_job=self._delivery_note
+            self.client,
+            self.namespace,
+            kube.webhooks_secret,
+            read_job=self._delivery_note,
+            archive=self.archived.archive,
         )
         self.monitor = DependencyMonitor(
             {
@@ -188,6 +198,13 @@ class KubeBackend:
         if report[KUBERNETES] == "ok" and unsynced:
             report[KUBERNETES] = f"watch not in sync: {', '.join(unsynced)}"
         return report
+
+    async def usage(self, tenant: str | None, first: date, last: date) -> list[UsageRecord]:
+        """From the records the operator writes (:mod:`docjobs.operator.usage`)."""
+        stored = StoredUsage(self.objects, self.namespace)
+        return await self.monitor.call(
+            OBJECT_STORE, lambda: list(stored.records(tenant, first, last))
+        )
 
     async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         key_check: bool = call == self.keys.authenticate
@@ -353,6 +370,32 @@ class KubeBackend:
     def phase_counts(self) -> dict[Phase, int]:
         return dict(Counter(j.status.phase for j in self.jobs.values()))
 
+    # --- batches: the record in the object store, decided ends from the operator -----------
+
+    async def create_batch(self, batch: Batch) -> Batch:
+        stored = StoredBatches(self.objects, self.namespace)
+        return await self.monitor.call(OBJECT_STORE, stored.create, batch)
+
+    async def seal_batch(self, batch: Batch, total: int) -> None:
+        # The operator decides the batch's end: it sees the seal when the batch's next job
+        # ends, or the touch below when every job had ended already.
+        stored = StoredBatches(self.objects, self.namespace)
+        await self.monitor.call(OBJECT_STORE, stored.seal, batch.tenant, batch.batch_id, total)
+        members = [j for j in self.jobs.values() if j.spec.batch_id == batch.batch_id]
+        if not members:
+            return  # no job, or all archived already: nothing for the operator to watch
+        newest = max(members, key=listing_position)
+        patch = {"metadata": {"annotations": {ANNOTATION_BATCH_SEALED: str(total)}}}
+        path = documentjobs_path(self.namespace, resource_name(newest.spec.job_id))
+        with contextlib.suppress(KubeError):  # deleted meanwhile: it was ended and noted
+            self.jobs.observe(await self.offload(self.client.merge_patch, path, patch))
+
+    async def get_batch(self, tenant: str, batch_id: str) -> BatchState | None:
+        stored = StoredBatches(self.objects, self.namespace)
+        return await self.monitor.call(
+            OBJECT_STORE, batch_state, stored, tenant, batch_id, self.jobs.values
+        )
+
     # --- writes ----------------------------------------------------------------------------
 
     async def cancel(self, tenant: str, job_id: str) -> Job | None:
@@ -402,3 +445,7 @@ class KubeBackend:
 
     async def read_json_result(self, job: Job, limit: int) -> object:
         return await self.monitor.call(OBJECT_STORE, json_result, self.objects, job, limit)
+
+    async def event_data(self, job: Job) -> dict[str, Any]:
+        """As the operator sends it (:class:`docjobs.kube.outbox.Outbox`): without the result."""
+        return job_view(job)

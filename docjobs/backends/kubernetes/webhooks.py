@@ -6,6 +6,12 @@ events sent to jobs' own URLs (``jobs.<tenant>``). The API writes it; the operat
 when a job ends. Deliveries are kept in the status of the DocumentJob they belong to
 (``status.webhooks``, written by the operator: see :mod:`docjobs.kube.outbox`), so they go
 when the job goes, and the API reads them from its watch cache at no cost.
+
+A replay (:mod:`docjobs.webhooks.replay`) is sent by the API, and its try added by the API
+to the delivery where it lives: a conditional merge patch of ``status.webhooks`` while the
+DocumentJob is in the cluster (the delivery is settled, so the operator no longer writes
+it), else the job's archived record, rewritten in place (withdrawn again should the job
+have been erased meanwhile, as the operator does when it archives).
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from docjobs.auth.keys import check_tenant
+from docjobs.kube.archive import Archive, record_key
 from docjobs.kube.client import JSON, KubeClient, KubeError
-from docjobs.kube.outbox import delivery_attempt
+from docjobs.kube.outbox import delivery_attempt, stored_attempt, update_outbox
 from docjobs.kube.paths import documentjobs_path
-from docjobs.kube.resources import resource_name, status_of
+from docjobs.kube.resources import WebhookOutbox, job_of, resource_name, status_of
+from docjobs.webhooks.delivery import DeliveryAttempt
 from docjobs.webhooks.messages import new_secret
 from docjobs.webhooks.records import (
     MAX_ENDPOINTS_PER_TENANT,
@@ -33,6 +41,13 @@ from docjobs.webhooks.records import (
 
 _ENDPOINT = "endpoint."
 _JOBS_SECRET = "jobs."  # noqa: S105 - a key prefix, not a secret
+
+
+def _dumped(outboxes: builtins.list[WebhookOutbox]) -> JSON | None:
+    if not outboxes:
+        return None
+    dumped: JSON = outboxes[0].model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
 
 
 def _dump(endpoint: WebhookEndpoint, secret: str) -> str:
@@ -63,6 +78,26 @@ def _load(endpoint_id: str, text: str) -> tuple[WebhookEndpoint, str]:
     return endpoint, str(raw["secret"])
 
 
+def with_replay(
+    outbox: WebhookOutbox | None, target: str, attempt: DeliveryAttempt
+) -> WebhookOutbox | None:
+    """``outbox`` with a replay's try added to the settled delivery to ``target``; None
+    when there is none (nothing to write)."""
+    if outbox is None:
+        return None
+    changed = []
+    for delivery in outbox.deliveries:
+        if delivery.target == target and delivery.state != "Pending":
+            update: dict[str, Any] = {"attempts": [*delivery.attempts, stored_attempt(attempt)]}
+            if attempt.ok:
+                update["state"] = "Delivered"
+            delivery = delivery.model_copy(update=update)
+        changed.append(delivery)
+    if changed == outbox.deliveries:
+        return None
+    return outbox.model_copy(update={"deliveries": changed})
+
+
 def deliveries_of(job_id: str, resource: JSON | None) -> builtins.list[DeliveryRecord]:
     """The settled deliveries kept in a DocumentJob's status (``status.webhooks``)."""
     outbox = status_of(resource).webhooks if resource is not None else None
@@ -89,12 +124,16 @@ class SecretWebhookStore:
         namespace: str,
         secret: str = "docjobs-webhooks",  # noqa: S107 - the Secret's name
         read_job: Callable[[str], JSON | None] | None = None,
+        archive: Archive | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
         self.secret = secret
         self._read_job = read_job or self._get_job
         """How ``deliveries`` reads a DocumentJob: the API passes its watch cache."""
+        self.archive = archive
+        """Where finished jobs are archived: a replay of an archived job's delivery is
+        recorded there (the API's store has it; the operator never replays)."""
 
     def _entries(self) -> dict[str, str]:
         return self.client.read_data(self.namespace, "secrets", self.secret)
@@ -179,6 +218,9 @@ class SecretWebhookStore:
     ) -> builtins.list[tuple[WebhookEndpoint, str]]:
         return [(e, s) for e, s in self._endpoints(tenant) if event_type in e.events]
 
+    def endpoint_secret(self, tenant: str, endpoint_id: str) -> str | None:
+        return next((s for e, s in self._endpoints(tenant) if e.id == endpoint_id), None)
+
     def tenant_secret(self, tenant: str) -> str:
         key = _JOBS_SECRET + check_tenant(tenant)
         if (known := self._entries().get(key)) is not None:
@@ -193,6 +235,50 @@ class SecretWebhookStore:
 
     def deliveries(self, job_id: str) -> builtins.list[DeliveryRecord]:
         return deliveries_of(job_id, self._read_job(job_id))
+
+    def record_replay(
+        self, tenant: str, job_id: str, target: str, event_type: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        name = resource_name(job_id)
+        path = documentjobs_path(self.namespace, name)
+        written: list[WebhookOutbox] = []
+
+        def change(outbox: WebhookOutbox | None) -> WebhookOutbox | None:
+            written[:] = [after] if (after := with_replay(outbox, target, attempt)) else []
+            return after
+
+        resource: JSON | None = None
+        if self.client.find(path) is not None:
+            update_outbox(self.client, self.namespace, name, change)
+            resource = {"status": {"webhooks": _dumped(written)}}
+        if not written and self.client.find(path) is None:  # archived, maybe meanwhile
+            resource = self._archived_replay(tenant, job_id, change)
+        found = [r for r in deliveries_of(job_id, resource) if r.target == target]
+        return found[0] if found and found[0].event_type == event_type else None
+
+    def _archived_replay(
+        self, tenant: str, job_id: str, change: Callable[[WebhookOutbox | None], Any]
+    ) -> JSON | None:
+        """The try added to the job's archived record, which is written again whole."""
+        if self.archive is None:
+            return None
+        store, key = self.archive.store, record_key(tenant, job_id)
+        try:
+            body = json.loads(b"".join(store.iter_chunks(key)))
+        except KeyError:  # no record: erased, or expired and swept
+            return None
+        resource: JSON = body["resource"]
+        after = change(status_of(resource).webhooks)
+        if after is None:
+            return None
+        webhooks = after.model_dump(mode="json", by_alias=True, exclude_none=True)
+        resource.setdefault("status", {})["webhooks"] = webhooks
+        store.put_bytes(key, json.dumps(body, separators=(",", ":")).encode(), "application/json")
+        job = job_of(resource)
+        if not store.exists(job.spec.input.key):  # erased while we wrote: take it back
+            self.archive.withdraw(self.namespace, job)
+            return None
+        return resource
 
     def _get_job(self, job_id: str) -> JSON | None:
         try:

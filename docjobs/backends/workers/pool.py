@@ -214,7 +214,7 @@ async def run_attempt(
         summary = _died(died)
         code = EXIT_PERMANENT if summary.error and summary.error.permanent else died.returncode
         return RunnerExited(code or 1, summary, utcnow())
-    worker.holds_torch = worker.holds_torch or loads_torch(request)
+    worker.holds_torch = worker.holds_torch or loads_torch(request) or read_with_doctr(outcome)
     pool.release(worker)
     return RunnerExited(outcome.exit_code, outcome.summary, utcnow())
 
@@ -255,6 +255,12 @@ async def run_batch(
 def loads_torch(request: WorkerRequest) -> bool:
     """Whether the attempt runs docTR, which loads PyTorch into the worker."""
     return engine_of(request.spec.operation) is Engine.DOCTR
+
+
+def read_with_doctr(outcome: RunOutcome) -> bool:
+    """Whether the ``auto`` tier had docTR read some page, which loaded PyTorch too."""
+    tiers = outcome.summary.details.get("pages_by_tier")
+    return isinstance(tiers, dict) and bool(tiers.get("doctr"))
 
 
 def _died(died: WorkerDied) -> RunnerSummary:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from docjobs.domain.models import ConvertToPdf, Extract, OcrAdvanced, OcrSimple, OcrVision
+from docjobs.domain.models import ConvertToPdf, Extract, OcrAdvanced, OcrAuto, OcrSimple, OcrVision
 
 
 class PermanentError(Exception):
@@ -62,7 +62,7 @@ class PageCount:
 
 
 def run(
-    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | Extract,
+    operation: ConvertToPdf | OcrSimple | OcrAdvanced | OcrVision | OcrAuto | Extract,
     source: Path,
     content_type: str,
     progress: PageProgress | None = None,
@@ -93,6 +93,11 @@ def run(
         from docjobs.runner.engines import vision
 
         return vision.extract(operation, source, content_type, workdir)
+    if isinstance(operation, OcrAuto):
+        from docjobs.runner.engines import ocr_auto, ocr_output
+
+        pages = ocr_auto.read_pages(operation, source, content_type, progress)
+        return ocr_output.finish(operation, pages, source, content_type, workdir)
     if isinstance(operation, Extract):
         from docjobs.runner.engines import extract
 
@@ -103,13 +108,17 @@ def run(
 
 
 def read_pages(
-    operation: OcrSimple | OcrAdvanced, source: Path, content_type: str
+    operation: OcrSimple | OcrAdvanced | OcrAuto, source: Path, content_type: str
 ) -> list[dict[str, Any]]:
     """The result pages of ``operation.pages``, for a part of a document read apart."""
     if isinstance(operation, OcrSimple):
         from docjobs.runner.engines import tesseract
 
         return list(tesseract.read_pages(operation, source, content_type))
+    if isinstance(operation, OcrAuto):
+        from docjobs.runner.engines import ocr_auto
+
+        return list(ocr_auto.read_pages(operation, source, content_type))
     from docjobs.runner.engines import doctr_ocr
 
     return list(doctr_ocr.read_pages(operation, source, content_type))

@@ -9,6 +9,7 @@ backbones, so nothing reaches for a model hub. Pages go through in batches of
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -172,8 +173,9 @@ def _load(model: Any, arch: str, config: DoctrSettings, directory: Path) -> None
         )
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except (RuntimeError, ValueError, OSError, EOFError) as exc:
-        # torch reports an unreadable file and mismatching tensors as RuntimeError.
+    except (RuntimeError, ValueError, OSError, EOFError, pickle.UnpicklingError) as exc:
+        # torch reports mismatching tensors as RuntimeError, a file that is no state dict
+        # as UnpicklingError.
         raise PermanentError(
             "ModelWeightsInvalid",
             f"{path} does not hold {arch} weights: {str(exc).splitlines()[0][:300]}",

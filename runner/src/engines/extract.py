@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from docjobs.config import get_settings
 from docjobs.domain.models import Extract
@@ -18,6 +19,7 @@ from docjobs.runner.engines import (
     extract_llm,
     extract_rules,
     extract_text,
+    ocr_output,
 )
 from docjobs.templates.schema import value_at
 
@@ -42,15 +44,20 @@ def extract(operation: Extract, source: Path, content_type: str, workdir: Path) 
     target = workdir / "result.json"
     target.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
     found = sum(value_at(result, field.name) is not None for field in template.fields)
+    details: dict[str, Any] = {
+        "fields_found": found,
+        "fields_total": len(template.fields),
+        "engine": operation.engine,
+        "ocr": operation.ocr,
+    }
+    if operation.ocr == "auto":
+        # Pages with a text layer are read by no tier; only scans count.
+        tiers = [page.tier for page in document.pages if page.tier is not None]
+        details["pages_by_tier"] = {tier: tiers.count(tier) for tier in ocr_output.TIERS}
     return EngineOutput(
         path=target,
         content_type="application/json",
         extension=".json",
         page_count=len(document.pages),
-        details={
-            "fields_found": found,
-            "fields_total": len(template.fields),
-            "engine": operation.engine,
-            "ocr": operation.ocr,
-        },
+        details=details,
     )

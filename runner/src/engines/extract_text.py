@@ -23,6 +23,7 @@ import pypdfium2 as pdfium
 from PIL import Image
 
 from docjobs import documents
+from docjobs.config import get_settings
 from docjobs.runner.engines import ocr_output, raster, tesseract
 from docjobs.templates.schema import OcrTier
 
@@ -97,6 +98,8 @@ class Page:
     """The page had no text layer and was read by OCR."""
     image: Image.Image | None = None
     """The scanned page, scaled down, when the caller asked for images."""
+    tier: str | None = None
+    """Of a page read by the ``auto`` tier: the tier whose words it kept."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +155,11 @@ class _Reader:
         self._checked = False
 
     def scanned(self, page: raster.Page) -> Page:
+        tier = None
         if self._ocr == "simple":
             upright, boxes = self._tesseract(page)
+        elif self._ocr == "auto":
+            upright, tier, boxes = self._auto(page)
         else:
             upright = page.image
             boxes = [
@@ -166,9 +172,27 @@ class _Reader:
             self._images_left -= 1
             image = upright.copy()
             image.thumbnail((IMAGE_LONG_EDGE, IMAGE_LONG_EDGE))
-        return Page(page.number, lines_of(boxes, page.number), ocr=True, image=image)
+        return Page(page.number, lines_of(boxes, page.number), ocr=True, image=image, tier=tier)
+
+    def _auto(self, page: raster.Page) -> tuple[Image.Image, str, list[Box]]:
+        """Tesseract's words, or a stronger tier's where Tesseract reads the page badly."""
+        from docjobs.runner.engines import ocr_auto
+
+        upright, read = self._tesseract_words(page)
+        first = [
+            ocr_output.Word(w.text, w.confidence, w.left, w.top, w.width, w.height) for w in read
+        ]
+        tier, words = ocr_auto.page_words(upright, self._language, first, get_settings())
+        boxes = [Box(w.text, w.x, w.y, w.x + w.width, w.y + w.height) for w in words]
+        return upright, tier, [box for box in boxes if box.text.strip()]
 
     def _tesseract(self, page: raster.Page) -> tuple[Image.Image, list[Box]]:
+        upright, words = self._tesseract_words(page)
+        return upright, [
+            Box(w.text, w.left, w.top, w.left + w.width, w.top + w.height) for w in words
+        ]
+
+    def _tesseract_words(self, page: raster.Page) -> tuple[Image.Image, list[tesseract.Word]]:
         if not self._checked:
             # Tesseract's OpenMP threads would fight the node's other runners; its child
             # processes inherit this.
@@ -177,7 +201,8 @@ class _Reader:
             self._checked = True
         dpi = f" --dpi {page.dpi}" if page.dpi else ""
         upright = tesseract.upright(page.image, dpi)
-        return upright, _recognise(upright, page.number, self._language, dpi)
+        config = RECOGNITION_CONFIG + dpi
+        return upright, tesseract.read_words(upright, page.number, self._language, config)
 
 
 def _tier_words(ocr: OcrTier, image: Image.Image, language: str) -> list[ocr_output.Word]:
@@ -190,13 +215,6 @@ def _tier_words(ocr: OcrTier, image: Image.Image, language: str) -> list[ocr_out
     from docjobs.runner.engines import vision
 
     return vision.read_words(image, language)
-
-
-def _recognise(image: Image.Image, number: int, language: str, dpi: str) -> list[Box]:
-    return [
-        Box(word.text, word.left, word.top, word.left + word.width, word.top + word.height)
-        for word in tesseract.read_words(image, number, language, RECOGNITION_CONFIG + dpi)
-    ]
 
 
 def _text_layer(pdf: pdfium.PdfDocument, number: int) -> list[Box] | None:

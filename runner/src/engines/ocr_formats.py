@@ -18,7 +18,12 @@ HOCR_CONTENT_TYPE = "application/xhtml+xml"
 ALTO_CONTENT_TYPE = "application/xml"
 ALTO_NAMESPACE = "http://www.loc.gov/standards/alto/ns-v4#"
 ALTO_SCHEMA = "http://www.loc.gov/standards/alto/v4/alto-4-4.xsd"
-ENGINE_NAMES = {"ocr.simple": "Tesseract", "ocr.advanced": "docTR", "ocr.vision": "Claude vision"}
+ENGINE_NAMES = {
+    "ocr.simple": "Tesseract",
+    "ocr.advanced": "docTR",
+    "ocr.vision": "Claude vision",
+    "ocr.auto": "Tesseract, docTR and Claude vision",
+}
 """The engine of each OCR operation, as the formats' metadata names it."""
 
 _NOT_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

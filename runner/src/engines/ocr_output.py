@@ -28,6 +28,10 @@ from typing import IO, Any
 from docjobs.domain.models import OcrParams
 from docjobs.runner.engines import EngineOutput
 
+TIERS = ("tesseract", "doctr", "vision")
+"""The tiers a page of the ``auto`` tier may be read by, cheapest first; its summary counts
+the pages of each (``pages_by_tier``)."""
+
 
 @dataclass(frozen=True)
 class Word:
@@ -142,6 +146,8 @@ class PageSpool:
         self.page_count = 0
         self.word_count = 0
         self.confidence = ConfidenceSummary()
+        self.pages_by_tier: dict[str, int] = {}
+        """Pages per tier that read them, of pages that name one (the ``auto`` tier's)."""
 
     def __enter__(self) -> PageSpool:
         return self
@@ -163,6 +169,10 @@ class PageSpool:
         self.word_count += int(page["word_count"])
         # Parts stored by an older runner have no confidence.
         self.confidence.add(int(page["page"]), page.get("confidence"))
+        if (tier := page.get("tier")) is not None:
+            if not self.pages_by_tier:
+                self.pages_by_tier = dict.fromkeys(TIERS, 0)
+            self.pages_by_tier[str(tier)] = self.pages_by_tier.get(str(tier), 0) + 1
 
     def add_all(self, pages: Iterable[dict[str, Any]]) -> None:
         for page in pages:
@@ -222,11 +232,13 @@ def finish_spooled(
 ) -> EngineOutput:
     """The job's result from the pages in ``spool``, written in ``workdir``."""
     confidence = spool.confidence.view()
-    details = {
+    details: dict[str, Any] = {
         "word_count": spool.word_count,
         "page_count": spool.page_count,
         "confidence": confidence,
     }
+    if spool.pages_by_tier:
+        details["pages_by_tier"] = spool.pages_by_tier
     if operation.output == "searchable_pdf":
         from docjobs.runner.engines import searchable_pdf
 
@@ -249,6 +261,8 @@ def finish_spooled(
         spool.write_text(out)
         counts = f'", "word_count": {spool.word_count}, "page_count": {spool.page_count}'
         summary = f', "confidence": {json.dumps(confidence)}'
+        if spool.pages_by_tier:
+            summary += f', "pages_by_tier": {json.dumps(spool.pages_by_tier)}'
         out.write(counts.encode() + summary.encode() + b', "pages": [')
         spool.write_pages(out)
         out.write(b"]}}")

@@ -48,7 +48,9 @@ _TRANSPOSE_FOR = {
 
 
 @dataclass(frozen=True)
-class _Word:
+class Word:
+    """One word as Tesseract's TSV gives it."""
+
     block: tuple[int, int, int]
     """(block, paragraph, line) the word belongs to."""
     text: str
@@ -84,6 +86,11 @@ def read_pages(
         read = _recognise(page, language, detailed)
         count.read()
         yield read
+
+
+def read_page(page: raster.Page, language: str, detailed: bool) -> dict[str, Any]:
+    """One page's result; ``language`` as :func:`check_language` gives it."""
+    return _recognise(page, language, detailed)
 
 
 def check_language(hint: str) -> str:
@@ -131,12 +138,12 @@ def upright(image: Image.Image, dpi: str) -> Image.Image:
     return image.transpose(transpose)
 
 
-def _reads_well(words: list[_Word]) -> bool:
+def _reads_well(words: list[Word]) -> bool:
     confidences = sorted(w.confidence for w in words)
     return len(confidences) >= 3 and confidences[len(confidences) // 2] >= WELL_READ_CONFIDENCE
 
 
-def read_words(image: Image.Image, number: int, language: str, config: str) -> list[_Word]:
+def read_words(image: Image.Image, number: int, language: str, config: str) -> list[Word]:
     """Tesseract's words on page ``number``; a failure of the document's is permanent."""
     try:
         tsv = pytesseract.image_to_data(image, lang=language, config=config)
@@ -155,7 +162,7 @@ def read_words(image: Image.Image, number: int, language: str, config: str) -> l
     return _parse_tsv(tsv)
 
 
-def _parse_tsv(tsv: str) -> list[_Word]:
+def _parse_tsv(tsv: str) -> list[Word]:
     """Recognised words from Tesseract's TSV, in reading order; empty boxes are dropped."""
     lines = tsv.splitlines()
     if not lines:
@@ -169,7 +176,7 @@ def _parse_tsv(tsv: str) -> list[_Word]:
         if row.get("level") != "5" or not text or confidence < 0:
             continue
         words.append(
-            _Word(
+            Word(
                 block=(int(row["block_num"]), int(row["par_num"]), int(row["line_num"])),
                 text=text,
                 confidence=round(confidence, 2),

@@ -150,6 +150,24 @@ def _read_pages(
         requests.shutdown(wait=False, cancel_futures=True)
 
 
+def read_page(
+    client: anthropic.Anthropic,
+    settings: LlmSettings,
+    page: tuple[int, tuple[int, int], ImageBlockParam],
+    language: str,
+    detailed: bool,
+) -> dict[str, Any]:
+    """One page's result from its number, size and :func:`image_block`, in one request."""
+    number, size, block = page
+    read = _read(client, settings, [block], 1, language)
+    return _page_view(number, size, read.get(1, []), detailed)
+
+
+def image_block(image: Image.Image) -> ImageBlockParam:
+    """A page image as a request carries it (scaled down to what Claude looks at)."""
+    return _image_block(image)
+
+
 def read_words(image: Image.Image, language: str) -> list[ocr_output.Word]:
     """The words of one page image, in its pixels, in reading order (for extraction)."""
     settings = get_settings().llm

@@ -1,0 +1,1 @@
+"""Requests to URLs a tenant chooses: the address rules, and fetching documents."""
