@@ -234,14 +234,13 @@ router.include_router(jobs_api)
 router.include_router(parse_jobs)
 
 
-def listing_after(cursor: str | None) -> ListPosition | None:
-    """Where a listing goes on from: the position a ``next_cursor`` of this API names."""
+def listing_after(cursor: str | None, field: str = "next_cursor") -> ListPosition | None:
+    """Where a listing goes on from: the position a ``field`` of this API's pages names
+    (``nextCursor`` in the parse API's words)."""
     try:
         return decode_cursor(cursor) if cursor is not None else None
     except ValueError:
-        raise ApiError(
-            422, "invalid_parameters", "cursor: not a next_cursor this API gave."
-        ) from None
+        raise ApiError(422, "invalid_parameters", f"cursor: not a {field} this API gave.") from None
 
 
 async def job_page(backend: Backend, query: JobQuery) -> JobList:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from docjobs.backends.base import decode_cursor, encode_cursor
+from docjobs.backends.base import encode_cursor
 from docjobs.backends.deliveries import DeliveryLog
 from docjobs.domain.clock import iso
 from docjobs.webhooks.delivery import DeliveryAttempt
@@ -40,6 +40,7 @@ from ..schemas import (
     error_responses,
 )
 from ..views import endpoint_view
+from .jobs import listing_after
 
 router = APIRouter(
     prefix="/v1/webhooks",
@@ -258,12 +259,7 @@ async def endpoint_deliveries(
         str | None, Query(description="A previous page's `nextCursor`: the page after it.")
     ] = None,
 ) -> DeliveryLogPage:
-    try:
-        after = decode_cursor(cursor) if cursor is not None else None
-    except ValueError:
-        raise ApiError(
-            422, "invalid_parameters", "cursor: not a nextCursor this API gave."
-        ) from None
+    after = listing_after(cursor, "nextCursor")
     page = await log.of_endpoint(principal.tenant, endpoint_id, limit, after)
     if page is None:
         raise _not_found(endpoint_id)
