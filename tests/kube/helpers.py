@@ -103,6 +103,10 @@ class WorkerPod:
         return self.log_path.read_text(errors="replace")[-4000:]
 
 
+PORT_TRIES = 3
+"""Ports a worker pod is started on before its start counts as failed."""
+
+
 def start_worker_pod(
     cluster: Cluster,
     namespace: str,
@@ -113,7 +117,6 @@ def start_worker_pod(
 ) -> WorkerPod:
     """``docjobs workers --namespace NS`` with its own port, ready; claiming jobs of
     ``engines`` (None: its default, every engine of the shared image)."""
-    port = free_port()
     env = {
         **os.environ,
         **cluster.env,
@@ -122,13 +125,23 @@ def start_worker_pod(
     }
     if engines is not None:
         env["DOCJOBS_WORKERS__ENGINES"] = json.dumps(engines)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(BIN / "docjobs"), "workers", "--namespace", namespace, "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    pod = WorkerPod(process, port, log_path)
-    wait_for(pod.ready, 60, 0.1, what=f"the worker pod ready (log {log_path})")
-    return pod
+    # A free port can be taken by another test session's server before the pod binds it:
+    # then the pod exits at once, and starts again on another port.
+    for tries_left in reversed(range(PORT_TRIES)):
+        port = free_port()
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [str(BIN / "docjobs"), "workers", "--namespace", namespace, "--port", str(port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        pod = WorkerPod(process, port, log_path)
+        try:
+            wait_for(pod.ready, 60, 0.1, what=f"the worker pod ready (log {log_path})")
+        except AssertionError:
+            if tries_left and "Address already in use" in pod.log():
+                continue
+            raise
+        return pod
+    raise AssertionError("unreachable")
