@@ -30,11 +30,11 @@ def spin():
         pass
 
 for attempt in (1, 2):  # a warm worker: each attempt gets the whole ceiling again
-    started = time.monotonic()
+    cpu_started = time.process_time()
     try:
         limits.within_ceilings(spin)
     except limits.CpuCeilingExceeded as exc:
-        print(attempt, exc.reason, round(time.monotonic() - started), exc.message)
+        print(attempt, exc.reason, round(time.process_time() - cpu_started), exc.message)
 print(limits.within_ceilings(lambda: "honest"))
 """
 
@@ -50,6 +50,8 @@ def test_an_attempt_past_its_cpu_ceiling_fails_naming_it_and_the_next_runs() -> 
         ["1", "CpuCeilingExceeded"],
         ["2", "CpuCeilingExceeded"],
     ]
+    # CPU seconds, not wall time: a loaded machine stretches the wall clock, and the point is
+    # that the attempt stopped far short of the 30 CPU seconds it asked for.
     assert all(int(line.split()[2]) < 10 for line in lines[:2]), lines
     assert "DOCJOBS_CEILINGS__ATTEMPT_CPU_SECONDS" in lines[0]
     assert lines[2] == "honest"
