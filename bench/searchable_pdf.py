@@ -39,7 +39,7 @@ if how == "update":
 else:
     writer = PdfWriter(clone_from=PdfReader(source))
     for page in writer.pages:
-        page.merge_page(searchable_pdf._text_layer(page, read))
+        page.merge_page(searchable_pdf._text_layer(page, searchable_pdf._text_commands(page, read)))
     writer.write(target)
 peak = re.search(r"^VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text(), re.M)
 print(peak[1])

@@ -105,6 +105,21 @@ class OcrConfidence(BaseModel):
     worst_page_confidence: float
 
 
+class SearchableTextLayer(BaseModel):
+    """Which read pages of a searchable PDF kept the text they already carried (a
+    born-digital or already searchable page) and which got the OCR's words as their layer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kept: int = Field(ge=0, description="Pages that kept their own text and got no layer.")
+    added: int = Field(ge=0, description="Pages that got the OCR's words as a text layer.")
+    kept_pages: str | None = Field(
+        default=None,
+        description="The pages that kept their text, as in `pages`; left out when long.",
+        examples=["1-3,7"],
+    )
+
+
 class JobDetail(JobSummary):
     started_at: Timestamp | None
     attempts: int
@@ -129,6 +144,9 @@ class JobDetail(JobSummary):
         description="Only once a job of the `auto` OCR tier (or a template reading scans with "
         "it) completed: the pages each tier's reading was kept for.",
         examples=[{"tesseract": 18, "doctr": 0, "vision": 2}],
+    )
+    text_layer: SearchableTextLayer | None = Field(
+        default=None, description="Only once an OCR job with `output=searchable_pdf` completed."
     )
     batch_id: str | None = Field(
         default=None, description="Only for a job submitted in a batch: the batch's id."
@@ -361,12 +379,20 @@ class DeliveryLogEntry(CamelModel):
     """One settled delivery: an event to one target, with every try so far (replays too)."""
 
     id: str = Field(
-        description="Its job id, a dot, its `webhook-id`; what the replay routes take.",
+        description="Its job id (its batch id for `batch.completed`), a dot, its "
+        "`webhook-id`; what the replay routes take.",
         examples=["job_0123456789abcdef01234567.msg_0123456789abcdef0123456789abcdef"],
     )
     webhook_id: str = Field(description="The `webhook-id` header of every try and replay.")
     event: str = Field(examples=["job.failed"])
-    job_id: str
+    job_id: str | None = Field(
+        description="The job whose end was announced; null for `batch.completed`."
+    )
+    batch_id: str | None = Field(
+        default=None,
+        description="The batch whose end was announced (`batch.completed`); null for a "
+        "job's event.",
+    )
     target: str = Field(description="The endpoint id, or the job's own webhook URL.")
     timestamp: Timestamp = Field(description="When its first tries ended (UTC, to the second).")
     tries: int = Field(description="Tries made, replays included.")
@@ -375,11 +401,13 @@ class DeliveryLogEntry(CamelModel):
 
 
 class DeliveryLogPage(CamelModel):
-    deliveries: list[DeliveryLogEntry] = Field(description="Newest job first.")
+    deliveries: list[DeliveryLogEntry] = Field(
+        description="Newest job or batch first (by creation time)."
+    )
     next_cursor: str | None = Field(
         default=None,
-        description="Present when older jobs remain to be read: send it back as `cursor`. A "
-        "page may hold fewer deliveries than `limit` (or none) and still have one.",
+        description="Present when older jobs or batches remain to be read: send it back as "
+        "`cursor`. A page may hold fewer deliveries than `limit` (or none) and still have one.",
     )
 
 

@@ -9,6 +9,7 @@ family then answers in its own shape.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from dataclasses import dataclass
 from typing import Annotated
@@ -33,7 +34,8 @@ from docjobs.domain.pages import InvalidPageSelection, validate_pages
 from docjobs.storage.base import ObjectStore
 from docjobs.storage.factory import store_from_settings
 from docjobs.tracing import current_traceparent
-from docjobs.usage.quota import MonthlyQuotas
+from docjobs.usage.counted import document_pages
+from docjobs.usage.quota import MonthlyQuotas, QuotaExceeded
 from docjobs.webhooks.targets import check_url
 
 from .deps import BackendDep, PrincipalDep, SettingsDep
@@ -138,14 +140,16 @@ class SubmissionService:
                 traceparent=current_traceparent(),
                 batch_id=request.batch_id,
             )
-            await self._within_quota(request.tenant, found.page_count or 0)
-            job, created = await self.backend.submit(submission)
+            pages = document_pages(request.operation, found.page_count)
+            try:
+                async with self._admitted(request.tenant, pages, submission.fingerprint):
+                    job, created = await self.backend.submit(submission)
+            except QuotaExceeded as exc:
+                raise ApiError(429, "quota_exceeded", str(exc)) from None
             if upload.upload_id is not None:
                 await asyncio.to_thread(
                     consume_upload, self.input_store(), request.tenant, upload.upload_id
                 )
-            if created and self.quotas is not None:
-                self.quotas.accepted(request.tenant, found.page_count or 0)
         finally:
             saved.discard()
         reused = request.idempotency_key and not created
@@ -164,6 +168,14 @@ class SubmissionService:
         refusal = await self.quotas.refusal(tenant, self.plan, pages)
         if refusal is not None:
             raise ApiError(429, "quota_exceeded", refusal)
+
+    def _admitted(
+        self, tenant: str, pages: int, fingerprint: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """Around the job's creation: its pages held against the tenant's quota, if any."""
+        if self.quotas is None:
+            return contextlib.nullcontext()
+        return self.quotas.admitted(tenant, self.plan, pages, fingerprint)
 
     def _inspect(self, operation: Operation, saved: SavedUpload) -> tuple[Inspection, bool]:
         """What the document is, and whether it is small enough to wait for (the bound the

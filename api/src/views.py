@@ -24,6 +24,7 @@ from .schemas import (
     OcrConfidence,
     ParseJob,
     ParseJobProgress,
+    SearchableTextLayer,
     TemplateView,
     WebhookEndpointView,
 )
@@ -125,6 +126,8 @@ def job_detail(job: Job, base_url: str) -> JobDetail:
         detail.confidence = OcrConfidence(**status.details["confidence"])
     if isinstance(tiers := status.details.get("pages_by_tier"), dict):
         detail.pages_by_tier = {str(tier): int(pages) for tier, pages in tiers.items()}
+    if isinstance(layers := status.details.get("text_layer"), dict):
+        detail.text_layer = SearchableTextLayer(**layers)
     if spec.batch_id is not None:
         detail.batch_id = spec.batch_id
     return detail

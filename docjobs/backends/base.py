@@ -22,8 +22,10 @@ from docjobs.domain.models import InputRef, Job, JobSpec, Operation, Phase
 from docjobs.storage.base import ObjectStore
 from docjobs.storage.templates import save_template_version
 from docjobs.templates.store import TemplateStore
+from docjobs.usage.counted import MonthUsage
 from docjobs.usage.records import UsageRecord
-from docjobs.webhooks.records import WebhookStore
+from docjobs.webhooks.delivery import DeliveryAttempt
+from docjobs.webhooks.records import DeliveryRecord, WebhookStore
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -254,6 +256,13 @@ class Backend(Protocol):
         from day ``first`` to day ``last`` (UTC, both included), each job's once."""
         ...
 
+    async def quota_month(self, tenant: str, first: date, last: date) -> MonthUsage:
+        """The tenant's month from day ``first`` to today (``last``) as its page quota
+        counts it: its recorded pages, and its jobs not among those records (not ended, or
+        ended since they were read), each job once; no scan of the cluster or the store
+        beyond what ``usage`` reads."""
+        ...
+
     async def create_batch(self, batch: Batch) -> Batch:
         """Records a new batch, unsealed; the batch already recorded under its id if any."""
         ...
@@ -265,6 +274,24 @@ class Backend(Protocol):
 
     async def get_batch(self, tenant: str, batch_id: str) -> BatchState | None:
         """The tenant's batch with its jobs counted by phase, or None."""
+        ...
+
+    async def completed_batches(
+        self, tenant: str, limit: int, after: ListPosition | None
+    ) -> list[Batch]:
+        """Up to ``limit`` of the tenant's completed batches, newest created first, from the
+        first one after ``after`` (creation time and batch id, as jobs list)."""
+        ...
+
+    async def batch_deliveries(self, batch: Batch) -> list[DeliveryRecord]:
+        """The settled deliveries of a completed batch's ``batch.completed``."""
+        ...
+
+    def record_batch_replay(
+        self, batch: Batch, target: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        """Add a replay's try to the batch's settled delivery to ``target`` (blocking); the
+        record as it now stands, None when it is gone."""
         ...
 
     def phase_counts(self) -> dict[Phase, int]: ...

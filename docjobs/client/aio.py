@@ -8,13 +8,13 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from .core import (
     Call,
-    Document,
     EventReader,
     JobFilters,
     JobStatus,
@@ -23,11 +23,13 @@ from .core import (
     PdfVariant,
     Requests,
     SourceFormat,
+    checked,
     refuse_finished,
     retry_delay,
 )
 from .models import (
     Batch,
+    Capabilities,
     CreatedWebhookEndpoint,
     Delivery,
     DeliveryPage,
@@ -39,6 +41,7 @@ from .models import (
     Template,
     WebhookEndpoint,
 )
+from .uploads import Document, UploadFacts, afile_chunks, put_request
 
 T = TypeVar("T")
 
@@ -72,11 +75,17 @@ class AsyncClient:
         operation: str,
         *,
         idempotency_key: str | None = None,
+        source_urls: Sequence[str] = (),
+        upload_ids: Sequence[str] = (),
         **parameters: str,
     ) -> Batch:
         """Every document through ``operation`` (a route's path after ``/api/v1/``, such as
-        ``convert/markdown-to-pdf``) with the same ``parameters``, each a job of its own."""
-        call = self.requests.submit_batch(documents, operation, parameters, idempotency_key)
+        ``convert/markdown-to-pdf``) with the same ``parameters``, each a job of its own;
+        ``source_urls`` and ``upload_ids`` add documents by reference, as ``convert`` takes
+        them."""
+        call = self.requests.submit_batch(
+            documents, operation, parameters, idempotency_key, source_urls, upload_ids
+        )
         return await self.send(call)
 
     async def batch(self, batch_id: str) -> Batch:
@@ -89,18 +98,30 @@ class AsyncClient:
 
     async def convert(
         self,
-        document: Document,
+        document: Document | None = None,
         source_format: SourceFormat = "html",
         file_name: str | None = None,
         pdf_variant: PdfVariant | None = None,
+        *,
+        source_url: str | None = None,
+        upload_id: str | None = None,
     ) -> JobAccepted:
-        """``document`` to PDF; ``pdf_variant`` asks for PDF/A-2b, PDF/A-3b or PDF/UA-1."""
-        call = self.requests.convert(document, source_format, file_name, pdf_variant)
+        """``document`` to PDF; ``pdf_variant`` asks for PDF/A-2b, PDF/A-3b or PDF/UA-1.
+
+        Instead of ``document`` (a path or bytes, sent in the request), give one of
+        ``source_url``: an ``https://`` URL the server fetches, or ``s3://bucket/key`` of a
+        bucket the installation lets the tenant read; or ``upload_id``: a direct upload's
+        (:meth:`upload`). ``file_name`` names an uploaded document only. A reference the
+        server refuses raises its error (``UnsafeSourceUrl``, ``SourceUnavailable``,
+        ``UploadNotFound``...) with the server's reason as its ``message``."""
+        call = self.requests.convert(
+            document, source_format, file_name, pdf_variant, source_url, upload_id
+        )
         return await self.send(call)
 
     async def ocr(
         self,
-        document: Document,
+        document: Document | None = None,
         tier: OcrTier = "simple",
         *,
         output: OcrOutput = "simple",
@@ -108,25 +129,67 @@ class AsyncClient:
         language: str | None = None,
         file_name: str | None = None,
         confidence_threshold: float | None = None,
+        source_url: str | None = None,
+        upload_id: str | None = None,
     ) -> JobAccepted:
         """``confidence_threshold`` (0-100) only for the ``auto`` tier: pages Tesseract reads
-        with less confidence are read again by docTR or Claude; the server's when ``None``."""
+        with less confidence are read again by docTR or Claude; the server's when ``None``.
+        ``source_url`` or ``upload_id`` instead of ``document``: as :meth:`convert` takes
+        them."""
         call = self.requests.ocr(
-            document, tier, output, pages, language, file_name, confidence_threshold
+            document,
+            tier,
+            output,
+            pages,
+            language,
+            file_name,
+            confidence_threshold,
+            source_url,
+            upload_id,
         )
         return await self.send(call)
 
     async def parse(
         self,
-        document: Document,
+        document: Document | None,
         template_id: str,
         *,
         language: str | None = None,
         webhook_url: str | None = None,
         file_name: str | None = None,
+        source_url: str | None = None,
+        upload_id: str | None = None,
     ) -> ParseJobAccepted:
-        call = self.requests.parse(document, template_id, language, webhook_url, file_name)
+        """Fields of ``template_id`` from the document: ``document`` (``None`` with
+        ``source_url`` or ``upload_id``, as :meth:`convert` takes them)."""
+        call = self.requests.parse(
+            document, template_id, language, webhook_url, file_name, source_url, upload_id
+        )
         return await self.send(call)
+
+    async def capabilities(self) -> Capabilities:
+        """What the server can do for this key: OCR tiers, outputs, languages, and limits
+        (``limits.max_upload_bytes``: past it, a document goes through :meth:`upload`)."""
+        return await self.send(self.requests.capabilities())
+
+    async def upload(
+        self,
+        document: Document,
+        content_type: str | None = None,
+        *,
+        file_name: str | None = None,
+    ) -> str:
+        """Puts ``document`` (a path, streamed from the file, or bytes) where the server
+        keeps direct uploads, and returns the ``upload_id`` a submission names it by, before
+        the upload expires; an upload serves one submission. It may be larger than the
+        server's request limit (``capabilities().limits.max_upload_bytes``), up to the limit of
+        direct uploads. ``content_type`` and ``file_name``: guessed from the path when not
+        given."""
+        facts = await asyncio.to_thread(UploadFacts.of, document, file_name, content_type)
+        created = await self.send(self.requests.create_upload(facts))
+        body = afile_chunks(document) if isinstance(document, Path) else document
+        checked(await self.http.send(put_request(created, facts.size, body)))
+        return created.upload_id
 
     async def close(self) -> None:
         await self.http.aclose()

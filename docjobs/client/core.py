@@ -21,9 +21,11 @@ from pydantic import BaseModel, TypeAdapter
 from .errors import JobFinished, error_of
 from .models import (
     Batch,
+    Capabilities,
     CreatedWebhookEndpoint,
     Delivery,
     DeliveryPage,
+    DirectUpload,
     JobAccepted,
     JobDetail,
     JobList,
@@ -32,12 +34,11 @@ from .models import (
     Template,
     WebhookEndpoint,
 )
+from .uploads import Document, UploadFacts
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
-Document = Path | bytes
-"""A file to upload: its path, or its bytes."""
 SourceFormat = Literal["text", "html", "markdown", "json", "office"]
 """``office``: a Word, Excel, PowerPoint, OpenDocument or RTF file, told by its content."""
 PdfVariant = Literal["pdf/a-2b", "pdf/a-3b", "pdf/ua-1"]
@@ -143,6 +144,26 @@ def _form(**fields: str | None) -> dict[str, str]:
     return {name: value for name, value in fields.items() if value is not None}
 
 
+Parts = tuple[dict[str, str], dict[str, tuple[str, bytes, str]] | None]
+"""A request's form fields and its file part, if any."""
+
+
+def document_parts(
+    document: Document | None,
+    file_name: str | None,
+    source_url: str | None,
+    upload_id: str | None,
+) -> Parts:
+    """The form of one document: an uploaded ``file``, or a reference the server reads
+    (``source_url``: an https or ``s3://`` URL; ``upload_id``: a direct upload's)."""
+    given = sum(part is not None for part in (document, source_url, upload_id))
+    if given != 1:
+        raise ValueError("Give one document: a path or bytes, source_url= or upload_id=.")
+    if document is None:
+        return _form(source_url=source_url, upload_id=upload_id), None
+    return {}, {"file": _upload(document, file_name)}
+
+
 class Requests:
     """Builds every call of the API for one server and key."""
 
@@ -160,61 +181,72 @@ class Requests:
 
     def convert(
         self,
-        document: Document,
+        document: Document | None,
         source_format: SourceFormat,
         file_name: str | None,
         pdf_variant: PdfVariant | None = None,
+        source_url: str | None = None,
+        upload_id: str | None = None,
     ) -> Call[JobAccepted]:
         path = f"/api/v1/convert/{source_format}-to-pdf"
         default_name = None if isinstance(document, Path) else _default_name(source_format)
-        upload = _upload(document, file_name or default_name)
+        fields, files = document_parts(document, file_name or default_name, source_url, upload_id)
         request = self.request(
             "POST",
             path,
             params={"async": "true"},
-            data=_form(pdf_variant=pdf_variant),
-            files={"file": upload},
+            data={**fields, **_form(pdf_variant=pdf_variant)},
+            files=files,
         )
         return Call(request, _model(JobAccepted))
 
     def ocr(
         self,
-        document: Document,
+        document: Document | None,
         tier: OcrTier,
         output: OcrOutput,
         pages: str | None,
         language: str | None,
         file_name: str | None,
         confidence_threshold: float | None = None,
+        source_url: str | None = None,
+        upload_id: str | None = None,
     ) -> Call[JobAccepted]:
         threshold = None if confidence_threshold is None else str(confidence_threshold)
+        fields, files = document_parts(document, file_name, source_url, upload_id)
         request = self.request(
             "POST",
             f"/api/v1/ocr/extract/{tier}",
             params={"async": "true"},
-            files={"file": _upload(document, file_name)},
-            data=_form(
-                output=output,
-                pages=pages,
-                language=language,
-                confidence_threshold=threshold,
-            ),
+            files=files,
+            data={
+                **fields,
+                **_form(
+                    output=output, pages=pages, language=language, confidence_threshold=threshold
+                ),
+            },
         )
         return Call(request, _model(JobAccepted))
 
     def parse(
         self,
-        document: Document,
+        document: Document | None,
         template_id: str,
         language: str | None,
         webhook_url: str | None,
         file_name: str | None,
+        source_url: str | None = None,
+        upload_id: str | None = None,
     ) -> Call[ParseJobAccepted]:
+        fields, files = document_parts(document, file_name, source_url, upload_id)
         request = self.request(
             "POST",
             "/v1/documents/parse/async",
-            files={"file": _upload(document, file_name)},
-            data=_form(templateId=template_id, language=language, webhookUrl=webhook_url),
+            files=files,
+            data={
+                **fields,
+                **_form(templateId=template_id, language=language, webhookUrl=webhook_url),
+            },
         )
         return Call(request, _model(ParseJobAccepted))
 
@@ -224,16 +256,22 @@ class Requests:
         operation: str,
         parameters: Mapping[str, str],
         idempotency_key: str | None,
+        source_urls: Sequence[str] = (),
+        upload_ids: Sequence[str] = (),
     ) -> Call[Batch]:
         """``operation`` is a processing route's path after ``/api/v1/``, such as
-        ``convert/markdown-to-pdf`` or ``ocr/extract/simple``."""
+        ``convert/markdown-to-pdf`` or ``ocr/extract/simple``; ``source_urls`` and
+        ``upload_ids`` name documents as a route's ``source_url`` and ``upload_id`` do."""
         files = [
             ("files", _upload(document, None if isinstance(document, Path) else f"document-{n}"))
             for n, document in enumerate(documents)
         ]
-        request = self.request(
-            "POST", "/api/v1/batches", data={"operation": operation, **parameters}, files=files
-        )
+        data: dict[str, str | list[str]] = {"operation": operation, **parameters}
+        if source_urls:
+            data["source_urls"] = list(source_urls)
+        if upload_ids:
+            data["upload_ids"] = list(upload_ids)
+        request = self.request("POST", "/api/v1/batches", data=data, files=files or None)
         if idempotency_key:
             request.headers["Idempotency-Key"] = idempotency_key
         return Call(request, _model(Batch))
@@ -243,6 +281,18 @@ class Requests:
 
     def cancel_batch(self, batch_id: str) -> Call[Batch]:
         return Call(self.request("DELETE", f"/api/v1/batches/{batch_id}"), _model(Batch))
+
+    # --- direct uploads and what the server takes --------------------------------------------
+
+    def create_upload(self, facts: UploadFacts) -> Call[DirectUpload]:
+        body = {"file_name": facts.file_name, "size": facts.size}
+        request = self.request(
+            "POST", "/api/v1/uploads", json={**body, "content_type": facts.content_type}
+        )
+        return Call(request, _model(DirectUpload))
+
+    def capabilities(self) -> Call[Capabilities]:
+        return Call(self.request("GET", "/api/v1/capabilities"), _model(Capabilities))
 
     # --- jobs --------------------------------------------------------------------------------
 

@@ -101,6 +101,58 @@ class ReplayLimitReached(DocjobsError):
     code = "replay_limit_reached"
 
 
+class UnsafeSourceUrl(DocjobsError):
+    """The ``source_url`` names an address the server may not fetch; the message says why."""
+
+    code = "unsafe_source_url"
+
+
+class SourceUnavailable(DocjobsError):
+    code = "source_unavailable"
+
+
+class SourceTimeout(DocjobsError):
+    code = "source_timeout"
+
+
+class SourceNotFound(DocjobsError):
+    code = "source_not_found"
+
+
+class SourceBucketNotAllowed(DocjobsError):
+    code = "source_bucket_not_allowed"
+
+
+class TooManyDocuments(DocjobsError):
+    """More than one of a file, ``source_url`` and ``upload_id`` in one request."""
+
+    code = "too_many_documents"
+
+
+class UploadNotFound(DocjobsError):
+    code = "upload_not_found"
+
+
+class UploadExpired(DocjobsError):
+    code = "upload_expired"
+
+
+class UploadsUnavailable(DocjobsError):
+    code = "uploads_unavailable"
+
+
+class InvalidSignature(DocjobsError):
+    """A direct upload's URL was refused: its signature is wrong or expired."""
+
+    code = "invalid_signature"
+
+
+class QuotaExceeded(DocjobsError):
+    """The plan's monthly pages are used up; waiting a moment does not help."""
+
+    code = "quota_exceeded"
+
+
 class JobNotComplete(DocjobsError):
     code = "job_not_complete"
 

@@ -128,7 +128,10 @@ class Delivery(_CamelWire):
     """What the replay methods take."""
     webhook_id: str
     event: str
-    job_id: str
+    job_id: str | None = None
+    """The job whose end was announced; None for a batch's end."""
+    batch_id: str | None = None
+    """The batch whose end was announced (``batch.completed``); None for a job's event."""
     target: str
     """The endpoint id, or the job's own webhook URL."""
     timestamp: str
@@ -182,3 +185,43 @@ class Batch(_Wire):
     created_at: str
     completed_at: str | None
     documents: list[BatchDocument] = []
+
+
+class DirectUpload(_Wire):
+    """Where to put a document before submitting it by ``upload_id``."""
+
+    upload_id: str
+    url: str
+    """PUT the document's bytes here (presigned for S3, or signed by the API itself)."""
+    method: str = "PUT"
+    headers: dict[str, str] = {}
+    """Headers the PUT must carry."""
+    expires_at: str
+    """After this the URL is refused, and the upload deleted unless submitted."""
+    max_bytes: int
+    """The most a direct upload may hold on this server."""
+
+
+class TierState(_Wire):
+    available: bool
+    reason: str
+    fix: str | None = None
+
+
+class PlanLimits(_Wire):
+    plan: str
+    rate: str
+    max_upload_bytes: int
+    """The most a document sent in the request itself may hold; a larger one goes through a
+    direct upload."""
+    max_pages: int
+    max_convert_pages: int
+
+
+class Capabilities(_Wire):
+    """What the server can do for the caller: its OCR tiers, outputs, languages, limits."""
+
+    tiers: dict[str, TierState]
+    outputs: list[str]
+    languages: list[str]
+    limits: PlanLimits

@@ -17,5 +17,10 @@ class UsageSettings(BaseModel):
     ``{"free": 500}``; a plan not named here has no quota. A submission that would pass it
     is refused with ``429 quota_exceeded``."""
     quota_fresh_seconds: float = Field(default=10.0, ge=0)
-    """Seconds; how long an API process reuses a tenant's pages of the month before reading
-    them again for the quota check."""
+    """Seconds; in Kubernetes mode, how long an API process reuses a tenant's recorded pages
+    of the month (an object-store listing) before reading them again for the quota check.
+    Embedded mode reads them for each check (one indexed query)."""
+    retention_days: int = Field(default=400, ge=1)
+    """Days a usage record is kept after the day its job ended (400: a year of bills and a
+    month to spare); older records are deleted by a periodic sweep (embedded: the server's
+    expiry sweep; Kubernetes: the operator's, hourly)."""

@@ -6,7 +6,8 @@ Its ``total`` is set once every document of the request has been submitted (the 
 *sealed*): before that, jobs ending cannot complete it. The batch completes when it is sealed
 and every one of its ``total`` jobs has ended; the writer that sees that first (the end of
 the last job, or the seal if every job had already ended) records ``completed_at`` and the
-one ``batch.completed`` event, in the same write.
+one ``batch.completed`` event, in the same write. A completed batch's record is deleted
+``ttl_seconds_after_finished`` after it completed, as its jobs are after they ended.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import hashlib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from docjobs.domain.clock import iso
 from docjobs.domain.models import Phase
@@ -52,6 +53,11 @@ class Batch(BaseModel):
     """The number of its jobs, set once they have all been submitted; None until then."""
     completed_at: datetime | None = None
     """When its last job ended (its ``batch.completed`` event's time)."""
+    ttl_seconds_after_finished: int = Field(default=86400, ge=0)
+    """Its jobs' TTL: the record is deleted that long after the batch completed."""
+    traceparent: str | None = None
+    """The trace of the request that submitted it, which its jobs join: each delivery of
+    its ``batch.completed`` is a span of it."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,13 @@ def document_key(batch_id: str, index: int) -> str:
     """The idempotency key of a batch's ``index``-th document: a repeated batch request
     returns each document's job rather than running it again."""
     return f"{batch_id}/{index}"
+
+
+def expires_at(batch: Batch) -> datetime | None:
+    """When a completed batch's record is to be deleted; None before it completed."""
+    if batch.completed_at is None:
+        return None
+    return batch.completed_at + timedelta(seconds=batch.ttl_seconds_after_finished)
 
 
 def ended(state: BatchState) -> bool:

@@ -16,8 +16,9 @@ functions as a watched one and answers exactly as before. Three kinds of objects
   job id) and carries the phase and operation kind, so a page is one ``keys`` read from the
   cursor on and the common filters need no record.
 - ``.archive-expiry/<yyyymmddHHMM>/<tenant>/<job_id>``: when the job's TTL ends, holding
-  its listing entry's key; the operator sweeps the minutes that have passed, so it needs no
-  memory per archived job.
+  its listing entry's key (a completed batch's marker, under its batch id, holds the keys
+  and folders of its record, :mod:`docjobs.kube.batches`, one a line); the operator sweeps
+  the minutes that have passed, so it needs no memory per archived job.
 
 Every write is idempotent: a record written twice (a crash between the write and the
 delete) is the same record.
@@ -76,11 +77,11 @@ def record_key(tenant: str, job_id: str) -> str:
     return f"{tenant}/{job_id}/{RECORD}"
 
 
-def _flip(job_id: str) -> str:
+def flip_id(job_id: str) -> str:
     return "".join(chr(_ID_FLIP - ord(c)) for c in job_id) + _ID_END
 
 
-def _unflip(flipped: str) -> str:
+def unflip_id(flipped: str) -> str:
     return "".join(chr(_ID_FLIP - ord(c)) for c in flipped.removesuffix(_ID_END))
 
 
@@ -90,7 +91,7 @@ def micros(moment: datetime | float) -> int:
     return round(seconds * 1_000_000)
 
 
-def _inverted(created: datetime | float) -> str:
+def inverted_time(created: datetime | float) -> str:
     return f"{_TIME_SPAN - micros(created):016d}"
 
 
@@ -103,7 +104,8 @@ def listing_key(job: Job, namespace: str) -> str:
     and the TTL read."""
     spec = job.spec
     expires = int(expires_at(job).timestamp())
-    entry = f"{_inverted(spec.created_at)},{_flip(spec.job_id)},{job.status.phase.value},{expires}"
+    created, flipped = inverted_time(spec.created_at), flip_id(spec.job_id)
+    entry = f"{created},{flipped},{job.status.phase.value},{expires}"
     return f"{listing_folder(spec.tenant, namespace)}/{entry},{spec.operation.kind}"
 
 
@@ -111,7 +113,7 @@ def listing_after(tenant: str, namespace: str, position: tuple[float, str]) -> s
     """A ``start_after`` for the entries older than ``position`` (creation time, job id):
     every entry of that job starts with the same text up to ``,`` and sorts below this."""
     created, job_id = position
-    return f"{listing_folder(tenant, namespace)}/{_inverted(created)},{_flip(job_id)}-"
+    return f"{listing_folder(tenant, namespace)}/{inverted_time(created)},{flip_id(job_id)}-"
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ class Listed:
 
 def listed_of(key: str) -> Listed:
     inverted, flipped, phase, expires, kind = key.rsplit("/", 1)[1].split(",", 4)
-    return Listed(key, _TIME_SPAN - int(inverted), _unflip(flipped), phase, int(expires), kind)
+    return Listed(key, _TIME_SPAN - int(inverted), unflip_id(flipped), phase, int(expires), kind)
 
 
 def expires_at(job: Job) -> datetime:
@@ -142,8 +144,14 @@ def expires_at(job: Job) -> datetime:
 def expiry_key(job: Job) -> str:
     """The job's expiry marker, in the folder of the minute after its TTL ends (so a sweep
     of the minutes passed never takes it early)."""
-    minute = (expires_at(job) + timedelta(minutes=1)).astimezone(UTC).strftime(_MINUTE)
-    return f"{EXPIRY_FOLDER}/{minute}/{job.spec.tenant}/{job.spec.job_id}"
+    return expiry_key_at(job.spec.tenant, job.spec.job_id, expires_at(job))
+
+
+def expiry_key_at(tenant: str, name: str, expires: datetime) -> str:
+    """The expiry marker of the tenant's ``name`` (a job, or a batch's record) whose TTL
+    ends at ``expires``."""
+    minute = (expires + timedelta(minutes=1)).astimezone(UTC).strftime(_MINUTE)
+    return f"{EXPIRY_FOLDER}/{minute}/{tenant}/{name}"
 
 
 def expiry_until(now: datetime) -> str:
@@ -240,17 +248,20 @@ class Archive:
         self.store.delete(expiry_key(job))
 
     def sweep(self, now: datetime) -> int:
-        """Delete the archived jobs whose TTL has ended, with their objects: the listing
-        entry, the job's folder, then the marker (a crash in between sweeps it again)."""
+        """Delete the archived jobs whose TTL has ended, with their objects: what the marker
+        names (a job's listing entry; a batch's folder and entries, a folder ending in
+        ``/``), the job's folder, then the marker (a crash in between sweeps it again)."""
         swept = 0
         bound = expiry_until(now)
         for marker in self.store.keys(EXPIRY_FOLDER):
             if marker >= bound:
                 break
             tenant, job_id = marker.split("/")[-2:]
-            listing = b"".join(self.store.iter_chunks(marker)).decode()
-            if listing:
-                self.store.delete(listing)
+            for named in b"".join(self.store.iter_chunks(marker)).decode().splitlines():
+                if named.endswith("/"):
+                    self.store.delete_prefix(named)
+                elif named:
+                    self.store.delete(named)
             self.store.delete_prefix(f"{tenant}/{job_id}")
             self.store.delete(marker)
             swept += 1

@@ -12,6 +12,19 @@
   operator when a sealed batch has an ``ended`` object for each of its jobs;
 - ``deliveries.json``: the ``batch.completed`` deliveries so far (the delivery journal).
 
+Beside them, two indexes:
+
+- ``.batch-seals/<namespace>/<tenant>/<batch_id>``: written by the API's seal before the
+  record says ``total``, deleted by the operator once the batch's end was delivered, so an
+  operator that never sees one of the batch's jobs again (all archived before the seal,
+  or a restart between the batch's end and its delivery) still finds it by a sweep;
+- ``<tenant>/.batch-listing/<namespace>/<entry>``: one empty object per completed batch,
+  named to sort newest first (as the archive's job listing), which the delivery log reads.
+
+The operator also writes an expiry marker in the archive's expiry index
+(:func:`docjobs.kube.archive.expiry_key_at`) when the batch completes, naming its folder
+and listing entry: the archive's sweep deletes them when the batch's TTL ends.
+
 The DocumentJobs carry the label ``docjobs.io/batch``; a batch's unfinished jobs are those
 the API's watch cache holds, and its finished ones are counted from ``ended``, since a
 finished job leaves the cluster when it is archived.
@@ -27,12 +40,18 @@ from typing import Protocol
 
 from pydantic import TypeAdapter
 
-from docjobs.domain.batches import Batch, BatchState
+from docjobs.domain.batches import BATCH_COMPLETED, Batch, BatchState, expires_at
 from docjobs.domain.models import Job, Phase
 from docjobs.webhooks.delivery import DeliveryAttempt
 from docjobs.webhooks.driver import PriorTries
+from docjobs.webhooks.records import DeliveryRecord
+
+from .archive import expiry_key_at, flip_id, inverted_time, unflip_id
 
 BATCHES_FOLDER = ".batches"
+SEALS_FOLDER = ".batch-seals"
+"""At the top, beside the tenants' folders (no tenant name has a dot)."""
+LISTING_FOLDER = ".batch-listing"
 _PHASES = TypeAdapter(dict[Phase, int])
 _JOURNAL = TypeAdapter(dict[str, tuple[tuple[DeliveryAttempt, ...], datetime | None, bool]])
 _JOURNAL_LOCK = threading.Lock()
@@ -48,6 +67,36 @@ class BatchObjectStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def keys(self, folder: str, start_after: str = "") -> Iterator[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def seal_key(namespace: str, tenant: str, batch_id: str) -> str:
+    return f"{SEALS_FOLDER}/{namespace}/{tenant}/{batch_id}"
+
+
+def open_seals(objects: BatchObjectStore, namespace: str | None) -> Iterator[tuple[str, str, str]]:
+    """(namespace, tenant, batch id) of each sealed batch whose end was not yet delivered,
+    in ``namespace`` or every one."""
+    folder = SEALS_FOLDER if namespace is None else f"{SEALS_FOLDER}/{namespace}"
+    for key in objects.keys(folder):
+        found_namespace, tenant, batch_id = key.split("/")[-3:]
+        yield found_namespace, tenant, batch_id
+
+
+def listing_folder(tenant: str, namespace: str) -> str:
+    return f"{tenant}/{LISTING_FOLDER}/{namespace}"
+
+
+def listing_key(batch: Batch, namespace: str) -> str:
+    entry = f"{inverted_time(batch.created_at)},{flip_id(batch.batch_id)}"
+    return f"{listing_folder(batch.tenant, namespace)}/{entry}"
+
+
+def listing_after(tenant: str, namespace: str, position: tuple[float, str]) -> str:
+    """A ``start_after`` for the entries older than ``position`` (creation time, id)."""
+    created, batch_id = position
+    return f"{listing_folder(tenant, namespace)}/{inverted_time(created)},{flip_id(batch_id)}"
 
 
 class StoredBatches:
@@ -72,8 +121,15 @@ class StoredBatches:
         found = self.record(tenant, batch_id)
         if found is None or found.total is not None:
             return
+        # The index first: a seal it does not name might never be looked at again.
+        key = seal_key(self.namespace, tenant, batch_id)
+        self.objects.put_bytes(key, b"", "application/octet-stream")
         sealed = found.model_copy(update={"total": total})
         self.put_json(self._key(sealed, "batch.json"), sealed.model_dump(mode="json"))
+
+    def unseal_index(self, tenant: str, batch_id: str) -> None:
+        """The batch's end was delivered (or the batch is gone): no sweep needs it again."""
+        self.objects.delete(seal_key(self.namespace, tenant, batch_id))
 
     def record(self, tenant: str, batch_id: str) -> Batch | None:
         """The batch as it completed if it did, else its record; None if there is none."""
@@ -106,11 +162,61 @@ class StoredBatches:
         return found
 
     def complete(self, batch: Batch, phases: Mapping[Phase, int]) -> None:
+        """Record the batch's end: its expiry marker and listing entry first, then
+        ``completed.json``, which says it completed (a crash in between writes the same
+        marker and entry again)."""
+        expires = expires_at(batch)
+        assert expires is not None
+        listing = listing_key(batch, self.namespace)
+        doomed = f"{self.folder(batch.tenant, batch.batch_id)}/\n{listing}\n"
+        marker = expiry_key_at(batch.tenant, batch.batch_id, expires)
+        self.objects.put_bytes(marker, doomed.encode(), "text/plain")
+        self.objects.put_bytes(listing, b"", "application/octet-stream")
         body = {
             "batch": batch.model_dump(mode="json"),
             "phases": _PHASES.dump_python(dict(phases), mode="json"),
         }
         self.put_json(self._key(batch, "completed.json"), body)
+
+    def completed_ids(self, tenant: str, after: tuple[float, str] | None) -> Iterator[str]:
+        """The tenant's completed batches, newest created first, after ``after``."""
+        start = "" if after is None else listing_after(tenant, self.namespace, after)
+        for key in self.objects.keys(listing_folder(tenant, self.namespace), start):
+            yield unflip_id(key.rsplit(",", 1)[-1])
+
+    def completed(self, tenant: str, limit: int, after: tuple[float, str] | None) -> list[Batch]:
+        """Up to ``limit`` of the tenant's completed batches, newest created first, after
+        ``after``; an entry whose record went (being swept) is passed over."""
+        found: list[Batch] = []
+        for batch_id in self.completed_ids(tenant, after):
+            if len(found) >= limit:
+                break
+            batch = self.record(tenant, batch_id)
+            if batch is not None and batch.completed_at is not None:
+                found.append(batch)
+        return found
+
+    def deliveries(self, batch: Batch) -> list[DeliveryRecord]:
+        """The batch's settled ``batch.completed`` deliveries, as the delivery log shows
+        them (the journal keeps no time of its own: a record's is its first try's)."""
+        found = []
+        for target, tries in self.journal(batch).prior().items():
+            if tries.settled and tries.attempts:
+                found.append(_record(batch.batch_id, target, tries.attempts))
+        return found
+
+    def record_replay(
+        self, batch: Batch, target: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        """Add a replay's try to a settled delivery (the operator never writes a settled
+        one again); None when there is no such delivery."""
+        journal = self.journal(batch)
+        tries = journal.prior().get(target)
+        if tries is None or not tries.settled:
+            return None
+        attempts = (*tries.attempts, attempt)
+        journal.settle(target, attempts, True)
+        return _record(batch.batch_id, target, attempts)
 
     def journal(self, batch: Batch) -> ObjectJournal:
         return ObjectJournal(self, self._key(batch, "deliveries.json"))
@@ -161,6 +267,13 @@ class ObjectJournal:
 
     def settle(self, target: str, attempts: Sequence[DeliveryAttempt], delivered: bool) -> None:
         self._write(target, attempts, None, True)
+
+
+def _record(batch_id: str, target: str, attempts: Sequence[DeliveryAttempt]) -> DeliveryRecord:
+    delivered = any(a.ok for a in attempts)
+    return DeliveryRecord(
+        batch_id, target, BATCH_COMPLETED, delivered, tuple(attempts), attempts[0].at
+    )
 
 
 def batch_state(

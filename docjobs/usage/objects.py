@@ -30,6 +30,23 @@ class UsageObjectStore(Protocol):
 
     def keys(self, folder: str, start_after: str = "") -> Iterator[str]: ...
 
+    def delete_prefix(self, prefix: str) -> None: ...
+
+
+def forget_records_before(store: UsageObjectStore, day: date) -> int:
+    """Deletes the records of the jobs that ended before ``day``, of every tenant and
+    namespace in the store (blocking); how many days' folders went."""
+    gone = 0
+    for tenant in sorted(name for name in store.folders("") if not name.startswith(".")):
+        for namespace in list(store.folders(f"{tenant}/{USAGE_FOLDER}")):
+            folder = usage_folder(tenant, namespace)
+            for name in sorted(store.folders(folder)):
+                if name >= day.isoformat():
+                    break  # days sort as their ISO names do
+                store.delete_prefix(f"{folder}/{name}")
+                gone += 1
+    return gone
+
 
 def usage_folder(tenant: str, namespace: str) -> str:
     return f"{tenant}/{USAGE_FOLDER}/{namespace}"

@@ -42,18 +42,23 @@ BUSY_RETRY_SECONDS = 2
 """``Retry-After`` of a replay refused while the tenant's others are in flight."""
 
 
+EVENT_OWNERS = ("job_", "bat_")
+"""What a delivery's event is of, by its id's prefix: a job, or a batch (``batch.completed``
+is recorded under the batch's id where a job's event is under its job's)."""
+
+
 def delivery_id(job_id: str, target: str, event_type: str) -> str:
-    """A delivery's id in the log: its job, then its ``webhook-id``; it names the job, so
-    either route finds the record from the id alone."""
+    """A delivery's id in the log: its job (or batch), then its ``webhook-id``; it names
+    the job, so either route finds the record from the id alone."""
     return f"{job_id}.{message_id(job_id, target, event_type)}"
 
 
 def parse_delivery_id(value: str) -> tuple[str, str] | None:
-    """The job id and ``webhook-id`` of a delivery id; None for anything else."""
-    job_id, dot, webhook_id = value.rpartition(".")
-    if not dot or not job_id.startswith("job_") or not webhook_id.startswith("msg_"):
+    """The job (or batch) id and ``webhook-id`` of a delivery id; None for anything else."""
+    owner, dot, webhook_id = value.rpartition(".")
+    if not dot or not owner.startswith(EVENT_OWNERS) or not webhook_id.startswith("msg_"):
         return None
-    return job_id, webhook_id
+    return owner, webhook_id
 
 
 def find_delivery(
@@ -82,9 +87,9 @@ class ReplayRequest:
     record: DeliveryRecord
     target: Target
     data: dict[str, Any]
-    """The event's payload, rebuilt from the job (``Backend.event_data``)."""
+    """The event's payload, rebuilt from the job (``Backend.event_data``) or the batch."""
     occurred_at: datetime
-    """The job's end, as the event was stamped."""
+    """The job's (or batch's) end, as the event was stamped."""
     record_try: Callable[[DeliveryAttempt], DeliveryRecord | None]
     """Adds the try to the delivery's record (blocking); the record as it now stands."""
 

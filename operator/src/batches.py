@@ -10,29 +10,47 @@ Every step is idempotent, so a restarted operator, which sees every DocumentJob 
 redoes at most the same writes: an ``ended`` object is the same object; ``completed.json``
 is read back, never written twice; and the journal keeps a target that settled from being
 sent the event again. The API seals a batch after its last job was created; a batch whose
-jobs had all ended by then is noticed through the annotation the seal puts on one of them.
+jobs had all ended by then is noticed through the annotation the seal puts on one of them,
+or, when none of them is in the cluster any more (archived before the seal), by the sweep of
+the seals index every :data:`SWEEP_SECONDS`. A batch stays in that index until its end was
+delivered, so an operator restarted meanwhile delivers it even if its jobs are gone.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
 from docjobs.domain.batches import Batch
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import TERMINAL_PHASE_NAMES, Phase
-from docjobs.kube.batches import BatchObjectStore, StoredBatches
+from docjobs.kube.batches import BatchObjectStore, StoredBatches, open_seals
 from docjobs.kube.client import JSON
 from docjobs.kube.resources import ANNOTATION_BATCH_SEALED, LABEL_BATCH, job_of
 
-BatchEnded = Callable[[StoredBatches, Batch, Mapping[Phase, int]], None]
-"""Told once per process of each batch that completed (its end event to deliver)."""
+log = logging.getLogger(__name__)
+BatchEnded = Callable[[StoredBatches, Batch, Mapping[Phase, int], Callable[[], None]], None]
+"""Told once per process of each batch that completed (its end event to deliver); calls its
+last argument once the event is delivered to every target."""
+SWEEP_SECONDS = 60.0
+"""How often the sealed batches whose end was not delivered are looked at."""
 
 
 class BatchEnds:
-    def __init__(self, store: BatchObjectStore | None, on_end: BatchEnded | None) -> None:
+    def __init__(
+        self,
+        store: BatchObjectStore | None,
+        on_end: BatchEnded | None,
+        namespace: str | None = None,
+    ) -> None:
+        """``namespace``: the one the operator watches (None: all)."""
         self.store = store
         self.on_end = on_end
+        self.namespace = namespace
+        self._next_sweep: datetime | None = None
         self._noted: set[str] = set()
         """DocumentJobs (namespace/name, and whether sealed) this process noted the end of."""
         self._announced: set[str] = set()
@@ -74,19 +92,42 @@ class BatchEnds:
         with self._guard:
             self._noted.difference_update({_note_of(resource, sealed) for sealed in (0, 1)})
 
-    def _check(self, batches: StoredBatches, tenant: str, batch_id: str) -> None:
+    def sweep_due(self, now: datetime) -> bool:
+        """Whether a sweep is due; taken, it is not due again for :data:`SWEEP_SECONDS`."""
+        if self.store is None:
+            return False
+        if self._next_sweep is not None and now < self._next_sweep:
+            return False
+        self._next_sweep = now + timedelta(seconds=SWEEP_SECONDS)
+        return True
+
+    def sweep(self) -> None:
+        """Check every sealed batch whose end was not delivered (blocking): one whose jobs
+        all ended, wherever they are now, completes here."""
+        assert self.store is not None
+        try:
+            for namespace, tenant, batch_id in open_seals(self.store, self.namespace):
+                batches = StoredBatches(self.store, namespace)
+                if not self._check(batches, tenant, batch_id):
+                    batches.unseal_index(tenant, batch_id)  # erased or expired
+        except Exception as exc:  # the next sweep looks again; nothing is lost
+            log.warning("batch sweep failed: %s", exc)
+
+    def _check(self, batches: StoredBatches, tenant: str, batch_id: str) -> bool:
+        """Complete the batch if it is sealed and each of its jobs ended, and hand it over
+        once per process; False when the batch has no record (erased, or expired)."""
         key = f"{batches.namespace}/{batch_id}"
         with self._checking:
             if key in self._announced:
-                return
+                return True
             batch = batches.record(tenant, batch_id)
             if batch is None or batch.total is None:
-                return
+                return batch is not None
             phases = batches.final_phases(batch)
             if phases is None:
                 ended = batches.ended(tenant, batch_id)
                 if len(ended) < batch.total:
-                    return
+                    return True
                 counted: dict[Phase, int] = {}
                 for phase in ended.values():
                     counted[phase] = counted.get(phase, 0) + 1
@@ -94,8 +135,12 @@ class BatchEnds:
                 batches.complete(batch, counted)
                 phases = counted
             self._announced.add(key)
+        delivered = functools.partial(batches.unseal_index, tenant, batch_id)
         if self.on_end is not None:
-            self.on_end(batches, batch, phases)
+            self.on_end(batches, batch, phases, delivered)
+        else:
+            delivered()
+        return True
 
 
 def _note_of(resource: JSON, sealed: int | None = None) -> str:

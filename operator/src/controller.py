@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from docjobs.config import OperatorSettings, RunnerSettings
+from docjobs.config import OperatorSettings, RunnerSettings, UsageSettings
 from docjobs.domain import lifecycle
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import Job, Phase
@@ -60,6 +60,10 @@ from .usage import UsageMeter
 log = logging.getLogger(__name__)
 ARCHIVE_SWEEP = Ref("", "archive-sweep")
 """Not a DocumentJob: the key under which the scheduler runs one archive sweep at a time."""
+USAGE_SWEEP = Ref("", "usage-sweep")
+"""Likewise, for the sweep of usage records past their retention."""
+BATCH_SWEEP = Ref("", "batch-sweep")
+"""Likewise, for the sweep of sealed batches whose end was not delivered."""
 
 
 class Controller:
@@ -74,6 +78,7 @@ class Controller:
         part_pages: int = RunnerSettings().part_pages,
         tenant_metrics: bool = False,
         on_batch_end: BatchEnded | None = None,
+        usage_retention_days: int = UsageSettings().retention_days,
     ) -> None:
         """``part_pages``: what one shard reads (``DOCJOBS_RUNNER__PART_PAGES``);
         ``tenant_metrics``: usage counters per tenant too (``DOCJOBS_USAGE__TENANT_METRICS``)."""
@@ -99,8 +104,8 @@ class Controller:
         self.scheduler = Scheduler(settings, self.agenda, self.tick)
         self.signals = StoredSignals(store)
         self.archiver = Archiver(kube, store, settings)
-        self.usage = UsageMeter(store, tenant_metrics)
-        self.batches = BatchEnds(store, on_batch_end)
+        self.usage = UsageMeter(store, tenant_metrics, usage_retention_days)
+        self.batches = BatchEnds(store, on_batch_end, settings.namespace)
         runners = RunnerJobs(kube, store, settings, part_pages)
         effects = ClusterEffects(kube, store, runners, on_terminal)
         self.steps = StatusSteps(kube, effects, self.agenda, settings.conflict_retries)
@@ -227,6 +232,10 @@ class Controller:
             self.scheduler.read(ref, self.note_progress, ref, followed)
         if self.archiver.sweep_due(now):
             self.scheduler.read(ARCHIVE_SWEEP, self.archiver.sweep, now)
+        if self.usage.sweep_due(now):
+            self.scheduler.read(USAGE_SWEEP, self.usage.sweep, now)
+        if self.batches.sweep_due(now):
+            self.scheduler.read(BATCH_SWEEP, self.batches.sweep)
 
     def unschedulable_timeout(self, ref: Ref, attempt: int, message: str) -> None:
         """Fail an attempt whose pod no node could take, with the scheduler's words."""

@@ -94,11 +94,17 @@ class TerminalHook:
             self._busy.discard(key)
 
     def batch_ended(
-        self, batches: StoredBatches, batch: Batch, phases: Mapping[Phase, int]
+        self,
+        batches: StoredBatches,
+        batch: Batch,
+        phases: Mapping[Phase, int],
+        delivered: Callable[[], None],
     ) -> None:
         """Deliver the batch's ``batch.completed``, its tries kept in the batch's journal in
-        the object store (the batch has no DocumentJob of its own)."""
+        the object store (the batch has no DocumentJob of its own); ``delivered`` once every
+        target settled."""
         if self._queue is None or self.stores is None:
+            delivered()
             return
         queue, store = self._queue, self.stores(batches.namespace)
         assert batch.completed_at is not None
@@ -109,13 +115,14 @@ class TerminalHook:
             completed_event_data(BatchState(batch, phases)),
             None,
             batch.completed_at,
+            batch.traceparent,
         )
 
         def deliver() -> None:
             try:
                 targets = targets_of(store, batch.tenant, BATCH_COMPLETED)
                 journal = batches.journal(batch)
-                deliver_event(queue, self.settings, journal, event, targets, lambda: None)
+                deliver_event(queue, self.settings, journal, event, targets, delivered)
             except Exception as exc:
                 log.warning(
                     "batch.completed of %s: %s; again in %g s",

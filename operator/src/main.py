@@ -77,6 +77,7 @@ def run(
     settings = settings or get_settings()
     config = settings.operator
     namespace = namespace or config.namespace
+    config = config.model_copy(update={"namespace": namespace})  # what the controller watches
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # One line per handled event, one per liveness probe otherwise.
     logging.getLogger("kopf").setLevel(logging.WARNING)
@@ -103,6 +104,7 @@ def run(
         part_pages=settings.runner.part_pages,
         tenant_metrics=settings.usage.tenant_metrics,
         on_batch_end=hook.batch_ended,
+        usage_retention_days=settings.usage.retention_days,
     )
     registry = kopf.OperatorRegistry()
     register(registry, controller)

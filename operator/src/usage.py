@@ -7,25 +7,42 @@ sees the same ended jobs again writes the same objects.
 The write runs on the scheduler's pool, as soon as the end is watched; a job is archived
 only once its record is written, so a write that failed is made before the resource leaves
 the cluster.
+
+Records past their retention (``usage.retention_days``) are deleted by a sweep every
+:data:`SWEEP_SECONDS` (the first one at start), on the scheduler's pool too.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from docjobs.config.usage import UsageSettings
 from docjobs.domain.clock import utcnow
 from docjobs.domain.models import TERMINAL_PHASE_NAMES
 from docjobs.kube.client import JSON
 from docjobs.kube.resources import job_of
-from docjobs.usage.objects import StoredUsage, UsageObjectStore
+from docjobs.usage.objects import StoredUsage, UsageObjectStore, forget_records_before
 from docjobs.usage.records import count_in_metrics, usage_of
+from docjobs.usage.retention import retained_from
+
+log = logging.getLogger(__name__)
+SWEEP_SECONDS = 3600.0
+"""How often records past their retention are looked for; records are kept by the day."""
 
 
 class UsageMeter:
-    def __init__(self, store: UsageObjectStore | None, tenant_metrics: bool = False) -> None:
+    def __init__(
+        self,
+        store: UsageObjectStore | None,
+        tenant_metrics: bool = False,
+        retention_days: int = UsageSettings().retention_days,
+    ) -> None:
         self.store = store
         self.tenant_metrics = tenant_metrics
+        self.retention_days = retention_days
+        self._next_sweep: datetime | None = None
         self.started = utcnow()
         self._written: set[str] = set()
         """Names (namespace/name) of the DocumentJobs whose record this process wrote."""
@@ -58,6 +75,24 @@ class UsageMeter:
         """The DocumentJob was deleted (archived, expired or erased)."""
         with self._guard:
             self._written.discard(_name(resource))
+
+    def sweep_due(self, now: datetime) -> bool:
+        """Whether a sweep is due; taken, it is not due again for :data:`SWEEP_SECONDS`."""
+        if self.store is None or (self._next_sweep is not None and now < self._next_sweep):
+            return False
+        self._next_sweep = now + timedelta(seconds=SWEEP_SECONDS)
+        return True
+
+    def sweep(self, now: datetime) -> None:
+        """Delete the records of days past their retention (blocking)."""
+        assert self.store is not None
+        try:
+            gone = forget_records_before(self.store, retained_from(self.retention_days, now))
+        except Exception as exc:  # the next sweep tries again; the records only wait
+            log.warning("usage sweep failed: %s", exc)
+            return
+        if gone:
+            log.info("usage: records of %d days past their retention deleted", gone)
 
 
 def _name(resource: JSON) -> str:

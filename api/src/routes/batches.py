@@ -24,6 +24,7 @@ from docjobs.domain.models import (
     PdfVariant,
     Phase,
 )
+from docjobs.tracing import current_traceparent
 from docjobs.usage.quota import MonthlyQuotas
 
 from ..deps import BackendDep, PrincipalDep, SettingsDep
@@ -243,6 +244,8 @@ async def submit_batch(
             tenant=tenant,
             operation=operation,
             created_at=utcnow(),
+            ttl_seconds_after_finished=settings.jobs.ttl_seconds,
+            traceparent=current_traceparent(),
         )
     )
     if batch.operation != operation:

@@ -48,7 +48,8 @@ Output = Annotated[
     Form(
         description="'simple': text and each page's confidence (0-100); 'detailed': also "
         "words with boxes and confidence per page, by block and line; 'searchable_pdf': the "
-        "document as a PDF with an invisible text layer; 'hocr': hOCR 1.2 (XHTML); 'alto': "
+        "document as a PDF with an invisible text layer over each page that carries no text of "
+        "its own; 'hocr': hOCR 1.2 (XHTML); 'alto': "
         "ALTO v4 XML; 'markdown': headings, paragraphs and lists in reading order."
     ),
 ]

@@ -103,9 +103,5 @@ def _totals(totals: Totals) -> UsageTotals:
 
 
 def monthly_quotas(settings: Settings, backend: Backend) -> MonthlyQuotas:
-    """The plans' page quotas, counted from the backend's usage records."""
-
-    async def pages_of(tenant: str, first: date, last: date) -> int:
-        return sum(record.page_total for record in await backend.usage(tenant, first, last))
-
-    return MonthlyQuotas(settings.usage, pages_of)
+    """The plans' page quotas, counted from the backend's usage records and its jobs."""
+    return MonthlyQuotas(settings.usage, backend.quota_month)

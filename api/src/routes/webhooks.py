@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from docjobs.backends.base import encode_cursor
 from docjobs.backends.deliveries import DeliveryLog
+from docjobs.domain.batches import BATCH_COMPLETED
 from docjobs.domain.clock import iso
 from docjobs.webhooks.delivery import DeliveryAttempt
 from docjobs.webhooks.messages import JOB_EVENT_TYPES, message_id
@@ -203,11 +204,14 @@ def attempt_view(attempt: DeliveryAttempt) -> DeliveryAttemptView:
 
 def log_entry(record: DeliveryRecord) -> DeliveryLogEntry:
     last = record.attempts[-1] if record.attempts else None
+    # A batch's event is recorded under its batch id, where a job's is under its job id.
+    of_batch = record.event_type == BATCH_COMPLETED
     return DeliveryLogEntry(
         id=delivery_id(record.job_id, record.target, record.event_type),
         webhook_id=message_id(record.job_id, record.target, record.event_type),
         event=record.event_type,
-        job_id=record.job_id,
+        job_id=None if of_batch else record.job_id,
+        batch_id=record.job_id if of_batch else None,
         target=record.target,
         timestamp=iso(record.recorded_at),
         tries=len(record.attempts),
@@ -247,7 +251,7 @@ async def _replay(
 
 @router.get(
     "/{endpoint_id}/deliveries",
-    summary="The endpoint's deliveries, newest job first",
+    summary="The endpoint's deliveries (jobs' and batches' events), newest first",
     responses=error_responses(404),
 )
 async def endpoint_deliveries(

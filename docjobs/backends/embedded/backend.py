@@ -11,13 +11,14 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from docjobs.backends.base import (
     JobPage,
     JobQuery,
+    ListPosition,
     Submission,
     job_spec,
     json_result,
@@ -42,18 +43,21 @@ from docjobs.backends.embedded.webhooks import SQLiteWebhookStore
 from docjobs.backends.workers import scratch
 from docjobs.backends.workers.pool import WorkerPool
 from docjobs.config import Settings
-from docjobs.domain.batches import Batch, BatchState
+from docjobs.domain.batches import BATCH_COMPLETED, Batch, BatchState
 from docjobs.domain.clock import utcnow
 from docjobs.domain.events import EVENT_OF_PHASE, job_view
 from docjobs.domain.models import Job, Phase
 from docjobs.storage.base import TEMPLATES_FOLDER, object_keys
 from docjobs.storage.factory import runner_environment, store_environment, store_from_settings
 from docjobs.storage.uploads import UPLOADS_FOLDER, sweep_expired
+from docjobs.usage.counted import MonthUsage
 from docjobs.usage.records import UsageRecord, count_in_metrics, usage_of
+from docjobs.usage.retention import retained_from
+from docjobs.webhooks.delivery import DeliveryAttempt
 from docjobs.webhooks.driver import deliver_event
 from docjobs.webhooks.fanout import targets_of
 from docjobs.webhooks.queue import DeliveryQueue
-from docjobs.webhooks.records import PendingEvent
+from docjobs.webhooks.records import DeliveryRecord, PendingEvent
 
 from .lock import DataDirectoryLock
 from .supervisor import Supervisor
@@ -109,7 +113,7 @@ class EmbeddedBackend:
             self.objects,
             pool,
             on_finished=self._ended,
-            forget_before=self.webhooks.forget_deliveries,
+            forget_before=self._forget_before,
             record_end=self._record_end,
         )
 
@@ -231,6 +235,17 @@ class EmbeddedBackend:
     async def usage(self, tenant: str | None, first: date, last: date) -> list[UsageRecord]:
         return await self.offload(lambda: list(self.usage_records.records(tenant, first, last)))
 
+    async def quota_month(self, tenant: str, first: date, last: date) -> MonthUsage:
+        return await self.offload(self.usage_records.month, tenant, first)
+
+    def _forget_before(self, cutoff: datetime) -> None:
+        """The expiry sweep's deletions: deliveries recorded before ``cutoff``, completed
+        batches past their TTL, and usage records past their retention."""
+        self.webhooks.forget_deliveries(cutoff)
+        self.batches.forget_expired(utcnow())
+        kept_from = retained_from(self.settings.usage.retention_days, utcnow())
+        self.usage_records.forget_before(kept_from)
+
     def _record_end(self, job: Job, conn: sqlite3.Connection) -> None:
         """What commits with a job's end: its webhook outbox entry, its usage record, and
         its batch's end if it was the batch's last job."""
@@ -258,6 +273,22 @@ class EmbeddedBackend:
 
     async def get_batch(self, tenant: str, batch_id: str) -> BatchState | None:
         return await self.offload(self.batches.get, tenant, batch_id)
+
+    async def completed_batches(
+        self, tenant: str, limit: int, after: ListPosition | None
+    ) -> list[Batch]:
+        return await self.offload(self.batches.completed, tenant, limit, after)
+
+    async def batch_deliveries(self, batch: Batch) -> list[DeliveryRecord]:
+        # Recorded under the batch's id, as a job's deliveries are under its own.
+        return await self.offload(self.webhooks.deliveries, batch.batch_id)
+
+    def record_batch_replay(
+        self, batch: Batch, target: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        return self.webhooks.record_replay(
+            batch.tenant, batch.batch_id, target, BATCH_COMPLETED, attempt
+        )
 
     def _reserve_event(self, job: Job, conn: sqlite3.Connection) -> None:
         event_type = EVENT_OF_PHASE.get(job.status.phase)

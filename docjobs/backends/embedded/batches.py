@@ -7,7 +7,9 @@ job's status) or the seal of a batch whose jobs had all ended already
 (:meth:`SQLiteBatches.seal`). Writers take turns on that lock, so exactly one of them sees
 the batch sealed, all its jobs ended and ``completed_at`` still empty; it sets
 ``completed_at``, keeps the final counts (jobs may be erased or expire later) and writes
-the ``batch.completed`` outbox entry, already filled, in the same commit.
+the ``batch.completed`` outbox entry, already filled, in the same commit. Its deliveries are
+recorded under the batch's id (``webhook_deliveries.job_id``), as a job's are under its own.
+The sweep that expires jobs deletes completed batches past their TTL.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from docjobs.domain.clock import utcnow
 from docjobs.domain.models import Phase
 from docjobs.webhooks.records import PendingEvent
 
-_SCHEMA = f"""
+_TABLE = """
 CREATE TABLE IF NOT EXISTS batches (
     batch_id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -39,10 +41,18 @@ CREATE TABLE IF NOT EXISTS batches (
     total INTEGER,
     completed_at REAL,
     final_phases TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_batch ON jobs ({BATCH_OF_JOB}, created_at, job_id)
-    WHERE {BATCH_OF_JOB} IS NOT NULL
+)
 """
+_SCHEMA = f"""
+CREATE INDEX IF NOT EXISTS jobs_batch ON jobs ({BATCH_OF_JOB}, created_at, job_id)
+    WHERE {BATCH_OF_JOB} IS NOT NULL;
+CREATE INDEX IF NOT EXISTS batches_completed ON batches (tenant, created_at, batch_id)
+    WHERE completed_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS batches_expiry ON batches (completed_at + ttl_seconds)
+    WHERE completed_at IS NOT NULL
+"""
+_COLUMNS = {"ttl_seconds": "INTEGER NOT NULL DEFAULT 86400", "traceparent": "TEXT"}
+"""Columns added since the table was first made, added to an older database at start."""
 
 
 class SQLiteBatches:
@@ -51,6 +61,11 @@ class SQLiteBatches:
         self.db = db
         self.webhooks = webhooks
         with db.transaction() as conn:
+            conn.execute(_TABLE)
+            have = {row[1] for row in conn.execute("PRAGMA table_info(batches)")}
+            for column, kind in _COLUMNS.items():
+                if column not in have:
+                    conn.execute(f"ALTER TABLE batches ADD COLUMN {column} {kind}")
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 conn.execute(statement)
 
@@ -58,9 +73,17 @@ class SQLiteBatches:
         """The batch as stored: ``batch``, or the one already stored under its id."""
         with self.db.transaction(durable=True) as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO batches (batch_id, tenant, operation, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (batch.batch_id, batch.tenant, batch.operation, batch.created_at.timestamp()),
+                "INSERT OR IGNORE INTO batches"
+                " (batch_id, tenant, operation, created_at, ttl_seconds, traceparent)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    batch.batch_id,
+                    batch.tenant,
+                    batch.operation,
+                    batch.created_at.timestamp(),
+                    batch.ttl_seconds_after_finished,
+                    batch.traceparent,
+                ),
             )
             stored = _read(conn, batch.batch_id)
         assert stored is not None
@@ -74,6 +97,34 @@ class SQLiteBatches:
             batch, final_phases = row
             phases = final_phases if final_phases is not None else _phases(conn, batch_id)
         return BatchState(batch, phases)
+
+    def completed(self, tenant: str, limit: int, after: tuple[float, str] | None) -> list[Batch]:
+        """Up to ``limit`` of the tenant's completed batches, newest created first, after
+        ``after`` (creation time, batch id)."""
+        where = "tenant = ? AND completed_at IS NOT NULL"
+        args: list[object] = [tenant]
+        if after is not None:
+            where += " AND (created_at < ? OR (created_at = ? AND batch_id < ?))"
+            args += [after[0], after[0], after[1]]
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                f"SELECT * FROM batches WHERE {where}"
+                " ORDER BY created_at DESC, batch_id DESC LIMIT ?",
+                (*args, limit),
+            )
+            cursor.row_factory = sqlite3.Row
+            return [_batch(row) for row in cursor.fetchall()]
+
+    def forget_expired(self, now: datetime) -> int:
+        """Delete the completed batches whose TTL has ended (their jobs' went as theirs
+        did); they then read as unknown."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM batches WHERE completed_at IS NOT NULL"
+                " AND completed_at + ttl_seconds <= ?",
+                (now.timestamp(),),
+            )
+            return cursor.rowcount
 
     def seal(self, batch_id: str, total: int) -> PendingEvent | None:
         """Sets the number of the batch's jobs, once; the batch's end event if this
@@ -97,7 +148,10 @@ class SQLiteBatches:
         phases = _phases(conn, batch_id)
         if not ended(BatchState(row[0], phases)):
             return None
+        # To the millisecond, so the time stored reads back as the event was stamped (a
+        # replay rebuilds the event from the row).
         now = utcnow()
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
         batch = row[0].model_copy(update={"completed_at": now})
         conn.execute(
             "UPDATE batches SET completed_at = ?, final_phases = ? WHERE batch_id = ?",
@@ -112,6 +166,7 @@ class SQLiteBatches:
             completed_event_data(BatchState(batch, phases)),
             None,
             now,
+            batch.traceparent,
         )
         # Filled at once (the counts are all it carries): a restart delivers it as it is.
         conn.execute(
@@ -134,7 +189,13 @@ def _read(conn: sqlite3.Connection, batch_id: str) -> tuple[Batch, dict[Phase, i
     row = cursor.fetchone()
     if row is None:
         return None
-    batch = Batch(
+    final = row["final_phases"]
+    phases = None if final is None else {Phase(p): int(n) for p, n in json.loads(final).items()}
+    return _batch(row), phases
+
+
+def _batch(row: sqlite3.Row) -> Batch:
+    return Batch(
         batch_id=row["batch_id"],
         tenant=row["tenant"],
         operation=row["operation"],
@@ -145,10 +206,9 @@ def _read(conn: sqlite3.Connection, batch_id: str) -> tuple[Batch, dict[Phase, i
             if row["completed_at"] is None
             else datetime.fromtimestamp(row["completed_at"], UTC)
         ),
+        ttl_seconds_after_finished=row["ttl_seconds"],
+        traceparent=row["traceparent"],
     )
-    final = row["final_phases"]
-    phases = None if final is None else {Phase(p): int(n) for p, n in json.loads(final).items()}
-    return batch, phases
 
 
 def _phases(conn: sqlite3.Connection, batch_id: str) -> dict[Phase, int]:

@@ -1,5 +1,7 @@
 """Usage records in the embedded database: one row per finished job, inserted in the
-transaction that writes the job's end, so that the end and its record commit together."""
+transaction that writes the job's end, so that the end and its record commit together: a
+job is either not ended (a row of ``jobs`` in a phase that is not terminal) or recorded,
+which lets one read count a tenant's month for its quota exactly."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from collections.abc import Iterator
 from datetime import date
 
 from docjobs.backends.embedded.database import SQLiteDatabase
+from docjobs.domain.models import Job, JobSpec, JobStatus, Phase
+from docjobs.usage.counted import MonthUsage
 from docjobs.usage.records import UsageRecord
 
 _SCHEMA = """
@@ -24,9 +28,11 @@ CREATE TABLE IF NOT EXISTS usage (
     input_bytes INTEGER NOT NULL,
     cpu_seconds REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS usage_tenant_day ON usage (tenant, day);
+DROP INDEX IF EXISTS usage_tenant_day;
+CREATE INDEX IF NOT EXISTS usage_tenant_day_pages ON usage (tenant, day, page_total);
 CREATE INDEX IF NOT EXISTS usage_day ON usage (day)
 """
+_NOT_ENDED = tuple(phase.value for phase in Phase if not phase.terminal)
 
 
 class SQLiteUsage:
@@ -75,3 +81,29 @@ class SQLiteUsage:
                 input_bytes=int(row["input_bytes"]),
                 cpu_seconds=float(row["cpu_seconds"]),
             )
+
+    def month(self, tenant: str, first: date) -> MonthUsage:
+        """The tenant's pages recorded from day ``first`` on, and its jobs not ended, in one
+        statement: one snapshot of the database, in which every job is one or the other."""
+        rows = self.db.query(
+            "SELECT coalesce(sum(page_total), 0) AS pages, NULL AS spec, NULL AS status"
+            " FROM usage WHERE tenant = ? AND day >= ?"
+            " UNION ALL SELECT 0, spec, status FROM jobs"
+            f" WHERE tenant = ? AND phase IN ({','.join('?' * len(_NOT_ENDED))})",
+            (tenant, first.isoformat(), tenant, *_NOT_ENDED),
+        )
+        recorded = sum(int(row["pages"]) for row in rows if row["spec"] is None)
+        jobs = [
+            Job(
+                spec=JobSpec.model_validate_json(row["spec"]),
+                status=JobStatus.model_validate_json(row["status"]),
+            )
+            for row in rows
+            if row["spec"] is not None
+        ]
+        return MonthUsage(recorded, jobs)
+
+    def forget_before(self, day: date) -> int:
+        """Deletes the records of the jobs that ended before ``day``; how many."""
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM usage WHERE day < ?", (day.isoformat(),)).rowcount

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import logging
 import secrets
+import sys
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager
@@ -49,8 +50,11 @@ from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import ANNOTATION_BATCH_SEALED, job_of, resource_name, to_resource
 from docjobs.storage.base import object_keys
 from docjobs.storage.s3 import S3Store
+from docjobs.usage.counted import MonthUsage, RecordedMonths
 from docjobs.usage.objects import StoredUsage
 from docjobs.usage.records import UsageRecord
+from docjobs.webhooks.delivery import DeliveryAttempt
+from docjobs.webhooks.records import DeliveryRecord
 
 from .archived import ArchivedJobs, alive
 from .claimed import ClaimedJobs
@@ -143,6 +147,7 @@ class KubeBackend:
         )
         self.results = OpenedResults(objects, self.monitor)
         self.claimed = ClaimedJobs(settings, self.client, self.jobs, self.monitor, self.results)
+        self.recorded_months = RecordedMonths(self.usage, settings.usage.quota_fresh_seconds)
 
     def _parse(self, resource: JSON) -> Job | None:
         """None for a DocumentJob being deleted (erased, or expired): it waits only for the
@@ -205,6 +210,17 @@ class KubeBackend:
         return await self.monitor.call(
             OBJECT_STORE, lambda: list(stored.records(tenant, first, last))
         )
+
+    async def quota_month(self, tenant: str, first: date, last: date) -> MonthUsage:
+        """The records read at most every ``usage.quota_fresh_seconds``; the jobs from the
+        watch cache (the tenant's group of it), which holds every job until it is archived,
+        and its record written."""
+
+        def live() -> list[Job]:
+            jobs, _, _ = self.jobs.page(tenant, None, lambda job: True, sys.maxsize)
+            return jobs
+
+        return await self.recorded_months.usage(tenant, first, last, live)
 
     async def offload(self, call: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         key_check: bool = call == self.keys.authenticate
@@ -378,12 +394,13 @@ class KubeBackend:
 
     async def seal_batch(self, batch: Batch, total: int) -> None:
         # The operator decides the batch's end: it sees the seal when the batch's next job
-        # ends, or the touch below when every job had ended already.
+        # ends, or the touch below when every job had ended already; where no job is left
+        # to touch (archived), its sweep of the seals index the seal writes.
         stored = StoredBatches(self.objects, self.namespace)
         await self.monitor.call(OBJECT_STORE, stored.seal, batch.tenant, batch.batch_id, total)
         members = [j for j in self.jobs.values() if j.spec.batch_id == batch.batch_id]
         if not members:
-            return  # no job, or all archived already: nothing for the operator to watch
+            return  # no job, or all archived already: the operator's sweep finds the seal
         newest = max(members, key=listing_position)
         patch = {"metadata": {"annotations": {ANNOTATION_BATCH_SEALED: str(total)}}}
         path = documentjobs_path(self.namespace, resource_name(newest.spec.job_id))
@@ -395,6 +412,23 @@ class KubeBackend:
         return await self.monitor.call(
             OBJECT_STORE, batch_state, stored, tenant, batch_id, self.jobs.values
         )
+
+    async def completed_batches(
+        self, tenant: str, limit: int, after: ListPosition | None
+    ) -> list[Batch]:
+        stored = StoredBatches(self.objects, self.namespace)
+        return await self.monitor.call(OBJECT_STORE, stored.completed, tenant, limit, after)
+
+    async def batch_deliveries(self, batch: Batch) -> list[DeliveryRecord]:
+        # Kept by the operator in the batch's journal in the object store.
+        stored = StoredBatches(self.objects, self.namespace)
+        return await self.monitor.call(OBJECT_STORE, stored.deliveries, batch)
+
+    def record_batch_replay(
+        self, batch: Batch, target: str, attempt: DeliveryAttempt
+    ) -> DeliveryRecord | None:
+        stored = StoredBatches(self.objects, self.namespace)
+        return stored.record_replay(batch, target, attempt)
 
     # --- writes ----------------------------------------------------------------------------
 

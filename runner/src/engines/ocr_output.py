@@ -4,7 +4,8 @@
 and each page's text and ``confidence``. ``detailed`` adds per page its size in pixels, its
 ``words`` (text, confidence 0-100, box in pixels of that size) and the same words grouped as
 ``blocks`` -> ``lines`` -> ``words``. ``searchable_pdf``: the input as a PDF with the
-detailed words as an invisible text layer; ``hocr``, ``alto`` and ``markdown``: the detailed
+detailed words as an invisible text layer over each page but those that already carry their
+text (details: ``text_layer``); ``hocr``, ``alto`` and ``markdown``: the detailed
 pages in those formats (:mod:`.ocr_formats`, :mod:`.ocr_markdown`).
 
 A page's confidence (0-100) is the mean of its words' confidences weighted by their length
@@ -243,7 +244,8 @@ def finish_spooled(
         from docjobs.runner.engines import searchable_pdf
 
         target = workdir / "result.pdf"
-        searchable_pdf.build(source, content_type, spool.page, target)
+        layers = searchable_pdf.build(source, content_type, spool.page, target)
+        details["text_layer"] = layers.view()
         return EngineOutput(
             path=target,
             content_type="application/pdf",

@@ -5,7 +5,8 @@ place it was read from, so viewers can search and select it while the page looks
 did. The font is Courier, one of the PDF's standard fonts (no embedding), because every
 glyph is 0.6 em wide: horizontal scaling then stretches each word to its box exactly.
 Words are written in WinAnsi encoding; characters outside it become ``?``. What the input
-would run when opened (JavaScript, launch actions) is left out (:mod:`pdf_actions`).
+would run when opened (JavaScript, launch actions) is left out (:mod:`pdf_actions`). A
+page that already carries its text keeps it and gets no layer (:mod:`existing_text`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pypdf import PageObject, PdfReader, PdfWriter
 from pypdf.generic import ContentStream, DecodedStreamObject, DictionaryObject, NameObject
 
 from docjobs import documents
-from docjobs.runner.engines import pdf_actions, pdf_update, raster
+from docjobs.runner.engines import existing_text, pdf_actions, pdf_update, raster
 
 FONT = "/DocjobsOcrText"
 GLYPH_WIDTH_EM = 0.6
@@ -35,28 +36,42 @@ def build(
     content_type: str,
     page_of: Callable[[int], dict[str, Any] | None],
     target: Path,
-) -> None:
+) -> existing_text.TextLayers:
     """Writes to ``target`` the PDF (or the image's frames as PDF pages) with the words of
-    each page ``page_of(number)`` gives (``None``: a page that was not read) laid over it.
+    each page ``page_of(number)`` gives (``None``: a page that was not read) laid over it,
+    but for pages that already carry their text (:mod:`existing_text`), which keep it.
     """
-
-    def layer(page: PageObject, number: int) -> bytes | None:
-        read = page_of(number)
-        return _text_commands(page, read) if read and read.get("words") else None
-
     with source.open("rb") as stream:
         head = stream.read(documents.SNIFF_BYTES)
-        is_pdf = documents.sniff_content_type(head, content_type, source.name) == documents.PDF
-        # A PDF gets its layers appended as an update: flat in memory, however many pages.
-        if is_pdf and pdf_update.append_layers(stream, layer, {FONT: font()}, target):
-            return
-    writer = PdfWriter(clone_from=PdfReader(source)) if is_pdf else _image_pdf(source, content_type)
-    pdf_actions.clean_writer(writer)
-    for number, page in enumerate(writer.pages, start=1):
-        read = page_of(number)
-        if read and read.get("words"):
-            page.merge_page(_text_layer(page, read))
+    is_pdf = documents.sniff_content_type(head, content_type, source.name) == documents.PDF
+    layers = existing_text.TextLayers()
+    with existing_text.opened(source, is_pdf) as page_text:
+
+        def layer(page: PageObject, number: int) -> bytes | None:
+            read = page_of(number)
+            if not read or not read.get("words"):
+                return None
+            if existing_text.keeps_text(page_text.characters(number), read):
+                layers.kept.append(number)
+                return None
+            layers.added.append(number)
+            return _text_commands(page, read)
+
+        if is_pdf:
+            # Appended as an update: flat in memory, however many pages.
+            with source.open("rb") as stream:
+                if pdf_update.append_layers(stream, layer, {FONT: font()}, target):
+                    return layers
+        writer = (
+            PdfWriter(clone_from=PdfReader(source)) if is_pdf else _image_pdf(source, content_type)
+        )
+        pdf_actions.clean_writer(writer)
+        for number, page in enumerate(writer.pages, start=1):
+            content = layer(page, number)
+            if content is not None:
+                page.merge_page(_text_layer(page, content))
     writer.write(target)
+    return layers
 
 
 def _image_pdf(source: Path, content_type: str) -> PdfWriter:
@@ -73,16 +88,16 @@ def _image_pdf(source: Path, content_type: str) -> PdfWriter:
     return writer
 
 
-def _text_layer(page: PageObject, read: dict[str, Any]) -> PageObject:
+def _text_layer(page: PageObject, content: bytes) -> PageObject:
     layer = PageObject.create_blank_page(
         width=float(page.mediabox.width), height=float(page.mediabox.height)
     )
     layer[NameObject("/Resources")] = DictionaryObject(
         {NameObject("/Font"): DictionaryObject({NameObject(FONT): font()})}
     )
-    content = DecodedStreamObject()
-    content.set_data(_text_commands(page, read))
-    layer.replace_contents(ContentStream(content, None))
+    stream = DecodedStreamObject()
+    stream.set_data(content)
+    layer.replace_contents(ContentStream(stream, None))
     return layer
 
 
