@@ -71,6 +71,9 @@ class Server:
         raise RuntimeError("server did not become ready")
 
     def key(self, tenant: str, plan: str = "business") -> str:
+        environment = {**os.environ, **self.env}
+        if not self.args and environment.get("DOCJOBS_BACKEND", "embedded") == "embedded":
+            return self._embedded_key(tenant, plan, environment)
         out = subprocess.run(
             [
                 str(BIN / "docjobs"),
@@ -87,9 +90,25 @@ class Server:
             check=True,
             capture_output=True,
             text=True,
-            env={**os.environ, **self.env},
+            env=environment,
         ).stdout
         return out.strip().splitlines()[-1]
+
+    def _embedded_key(self, tenant: str, plan: str, environment: dict[str, str]) -> str:
+        """What ``docjobs keys create`` does in embedded mode, in this process: the same key
+        store on the same database, without a process start (and its imports) per key."""
+        from docjobs.backends.embedded.database import SQLiteDatabase
+        from docjobs.backends.embedded.keys import SQLiteKeyStore
+        from docjobs.config import RateLimitSettings
+
+        given = environment.get("DOCJOBS_RATE_LIMITS__PLANS")
+        plans = json.loads(given) if given else RateLimitSettings().plans
+        db = SQLiteDatabase(self.data_dir.resolve() / "docjobs.db")
+        try:
+            key, _ = SQLiteKeyStore(db, plans).create(tenant, plan)
+        finally:
+            db.close()
+        return key
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:

@@ -123,7 +123,8 @@ def test_without_weights_requests_are_refused_at_once_naming_the_fix(tmp_path: P
             pdf = pdf_with_pages(1, seed=seed)[0]
             started = time.monotonic()
             refused = post(srv, key, pdf, query=query)
-            assert time.monotonic() - started < 1, "no worker, no model, no upload stored"
+            # Loading PyTorch and a model would take longer, on a busy machine much longer.
+            assert time.monotonic() - started < 3, "no worker, no model, no upload stored"
             assert refused.status_code == 503, refused.text
             error = refused.json()["error"]
             assert error["code"] == "tier_unavailable"

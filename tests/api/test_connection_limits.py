@@ -135,7 +135,8 @@ def test_healthz_answers_under_more_half_sent_requests_than_the_ceiling(
         assert time.monotonic() - opened[idle[0]] < HEADER_TIMEOUT / 2, "opening took too long"
 
         took = healthz_seconds(server, HEALTH_CHECKS)
-        assert statistics.median(took) < 0.1, took
+        # A probe held up among the idle sockets would wait for the header timeout.
+        assert statistics.median(took) < HEADER_TIMEOUT / 8, took
 
         # The oldest made room at once; the rest stay open until the header timeout.
         last = past_the_ceiling + HEALTH_CHECKS

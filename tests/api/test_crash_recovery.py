@@ -11,7 +11,8 @@ import requests
 
 from tests.docs import png_bytes, sentence_lines, text_image
 
-JOBS = 20
+JOBS = 8
+"""Two running and the rest queued when the service is killed."""
 
 
 def statuses(srv, key, ids):

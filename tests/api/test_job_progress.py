@@ -9,21 +9,32 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 import requests
 
 from tests.api.test_page_parallel import submit
+from tests.conftest import Server
 from tests.docs import pdf_with_pages
 
-PAGES = 10
+PAGES = 6
+"""Three parts of two pages on two workers: a part ends while others are still read."""
 TERMINAL = {"complete", "failed", "cancelled"}
 
 
-def paged_server(make_server, tenant: str) -> tuple[Any, str, str]:
-    """A server whose 2 workers read parts of 2 pages, its key, and a ``PAGES`` scan's job."""
-    srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="2").start()
+@pytest.fixture(scope="module")
+def paged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose 2 workers read parts of 2 pages; its tests keep apart by tenant."""
+    env = {"DOCJOBS_RUNNER__CONCURRENCY": "2", "DOCJOBS_RUNNER__PART_PAGES": "2"}
+    srv = Server(tmp_path_factory.mktemp("paged") / "data", env=env).start()
+    yield srv
+    srv.stop()
+
+
+def paged_job(srv: Server, tenant: str) -> tuple[str, str]:
+    """A key of ``tenant`` and the job of a ``PAGES`` scan it sent."""
     key = srv.key(tenant)
     document, _ = pdf_with_pages(PAGES, seed=PAGES + 3)
-    return srv, key, submit(srv, key, "scan.pdf", document, "application/pdf")
+    return key, submit(srv, key, "scan.pdf", document, "application/pdf")
 
 
 def follow_progress(
@@ -56,9 +67,9 @@ def follow_progress(
     assert any(0 < done < pages for done, _ in jobs_api), f"no page-by-page progress: {jobs_api}"
 
 
-def test_progress_rises_to_every_page_in_both_api_families(make_server) -> None:
-    srv, key, job_id = paged_server(make_server, "progress")
-    follow_progress(srv, key, job_id, PAGES)
+def test_progress_rises_to_every_page_in_both_api_families(paged: Server) -> None:
+    key, job_id = paged_job(paged, "progress")
+    follow_progress(paged, key, job_id, PAGES)
 
 
 @dataclass(frozen=True)
@@ -92,8 +103,9 @@ def events(srv, key: str, job_id: str, last_id: str | None = None) -> Iterator[E
                 fields = {}
 
 
-def test_events_follow_the_job_to_its_end_and_resume_after_the_last_seen(make_server) -> None:
-    srv, key, job_id = paged_server(make_server, "events")
+def test_events_follow_the_job_to_its_end_and_resume_after_the_last_seen(paged: Server) -> None:
+    srv = paged
+    key, job_id = paged_job(srv, "events")
 
     stranger = httpx.get(
         f"{srv.base}/api/v1/jobs/{job_id}/events", headers={"X-API-Key": srv.key("stranger")}

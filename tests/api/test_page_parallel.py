@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import pytest
 import requests
 
 from docjobs.domain.models import OcrSimple
 from docjobs.runner import engines
+from tests.conftest import Server
 from tests.docs import pdf_with_pages, png_bytes, sentence_lines, text_image
 
 
@@ -39,10 +41,18 @@ def wait_done(srv, key, job_id, timeout: float = 180) -> None:
     assert seen == "complete", seen
 
 
-def reading_in_parts(make_server, tenant: str, pages: int) -> tuple[Any, str, str]:
-    """A server with 2 workers reading parts of 2 pages, its key and a job of a ``pages``
-    scan, once the job's first part is stored."""
-    srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="2").start()
+@pytest.fixture(scope="module")
+def in_parts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose 2 workers read parts of 2 pages; its tests keep apart by tenant."""
+    env = {"DOCJOBS_RUNNER__CONCURRENCY": "2", "DOCJOBS_RUNNER__PART_PAGES": "2"}
+    srv = Server(tmp_path_factory.mktemp("parts") / "data", env=env).start()
+    yield srv
+    srv.stop()
+
+
+def reading_in_parts(srv: Server, tenant: str, pages: int) -> tuple[str, str]:
+    """A key of ``tenant`` and its job of a ``pages`` scan on ``srv``, once the job's first
+    part is stored."""
     key = srv.key(tenant)
     document, _ = pdf_with_pages(pages, seed=pages)
     job_id = submit(srv, key, "scan.pdf", document, "application/pdf")
@@ -51,13 +61,15 @@ def reading_in_parts(make_server, tenant: str, pages: int) -> tuple[Any, str, st
     while not list(parts.glob("part-*.json")):
         assert time.monotonic() < deadline, "no part was read"
         time.sleep(0.05)
-    return srv, key, job_id
+    return key, job_id
 
 
-def test_parts_read_apart_merge_into_the_one_worker_result(make_server, tmp_path: Path) -> None:
-    srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="2").start()
+def test_parts_read_apart_merge_into_the_one_worker_result(
+    in_parts: Server, tmp_path: Path
+) -> None:
+    srv = in_parts
     key = srv.key("paged")
-    document, _ = pdf_with_pages(9, seed=40)
+    document, _ = pdf_with_pages(5, seed=40)
     job_id = submit(srv, key, "scan.pdf", document, "application/pdf", output="detailed")
     wait_done(srv, key, job_id)
     result = requests.get(
@@ -68,15 +80,15 @@ def test_parts_read_apart_merge_into_the_one_worker_result(make_server, tmp_path
     source.write_bytes(document)
     alone = engines.run(OcrSimple(output="detailed"), source, "application/pdf", workdir=tmp_path)
     assert result == json.loads(alone.path.read_bytes())
-    assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 10))
+    assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 6))
     parts = sorted(srv.data_dir.glob(f"objects/paged/{job_id}/attempts/1/part-*.json"))
-    assert len(parts) == 5, "the document was not read in parts"
+    assert len(parts) == 3, "the document was not read in parts"
 
 
 def test_a_small_job_does_not_wait_for_a_large_one(make_server) -> None:
     srv = make_server(DOCJOBS_RUNNER__CONCURRENCY="2", DOCJOBS_RUNNER__PART_PAGES="1").start()
     key = srv.key("fair")
-    large, _ = pdf_with_pages(16, seed=70)
+    large, _ = pdf_with_pages(10, seed=70)
     small = png_bytes(text_image(sentence_lines(7, 3), size=32))
     large_id = submit(srv, key, "large.pdf", large, "application/pdf")
     deadline = time.monotonic() + 60
@@ -92,8 +104,9 @@ def test_a_small_job_does_not_wait_for_a_large_one(make_server) -> None:
     wait_done(srv, key, large_id)
 
 
-def test_cancel_stops_every_part(make_server) -> None:
-    srv, key, job_id = reading_in_parts(make_server, "halt", pages=30)
+def test_cancel_stops_every_part(in_parts: Server) -> None:
+    srv = in_parts
+    key, job_id = reading_in_parts(srv, "halt", pages=30)
     parts = srv.data_dir / "objects" / "halt" / job_id / "attempts" / "1"
 
     cancel = requests.delete(f"{srv.base}/api/v1/jobs/{job_id}", headers={"X-API-Key": key})
@@ -108,8 +121,9 @@ def test_cancel_stops_every_part(make_server) -> None:
     wait_done(srv, key, submit(srv, key, "after.png", small, "image/png"), timeout=60)
 
 
-def test_a_paged_job_cut_by_kill_9_completes_with_every_page_once(make_server) -> None:
-    srv, key, job_id = reading_in_parts(make_server, "crash", pages=12)
+def test_a_paged_job_cut_by_kill_9_completes_with_every_page_once(in_parts: Server) -> None:
+    srv = in_parts
+    key, job_id = reading_in_parts(srv, "crash", pages=8)
 
     srv.kill()
     srv.start()
@@ -118,4 +132,4 @@ def test_a_paged_job_cut_by_kill_9_completes_with_every_page_once(make_server) -
     result = requests.get(
         f"{srv.base}/api/v1/jobs/{job_id}/result", headers={"X-API-Key": key}, timeout=60
     ).json()
-    assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 13))
+    assert [page["page"] for page in result["data"]["pages"]] == list(range(1, 9))

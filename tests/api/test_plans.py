@@ -18,7 +18,19 @@ def test_a_plan_added_in_the_settings_can_be_given_to_a_key_and_its_rate_applies
 ) -> None:
     env = {"DOCJOBS_RATE_LIMITS__PLANS": json.dumps(PLANS), "DOCJOBS_RUNNER__CONCURRENCY": "1"}
     server = make_server(**env).start()
-    key = server.key("crew", plan="team")
+
+    def keys(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "docjobs"), "keys", *args, "--data-dir", str(server.data_dir)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        )
+
+    # Made as an operator makes one: the command prints the key alone on its last line.
+    made = keys("create", "--tenant", "crew", "--plan", "team")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
     answers = [
         requests.post(
             f"{server.base}/api/v1/convert/text-to-pdf?async=true",
@@ -31,14 +43,6 @@ def test_a_plan_added_in_the_settings_can_be_given_to_a_key_and_its_rate_applies
     assert [a.status_code for a in answers] == [202, 202, 202, 429]
     assert answers[0].headers["X-RateLimit-Limit"] == "3"
     assert "'team'" in answers[3].json()["error"]["message"]
-
-    def keys(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(BIN / "docjobs"), "keys", *args, "--data-dir", str(server.data_dir)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-        )
 
     # A plan of the defaults that these settings dropped is refused, with the ones there are.
     refused = keys("create", "--tenant", "crew", "--plan", "business")

@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
+from tests.conftest import Server
 from tests.docs import INVOICE_TEMPLATE, invoice_pdf
-from tests.receivers import claude_overloaded, claude_tool_answer, serve
+from tests.receivers import LocalServer, claude_overloaded, claude_tool_answer, serve
 
 BACKOFF = 2.0
 ANSWER = {
@@ -32,27 +34,45 @@ def headers(key: str) -> dict[str, str]:
     return {"x-api-key": key}
 
 
-@pytest.fixture
-def claude():
-    with serve([(200, {}, claude_tool_answer(ANSWER))]) as standin:
+@pytest.fixture(scope="module")
+def claude_standin() -> Iterator[LocalServer]:
+    with serve([]) as standin:
         yield standin
 
 
 @pytest.fixture
-def llm_server(make_server, claude):
-    srv = make_server(
-        DOCJOBS_LLM__BASE_URL=claude.url,
-        DOCJOBS_LLM__API_KEY="standin-key",
-        DOCJOBS_JOBS__RETRY__INITIAL_BACKOFF_SECONDS=str(BACKOFF),
-        DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS="true",
-        DOCJOBS_WEBHOOKS__INITIAL_BACKOFF_SECONDS="0.2",
-    ).start()
+def claude(claude_standin: LocalServer) -> LocalServer:
+    """The stand-in, answering every request with ``ANSWER`` until a test says otherwise."""
+    claude_standin.replies[:] = [(200, {}, claude_tool_answer(ANSWER))]
+    claude_standin.received.clear()
+    return claude_standin
+
+
+@pytest.fixture(scope="module")
+def llm_service(
+    tmp_path_factory: pytest.TempPathFactory, claude_standin: LocalServer
+) -> Iterator[Server]:
+    """One server for the module's tests, which keep apart by their documents."""
+    env = {
+        "DOCJOBS_LLM__BASE_URL": claude_standin.url,
+        "DOCJOBS_LLM__API_KEY": "standin-key",
+        "DOCJOBS_JOBS__RETRY__INITIAL_BACKOFF_SECONDS": str(BACKOFF),
+        "DOCJOBS_WEBHOOKS__ALLOW_PRIVATE_TARGETS": "true",
+        "DOCJOBS_WEBHOOKS__INITIAL_BACKOFF_SECONDS": "0.2",
+    }
+    srv = Server(tmp_path_factory.mktemp("llm") / "data", env=env).start()
     srv.api_key = srv.key("llm-user")
     template = {**INVOICE_TEMPLATE, "engine": "llm"}
     srv.template_id = requests.post(
         f"{srv.base}/v1/templates", headers=headers(srv.api_key), json=template
     ).json()["templateId"]
-    return srv
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def llm_server(llm_service: Server, claude: LocalServer) -> Server:
+    return llm_service
 
 
 def submit(srv, pdf: bytes, **data: str) -> str:

@@ -12,7 +12,8 @@ import requests
 
 from tests.receivers import Recorded, Reply, serve
 
-BURST = 200
+BURST = 60
+"""Jobs whose deliveries pile up at once: a thread each would be several times the bound."""
 DELIVERY_THREADS = 4
 SLACK = 16
 """Threads the server may start for the burst's requests besides delivery (its thread pools

@@ -191,7 +191,7 @@ async def test_a_replay_to_a_hanging_receiver_answers_at_once_and_one_at_a_time(
         started = time.monotonic()
         pending = await api.post(key, f"{log_path}/{entry['id']}/replay")
         assert pending.status_code == 202 and pending.json()["replay"] is None
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 6  # not held for the receiver's 10 s
         again = await api.post(key, f"{log_path}/{entry['id']}/replay")
         assert again.status_code == 409 and again.json()["error"]["code"] == "replay_in_progress"
         with pytest.raises(ReplayInProgress):

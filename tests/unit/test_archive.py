@@ -53,7 +53,8 @@ from tests.fakekube import FakeKube, SigningLocalStore
 from tests.unit.operated import NS, TENANT, Operated, documentjob, success, wait_until
 from tests.unit.test_documentjob_spec import documentjob_resource
 
-ARCHIVED = 2000
+ARCHIVED = 400
+"""Enough that each listing below takes several pages (of 100, of 70), before and after."""
 SAMPLE = 25
 """Archived jobs whose bodies are compared through the app (every one through ``get``)."""
 pytestmark = pytest.mark.anyio

@@ -103,7 +103,7 @@ def test_a_child_past_its_ceilings_is_stopped() -> None:
     with pytest.raises(CeilingReached) as caught:
         run_bounded("time:sleep", 60, Bounds(seconds=1, memory_mb=128))
     assert caught.value.ceiling == "seconds"
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # the child would sleep 60 without its ceiling
     assert run_bounded("builtins:len", "four", Bounds(30, 128)) == 4
 
 

@@ -32,8 +32,9 @@ from docjobs.config import S3Settings
 from docjobs.kube.client import KubeClient
 from docjobs.storage.s3 import S3Store
 
-QUICK = 0.2
-"""Seconds that separate "at once" from "waited": generous for a loaded machine."""
+QUICK = 1.0
+"""Seconds that separate "at once" from "waited" (on calls stuck for 30 s here): generous
+for a loaded machine."""
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ def test_calls_stuck_on_one_dependency_hold_up_no_other() -> None:
             # Refused once its pool has done nothing for the patience (counted from when its
             # calls got stuck, however long this loop took to get here), not much later.
             assert time.monotonic() - stuck_since >= 0.5
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 5.0
             release.set()
             assert await asyncio.gather(*stuck) == [True, True]
             await asyncio.sleep(0.2)

@@ -16,7 +16,7 @@ from tests.docs import pdf_with_pages
 
 
 def _spec(job_id: str, output: str) -> JobSpec:
-    scan = {"file_name": "scan.pdf", "content_type": "application/pdf", "page_count": 5}
+    scan = {"file_name": "scan.pdf", "content_type": "application/pdf", "page_count": 3}
     return JobSpec(
         job_id=job_id,
         tenant="acme",
@@ -32,14 +32,14 @@ def _result(store: LocalStore, key: str) -> bytes:
 
 def test_parts_read_out_of_order_merge_into_the_whole_reading(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "objects")
-    document, _ = pdf_with_pages(5, seed=11)
+    document, _ = pdf_with_pages(3, seed=11)
     store.put_bytes("acme/scan.pdf", document, "application/pdf")
     whole = execute(_spec("job_" + "a" * 24, "detailed"), 1, store)
     assert whole.summary.result is not None
 
     spec = _spec("job_" + "b" * 24, "detailed")
     parts = plan_parts(spec, 2, 2)
-    assert parts == ["1-2", "3-4", "5"]
+    assert parts == ["1-2", "3"]
     for index in reversed(range(len(parts))):  # shards finish in any order
         part = PagePart(index=index, pages=parts[index])
         read = execute_part(spec, 1, part, store, record_failure=False)
