@@ -108,6 +108,15 @@ def test_a_kill_9_mid_upload_leaves_no_scratch_file_after_restart(tmp_path: Path
         srv.stop()
 
 
+def outbox_empty(data_dir: Path) -> bool:
+    """Whether the running server has nothing left in its webhook outbox (read-only)."""
+    conn = sqlite3.connect(f"file:{data_dir / 'docjobs.db'}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
 def test_a_job_end_and_its_outbox_entry_commit_together(tmp_path: Path) -> None:
     srv = Server(
         tmp_path / "data",
@@ -125,6 +134,11 @@ def test_a_job_end_and_its_outbox_entry_commit_together(tmp_path: Path) -> None:
                 data={"content": "announce me"},
             ).json()["job_id"]
             (first,) = receiver.wait_for(1)
+            # The receiver has the event; the server settles it (and empties its outbox) just
+            # after. Stopping before that would leave an entry this test did not put there.
+            deadline = time.monotonic() + 30
+            while not outbox_empty(srv.data_dir) and time.monotonic() < deadline:
+                time.sleep(0.1)
             srv.stop()
 
             db = SQLiteDatabase(srv.data_dir / "docjobs.db")
