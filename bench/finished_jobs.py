@@ -13,7 +13,8 @@ their end; 0: archiving off, they stay until their TTL), it reads the RSS of the
 the operator, the DocumentJobs left in the API server, and the p50/p99 of
 ``GET /api/v1/jobs/{id}`` over 200 of the finished jobs (one client, sequential). Prints the
 ratios of the largest count to the smallest and writes everything as JSON to
-``bench/results/finished-jobs-<time>.json``.
+``bench/results/finished-jobs-<time>.json``. ``--probe FILE`` runs the operator under
+``bench/peak_probe.py``: its RSS and asyncio tasks over time, and what it holds at its peak.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def read_times(server: Server, key: str, job_ids: list[str]) -> dict[str, float]
     }
 
 
-def run(counts: list[int], archive_after: float, step: int) -> dict[str, Any]:
+def run(counts: list[int], archive_after: float, step: int, probe: Path | None) -> dict[str, Any]:
     cluster = cluster_at(_state_dir())
     api = cluster.api()
     install_crds(api)
@@ -141,9 +142,12 @@ def run(counts: list[int], archive_after: float, step: int) -> dict[str, Any]:
     server = Server(scratch / "api", env=cluster.env, args=["--backend", "kubernetes"])
     server.args += ["--namespace", ns]
     operator_env = {"DOCJOBS_OPERATOR__ARCHIVE_AFTER_SECONDS": str(archive_after)}
+    command = [str(BIN / "docjobs")]
+    if probe is not None:  # diagnosis: where the operator's peak is held (bench/peak_probe.py)
+        command = [sys.executable, str(REPO / "bench" / "peak_probe.py"), str(probe)]
     with (scratch / "operator.log").open("wb") as log:
         operator = subprocess.Popen(
-            [str(BIN / "docjobs"), "operator", "--namespace", ns, *PORTS],
+            [*command, "operator", "--namespace", ns, *PORTS],
             env={**os.environ, **cluster.env, **operator_env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -154,17 +158,24 @@ def run(counts: list[int], archive_after: float, step: int) -> dict[str, Any]:
         path = documentjobs_path(ns)
         steps: list[dict[str, Any]] = []
         job_ids: list[str] = []
+        if probe is not None:
+            time.sleep(10)  # started and listed: the baseline
+            operator.send_signal(signal.SIGUSR1)
+            time.sleep(2)
         for count in counts:
+            started = time.perf_counter()
             while len(job_ids) < count:
                 job_ids += create_finished(api, ns, min(step, count - len(job_ids)))
                 if archive_after > 0:
                     wait_for(lambda: not api.get(path)["items"], 1800, 1, what="jobs archived")
+            took = time.perf_counter() - started
             time.sleep(5)  # the caches settle
             relist = time.perf_counter()
             left = len(api.get(path)["items"])
             steps.append(
                 {
                     "finished_jobs": count,
+                    "created_and_archived_seconds": round(took, 1),
                     "documentjobs_in_api_server": left,
                     "relist_seconds": round(time.perf_counter() - relist, 3),
                     "api_rss_mib": rss_mib(server.process.pid),  # type: ignore[union-attr]
@@ -187,7 +198,11 @@ def run(counts: list[int], archive_after: float, step: int) -> dict[str, Any]:
     finally:
         server.stop()
         operator.send_signal(signal.SIGTERM)
-        operator.wait(30)
+        try:
+            operator.wait(30)
+        except subprocess.TimeoutExpired:  # still draining a backlog of events: not measured
+            operator.kill()
+            operator.wait()
         api.delete(f"/api/v1/namespaces/{ns}")
 
 
@@ -204,12 +219,17 @@ def main() -> None:
         default=10**9,
         help="jobs created at a time, each lot archived before the next (default: all at once)",
     )
+    parser.add_argument(
+        "--probe",
+        type=Path,
+        help="run the operator with bench/peak_probe.py; what it holds at its peak goes here",
+    )
     args = parser.parse_args()
     started_rig = local_cluster("status", 30).returncode != 0
     if started_rig and local_cluster("up", 3600).returncode != 0:
         sys.exit("scripts/local-cluster up failed")
     try:
-        result = run(sorted(args.jobs), args.archive_after, args.step)
+        result = run(sorted(args.jobs), args.archive_after, args.step, args.probe)
     finally:
         if started_rig and os.environ.get("DOCJOBS_RIG_KEEP") != "1":
             local_cluster("down", 120)

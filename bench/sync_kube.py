@@ -1,7 +1,7 @@
 """Sync requests: kubernetes mode (warm workers in the API, claimed DocumentJobs) against
 embedded mode, on the same machine and inputs.
 
-    .venv/bin/python bench/sync_kube.py [--rounds 15]
+    .venv/bin/python bench/sync_kube.py [--rounds 15] [--pause 0.1] [--html-only]
 
 Uses the running rig (``scripts/local-cluster up``; started and stopped here if it is not
 up). Starts ``docjobs serve`` twice on loopback, each with 2 warm runner workers: embedded
@@ -9,9 +9,10 @@ up). Starts ``docjobs serve`` twice on loopback, each with 2 warm runner workers
 on the rig's kube-apiserver, files in its MinIO). Times the sync one-page HTML -> PDF and
 one-page Tesseract OCR through each, one warm-up request first; the two servers take turns
 request by request (the first of each pair alternating), so a machine busy with other work
-weighs on both modes alike. Prints a Markdown table of medians, p90s and the kubernetes /
-embedded ratio. No operator runs: every request must be served by the API's own workers (a
-request that is not would wait out the sync limit).
+weighs on both modes alike (``--pause``: seconds between requests, so what a server still
+does after answering weighs on neither). Prints a Markdown table of medians, p90s and the
+kubernetes / embedded ratio. No operator runs: every request must be served by the API's
+own workers (a request that is not would wait out the sync limit).
 """
 
 from __future__ import annotations
@@ -74,14 +75,18 @@ def cases(server: Server, rounds: int, tag: str) -> tuple[Case, Case]:
     return html, ocr
 
 
-def in_turns(first: Case, second: Case, rounds: int) -> tuple[list[float], list[float]]:
-    """Samples of ``first`` and ``second`` after one warm-up each, taken in turns."""
+def in_turns(
+    first: Case, second: Case, rounds: int, pause: float
+) -> tuple[list[float], list[float]]:
+    """Samples of ``first`` and ``second`` after one warm-up each, taken in turns, each
+    ``pause`` seconds after the one before."""
     first()
     second()
     samples: tuple[list[float], list[float]] = ([], [])
     for round_ in range(rounds):
         order = (0, 1) if round_ % 2 == 0 else (1, 0)
         for which in order:
+            time.sleep(pause)
             started = time.perf_counter()
             (first, second)[which]()
             samples[which].append(time.perf_counter() - started)
@@ -91,7 +96,18 @@ def in_turns(first: Case, second: Case, rounds: int) -> tuple[list[float], list[
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
-    rounds = parser.parse_args().rounds
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds between requests: what a server does after answering (a status write"
+        " still on its way) then no longer weighs on the other server's next request",
+    )
+    parser.add_argument(
+        "--html-only", action="store_true", help="skip the OCR case (many rounds of one case)"
+    )
+    args = parser.parse_args()
+    rounds, pause = args.rounds, args.pause
 
     started_rig = local_cluster("status", 30).returncode != 0
     if started_rig and local_cluster("up", 3600).returncode != 0:
@@ -118,8 +134,11 @@ def main() -> None:
                 kube.start()
                 embedded_html, embedded_ocr = cases(embedded, rounds, "embedded")
                 kube_html, kube_ocr = cases(kube, rounds, "kubernetes")
-                html = in_turns(embedded_html, kube_html, rounds)
-                ocr = in_turns(embedded_ocr, kube_ocr, rounds)
+                html = in_turns(embedded_html, kube_html, rounds, pause)
+                measured = {"HTML -> PDF, 1 page": html}
+                if not args.html_only:
+                    ocr = in_turns(embedded_ocr, kube_ocr, rounds, pause)
+                    measured["Tesseract OCR, 1 page"] = ocr
             finally:
                 kube.stop()
                 embedded.stop()
@@ -130,14 +149,12 @@ def main() -> None:
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {rounds} rounds in turns after one warm-up\n"
+        f"Python {platform.python_version()}, {rounds} rounds in turns after one warm-up,"
+        f" {pause:g} s apart\n"
     )
     print("| case (sync) | embedded median | kubernetes median | kubernetes p90 | ratio |")
     print("|---|---|---|---|---|")
-    for name, (base, kube_samples) in (
-        ("HTML -> PDF, 1 page", html),
-        ("Tesseract OCR, 1 page", ocr),
-    ):
+    for name, (base, kube_samples) in measured.items():
         e, k = statistics.median(base), statistics.median(kube_samples)
         print(
             f"| {name} | {e * 1000:.0f} ms | {k * 1000:.0f} ms | {p90(kube_samples) * 1000:.0f} ms"

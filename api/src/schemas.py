@@ -485,7 +485,8 @@ class UsageTotals(BaseModel):
     )
     input_bytes: int = Field(description="Bytes of the documents submitted, every job's.")
     cpu_seconds: float = Field(
-        description="Runner CPU time (user and system) of the attempts that completed jobs."
+        description="Runner CPU time (user and system) of every attempt of the jobs, failed"
+        " ones included."
     )
 
 

@@ -164,6 +164,12 @@ class OperatorSettings(BaseModel):
     with thousands of tenants; the gauges then sum over tenants (an empty ``tenant``)."""
     workers: int = 8
     """Threads for handlers and due work; each mostly waits on the API server."""
+    event_workers: int = Field(default=256, ge=0)
+    """DocumentJobs (and likewise runner Jobs, runner pods) whose watch events are handled at
+    once; the others wait as their raw events until one is done. Each object in hand holds
+    kopf's whole processing state (tens of KB) while it waits for the ``workers`` threads,
+    so without a bound thousands of jobs ending, archived or deleted in the same second
+    raise the operator's memory severalfold, and Python keeps that peak. 0: no bound."""
     watch_server_timeout: int = 300
     """Seconds; 5 min. The API server ends each watch after this, so a silently broken
     connection is noticed; kopf resumes from the last resourceVersion."""

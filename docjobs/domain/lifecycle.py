@@ -133,6 +133,10 @@ def decide(spec: JobSpec, status: JobStatus, observation: Observation) -> Decisi
         case _ if phase is not Phase.PROCESSING:
             return Decision(status)
         case RunnerExited(exit_code=code, summary=summary, at=now):
+            # Taken once per attempt (its end leaves Processing), whatever the outcome: a
+            # failed attempt cost CPU time too.
+            spent = round(status.cpu_seconds + summary.cpu_seconds, 3)
+            status = status.model_copy(update={"cpu_seconds": spent})
             if code == EXIT_OK:
                 return _complete(status, summary, now)
             error = summary.error or JobError(

@@ -262,6 +262,11 @@ def error_code(reason: str) -> str:
     return _WORD_BOUNDARY.sub("_", reason).lower()
 
 
+CPU_SECONDS = "cpu_seconds"
+"""A runner summary's detail: the CPU time (user and system, its children's included) the
+attempt used, whether it completed or failed; a merge's includes its parts'."""
+
+
 class RunnerSummary(_Model):
     """What a runner reports when it exits; the termination message (at most 4 KB)."""
 
@@ -271,6 +276,23 @@ class RunnerSummary(_Model):
     page_count: int | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     error: JobError | None = None
+
+    @property
+    def cpu_seconds(self) -> float:
+        """The CPU time the runner reported (:data:`CPU_SECONDS`); 0 when it reported none."""
+        return reported_cpu_seconds(self.details)
+
+    def charged(self, seconds: float) -> RunnerSummary:
+        """This summary reporting ``seconds`` more CPU time."""
+        used = round(self.cpu_seconds + max(seconds, 0.0), 3)
+        return self.model_copy(update={"details": {**self.details, CPU_SECONDS: used}})
+
+
+def reported_cpu_seconds(details: dict[str, Any]) -> float:
+    value = details.get(CPU_SECONDS)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return 0.0
+    return round(float(value), 3)
 
 
 class Progress(_Model):
@@ -293,6 +315,9 @@ class JobStatus(_Model):
     message: str = ""
     progress: Progress | None = None
     """Known while an attempt reads a document in parts, and once it completed."""
+    cpu_seconds: float = Field(default=0.0, ge=0)
+    """The runner CPU time the job's ended attempts reported, each attempt's once: failed
+    ones included, what the job costs."""
 
 
 class Job(_Model):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -72,6 +72,26 @@ def outcome_key(tenant: str, job_id: str, attempt: int) -> str:
 def part_key(tenant: str, job_id: str, attempt: int, index: int) -> str:
     """Where one part of an attempt's pages is kept until the parts are merged."""
     return f"{tenant}/{job_id}/attempts/{attempt}/part-{index}.json"
+
+
+def part_cpu_key(tenant: str, job_id: str, attempt: int, index: int) -> str:
+    """Where a part's runner CPU seconds are kept (a decimal number) for the merge to add."""
+    return f"{tenant}/{job_id}/attempts/{attempt}/part-{index}.cpu"
+
+
+def kept_parts_cpu(
+    store: ObjectStore, tenant: str, job_id: str, attempt: int, indexes: Iterable[int]
+) -> float:
+    """The CPU seconds the attempt's parts ``indexes`` kept (:func:`part_cpu_key`); a part
+    that kept none counts none."""
+    total = 0.0
+    for index in indexes:
+        try:
+            kept = b"".join(store.iter_chunks(part_cpu_key(tenant, job_id, attempt, index)))
+            total += max(float(kept), 0.0)
+        except (ObjectNotFound, ValueError):
+            continue
+    return round(total, 3)
 
 
 def progress_key(tenant: str, job_id: str, attempt: int) -> str:

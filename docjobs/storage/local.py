@@ -89,10 +89,13 @@ class LocalStore:
 
     def keys(self, folder: str, start_after: str = "") -> Iterator[str]:
         where = self.path(folder.rstrip("/"))
+        # os.walk, not rglob: a folder another thread deletes meanwhile (a sweep) is skipped
+        # where rglob would raise.
         found = sorted(
-            path.relative_to(self.root).as_posix()
-            for path in where.rglob("*")
-            if path.is_file() and not path.name.startswith(".tmp-")
+            (Path(parent) / name).relative_to(self.root).as_posix()
+            for parent, _, names in os.walk(where)
+            for name in names
+            if not name.startswith(".tmp-")
         )
         yield from (key for key in found if key > start_after)
 

@@ -7,15 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date
 from typing import Any, Protocol
 
-from docjobs.domain.models import Job, Phase, engine_of
+from docjobs.domain.models import CPU_SECONDS as CPU_SECONDS
+from docjobs.domain.models import Job, Phase, engine_of, reported_cpu_seconds
 from docjobs.metrics import count_usage
 
 PAGES_BY_TIER = "pages_by_tier"
 """A runner summary's detail that splits a job's pages between the tiers that read them
 (``{"tesseract": n, "doctr": m, "vision": k}``), for operations that use several."""
-CPU_SECONDS = "cpu_seconds"
-"""A runner summary's detail: the CPU time (user and system, its children's included) the
-attempt that ended the job used."""
 STATUS_OF_PHASE = {
     Phase.COMPLETE: "complete",
     Phase.FAILED: "failed",
@@ -39,6 +37,8 @@ class UsageRecord:
     """Pages read (or, for a conversion, made) by tier; only a completed job has any."""
     input_bytes: int = 0
     cpu_seconds: float = 0.0
+    """Runner CPU time of every attempt the job had (and every part of each), failed ones
+    included."""
 
     @property
     def page_total(self) -> int:
@@ -62,7 +62,7 @@ def usage_of(job: Job) -> UsageRecord:
         status=STATUS_OF_PHASE[status.phase],
         pages=_pages(tier, status.page_count, status.details) if complete else {},
         input_bytes=spec.input.size,
-        cpu_seconds=_cpu_seconds(status.details) if complete else 0.0,
+        cpu_seconds=_cpu_seconds(job),
     )
 
 
@@ -75,9 +75,12 @@ def _pages(tier: str, page_count: int | None, details: Mapping[str, Any]) -> dic
     return {tier: page_count} if page_count else {}
 
 
-def _cpu_seconds(details: Mapping[str, Any]) -> float:
-    value = details.get(CPU_SECONDS)
-    return round(float(value), 3) if isinstance(value, int | float) and value > 0 else 0.0
+def _cpu_seconds(job: Job) -> float:
+    """The sum the status kept over its attempts; a job that completed before the status
+    kept one has its last attempt's only, in its details."""
+    status = job.status
+    last = reported_cpu_seconds(status.details) if status.phase is Phase.COMPLETE else 0.0
+    return max(status.cpu_seconds, last)
 
 
 class UsageReader(Protocol):

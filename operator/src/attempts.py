@@ -14,6 +14,7 @@ about its attempt (a deadline, a lost pod, a failed Job, an unschedulable pod), 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable
@@ -98,7 +99,11 @@ class Attempts:
         exit = self.runners.exit_of(ref.namespace, job)
         signal = builders.observation_of(end, exit, now)
         ending = functools.partial(
-            self._ending, attempt=attempt, signal=signal, reported=builders.reported(end, exit)
+            self._ending,
+            attempt=attempt,
+            signal=signal,
+            reported=builders.reported(end, exit),
+            sharded=builders.is_sharded(job),
         )
         seen = self.steps.take(ref, ending)
         if seen is None or not seen.applied:
@@ -208,15 +213,22 @@ class Attempts:
         signal: Observation,
         runner: str | None = None,
         reported: bool = False,
+        sharded: bool = False,
     ) -> Choice:
         """``signal`` ends ``attempt`` if that is still current (and ``runner`` still its
         Job, when given); the outcome its runner stored wins, unless the runner ``reported``
-        its end itself (then both say the same)."""
+        its end itself (then both say the same). A ``sharded`` attempt that failed reports
+        the CPU time its shards that succeeded kept for the merge it will not have."""
         if not is_current(job.status, attempt):
             return Choice()
         if runner is not None and status_of(resource).current_job != runner:
             return Choice()
-        return Choice(signal if reported else self.settle(job.spec, attempt, signal))
+        ended = signal if reported else self.settle(job.spec, attempt, signal)
+        if sharded and isinstance(ended, lifecycle.RunnerExited):
+            shards = len(self.runners.parts(job.spec))
+            kept = self.signals.shards_cpu(job.spec, attempt, shards)
+            ended = dataclasses.replace(ended, summary=ended.summary.charged(kept))
+        return Choice(ended)
 
     def _stored_end(
         self, resource: JSON, job: Job, *, ref: Ref, attempt: int, runner: str, now: datetime

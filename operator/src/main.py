@@ -39,6 +39,8 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 SPARE_CONNECTIONS = 4
 """API-server connections beyond one per worker thread: the tick thread and the webhook
 deliveries share the client too."""
+EVENT_WORKER_IDLE_SECONDS = 0.5
+"""How long kopf keeps an object's event worker for its next event (kopf's default: 5)."""
 
 
 def kopf_settings(config: OperatorSettings) -> kopf.OperatorSettings:
@@ -60,6 +62,11 @@ def kopf_settings(config: OperatorSettings) -> kopf.OperatorSettings:
     settings.watching.label_selectors["batch", "v1", "jobs"] = LABEL_JOB
     settings.watching.label_selectors["v1", "pods"] = LABEL_JOB
     settings.execution.max_workers = config.workers
+    if config.event_workers:
+        settings.queueing.worker_limit = config.event_workers
+        # An object's worker holds its slot while it idles for the next event; the bound
+        # would otherwise admit a few objects a second.
+        settings.queueing.idle_timeout = EVENT_WORKER_IDLE_SECONDS
     return settings
 
 

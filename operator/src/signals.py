@@ -13,7 +13,7 @@ import logging
 from pydantic import ValidationError
 
 from docjobs.domain.models import JobSpec, Progress, RunOutcome
-from docjobs.storage.base import ObjectNotFound, outcome_key
+from docjobs.storage.base import ObjectNotFound, kept_parts_cpu, outcome_key
 from docjobs.storage.presigned import SigningStore
 
 from .agenda import Ref
@@ -43,6 +43,17 @@ class StoredSignals:
             return None
         except Exception as exc:  # connection refused, timeouts, 5xx: nothing to conclude
             raise StoreUnreachable(f"object store unreachable reading {key}: {exc}") from exc
+
+    def shards_cpu(self, spec: JobSpec, attempt: int, shards: int) -> float:
+        """The CPU seconds the shards of ``attempt`` that succeeded kept for its merge; none
+        where the store does not answer (the attempt ends all the same, unbilled)."""
+        if self.store is None or shards <= 0:
+            return 0.0
+        try:
+            return kept_parts_cpu(self.store, spec.tenant, spec.job_id, attempt, range(shards))
+        except Exception as exc:
+            log.info("%s: shards' CPU time unreadable: %s", spec.job_id, exc)
+            return 0.0
 
     def progress(self, ref: Ref, key: str) -> Progress | None:
         """The progress a runner stored at ``key``; ``None`` when none (yet) or unreadable."""

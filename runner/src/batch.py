@@ -7,6 +7,10 @@ ends on its own: it has its own scratch directory, page spool, deadline and prog
 finished, stored and recorded as :func:`~docjobs.runner.execute.execute` does it for one. A
 document that cannot be read, or runs out of time, ends alone; its neighbours go on.
 
+The batch's CPU time is shared out as it is used: a document's download and its finish are
+its own, and the pages rendered and read in each forward pass cost each document its share
+of the pages; so every document's outcome reports what it cost when it ends.
+
 Memory stays bounded: pages are rasterised as the passes need them, one batch of page
 images at a time, and each document's read pages go to its spool on disk.
 """
@@ -17,6 +21,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -33,6 +38,7 @@ from docjobs.domain.models import (
     WorkerRequest,
 )
 from docjobs.office_files import CONTENT_TYPES as OFFICE_TYPES
+from docjobs.runner.cputime import CpuMeter, shares
 from docjobs.runner.engines import PageCount, ocr_output, raster
 from docjobs.runner.execute import execute, failed, record, store_result
 from docjobs.runner.limits import CpuCeilingExceeded, within_ceilings
@@ -98,12 +104,15 @@ class _Document:
         """Every selected page is in a pass, done or being formed."""
         self.passes: set[int] = set()
         """The forward passes its pages went through, by number."""
+        self.cpu_seconds = 0.0
+        """Its share of the batch's CPU time so far."""
 
     @property
     def ended(self) -> bool:
         return self.outcome is not None
 
-    def fetch(self) -> None:
+    def fetch(self, meter: CpuMeter) -> None:
+        """Its input downloaded, at its own CPU cost (what ``meter`` counts until then)."""
         try:
             self.scratch.mkdir()
             self.store.download(self.spec.input.key, self.source)
@@ -111,7 +120,10 @@ class _Document:
         except CpuCeilingExceeded:
             raise
         except Exception as exc:
+            self.cpu_seconds += meter.take()
             self.fail(exc)
+            return
+        self.cpu_seconds += meter.take()
 
     def pages(self) -> Iterator[raster.Page]:
         """Its selected pages, rendered one at a time, until it ends or a page cannot be
@@ -140,9 +152,10 @@ class _Document:
         self.spool.add(view)
         self.passes.add(forward_pass)
 
-    def finish(self, shared_with: int) -> None:
+    def finish(self, shared_with: int, meter: CpuMeter) -> None:
         """Its result from its spooled pages, stored; ``shared_with``: how many documents
-        (itself included) had pages in its forward passes."""
+        (itself included) had pages in its forward passes. The CPU time ``meter`` counts
+        from now on is its own."""
         assert self.spool is not None
         try:
             output = ocr_output.finish_spooled(
@@ -156,8 +169,10 @@ class _Document:
         except CpuCeilingExceeded:
             raise
         except Exception as exc:
+            self.cpu_seconds += meter.take()
             self.fail(exc)
             return
+        self.cpu_seconds += meter.take()
         details = {
             **summary.details,
             "batch_documents": shared_with,
@@ -181,13 +196,15 @@ class _Document:
     def end(self, outcome: RunOutcome) -> None:
         if self.ended:
             return
+        outcome = outcome.model_copy(update={"summary": outcome.summary.charged(self.cpu_seconds)})
         try:
             record(self.spec, self.attempt, outcome, self.store)
         except Exception as exc:
             # Unrecorded, the attempt is not proven finished: it runs again.
             log.warning("cannot record the outcome of %s: %s", self.spec.job_id, exc)
             error = JobError(reason=type(exc).__name__, message=str(exc)[:500], permanent=False)
-            outcome = RunOutcome(exit_code=EXIT_TRANSIENT, summary=RunnerSummary(error=error))
+            summary = RunnerSummary(error=error).charged(self.cpu_seconds)
+            outcome = RunOutcome(exit_code=EXIT_TRANSIENT, summary=summary)
         self.outcome = outcome
         self.close()
 
@@ -209,10 +226,16 @@ def _read_together(
             _Document(request, Path(root) / str(index), store, started, report_progress)
             for index, request in enumerate(requests)
         ]
+        meter = CpuMeter()
         try:
-            within_ceilings(lambda: _read(documents), attempts=len(documents))
+            within_ceilings(lambda: _read(documents, meter), attempts=len(documents))
         except Exception as exc:
-            # The batch's own ceiling (CPU time for them all) ends whatever is still running.
+            # The batch's own ceiling (CPU time for them all) ends whatever is still running,
+            # and they share what it used since the last share, alike.
+            running = [document for document in documents if not document.ended]
+            left = meter.take()
+            for document in running:
+                document.cpu_seconds += left / len(running)
             for document in documents:
                 document.fail(exc)
         finally:
@@ -222,9 +245,9 @@ def _read_together(
     return [document.outcome or _lost() for document in documents]
 
 
-def _read(documents: Sequence[_Document]) -> None:
+def _read(documents: Sequence[_Document], meter: CpuMeter) -> None:
     for document in documents:
-        document.fetch()
+        document.fetch(meter)
     shared: dict[int, set[int]] = {}
     """Forward pass -> the documents (by position) whose pages went through it."""
     size = get_settings().doctr.page_batch_size
@@ -233,15 +256,18 @@ def _read(documents: Sequence[_Document]) -> None:
         # A document that failed on a later page while the batch formed reads no more.
         live = [(index, page) for index, page in batch if not documents[index].ended]
         if live:
-            _forward_pass(documents, live, number)
+            _forward_pass(documents, live, number, meter)
             shared[number] = {index for index, _ in live}
         del batch, live  # their page images go before the next batch is rendered
-        _end_some(documents, shared, time.monotonic())
-    _end_some(documents, shared, float("-inf"))
+        _end_some(documents, shared, time.monotonic(), meter)
+    _end_some(documents, shared, float("-inf"), meter)
 
 
 def _forward_pass(
-    documents: Sequence[_Document], live: list[tuple[int, raster.Page]], number: int
+    documents: Sequence[_Document],
+    live: list[tuple[int, raster.Page]],
+    number: int,
+    meter: CpuMeter,
 ) -> None:
     from docjobs.runner.engines import doctr_ocr
 
@@ -253,17 +279,32 @@ def _forward_pass(
     except CpuCeilingExceeded:
         raise
     except Exception as exc:
+        _share_pass(documents, live, meter)
         # The pass cannot say whose page it choked on: its documents fail together.
         for index in {index for index, _ in live}:
             documents[index].fail(exc)
         return
+    _share_pass(documents, live, meter)
     for (index, _), view in zip(live, views, strict=True):
         documents[index].add(view, number)
     for index in {index for index, _ in live}:
         documents[index].count.read(sum(1 for i, _ in live if i == index))
 
 
-def _end_some(documents: Sequence[_Document], shared: dict[int, set[int]], now: float) -> None:
+def _share_pass(
+    documents: Sequence[_Document], live: list[tuple[int, raster.Page]], meter: CpuMeter
+) -> None:
+    """The CPU time since the last share (the pass, and the rendering of its pages) to the
+    documents of its pages, by pages: a page rendered for a document that has ended since
+    is paid for by the others."""
+    pages_of = Counter(index for index, _ in live)
+    for index, share in shares(meter.take(), dict(pages_of)).items():
+        documents[index].cpu_seconds += share
+
+
+def _end_some(
+    documents: Sequence[_Document], shared: dict[int, set[int]], now: float, meter: CpuMeter
+) -> None:
     """Times out the documents past their deadline at ``now``, and finishes those whose
     pages have all been read."""
     for document in documents:
@@ -273,7 +314,7 @@ def _end_some(documents: Sequence[_Document], shared: dict[int, set[int]], now: 
             document.time_out()
         elif document.all_pages_taken:
             neighbours = set().union(*(shared[number] for number in document.passes))
-            document.finish(shared_with=max(len(neighbours), 1))
+            document.finish(shared_with=max(len(neighbours), 1), meter=meter)
 
 
 def _lost() -> RunOutcome:

@@ -12,6 +12,7 @@ from typing import Any
 
 from docjobs.domain.engines import PagedOperation, splittable
 from docjobs.domain.models import (
+    CPU_SECONDS,
     EXIT_OK,
     EXIT_PERMANENT,
     EXIT_TRANSIENT,
@@ -34,7 +35,9 @@ from docjobs.runner.progress import StoredProgress
 from docjobs.storage.base import (
     ObjectNotFound,
     ObjectStore,
+    kept_parts_cpu,
     outcome_key,
+    part_cpu_key,
     part_key,
     progress_key,
     result_key,
@@ -75,9 +78,23 @@ def execute_part(
         spec,
         lambda scratch: within_ceilings(lambda: _read_part(spec, attempt, part, store, scratch)),
     )
-    if record_failure and outcome.exit_code != EXIT_OK:
+    if outcome.exit_code == EXIT_OK:
+        _keep_part_cpu(spec, attempt, part, outcome.summary.cpu_seconds, store)
+    elif record_failure:
         record(spec, attempt, outcome, store)
     return outcome
+
+
+def _keep_part_cpu(
+    spec: JobSpec, attempt: int, part: PagePart, seconds: float, store: ObjectStore
+) -> None:
+    """For the merge, which reports its parts' CPU time with its own: a part may have run
+    in another process (a shard's pod), which reports it to no one else."""
+    key = part_cpu_key(spec.tenant, spec.job_id, attempt, part.index)
+    try:
+        store.put_bytes(key, f"{seconds:.3f}".encode(), "text/plain")
+    except Exception as exc:  # the part is read all the same; only its cost goes unbilled
+        log.warning("cannot keep the CPU time of a part of %s: %s", spec.job_id, exc)
 
 
 def merge_parts(spec: JobSpec, attempt: int, parts: int, store: ObjectStore) -> RunOutcome:
@@ -85,6 +102,12 @@ def merge_parts(spec: JobSpec, attempt: int, parts: int, store: ObjectStore) -> 
     outcome = _run(
         spec, lambda scratch: within_ceilings(lambda: _merge(spec, attempt, parts, store, scratch))
     )
+    if outcome.exit_code != EXIT_OK:  # the parts were read all the same
+        try:
+            kept = kept_parts_cpu(store, spec.tenant, spec.job_id, attempt, range(parts))
+        except Exception:  # the store failed the merge already; the failure matters more
+            kept = 0.0
+        outcome = outcome.model_copy(update={"summary": outcome.summary.charged(kept)})
     record(spec, attempt, outcome, store)
     return outcome
 
@@ -171,7 +194,8 @@ def _merge(
     if operation.output == "searchable_pdf":  # the only result that embeds the input
         store.download(spec.input.key, source)
     output = ocr_output.finish(operation, pages, source, spec.input.content_type, scratch)
-    return store_result(spec, output, store)
+    kept = kept_parts_cpu(store, spec.tenant, spec.job_id, attempt, range(parts))
+    return store_result(spec, output, store).charged(kept)
 
 
 def _stored_parts(
@@ -218,7 +242,8 @@ def _run(spec: JobSpec, work: Callable[[Path], RunnerSummary]) -> RunOutcome:
             finally:
                 tempfile.tempdir = outer
     except Exception as exc:
-        return failed(spec, exc)
+        outcome = failed(spec, exc)  # a failed attempt cost CPU time too
+        return outcome.model_copy(update={"summary": with_cpu_seconds(outcome.summary, started)})
     return RunOutcome(exit_code=EXIT_OK, summary=with_cpu_seconds(summary, started))
 
 
@@ -239,5 +264,6 @@ def termination_message(outcome: RunOutcome) -> str:
     """The summary as JSON within the kubelet's 4 KB limit: details give way first."""
     text = outcome.summary.model_dump_json()
     if len(text.encode()) > TERMINATION_MESSAGE_LIMIT:
-        text = outcome.summary.model_copy(update={"details": {}}).model_dump_json()
+        kept = {CPU_SECONDS: outcome.summary.cpu_seconds}  # usage needs it, the rest waits
+        text = outcome.summary.model_copy(update={"details": kept}).model_dump_json()
     return text[:TERMINATION_MESSAGE_LIMIT]

@@ -162,9 +162,14 @@ def in_view(driver: webdriver.Chrome, element_id: str) -> bool:
 
 def row_cells(driver: webdriver.Chrome, job_id: str) -> dict[str, str]:
     """The job's row, cell by cell, under the table's headers."""
-    headers = [h.text for h in driver.find_elements(By.CSS_SELECTOR, "#jobs thead th")]
-    cells = driver.find_elements(By.CSS_SELECTOR, f"tr[data-job='{job_id}'] td")
-    return {name: cell.text for name, cell in zip(headers, cells, strict=True) if name}
+    # Read in one script: the console redraws the table as it polls, and an element found
+    # in one call can be gone by the next.
+    headers, cells = driver.execute_script(
+        "const text = (q) => [...document.querySelectorAll(q)].map((e) => e.innerText.trim());"
+        "return [text('#jobs thead th'), text(`tr[data-job='${arguments[0]}'] td`)];",
+        job_id,
+    )
+    return {name: cell for name, cell in zip(headers, cells, strict=True) if name}
 
 
 def downloaded(folder: Path, suffix: str) -> Path:
@@ -305,9 +310,10 @@ def test_console_shows_jobs_sent_elsewhere_their_failures_and_pages(
 
     # 22 jobs, 20 a page, newest first: the two newest and 18 notes, then the 2 oldest.
     def shown(d: webdriver.Chrome) -> list[str]:
-        return [
-            r.get_attribute("data-job") for r in d.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")
-        ]
+        rows: list[str] = d.execute_script(
+            "return [...document.querySelectorAll('#jobs tbody tr')].map((r) => r.dataset.job)"
+        )
+        return rows
 
     first_page = shown(browser)
     assert first_page == [failed_job, scan_job, *older[::-1][:18]]

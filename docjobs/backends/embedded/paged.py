@@ -8,6 +8,7 @@ uses every idle worker without keeping a job that arrives later from starting.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +37,9 @@ class PagedAttempt:
         self.deadline = time.monotonic() + spec.timeout_seconds
         self.workers: set[Worker] = set()
         self.failure: Observation | None = None
+        self.parts_cpu = 0.0
+        """CPU seconds of the parts read: a failed attempt reports them with its failure (a
+        merge adds them itself, from the store)."""
         self._reading = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -58,7 +62,9 @@ class PagedAttempt:
             ended = await self._run(request)
             if not (isinstance(ended, RunnerExited) and ended.exit_code == EXIT_OK):
                 self.fail(ended)
-            elif self.failure is None:
+                return
+            self.parts_cpu += ended.summary.cpu_seconds
+            if self.failure is None:
                 done = self.progress.pages_done + (ended.summary.page_count or 0)
                 self.progress = self.progress.model_copy(update={"pages_done": done})
                 self.on_progress(self.progress)
@@ -83,6 +89,9 @@ class PagedAttempt:
         while (part := self.take()) is not None:
             await self.read(part)
         await self._idle.wait()
+        if isinstance(self.failure, RunnerExited):
+            summary = self.failure.summary.charged(self.parts_cpu)
+            return dataclasses.replace(self.failure, summary=summary)
         if self.failure is not None:
             return self.failure
         merge = WorkerRequest(spec=self.spec, attempt=self.attempt, merge_parts=self.parts)

@@ -234,6 +234,9 @@ class KubeBackend:
 
     async def submit(self, submission: Submission) -> tuple[Job, bool]:
         twins = self._twins(submission.tenant, submission.fingerprint)
+        names = [resource_name(twin.spec.job_id) for twin in twins]
+        if await self.claimed.ends.settled(names):  # a twin's end write was on its way
+            twins = self._twins(submission.tenant, submission.fingerprint)
         if (twin := next((j for j in reversed(twins) if reusable(j)), None)) is not None:
             return twin, False  # the common duplicate: no upload, no API call
         # None, or only failed and cancelled twins: the document runs again, under the next
@@ -345,7 +348,9 @@ class KubeBackend:
 
     async def get(self, tenant: str, job_id: str) -> Job | None:
         """From the cache; a name it does not hold may be an archived job's (one GET, or
-        none for a job read lately)."""
+        none for a job read lately). A claimed job whose end write is on its way is read
+        once that write is over (see :mod:`.ending`)."""
+        await self.claimed.ends.settled([resource_name(job_id)])
         if (job := self.jobs.get(resource_name(job_id))) is not None:
             return job if job.spec.tenant == tenant else None
         if (job := self.archived.recent(job_id)) is not None:
@@ -354,6 +359,7 @@ class KubeBackend:
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """The cache's jobs (active, recently finished) and the archived ones, merged."""
+        await self.claimed.ends.settled(self.claimed.ends.of_tenant(query.tenant))
         jobs, total, more = self.jobs.page(query.tenant, query.after, query.matches, query.limit)
         archived, archived_total, archived_more = await self.monitor.call(
             OBJECT_STORE, self.archived.page, query
@@ -363,14 +369,18 @@ class KubeBackend:
         return JobPage(merged[: query.limit], total + archived_total, more)
 
     async def wait(self, job_id: str, timeout: float) -> Job:
+        """A claimed job ends here as soon as this process knows its end, while the status
+        write that records it is on its way (see :mod:`.ending`)."""
         name = resource_name(job_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: Job | None = None
-        with self.jobs.subscribe(name) as changed:
+        ends = self.claimed.ends
+        with self.jobs.subscribe(name) as changed, ends.watch(name, changed):
             while True:
                 changed.clear()
-                last = self.jobs.get(name) or self.archived.recent(job_id) or last
+                known = self.jobs.get(name) or self.archived.recent(job_id)
+                last = ends.decided(name) or known or last
                 remaining = deadline - loop.time()
                 if (last is not None and last.status.phase.terminal) or remaining <= 0:
                     break

@@ -9,8 +9,9 @@ operator takes the job over; the outcome the worker stored wins there too. The j
 event is left to the operator, which delivers it from the outbox the terminal status write
 puts in the status (see :mod:`docjobs.kube.outbox`): one deliverer, durable whichever process
 dies. Running a claimed job is :mod:`.held`'s, shared with the worker pods (:mod:`.workers`);
-the result of an attempt that succeeded is opened for the waiting request while the status
-write that completes the job is on its way (:mod:`.opened`).
+the end of an attempt that succeeded answers the waiting request while the status write
+that completes the job is on its way (:mod:`.ending`), its result opened meanwhile
+(:mod:`.opened`).
 
 A claimed job counts against its tenant's cap (``max_running_per_tenant``) like a runner
 Job: a tenant already running as many jobs as its cap gets no claim, and its sync request
@@ -40,6 +41,7 @@ from docjobs.kube.client import JSON, KubeClient
 from docjobs.kube.resources import resource_name
 from docjobs.storage.factory import store_environment
 
+from .ending import PendingEnds
 from .held import HeldJobs
 from .opened import OpenedResults
 
@@ -70,6 +72,8 @@ class ClaimedJobs:
             self.size, settings.runner.max_jobs_per_worker, env, scratch_root=self.scratch_root
         )
         self.results = results
+        self.ends = PendingEnds()
+        """The ends of this process's claimed jobs whose status write is on its way."""
         self.held = HeldJobs(
             client,
             kube.namespace,
@@ -78,6 +82,7 @@ class ClaimedJobs:
             self.pool,
             self.claim,
             attempt_ended=self._attempt_ended,
+            ends=self.ends,
         )
         self._reserved = 0
         self._unstarted: Counter[str] = Counter()
@@ -94,7 +99,9 @@ class ClaimedJobs:
         await self.pool.warm_up()
 
     async def stop(self) -> None:
-        """Stops the work and hands it to the operator at once, rather than after a lapse."""
+        """Stops the work and hands it to the operator at once, rather than after a lapse;
+        the end writes of requests already answered are let land first."""
+        await self.ends.settled()
         await self.held.stop()
 
     async def reserve(self, tenant: str) -> Claim | None:

@@ -10,6 +10,8 @@ someone else. A non-terminal end (a retry) or a failure here releases the claim,
 operator carries on at once; if the process dies, the claim lapses and the operator takes
 the job over, where the outcome the worker stored wins. The end event is left to the
 operator, which delivers it from the outbox the terminal status write puts in the status.
+An API pod learns the end of an attempt that succeeded as that write is sent, not once it
+has landed (:mod:`.ending`): its waiting sync request need not wait for the round trip.
 
 With a :class:`~docjobs.backends.workers.batcher.DocumentBatcher` (worker pods of the GPU
 image), docTR attempts are read in batches with the other held docTR jobs instead, pages
@@ -42,6 +44,8 @@ from docjobs.kube.paths import documentjobs_path
 from docjobs.kube.resources import DocumentJobStatus, job_of, status_of
 from docjobs.kube.status import bookkeep, status_patch
 from docjobs.metrics import record_finished
+
+from .ending import PendingEnds, completed_by
 
 log = logging.getLogger("docjobs.claimed")
 
@@ -167,12 +171,15 @@ class HeldJobs:
         workers: int = 0,
         attempt_ended: Callable[[Observation], None] | None = None,
         batcher: DocumentBatcher | None = None,
+        ends: PendingEnds | None = None,
     ) -> None:
         """``claim``: a fresh claim of this process, for renewals. ``workers``: how many held
         jobs run at once, the others waiting (started) for a free worker; 0: no bound, the
         caller holds no more jobs than the pool has workers. ``attempt_ended``: told how an
         attempt ended, as the status write that records it is sent. ``batcher``: reads the
-        docTR attempts in batches on the pool's workers (outside the ``workers`` bound)."""
+        docTR attempts in batches on the pool's workers (outside the ``workers`` bound).
+        ``ends``: where the end of an attempt that succeeded is announced while the status
+        write that records it is on its way (see :mod:`.ending`)."""
         self.client = client
         self.namespace = namespace
         self.jobs = jobs
@@ -181,6 +188,7 @@ class HeldJobs:
         self.claim = claim
         self.attempt_ended = attempt_ended
         self.batcher = batcher
+        self.ends = ends
         self._held: dict[str, Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._free: contextlib.AbstractAsyncContextManager[Any] = (
@@ -272,7 +280,13 @@ class HeldJobs:
                 return
             if self.attempt_ended is not None:
                 self.attempt_ended(ended)
-            await self._write(held, ended)
+            announced = self._announce(held, ended)
+            try:
+                await self._write(held, ended)
+            finally:
+                if announced:
+                    assert self.ends is not None
+                    self.ends.landed(held.name)
             if not job_of(held.resource).status.phase.terminal:
                 await self._patch(held.name, released())  # the operator retries it
         except Exception:  # the operator takes the job over: now, or once the claim lapses
@@ -286,6 +300,17 @@ class HeldJobs:
             holding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await holding
+
+    def _announce(self, held: Held, ended: Observation) -> bool:
+        """Announces to :attr:`ends` the end ``ended`` brings the job to, if it completes the
+        job from an outcome the worker stored and nobody cancelled or ended the job
+        meanwhile (as this process knows); whether it did."""
+        if self.ends is None or self._stopped(held.name):
+            return False
+        end = completed_by(job_of(held.resource), ended)
+        if end is not None:
+            self.ends.announce(held.name, end)
+        return end is not None
 
     async def _attempt(self, held: Held, job: Job) -> Observation | None:
         """How the started attempt of ``job`` ended on a warm worker, once one is free;
