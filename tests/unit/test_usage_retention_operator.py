@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from docjobs.usage.records import UsageRecord
 from tests.unit.operated import NS, TENANT, Operated, operated, wait_until
 
 RETENTION_DAYS = UsageSettings().retention_days
+NOON = datetime.combine(utcnow().date(), clock_time(12), tzinfo=UTC)
+"""The ticks' time: an hour later is still the same day, whenever the test runs."""
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def _put(op: Operated, tenant: str, namespace: str, days_ago: int) -> None:
     record = UsageRecord(
         job_id=f"job_{tenant}{days_ago:020d}",
         tenant=tenant,
-        day=utcnow().date() - timedelta(days=days_ago),
+        day=NOON.date() - timedelta(days=days_ago),
         operation="convert",
         tier="convert",
         status="complete",
@@ -42,7 +45,7 @@ def _put(op: Operated, tenant: str, namespace: str, days_ago: int) -> None:
 
 
 def _days(op: Operated, tenant: str, namespace: str) -> list[int]:
-    today = utcnow().date()
+    today = NOON.date()
     keys = op.store.keys(usage_folder(tenant, namespace))
     return sorted((today - record_of_key(key).day).days for key in keys)
 
@@ -53,7 +56,7 @@ def test_the_operator_sweeps_records_past_their_retention(op: Operated) -> None:
         for days_ago in (RETENTION_DAYS + 30, RETENTION_DAYS + 1, RETENTION_DAYS, 0):
             _put(op, tenant, namespace, days_ago)
 
-    now = utcnow()
+    now = NOON
     op.controller.tick(now)
     kept = [0, RETENTION_DAYS]
     wait_until(lambda: all(_days(op, *place) == kept for place in places), what="the sweep")
